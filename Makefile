@@ -1,0 +1,61 @@
+# keen-sql — every target sets itself up: `make run` and `make test` are all a new user types.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv/bin
+PY := $(VENV)/python
+# With KEEN_DATABASE_URL unset the targets use (and start) the embedded cluster.
+DB_URL = $(or $(KEEN_DATABASE_URL),$(shell scripts/db.sh url))
+export KEEN_DATABASE_URL := $(KEEN_DATABASE_URL)
+
+.PHONY: help setup db-up db-down migrate rollback status generate verify lint test test-sql \
+        test-py run check coverage bench
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+setup: ## install OS packages (as root) and the virtualenv; quick when nothing is missing
+	@scripts/setup.sh
+
+db-up: setup ## start the embedded PostgreSQL cluster (created once in .pg/) unless KEEN_DATABASE_URL is set
+	@if [ -z "$(KEEN_DATABASE_URL)" ]; then scripts/db.sh up; fi
+
+db-down: ## stop the embedded cluster
+	@scripts/db.sh down
+
+migrate: db-up ## apply pending migrations to the configured database
+	@$(VENV)/keen-sql --database-url '$(DB_URL)' migrate
+
+rollback: db-up ## roll back the last migration
+	@$(VENV)/keen-sql --database-url '$(DB_URL)' rollback --count 1
+
+status: db-up ## list migrations and whether they are applied
+	@$(VENV)/keen-sql --database-url '$(DB_URL)' status
+
+generate: db-up ## regenerate generated/ from queries/ with sqlc and the sqlc_psycopg plugin
+	@scripts/generate.sh
+
+verify: generate ## fail when generated/ is not what `make generate` writes
+	@git diff --exit-code --stat -- generated/ || { echo "generated/ is stale: run make generate and commit" >&2; exit 1; }
+	@test -z "$$(git status --porcelain -- generated/)" || { git status --porcelain -- generated/; echo "generated/ has untracked or stale files" >&2; exit 1; }
+
+lint: setup ## squawk on migrations, ruff, mypy --strict
+	@$(VENV)/squawk --config .squawk.toml migrations/*.sql
+	@$(VENV)/ruff check .
+	@$(VENV)/ruff format --check .
+	@$(VENV)/mypy keen_sql sqlc_psycopg generated/keen_queries tests_py
+
+test-sql: db-up ## pgTAP suite over tests_sql/ on a fresh database
+	@scripts/test_sql.sh
+
+test-py: db-up ## pytest over tests_py/
+	@$(VENV)/pytest -q
+
+test: test-sql test-py ## the whole test suite (pgTAP, then pytest)
+
+run: db-up ## start the database, migrate and run the demonstration
+	@$(VENV)/keen-sql --database-url '$(DB_URL)' demo
+
+check: lint verify test ## lint, generated-code check and tests
+
+coverage: db-up ## pytest-cov over keen_sql/ and the plugin, plpgsql_check statement coverage
+	@$(VENV)/pytest -q --cov=keen_sql --cov=sqlc_psycopg --cov-report=term

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The embedded PostgreSQL cluster: a throwaway cluster in .pg/ of the checkout, on its own
+# Unix socket (.pg/run) and port (KEEN_EMBEDDED_PORT, default 55432), never the system's 5432.
+#   db.sh up      create (once) and start it        db.sh down    stop it
+#   db.sh url     print its superuser URL            db.sh status  say whether it runs
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+pgbin=${KEEN_PG_BIN:-/usr/lib/postgresql/15/bin}
+dir=$root/.pg
+data=$dir/data
+run=$dir/run
+port=${KEEN_EMBEDDED_PORT:-55432}
+
+# initdb and postgres refuse to run as root: run them as the unprivileged 'postgres' user.
+as_owner() {
+  if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+url() { echo "postgresql://postgres@/postgres?host=$run&port=$port"; }
+
+up() {
+  mkdir -p "$dir" "$run"
+  [[ $(id -u) -eq 0 ]] && chown postgres: "$dir" "$run"
+  if [[ ! -f $data/PG_VERSION ]]; then
+    as_owner "$pgbin/initdb" -D "$data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+    # Settings of a throwaway development and test cluster: durable enough for a restart,
+    # fast enough for the test suite; plpgsql_check preloaded for its profiler.
+    cat >>"$data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$run'
+max_connections = 300
+shared_buffers = 256MB
+fsync = off
+full_page_writes = off
+wal_level = replica
+shared_preload_libraries = 'plpgsql_check'
+log_min_messages = warning
+CONF
+    [[ $(id -u) -eq 0 ]] && chown postgres: "$data/postgresql.conf"
+  fi
+  if ! as_owner "$pgbin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    as_owner "$pgbin/pg_ctl" -D "$data" -l "$dir/postgres.log" -w -t 60 start >/dev/null
+  fi
+  echo "embedded PostgreSQL up: $(url)"
+}
+
+down() {
+  if [[ -f $data/PG_VERSION ]] && as_owner "$pgbin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    as_owner "$pgbin/pg_ctl" -D "$data" -m fast -w stop >/dev/null
+    echo "embedded PostgreSQL stopped"
+  fi
+}
+
+status() { as_owner "$pgbin/pg_ctl" -D "$data" status; }
+
+case "${1:-}" in
+  up) up ;; down) down ;; url) url ;; status) status ;;
+  *) echo "usage: $0 up|down|url|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what keen-sql needs: the Debian packages (as root) and the project virtualenv.
+# Idempotent: each step is skipped when what it installs is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(postgresql-15 postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl
+          postgresql-15-plpgsql-check pgbouncer)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: missing Debian packages: ${missing[*]}" >&2
+    echo "setup: run 'make setup' as root, or: sudo apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# The virtualenv is rebuilt only when pyproject.toml is newer than the last install.
+stamp=.venv/.installed
+if [[ ! -x .venv/bin/python ]]; then
+  python3.11 -m venv .venv 2>/dev/null || python3 -m venv .venv
+fi
+if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
+  echo "setup: installing Python dependencies into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+  touch "$stamp"
+fi

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs the pgTAP suite: a fresh database, migrated with yoyo, pgTAP installed, pg_prove over
+# tests_sql/, the database dropped afterwards whatever the outcome.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+url=${KEEN_DATABASE_URL:-$("$root/scripts/db.sh" url)}
+name=keen_test_sql_$$_$RANDOM
+dburl=$("$root/.venv/bin/python" -c 'import sys; from tests_py.support.databases import url_for; print(url_for(sys.argv[1], sys.argv[2]))' "$url" "$name")
+
+cleanup() { psql -X -q "$url" -c "DROP DATABASE IF EXISTS $name WITH (FORCE)" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+psql -X -q -v ON_ERROR_STOP=1 "$url" -c "CREATE DATABASE $name" >/dev/null
+"$root/.venv/bin/keen-sql" --database-url "$dburl" migrate >/dev/null
+psql -X -q -v ON_ERROR_STOP=1 "$dburl" -c "CREATE SCHEMA tap; CREATE EXTENSION pgtap SCHEMA tap" >/dev/null
+# pg_prove takes libpq settings from the environment; the URL carries host, port and user.
+PGOPTIONS="-c search_path=tap,public" pg_prove --ext .sql -r -d "$dburl" "${@:-$root/tests_sql/}"

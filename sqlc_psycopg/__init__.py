@@ -1,0 +1,1 @@
+"""sqlc process plugin that emits psycopg 3 code (placeholder until the plugin lands)."""

@@ -1,0 +1,101 @@
+"""Scratch databases for tests: one migrated template per run, cloned per module or test.
+
+Tests only ever touch databases they created here, named `keen_test_*`, and drop them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from keen_sql import migrations
+from keen_sql.config import ROOT, database_url
+
+
+def url_for(base_url: str, dbname: str) -> str:
+    """Return `base_url` pointed at the database `dbname` (path or `dbname=` query)."""
+    parts = urlsplit(base_url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "dbname"]
+    return urlunsplit(parts._replace(path="/" + dbname, query=urlencode(query, safe="/")))
+
+
+def create_database(admin_url: str, name: str, template: str | None = None) -> str:
+    """Create database `name` (optionally cloned from `template`); return its URL."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            stmt += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+        conn.execute(stmt)
+    return url_for(admin_url, name)
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    """Drop database `name`, disconnecting whoever is still on it."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def scratch_name(kind: str) -> str:
+    """Return a fresh database name `keen_test_<kind>_<random>`."""
+    return f"keen_test_{kind}_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def admin_url() -> str:
+    """Superuser URL of the server under test; starts the embedded cluster when none is set."""
+    import os
+
+    if not os.environ.get("KEEN_DATABASE_URL"):
+        subprocess.run([str(ROOT / "scripts" / "db.sh"), "up"], check=True, capture_output=True)
+    return database_url()
+
+
+@pytest.fixture(scope="session")
+def template_db(admin_url: str) -> Iterator[str]:
+    """Name of a database migrated once per run, used as the template of every clone."""
+    name = scratch_name("tpl")
+    url = create_database(admin_url, name)
+    migrations.apply(url)
+    try:
+        yield name
+    finally:
+        drop_database(admin_url, name)
+
+
+@pytest.fixture(scope="module")
+def db_url(admin_url: str, template_db: str) -> Iterator[str]:
+    """URL of a migrated database of this test module's own (superuser connection)."""
+    name = scratch_name("mod")
+    url = create_database(admin_url, name, template=template_db)
+    try:
+        yield url
+    finally:
+        drop_database(admin_url, name)
+
+
+@pytest.fixture
+def fresh_db_url(admin_url: str, template_db: str) -> Iterator[str]:
+    """URL of a migrated database of this one test's own."""
+    name = scratch_name("fn")
+    url = create_database(admin_url, name, template=template_db)
+    try:
+        yield url
+    finally:
+        drop_database(admin_url, name)
+
+
+@pytest.fixture
+def empty_db_url(admin_url: str) -> Iterator[str]:
+    """URL of an empty database (no migrations) of this one test's own."""
+    name = scratch_name("empty")
+    url = create_database(admin_url, name)
+    try:
+        yield url
+    finally:
+        drop_database(admin_url, name)
