@@ -1,0 +1,1 @@
+../schema/00_foundation.sql

@@ -1,0 +1,1 @@
+../schema/10_users.sql

@@ -1,0 +1,1 @@
+../schema/20_sessions.sql

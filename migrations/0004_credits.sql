@@ -1,0 +1,1 @@
+../schema/30_credits.sql

@@ -1,0 +1,1 @@
+../schema/40_analytics.sql
