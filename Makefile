@@ -8,7 +8,7 @@ DB_URL = $(or $(KEEN_DATABASE_URL),$(shell scripts/db.sh url))
 export KEEN_DATABASE_URL := $(KEEN_DATABASE_URL)
 
 .PHONY: help setup db-up db-down migrate rollback status generate verify lint test test-sql \
-        test-py run check coverage bench
+        test-py run check coverage
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -59,3 +59,6 @@ check: lint verify test ## lint, generated-code check and tests
 
 coverage: db-up ## pytest-cov over keen_sql/ and the plugin, plpgsql_check statement coverage
 	@$(VENV)/pytest -q --cov=keen_sql --cov=sqlc_psycopg --cov-report=term
+
+bench-%: db-up ## run one benchmark: bench/<name>/run.sh (make bench-credits, bench-isolation, …)
+	@bench/$*/run.sh
