@@ -11,7 +11,7 @@ export KEEN_DATABASE_URL := $(KEEN_DATABASE_URL)
         test-py run check coverage
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 setup: ## install OS packages (as root) and the virtualenv; quick when nothing is missing
 	@scripts/setup.sh
@@ -38,11 +38,12 @@ verify: generate ## fail when generated/ is not what `make generate` writes
 	@git diff --exit-code --stat -- generated/ || { echo "generated/ is stale: run make generate and commit" >&2; exit 1; }
 	@test -z "$$(git status --porcelain -- generated/)" || { git status --porcelain -- generated/; echo "generated/ has untracked or stale files" >&2; exit 1; }
 
-lint: setup ## squawk on migrations, ruff, mypy --strict
+lint: db-up ## squawk on migrations, ruff, mypy --strict, plpgsql_check on every function
 	@$(VENV)/squawk --config .squawk.toml migrations/*.sql
 	@$(VENV)/ruff check .
 	@$(VENV)/ruff format --check .
-	@$(VENV)/mypy keen_sql sqlc_psycopg generated/keen_queries tests_py
+	@$(VENV)/mypy keen_sql sqlc_psycopg generated/keen_queries tests_py scripts
+	@$(PY) scripts/plpgsql_check.py --database-url '$(DB_URL)'
 
 test-sql: db-up ## pgTAP suite over tests_sql/ on a fresh database
 	@scripts/test_sql.sh
