@@ -59,7 +59,7 @@ run: db-up ## start the database, migrate and run the demonstration
 check: lint verify test ## lint, generated-code check and tests
 
 coverage: db-up ## pytest-cov over keen_sql/ and the plugin, plpgsql_check statement coverage
-	@$(VENV)/pytest -q --cov=keen_sql --cov=sqlc_psycopg --cov-report=term
+	@scripts/coverage.sh
 
 bench-%: db-up ## run one benchmark: bench/<name>/run.sh (make bench-credits, bench-isolation, …)
 	@bench/$*/run.sh

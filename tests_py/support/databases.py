@@ -16,6 +16,7 @@ from psycopg import sql
 
 from keen_sql import migrations
 from keen_sql.config import ROOT, database_url
+from tests_py.support import plpgsql_coverage
 
 
 def url_for(base_url: str, dbname: str) -> str:
@@ -36,7 +37,11 @@ def create_database(admin_url: str, name: str, template: str | None = None) -> s
 
 
 def drop_database(admin_url: str, name: str) -> None:
-    """Drop database `name`, disconnecting whoever is still on it."""
+    """Drop database `name`, disconnecting whoever is still on it.
+
+    Under `make coverage` the database's PL/pgSQL statement counts are recorded first.
+    """
+    plpgsql_coverage.dump(url_for(admin_url, name), name)
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
