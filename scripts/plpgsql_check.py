@@ -15,9 +15,9 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from keen_sql import migrations  # noqa: E402
-from keen_sql.config import database_url  # noqa: E402
-from tests_py.support.databases import create_database, drop_database  # noqa: E402
+from keen_sql import migrations
+from keen_sql.config import database_url
+from tests_py.support.databases import create_database, drop_database
 
 # Every PL/pgSQL function of keen, with one table each trigger function is attached to
 # (plpgsql_check needs the relation to resolve NEW and OLD).

@@ -43,7 +43,8 @@ def drop_database(admin_url: str, name: str) -> None:
     """
     plpgsql_coverage.dump(url_for(admin_url, name), name)
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        stmt = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        conn.execute(stmt)
 
 
 def scratch_name(kind: str) -> str:
