@@ -66,8 +66,8 @@ def report(folder: Path, fail_under: float) -> int:
         if count:
             per_fn[fn][0] += 1
         else:
-            line, kind = kinds[(fn, stmt)]
-            missed[fn].append(f"{line}:{kind}")
+            lineno, kind = kinds[(fn, stmt)]
+            missed[fn].append(f"{lineno}:{kind}")
     covered = sum(c for c, _ in per_fn.values())
     total = sum(t for _, t in per_fn.values())
     for fn in sorted(per_fn):
