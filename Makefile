@@ -8,7 +8,7 @@ DB_URL = $(or $(KEEN_DATABASE_URL),$(shell scripts/db.sh url))
 export KEEN_DATABASE_URL := $(KEEN_DATABASE_URL)
 
 .PHONY: help setup db-up db-down migrate rollback status generate verify lint test test-sql \
-        test-py run check coverage
+        test-py run check coverage docs
 
 help: ## list the targets
 	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ run: db-up ## start the database, migrate and run the demonstration
 	@$(VENV)/keen-sql --database-url '$(DB_URL)' demo
 
 check: lint verify test ## lint, generated-code check and tests
+
+docs: db-up ## regenerate docs/reference/ (schema and SQL API) from the catalog
+	@$(PY) scripts/gen_docs.py --database-url '$(DB_URL)'
 
 coverage: db-up ## pytest-cov over keen_sql/ and the plugin, plpgsql_check statement coverage
 	@scripts/coverage.sh
