@@ -1,0 +1,358 @@
+"""Connection pool and tenant transactions: the only way services reach the database.
+
+``Database`` owns a psycopg_pool pool; ``with db.tenant(user_id) as q:`` runs one
+transaction as ``keen_app`` with the tenant context set, and ``q`` exposes the generated
+query functions bound to that transaction. ``AsyncDatabase`` is the asyncio twin.
+
+Isolation rests on one rule: nothing tenant-specific is ever set at session level. Every
+transaction sets the role, the tenant and the timeouts with ``set_config(…, true)`` in a
+single round trip, so they end with the transaction, whatever the pool or a PgBouncer in
+transaction mode does with the server connection afterwards.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import (
+    AbstractAsyncContextManager,
+    AbstractContextManager,
+    asynccontextmanager,
+    contextmanager,
+)
+from dataclasses import dataclass
+from typing import Any, Concatenate, LiteralString, ParamSpec, Self, TypedDict, TypeVar
+from uuid import UUID
+
+import psycopg
+from psycopg.pq import TransactionStatus
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
+
+from keen_sql.config import Settings
+from keen_sql.errors import translate
+
+__all__ = [
+    "AsyncDatabase",
+    "AsyncQueries",
+    "Database",
+    "Health",
+    "Queries",
+    "TransactionAborted",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# The one statement of keen_sql that carries tenant context: role, tenant and timeouts,
+# all transaction-local, in one round trip. An empty tenant means "no tenant" (fail closed).
+SET_CONTEXT: LiteralString = (
+    "SELECT pg_catalog.set_config('role', %s, true),"
+    " pg_catalog.set_config('app.current_user_id', %s, true),"
+    " pg_catalog.set_config('statement_timeout', %s, true),"
+    " pg_catalog.set_config('lock_timeout', %s, true)"
+)
+# Session-level defaults for each new pooled connection: timeouts only, never a tenant.
+CONFIGURE: LiteralString = (
+    "SELECT pg_catalog.set_config('statement_timeout', %s, false),"
+    " pg_catalog.set_config('lock_timeout', %s, false)"
+)
+HEALTH: LiteralString = (
+    "SELECT pg_catalog.current_setting('server_version'), pg_catalog.pg_is_in_recovery()"
+)
+
+
+def _tenant_id(user_id: UUID | str) -> str:
+    """Return the canonical text of a tenant id; refuse anything that is not a UUID."""
+    if isinstance(user_id, UUID):
+        return str(user_id)
+    return str(UUID(user_id))
+
+
+def _context_params(settings: Settings, user_id: str) -> tuple[str, str, str, str]:
+    return (
+        settings.app_role,
+        user_id,
+        f"{settings.statement_timeout_ms}ms",
+        f"{settings.lock_timeout_ms}ms",
+    )
+
+
+def _timeout_params(settings: Settings) -> tuple[str, str]:
+    return f"{settings.statement_timeout_ms}ms", f"{settings.lock_timeout_ms}ms"
+
+
+class _PoolOptions(TypedDict):
+    kwargs: dict[str, Any]
+    min_size: int
+    max_size: int
+    timeout: float
+    max_idle: float
+
+
+def _pool_options(settings: Settings) -> _PoolOptions:
+    """Return the pool arguments both pools take from the settings."""
+    # prepare_threshold=None: never prepare server-side (PgBouncer 1.18 transaction mode
+    # hands each transaction to any server connection, where the statement does not exist).
+    kwargs: dict[str, Any] = {"autocommit": False}
+    if not settings.prepare:
+        kwargs["prepare_threshold"] = None
+    return _PoolOptions(
+        kwargs=kwargs,
+        min_size=settings.pool_min_size,
+        max_size=settings.pool_max_size,
+        timeout=settings.pool_timeout,
+        max_idle=settings.max_idle,
+    )
+
+
+class TransactionAborted(psycopg.errors.InFailedSqlTransaction):
+    """The block swallowed a database error: the transaction was rolled back, not committed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """Result of `Database.health()`: whether a pooled connection answers, and pool figures."""
+
+    ok: bool
+    latency_ms: float
+    server_version: str | None
+    in_recovery: bool | None
+    pool_size: int
+    pool_available: int
+    requests_waiting: int
+    error: str | None = None
+
+
+def _health(
+    ok: bool,
+    t0: float,
+    stats: dict[str, int],
+    row: tuple[str, bool] | None = None,
+    error: str | None = None,
+) -> Health:
+    return Health(
+        ok=ok,
+        latency_ms=(time.perf_counter() - t0) * 1000.0,
+        server_version=row[0] if row else None,
+        in_recovery=row[1] if row else None,
+        pool_size=stats.get("pool_size", 0),
+        pool_available=stats.get("pool_available", 0),
+        requests_waiting=stats.get("requests_waiting", 0),
+        error=error,
+    )
+
+
+class Queries:
+    """One tenant (or service) transaction: its connection and the queries bound to it.
+
+    Attributes:
+        conn: the pooled connection, inside the open transaction.
+        user_id: the tenant of the transaction; None for a service transaction.
+    """
+
+    __slots__ = ("conn", "user_id")
+
+    def __init__(self, conn: psycopg.Connection[Any], user_id: UUID | None) -> None:
+        self.conn = conn
+        self.user_id = user_id
+
+    def call(
+        self,
+        fn: Callable[Concatenate[psycopg.Connection[Any], P], R],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R:
+        """Run a generated query function on this transaction; map domain errors.
+
+        ``q.call(keen_queries.users.create_auth_token, p_token_type=…)`` is
+        ``create_auth_token(q.conn, p_token_type=…)`` with the error raised as its
+        `keen_sql.errors` class at the call site.
+        """
+        try:
+            return fn(self.conn, *args, **kwargs)
+        except psycopg.Error as exc:
+            mapped = translate(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+
+
+class AsyncQueries:
+    """The asyncio twin of `Queries`."""
+
+    __slots__ = ("conn", "user_id")
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any], user_id: UUID | None) -> None:
+        self.conn = conn
+        self.user_id = user_id
+
+    async def call(
+        self,
+        fn: Callable[Concatenate[psycopg.AsyncConnection[Any], P], Awaitable[R]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R:
+        """Await a generated async query function on this transaction; map domain errors."""
+        try:
+            return await fn(self.conn, *args, **kwargs)
+        except psycopg.Error as exc:
+            mapped = translate(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+
+
+def _raise_mapped(exc: psycopg.Error) -> None:
+    mapped = translate(exc)
+    if mapped is not exc:
+        raise mapped from exc
+
+
+class Database:
+    """A pool of connections to the keen database and its tenant transactions.
+
+    ``Database(settings)`` opens the pool at once (``Settings.from_env()`` when omitted);
+    use it as a context manager or call `close()`.
+    """
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            self.settings.database_url,
+            configure=self._configure,
+            check=ConnectionPool.check_connection,
+            name="keen-sql",
+            open=True,
+            **_pool_options(self.settings),
+        )
+
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(CONFIGURE, _timeout_params(self.settings))
+        conn.commit()
+
+    @contextmanager
+    def _transaction(self, user_id: UUID | None) -> Iterator[Queries]:
+        with self.pool.connection() as conn:
+            try:
+                tenant = "" if user_id is None else str(user_id)
+                conn.execute(SET_CONTEXT, _context_params(self.settings, tenant))
+                yield Queries(conn, user_id)
+                if conn.info.transaction_status == TransactionStatus.INERROR:
+                    raise TransactionAborted("a statement failed inside the block: rolled back")
+                conn.commit()
+            except psycopg.Error as exc:
+                if not conn.closed:
+                    conn.rollback()
+                _raise_mapped(exc)
+                raise
+            except BaseException:
+                if not conn.closed:
+                    conn.rollback()
+                raise
+
+    def tenant(self, user_id: UUID | str) -> AbstractContextManager[Queries]:
+        """Open one transaction as `keen_app` for tenant `user_id`; yield its `Queries`.
+
+        Commits when the block ends normally, rolls back when it raises; database errors
+        leave the block as their `keen_sql.errors` class when they have one.
+        """
+        return self._transaction(UUID(_tenant_id(user_id)))
+
+    def service(self) -> AbstractContextManager[Queries]:
+        """Open one transaction as `keen_app` without tenant: sign-up, login, token lookup."""
+        return self._transaction(None)
+
+    def health(self, timeout: float = 5.0) -> Health:
+        """Check that a pooled connection answers; never raises for a database failure."""
+        t0 = time.perf_counter()
+        try:
+            with self.pool.connection(timeout=timeout) as conn:
+                row = conn.execute(HEALTH).fetchone()
+        except (psycopg.Error, PoolTimeout) as exc:
+            return _health(False, t0, self.pool.get_stats(), error=f"{type(exc).__name__}: {exc}")
+        return _health(True, t0, self.pool.get_stats(), row)
+
+    def close(self) -> None:
+        """Close the pool and every connection in it."""
+        self.pool.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class AsyncDatabase:
+    """The asyncio twin of `Database`: open it with ``async with`` or `await db.open()`."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+            self.settings.database_url,
+            configure=self._configure,
+            check=AsyncConnectionPool.check_connection,
+            name="keen-sql-async",
+            open=False,
+            **_pool_options(self.settings),
+        )
+
+    async def _configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        await conn.execute(CONFIGURE, _timeout_params(self.settings))
+        await conn.commit()
+
+    async def open(self) -> None:
+        """Open the pool (idempotent)."""
+        await self.pool.open()
+
+    @asynccontextmanager
+    async def _transaction(self, user_id: UUID | None) -> AsyncIterator[AsyncQueries]:
+        async with self.pool.connection() as conn:
+            try:
+                tenant = "" if user_id is None else str(user_id)
+                await conn.execute(SET_CONTEXT, _context_params(self.settings, tenant))
+                yield AsyncQueries(conn, user_id)
+                if conn.info.transaction_status == TransactionStatus.INERROR:
+                    raise TransactionAborted("a statement failed inside the block: rolled back")
+                await conn.commit()
+            except psycopg.Error as exc:
+                if not conn.closed:
+                    await conn.rollback()
+                _raise_mapped(exc)
+                raise
+            except BaseException:
+                if not conn.closed:
+                    await conn.rollback()
+                raise
+
+    def tenant(self, user_id: UUID | str) -> AbstractAsyncContextManager[AsyncQueries]:
+        """Open one transaction as `keen_app` for tenant `user_id`; yield its `AsyncQueries`."""
+        return self._transaction(UUID(_tenant_id(user_id)))
+
+    def service(self) -> AbstractAsyncContextManager[AsyncQueries]:
+        """Open one transaction as `keen_app` without tenant."""
+        return self._transaction(None)
+
+    async def health(self, timeout: float = 5.0) -> Health:
+        """Check that a pooled connection answers; never raises for a database failure."""
+        t0 = time.perf_counter()
+        try:
+            async with self.pool.connection(timeout=timeout) as conn:
+                cur = await conn.execute(HEALTH)
+                row = await cur.fetchone()
+        except (psycopg.Error, PoolTimeout) as exc:
+            return _health(False, t0, self.pool.get_stats(), error=f"{type(exc).__name__}: {exc}")
+        return _health(True, t0, self.pool.get_stats(), row)
+
+    async def close(self) -> None:
+        """Close the pool and every connection in it."""
+        await self.pool.close()
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
