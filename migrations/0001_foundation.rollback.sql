@@ -1,5 +1,8 @@
 -- Roll back 0001_foundation: the schema `keen`, and the roles unless another database uses them.
 DROP SCHEMA keen CASCADE;
+-- Back to the built-in default (PUBLIC may execute new functions): removes keen_owner's
+-- database-wide default-privilege entry, which would otherwise keep the role in use.
+ALTER DEFAULT PRIVILEGES FOR ROLE keen_owner GRANT EXECUTE ON FUNCTIONS TO PUBLIC;
 DO $roles$
 DECLARE
   v_role text;

@@ -24,8 +24,10 @@ GRANT USAGE ON SCHEMA keen TO keen_app, keen_analytics;
 
 SET ROLE keen_owner;
 
--- Functions are executable by PUBLIC unless revoked: nothing in `keen` is, by default.
-ALTER DEFAULT PRIVILEGES FOR ROLE keen_owner IN SCHEMA keen REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+-- Functions are executable by PUBLIC unless revoked: nothing keen_owner creates is, by
+-- default. Not `IN SCHEMA keen`: per-schema default privileges can only add to the global
+-- ones, so a per-schema REVOKE of PUBLIC's EXECUTE silently does nothing.
+ALTER DEFAULT PRIVILEGES FOR ROLE keen_owner REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
 
 -- ===== functions =============================================================
 CREATE FUNCTION keen.current_user_id()

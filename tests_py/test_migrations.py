@@ -1,0 +1,77 @@
+"""Migrations build exactly schema/, roll back to nothing, apply again, and are named right."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from keen_sql import migrations
+from tests_py.support.databases import create_database, drop_database, scratch_name
+from tests_py.support.schema import apply_schema, catalog_snapshot, leftovers, snapshot_diff
+
+MIGRATION_NAME = re.compile(
+    r"^(?P<number>\d{4})_(?P<slug>[a-z0-9]+(?:_[a-z0-9]+)*)(?P<rollback>\.rollback)?\.sql$"
+)
+
+
+@pytest.fixture
+def scratch_dbs(admin_url: str) -> Iterator[list[str]]:
+    """Three empty databases of this test's own (migrations, schema/, untouched baseline)."""
+    names = [scratch_name(kind) for kind in ("mig", "schema", "empty")]
+    urls = [create_database(admin_url, name) for name in names]
+    try:
+        yield urls
+    finally:
+        for name in names:
+            drop_database(admin_url, name)
+
+
+def test_migrations_build_the_same_catalog_as_schema_files(scratch_dbs: list[str]) -> None:
+    migrated_url, schema_url, _ = scratch_dbs
+    migrations.apply(migrated_url)
+    apply_schema(schema_url)
+
+    from_schema = catalog_snapshot(schema_url)
+    from_migrations = catalog_snapshot(migrated_url)
+
+    assert any(line.startswith("relation | keen.users |") for line in from_schema)
+    diff = snapshot_diff(from_schema, from_migrations, ("schema/", "migrations/"))
+    assert not diff, "migrations/ and schema/ build different databases:\n" + diff
+
+
+def test_rollback_all_leaves_nothing_and_apply_again_rebuilds(scratch_dbs: list[str]) -> None:
+    migrated_url, _, empty_url = scratch_dbs
+    applied = migrations.apply(migrated_url)
+    first = catalog_snapshot(migrated_url)
+
+    undone = migrations.rollback(migrated_url)
+    assert undone == list(reversed(applied))
+    left = leftovers(migrated_url, empty_url)
+    assert not left, "rolling every migration back left:\n" + "\n".join(left)
+
+    assert migrations.apply(migrated_url) == applied
+    again = catalog_snapshot(migrated_url)
+    diff = snapshot_diff(first, again, ("first apply", "second apply"))
+    assert not diff, "applying after a full rollback builds something else:\n" + diff
+
+
+def test_migration_files_are_numbered_twins_with_a_leading_comment() -> None:
+    files = sorted(p for p in migrations.MIGRATIONS_DIR.iterdir() if not p.name.startswith("."))
+    assert files, "migrations/ is empty"
+
+    forward: dict[int, str] = {}
+    rollback: dict[int, str] = {}
+    for path in files:
+        match = MIGRATION_NAME.match(path.name)
+        assert match, f"{path.name}: not NNNN_snake_case.sql or NNNN_snake_case.rollback.sql"
+        stem = f"{match['number']}_{match['slug']}"
+        target = rollback if match["rollback"] else forward
+        assert int(match["number"]) not in target, f"{path.name}: number used twice"
+        target[int(match["number"])] = stem
+        first_line = path.read_text(encoding="utf-8").splitlines()[0] if path.stat().st_size else ""
+        assert re.match(r"^-- \S", first_line), f"{path.name}: must open with a describing comment"
+
+    assert forward == rollback, "every migration needs its rollback twin (same number and name)"
+    assert sorted(forward) == list(range(1, len(forward) + 1)), "numbers must run 0001, 0002, …"
