@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from keen_sql import migrations
+from keen_sql import backup, health, migrations
 from keen_sql.config import database_url
 
 Command = Callable[[argparse.Namespace], int]
@@ -30,6 +32,39 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backup(args: argparse.Namespace) -> int:
+    done = backup.backup(args.database_url, args.output_dir)
+    facts = done.manifest.facts
+    print(f"dump:     {done.dump_path} ({done.manifest.dump_bytes} bytes)")
+    print(f"manifest: {done.manifest_path}")
+    rows = sum(facts.row_counts.values())
+    print(f"  {len(facts.migrations)} migrations, {rows} rows in {len(facts.row_counts)} tables")
+    print(f"  ledger: {facts.ledger_rows} rows, md5 {facts.ledger_checksum}")
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    try:
+        report = backup.restore(args.database_url, args.dump, args.target_db)
+    except backup.VerificationFailed as exc:
+        print(f"restored into {exc.report.database} but verification FAILED:", file=sys.stderr)
+        print("\n".join(f"  {p}" for p in exc.report.problems), file=sys.stderr)
+        return 1
+    except backup.BackupError as exc:
+        print(f"restore refused or failed: {exc}", file=sys.stderr)
+        return 2
+    print(f"restored into {report.database}; verified:")
+    print("\n".join(f"  ok  {c}" for c in report.checks + report.notes))
+    return 0
+
+
+def _health(args: argparse.Namespace) -> int:
+    limits = health.Thresholds(long_transaction_s=args.long_transaction_s)
+    report = health.check_health(args.database_url, replica_url=args.replica_url, thresholds=limits)
+    print(json.dumps(report.to_dict(), indent=2, default=str) if args.json else report.render())
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of every `keen-sql` subcommand."""
     parser = argparse.ArgumentParser(prog="keen-sql", description=__doc__)
@@ -45,6 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--all", action="store_true", help="roll back every migration")
     rb.set_defaults(func=_rollback)
     sub.add_parser("status", help="list migrations").set_defaults(func=_status)
+    bk = sub.add_parser("backup", help="pg_dump (custom format) with a manifest beside it")
+    bk.add_argument("--output-dir", type=Path, default=Path("backups"), help="default backups/")
+    bk.set_defaults(func=_backup)
+    rs = sub.add_parser("restore", help="restore a dump into a NEW database and verify it")
+    rs.add_argument("dump", type=Path, help="the .dump file (its .manifest.json beside it)")
+    rs.add_argument("--target-db", required=True, help="database to create on the server")
+    rs.set_defaults(func=_restore)
+    hc = sub.add_parser("health", help="server, migrations, connections, lag, long transactions")
+    hc.add_argument("--replica-url", default=None, help="a replica whose lag to measure")
+    hc.add_argument("--long-transaction-s", type=float, default=60.0, help="default 60")
+    hc.add_argument("--json", action="store_true", help="print the report as JSON")
+    hc.set_defaults(func=_health)
     return parser
 
 
