@@ -26,11 +26,16 @@ CREATE TABLE keen.credit_accounts (
   CONSTRAINT credit_accounts_user_id_id_key UNIQUE (user_id, id),
   CONSTRAINT credit_accounts_user_id_fkey FOREIGN KEY (user_id)
     REFERENCES keen.users (id) ON DELETE CASCADE,
-  CONSTRAINT credit_accounts_current_balance_check CHECK (current_balance >= 0),
+  -- numeric accepts 'NaN', which passes `>= 0` and equals itself: money columns refuse it.
+  CONSTRAINT credit_accounts_current_balance_check
+    CHECK (current_balance >= 0 AND current_balance <> 'NaN'),
   CONSTRAINT credit_accounts_held_amount_check CHECK (held_amount >= 0 AND held_amount <= current_balance),
-  CONSTRAINT credit_accounts_lifetime_check CHECK (lifetime_purchased >= 0 AND lifetime_spent >= 0),
-  CONSTRAINT credit_accounts_daily_limit_check CHECK (daily_limit IS NULL OR daily_limit > 0),
-  CONSTRAINT credit_accounts_monthly_limit_check CHECK (monthly_limit IS NULL OR monthly_limit > 0),
+  CONSTRAINT credit_accounts_lifetime_check CHECK (
+    lifetime_purchased >= 0 AND lifetime_spent >= 0 AND lifetime_purchased <> 'NaN' AND lifetime_spent <> 'NaN'),
+  CONSTRAINT credit_accounts_daily_limit_check
+    CHECK (daily_limit IS NULL OR (daily_limit > 0 AND daily_limit <> 'NaN')),
+  CONSTRAINT credit_accounts_monthly_limit_check
+    CHECK (monthly_limit IS NULL OR (monthly_limit > 0 AND monthly_limit <> 'NaN')),
   CONSTRAINT credit_accounts_auto_recharge_check
     CHECK (auto_recharge_threshold >= 0 AND auto_recharge_amount > 0),
   CONSTRAINT credit_accounts_account_status_check
@@ -72,14 +77,15 @@ CREATE TABLE keen.credit_transactions (
     REFERENCES keen.agent_sessions (user_id, id) ON DELETE RESTRICT,
   CONSTRAINT credit_transactions_transaction_type_check
     CHECK (transaction_type IN ('purchase', 'usage', 'refund', 'adjustment')),
-  CONSTRAINT credit_transactions_amount_check CHECK (amount <> 0),
+  CONSTRAINT credit_transactions_amount_check CHECK (amount <> 0 AND amount <> 'NaN'),
   -- Credits come in by purchase and refund and go out by usage; adjustments go either way.
   CONSTRAINT credit_transactions_amount_sign_check CHECK (
     CASE transaction_type WHEN 'usage' THEN amount < 0
                           WHEN 'adjustment' THEN true
                           ELSE amount > 0 END),
   CONSTRAINT credit_transactions_balance_check
-    CHECK (balance_before >= 0 AND balance_after >= 0 AND balance_after = balance_before + amount),
+    CHECK (balance_before >= 0 AND balance_after >= 0 AND balance_after = balance_before + amount
+           AND balance_before <> 'NaN' AND balance_after <> 'NaN'),
   CONSTRAINT credit_transactions_entry_no_check CHECK (entry_no > 0),
   CONSTRAINT credit_transactions_idempotency_key_check
     CHECK (idempotency_key IS NULL OR length(idempotency_key) BETWEEN 1 AND 255)
@@ -107,7 +113,7 @@ CREATE TABLE keen.credit_holds (
     REFERENCES keen.agent_sessions (user_id, id) ON DELETE RESTRICT,
   CONSTRAINT credit_holds_capture_transaction_fkey FOREIGN KEY (user_id, capture_transaction_id)
     REFERENCES keen.credit_transactions (user_id, id) ON DELETE RESTRICT,
-  CONSTRAINT credit_holds_amount_check CHECK (amount > 0),
+  CONSTRAINT credit_holds_amount_check CHECK (amount > 0 AND amount <> 'NaN'),
   CONSTRAINT credit_holds_status_check CHECK (status IN ('active', 'captured', 'released', 'expired')),
   CONSTRAINT credit_holds_resolved_check CHECK ((status = 'active') = (resolved_at IS NULL)),
   CONSTRAINT credit_holds_captured_check CHECK (
@@ -139,7 +145,7 @@ CREATE TABLE keen.recharge_requests (
     REFERENCES keen.credit_transactions (user_id, id) ON DELETE RESTRICT,
   CONSTRAINT recharge_requests_purchase_fkey FOREIGN KEY (user_id, purchase_transaction_id)
     REFERENCES keen.credit_transactions (user_id, id) ON DELETE RESTRICT,
-  CONSTRAINT recharge_requests_amount_check CHECK (amount > 0),
+  CONSTRAINT recharge_requests_amount_check CHECK (amount > 0 AND amount <> 'NaN'),
   CONSTRAINT recharge_requests_status_check
     CHECK (status IN ('pending', 'processing', 'completed', 'failed')),
   CONSTRAINT recharge_requests_attempts_check CHECK (attempts >= 0),
