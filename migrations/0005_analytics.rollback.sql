@@ -1,8 +1,23 @@
 -- Roll back 0005_analytics: the dashboard view, usage statistics and their upkeep.
 SET ROLE keen_owner;
+DROP TRIGGER _500_rebucket_usage_stats ON keen.users;
+DROP TRIGGER _500_track_usage_stats ON keen.credit_transactions;
+DROP TRIGGER _500_track_usage_stats_update ON keen.agent_sessions;
+DROP TRIGGER _500_track_usage_stats ON keen.agent_sessions;
+DROP FUNCTION keen.tg_users__rebucket_usage_stats();
+DROP FUNCTION keen.tg_daily_usage_stats__track();
+DROP FUNCTION keen.refresh_dashboard_metrics();
+DROP FUNCTION keen.session_cost_breakdown(text);
+DROP FUNCTION keen.usage_report(date, date);
+DROP FUNCTION keen.verify_usage_stats();
+DROP FUNCTION keen.rebuild_usage_stats(uuid);
+DROP FUNCTION keen.recompute_usage_stats(uuid);
+DROP FUNCTION keen.ledger_usage(keen.credit_transactions, text);
+DROP FUNCTION keen.session_usage(keen.agent_sessions, text, integer);
 DROP MATERIALIZED VIEW keen.dashboard_metrics;
 DROP INDEX keen.agent_sessions_start_time_idx;
 DROP INDEX keen.agent_sessions_end_time_idx;
 DROP INDEX keen.credit_transactions_created_at_idx;
 DROP TABLE keen.daily_usage_stats;
+DROP TYPE keen.usage_delta;
 RESET ROLE;
