@@ -453,6 +453,10 @@ def restore(
                 str(PG_BIN / "pg_restore"),
                 "--exit-on-error",
                 "--single-transaction",
+                # row_security=off (the default) makes REFRESH MATERIALIZED VIEW fail: it runs
+                # as keen_owner, a non-superuser whose reads of the FORCE-RLS tables must go
+                # through its owner_all policy. Data loads as the superuser bypass RLS anyway.
+                "--enable-row-security",
                 f"--dbname={target_url}",
                 str(dump_path),
             ]
