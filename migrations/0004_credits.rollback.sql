@@ -1,7 +1,41 @@
 -- Roll back 0004_credits: accounts, ledger, holds, recharge requests and their functions.
 SET ROLE keen_owner;
+-- Functions first: their signatures depend on the tables' row types.
+DROP FUNCTION keen.fail_recharge_request(uuid, text);
+DROP FUNCTION keen.complete_recharge_request(uuid, text);
+DROP FUNCTION keen.claim_recharge_requests(integer);
+DROP FUNCTION keen.sweep_expired_holds();
+DROP FUNCTION keen.verify_ledger();
+DROP FUNCTION keen.configure_auto_recharge(boolean, numeric, numeric);
+DROP FUNCTION keen.set_spending_limits(numeric, numeric);
+DROP FUNCTION keen.release_hold(uuid);
+DROP FUNCTION keen.capture_hold(uuid, numeric, text);
+DROP FUNCTION keen.hold_credits(uuid, numeric, text, interval);
+DROP FUNCTION keen.credit_balance();
+DROP FUNCTION keen.check_credits(numeric);
+DROP FUNCTION keen.add_credits(numeric, text, text, text, text, jsonb);
+DROP FUNCTION keen.deduct_credits(numeric, uuid, text, text);
 DROP TABLE keen.recharge_requests;
 DROP TABLE keen.credit_holds;
 DROP TABLE keen.credit_transactions;
 DROP TABLE keen.credit_accounts;
+-- Trigger functions and helpers (the tables' triggers went with the tables).
+DROP FUNCTION keen.tg_credit_holds__apply();
+DROP FUNCTION keen.tg_credit_holds__guard();
+DROP FUNCTION keen.tg_credit_holds__reserve();
+DROP FUNCTION keen.tg_credit_accounts__guard();
+DROP FUNCTION keen.tg_credit_transactions__append_only();
+DROP FUNCTION keen.tg_credit_transactions__apply();
+DROP FUNCTION keen.tg_credit_transactions__post();
+DROP FUNCTION keen.in_migration();
+DROP FUNCTION keen.check_spending_limits(keen.credit_accounts, numeric);
+DROP FUNCTION keen.require_agent_session(uuid);
+DROP FUNCTION keen.find_idempotent_entry(uuid, text, text);
+DROP FUNCTION keen.check_idempotency_key(text);
+DROP FUNCTION keen.idempotent_id(uuid, text, text);
+DROP FUNCTION keen.credit_fingerprint(text, jsonb);
+DROP FUNCTION keen.lock_credit_account(uuid);
+DROP FUNCTION keen.credit_local_date(uuid, timestamptz);
+DROP FUNCTION keen.round_cost(numeric);
+DROP FUNCTION keen.validate_credit_amount(numeric, text);
 RESET ROLE;
