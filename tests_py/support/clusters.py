@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -103,7 +104,7 @@ class Cluster:
         )
         return done.returncode == 0
 
-    def connect(self, dbname: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:
+    def connect(self, dbname: str = "postgres") -> psycopg.Connection[tuple[Any, ...]]:
         """Open an autocommit superuser connection to `dbname`."""
         return psycopg.connect(self.url(dbname), autocommit=True)
 
