@@ -6,6 +6,7 @@ collects every error of the input so that one run reports them all.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -399,6 +400,11 @@ class Planner:
         return self.user_key(self.tables, schema, name)
 
 
+def _is_record(column: Column) -> bool:
+    schema, name, _ = pgtypes.split_name(column.type.schema, column.type.name)
+    return schema in ("", "pg_catalog") and name.lower() == "record"
+
+
 def _with_table(column: Column, key: tuple[str, str]) -> Column:
     if column.table is not None and column.table.name:
         return column
@@ -426,9 +432,20 @@ def module_name(filename: str) -> str:
 class QueryPlanner:
     """Plans the queries of the request on top of a `Planner`."""
 
-    def __init__(self, planner: Planner) -> None:
+    def __init__(self, planner: Planner, purposes: Mapping[tuple[str, str], str]) -> None:
         self.p = planner
+        self.purposes = purposes
         self.table_models: dict[tuple[str, str], ModelClass] = {}
+
+    def doc(self, query: Query) -> str:
+        """The query's purpose lines (or sqlc's comments), then COMMENT ON of functions called."""
+        key = (PurePosixPath(query.filename).name, query.name)
+        parts = [self.purposes[key] if key in self.purposes else _doc_lines(query.comments)]
+        for schema, name in _CALL.findall(query.text):
+            comment = _find_comment(self.p.found.function_comments, schema, name)
+            if comment and comment not in parts:
+                parts.append(comment)
+        return "\n\n".join(p for p in parts if p)
 
     def table_model(self, key: tuple[str, str]) -> ModelClass:
         """The (cached) model of a table."""
@@ -469,7 +486,7 @@ class QueryPlanner:
             query=query,
             func=func,
             const=const,
-            doc=_doc_lines(query.comments),
+            doc=self.doc(query),
             params=self._params(query, where, par_over, module),
             sql=query.text,
         )
@@ -552,7 +569,14 @@ class QueryPlanner:
                 model = self.table_model(key)
                 fields.append(Field(py_name, M + model.name, embed_width=len(model.fields)))
                 continue
-            t = self.p.column_type(c, cw, extra=overrides.get(c.name))
+            override = overrides.get(c.name)
+            if override is None and _is_record(c):
+                raise PluginError(
+                    f"{cw}: is an anonymous record; sqlc rewrites SELECT * FROM f(…) of a "
+                    "function RETURNS TABLE (…) or SETOF record to one record column. Name the "
+                    "columns (SELECT a, b FROM f(…)) or expand the call (SELECT (f(…)).*)"
+                )
+            t = self.p.column_type(c, cw, extra=override)
             module.imports |= t.resolved.imports
             fields.append(Field(py_name, t.annotation, c.comment))
         same = self._same_table(query.columns, fields)
@@ -614,10 +638,15 @@ def _composite_order(planner: Planner) -> list[ModelClass]:
     return [planner.composites[k] for k in done]
 
 
-def build(request: Request, options: Options, found: schema_sql.SchemaTypes) -> Plan:
+def build(
+    request: Request,
+    options: Options,
+    found: schema_sql.SchemaTypes,
+    purposes: Mapping[tuple[str, str], str],
+) -> Plan:
     """Plan the package; raise PluginError listing every problem found."""
     planner = Planner(request, options, found)
-    qp = QueryPlanner(planner)
+    qp = QueryPlanner(planner, purposes)
     errors: list[str] = []
     tables = []
     for key in planner.tables:
@@ -684,6 +713,18 @@ def build(request: Request, options: Options, found: schema_sql.SchemaTypes) -> 
         modules=[modules[k] for k in sorted(modules)],
         model_imports=model_imports,
     )
+
+
+_CALL = re.compile(r"(?:\b([A-Za-z_][A-Za-z0-9_]*)\s*\.\s*)?\b([A-Za-z_][A-Za-z0-9_]*)\s*\(")
+
+
+def _find_comment(comments: Mapping[tuple[str, str], str], schema: str, name: str) -> str:
+    if (schema, name) in comments:
+        return comments[(schema, name)]
+    if schema:
+        return ""
+    matches = [v for (_, n), v in comments.items() if n == name]
+    return matches[0] if len(matches) == 1 else ""
 
 
 def _column_exists(planner: Planner, column: tuple[str, str, str]) -> bool:

@@ -163,6 +163,7 @@ class Request:
     schemas: tuple[Schema, ...]
     queries: tuple[Query, ...]
     schema_paths: tuple[str, ...]
+    query_paths: tuple[str, ...]
     plugin_options: bytes
 
     @classmethod
@@ -182,6 +183,7 @@ class Request:
             schemas=tuple(_parse_schema(s) for s in _list(catalog.get("schemas"))),
             queries=tuple(_parse_query(q) for q in _list(obj.get("queries"))),
             schema_paths=tuple(str(p) for p in _list(settings.get("schema"))),
+            query_paths=tuple(str(p) for p in _list(settings.get("queries"))),
             plugin_options=base64.b64decode(_str(obj, "plugin_options")),
         )
 

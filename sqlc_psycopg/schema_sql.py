@@ -47,6 +47,7 @@ class SchemaTypes:
 
     composites: dict[tuple[str, str], list[tuple[str, TypeName]]] = field(default_factory=dict)
     domains: dict[tuple[str, str], TypeName] = field(default_factory=dict)
+    function_comments: dict[tuple[str, str], str] = field(default_factory=dict)
     unread: list[str] = field(default_factory=list)
 
     def composite(self, schema: str, name: str) -> list[tuple[str, TypeName]] | None:
@@ -93,6 +94,13 @@ def _tokens(text: str) -> Iterator[tuple[str, str]]:
             yield "word", value[1:-1].replace('""', '"')
         elif kind not in ("ws", "line"):
             yield kind, value
+
+
+def _unquote(literal: str) -> str:
+    """The text of a string literal token ('it''s' → it's; E'' escapes are kept as written)."""
+    if literal.startswith("'"):
+        return literal[1:-1].replace("''", "'")
+    return literal[2:-1].replace("''", "'")
 
 
 def _statements(text: str) -> Iterator[list[tuple[str, str]]]:
@@ -162,6 +170,10 @@ def scan(text: str, found: SchemaTypes) -> None:
             if st[i : i + 2] == [("word", "as"), ("punct", "(")] and st[-1] == ("punct", ")"):
                 fields = _split_fields(st[i + 2 : -1])
                 found.composites[(schema, name)] = [(f[0][1], type_name(f[1:])) for f in fields]
+        elif words == ["comment", "on", "function"] and st[-1][0] == "string" and len(st) > 5:
+            schema, name, _ = _qualified(st, 3)
+            if st[-2] == ("word", "is"):
+                found.function_comments[(schema, name)] = _unquote(st[-1][1])
         elif words[:2] == ["create", "domain"] and len(st) > 3:
             schema, name, i = _qualified(st, 2)
             if st[i] == ("word", "as"):
@@ -172,20 +184,54 @@ def scan(text: str, found: SchemaTypes) -> None:
             found.domains[(schema, name)] = type_name(st[i:end])
 
 
-def read(paths: tuple[str, ...], root: Path | None = None) -> SchemaTypes:
-    """Scan the schema files and directories sqlc was given (relative to `root` or the cwd)."""
-    found = SchemaTypes()
+def sql_files(paths: tuple[str, ...], unread: list[str], root: Path | None = None) -> list[Path]:
+    """The .sql files of sqlc's `schema` or `queries` entries (files or flat directories).
+
+    Paths are relative to `root` or the working directory (sqlc runs the plugin where it was
+    started); entries not found are appended to `unread`.
+    """
     base = root or Path.cwd()
+    out: list[Path] = []
     for entry in paths:
         path = base / entry
         if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.suffix == ".sql" and p.is_file())
+            out += sorted(p for p in path.iterdir() if p.suffix == ".sql" and p.is_file())
         elif path.is_file():
-            files = [path]
+            out.append(path)
         else:
-            found.unread.append(entry)
-            continue
-        for file in files:
-            if not file.name.endswith((".down.sql", ".rollback.sql")):
-                scan(file.read_text(encoding="utf-8"), found)
+            unread.append(entry)
+    return [p for p in out if not p.name.endswith((".down.sql", ".rollback.sql"))]
+
+
+def read(paths: tuple[str, ...], root: Path | None = None) -> SchemaTypes:
+    """Scan the schema files and directories sqlc was given."""
+    found = SchemaTypes()
+    for file in sql_files(paths, found.unread, root):
+        scan(file.read_text(encoding="utf-8"), found)
     return found
+
+
+_NAME_LINE = re.compile(r"^\s*--\s*name:\s*(\S+)\s+:\w+")
+
+
+def purpose_lines(paths: tuple[str, ...], root: Path | None = None) -> dict[tuple[str, str], str]:
+    """(file name, query name) → the comment lines right after its `-- name:` line.
+
+    sqlc hands a query every comment above it, file banners included; the lines that follow
+    the name line are the ones that describe the query.
+    """
+    out: dict[tuple[str, str], str] = {}
+    for file in sql_files(paths, [], root):
+        lines = file.read_text(encoding="utf-8").splitlines()
+        for i, line in enumerate(lines):
+            m = _NAME_LINE.match(line)
+            if not m:
+                continue
+            doc = []
+            for following in lines[i + 1 :]:
+                stripped = following.strip()
+                if not stripped.startswith("--") or _NAME_LINE.match(following):
+                    break
+                doc.append(stripped[2:].strip())
+            out[(file.name, m.group(1))] = "\n".join(doc).strip()
+    return out
