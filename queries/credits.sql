@@ -1,0 +1,106 @@
+-- Credits: purchases, deductions, holds, limits, auto-recharge (tenant, inside db.tenant(user_id)),
+-- and the operator/billing functions (claim, complete and fail recharge requests, sweeping
+-- holds, verifying the ledger), which run as an operator login, never as keen_app.
+
+-- name: AddCredits :one
+-- Credits a purchase, refund or adjustment; a retried key (or payment intent) returns the original entry.
+SELECT * FROM keen.add_credits(
+  p_amount => sqlc.arg(p_amount)::numeric,
+  p_transaction_type => sqlc.arg(p_transaction_type)::text,
+  p_description => sqlc.narg(p_description)::text,
+  p_idempotency_key => sqlc.narg(p_idempotency_key)::text,
+  p_stripe_payment_intent_id => sqlc.narg(p_stripe_payment_intent_id)::text,
+  p_metadata => sqlc.narg(p_metadata)::jsonb
+);
+
+-- name: CaptureHold :one
+-- Charges at most the held amount (all of it when p_amount is NULL) and frees the rest; once per hold.
+SELECT * FROM keen.capture_hold(
+  p_hold_id => sqlc.arg(p_hold_id)::uuid,
+  p_amount => sqlc.narg(p_amount)::numeric,
+  p_description => sqlc.narg(p_description)::text
+);
+
+-- name: CheckCredits :one
+-- Whether the available balance (balance minus active holds) covers an amount, and the shortfall.
+SELECT c.sufficient, c.current_balance, c.available_balance, c.required, c.shortfall
+FROM keen.check_credits(p_amount => sqlc.arg(p_amount)::numeric) AS c;
+
+-- name: ClaimRechargeRequests :many
+-- Billing operators: claims up to p_limit pending auto-recharge requests (SKIP LOCKED).
+SELECT * FROM keen.claim_recharge_requests(p_limit => sqlc.arg(p_limit)::integer);
+
+-- name: CompleteRechargeRequest :one
+-- Billing operators: credits a recharge as a purchase and closes its request; repeatable.
+SELECT * FROM keen.complete_recharge_request(
+  p_request_id => sqlc.arg(p_request_id)::uuid,
+  p_stripe_payment_intent_id => sqlc.narg(p_stripe_payment_intent_id)::text
+);
+
+-- name: ConfigureAutoRecharge :one
+-- Turns auto-recharge on or off; a NULL threshold or amount keeps the current one.
+SELECT * FROM keen.configure_auto_recharge(
+  p_enabled => sqlc.arg(p_enabled)::boolean,
+  p_threshold => sqlc.narg(p_threshold)::numeric,
+  p_amount => sqlc.narg(p_amount)::numeric
+);
+
+-- name: CreditBalance :one
+-- The caller's balance, holds, lifetime totals, spending today and this month, and limits.
+SELECT b.current_balance, b.held_amount, b.available_balance, b.lifetime_purchased, b.lifetime_spent,
+       b.spent_today, b.spent_this_month, b.daily_limit, b.monthly_limit
+FROM keen.credit_balance() AS b;
+
+-- name: DeductCredits :one
+-- Charges usage atomically (balance, holds, daily/monthly limits); a retried key returns the original entry.
+SELECT * FROM keen.deduct_credits(
+  p_amount => sqlc.arg(p_amount)::numeric,
+  p_session_id => sqlc.narg(p_session_id)::uuid,
+  p_description => sqlc.narg(p_description)::text,
+  p_idempotency_key => sqlc.narg(p_idempotency_key)::text
+);
+
+-- name: FailRechargeRequest :one
+-- Billing operators: closes a recharge request as failed, with the reason.
+SELECT * FROM keen.fail_recharge_request(
+  p_request_id => sqlc.arg(p_request_id)::uuid,
+  p_reason => sqlc.narg(p_reason)::text
+);
+
+-- name: HoldCredits :one
+-- Reserves credits for a running agent until captured, released or expired (after p_expires_in).
+SELECT * FROM keen.hold_credits(
+  p_session_id => sqlc.narg(p_session_id)::uuid,
+  p_amount => sqlc.arg(p_amount)::numeric,
+  p_idempotency_key => sqlc.narg(p_idempotency_key)::text,
+  p_expires_in => sqlc.arg(p_expires_in)::interval
+);
+
+-- name: ListCreditTransactions :many
+-- The caller's ledger, newest first, at most p_limit rows.
+SELECT t.* FROM keen.credit_transactions AS t
+ORDER BY t.created_at DESC, t.entry_no DESC
+LIMIT sqlc.arg(p_limit)::integer;
+
+-- name: ReleaseHold :one
+-- Frees a hold's credits; a no-op for a released or expired hold.
+SELECT * FROM keen.release_hold(p_hold_id => sqlc.arg(p_hold_id)::uuid);
+
+-- name: RoundCost :one
+-- A 6-place session cost as the 4-place amount charged for it (rounded up, at most 0.0001 more).
+SELECT keen.round_cost(p_cost => sqlc.arg(p_cost)::numeric) AS amount;
+
+-- name: SetSpendingLimits :one
+-- Sets the daily and monthly spending limits (NULL for none), counted in the user's time zone.
+SELECT * FROM keen.set_spending_limits(
+  p_daily_limit => sqlc.narg(p_daily_limit)::numeric,
+  p_monthly_limit => sqlc.narg(p_monthly_limit)::numeric
+);
+
+-- name: SweepExpiredHolds :one
+-- Operators: expires lapsed holds, freeing their credits; returns how many.
+SELECT keen.sweep_expired_holds() AS expired;
+
+-- name: VerifyLedger :many
+-- Operators: one row per violated ledger invariant; empty when healthy.
+SELECT v.account_id, v.user_id, v.invariant, v.detail FROM keen.verify_ledger() AS v;
