@@ -435,56 +435,63 @@ SET search_path = ''
 AS $$
 DECLARE
   v_deltas keen.usage_delta[];
+  v_delta keen.usage_delta;
+  v_timezone text;
 BEGIN
+  -- The user's time zone, as keen.credit_local_date reads it (UTC if the row is not visible).
+  v_timezone := coalesce((SELECT u.timezone FROM keen.users AS u
+                          WHERE u.id = CASE TG_OP WHEN 'DELETE' THEN OLD.user_id ELSE NEW.user_id END),
+                         'UTC');
   IF TG_TABLE_NAME = 'credit_transactions' THEN
     -- The ledger is append-only: only inserts arrive here.
-    v_deltas := ARRAY(SELECT x FROM keen.users AS u, keen.ledger_usage(NEW, u.timezone) AS x
-                      WHERE u.id = NEW.user_id);
+    v_deltas := ARRAY(SELECT keen.ledger_usage(NEW, v_timezone));
   ELSE
     -- A changed session: take back what the old row counted, add what the new one counts.
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
-      v_deltas := ARRAY(SELECT x FROM keen.users AS u, keen.session_usage(OLD, u.timezone, -1) AS x
-                        WHERE u.id = OLD.user_id);
+      v_deltas := ARRAY(SELECT keen.session_usage(OLD, v_timezone, -1));
     END IF;
     IF TG_OP IN ('INSERT', 'UPDATE') THEN
-      v_deltas := v_deltas || ARRAY(SELECT x FROM keen.users AS u, keen.session_usage(NEW, u.timezone) AS x
-                                    WHERE u.id = NEW.user_id);
+      v_deltas := v_deltas || ARRAY(SELECT keen.session_usage(NEW, v_timezone));
     END IF;
   END IF;
-  -- One upsert per (user, day), in key order (lock order), skipping days whose figures do
-  -- not change; ON CONFLICT … DO UPDATE adds under the row lock, so no update is lost.
-  INSERT INTO keen.daily_usage_stats AS d
-    (user_id, date_bucket, sessions_started, sessions_completed, sessions_failed,
-     sessions_cancelled, tokens_used, tool_calls, total_cost, credits_purchased,
-     credits_spent, credits_refunded, credits_adjusted, updated_at)
-  SELECT x.user_id, x.date_bucket, pg_catalog.sum(x.sessions_started),
-         pg_catalog.sum(x.sessions_completed), pg_catalog.sum(x.sessions_failed),
-         pg_catalog.sum(x.sessions_cancelled), pg_catalog.sum(x.tokens_used),
-         pg_catalog.sum(x.tool_calls), pg_catalog.sum(x.total_cost),
-         pg_catalog.sum(x.credits_purchased), pg_catalog.sum(x.credits_spent),
-         pg_catalog.sum(x.credits_refunded), pg_catalog.sum(x.credits_adjusted), pg_catalog.now()
-  FROM pg_catalog.unnest(v_deltas) AS x
-  GROUP BY x.user_id, x.date_bucket
-  HAVING (pg_catalog.sum(x.sessions_started), pg_catalog.sum(x.sessions_completed),
-          pg_catalog.sum(x.sessions_failed), pg_catalog.sum(x.sessions_cancelled),
-          pg_catalog.sum(x.tokens_used), pg_catalog.sum(x.tool_calls), pg_catalog.sum(x.total_cost),
-          pg_catalog.sum(x.credits_purchased), pg_catalog.sum(x.credits_spent),
-          pg_catalog.sum(x.credits_refunded), pg_catalog.sum(x.credits_adjusted))
-         <> (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-  ORDER BY x.user_id, x.date_bucket
-  ON CONFLICT (user_id, date_bucket) DO UPDATE
-  SET sessions_started = d.sessions_started + EXCLUDED.sessions_started,
-      sessions_completed = d.sessions_completed + EXCLUDED.sessions_completed,
-      sessions_failed = d.sessions_failed + EXCLUDED.sessions_failed,
-      sessions_cancelled = d.sessions_cancelled + EXCLUDED.sessions_cancelled,
-      tokens_used = d.tokens_used + EXCLUDED.tokens_used,
-      tool_calls = d.tool_calls + EXCLUDED.tool_calls,
-      total_cost = d.total_cost + EXCLUDED.total_cost,
-      credits_purchased = d.credits_purchased + EXCLUDED.credits_purchased,
-      credits_spent = d.credits_spent + EXCLUDED.credits_spent,
-      credits_refunded = d.credits_refunded + EXCLUDED.credits_refunded,
-      credits_adjusted = d.credits_adjusted + EXCLUDED.credits_adjusted,
-      updated_at = EXCLUDED.updated_at;
+  -- Per (user, day), in key order (the lock order), skipping days whose figures do not
+  -- change: make sure the row exists, then add under its row lock, so no update is lost.
+  -- (Not one INSERT … ON CONFLICT DO UPDATE: the CHECK is tested on the proposed row
+  -- before the conflict is found, and a decrement is a negative proposed row.)
+  FOR v_delta IN
+    SELECT x.user_id, x.date_bucket, pg_catalog.sum(x.sessions_started),
+           pg_catalog.sum(x.sessions_completed), pg_catalog.sum(x.sessions_failed),
+           pg_catalog.sum(x.sessions_cancelled), pg_catalog.sum(x.tokens_used),
+           pg_catalog.sum(x.tool_calls), pg_catalog.sum(x.total_cost),
+           pg_catalog.sum(x.credits_purchased), pg_catalog.sum(x.credits_spent),
+           pg_catalog.sum(x.credits_refunded), pg_catalog.sum(x.credits_adjusted)
+    FROM pg_catalog.unnest(v_deltas) AS x
+    GROUP BY x.user_id, x.date_bucket
+    ORDER BY x.user_id, x.date_bucket
+  LOOP
+    CONTINUE WHEN (v_delta.sessions_started, v_delta.sessions_completed, v_delta.sessions_failed,
+                   v_delta.sessions_cancelled, v_delta.tokens_used, v_delta.tool_calls,
+                   v_delta.total_cost, v_delta.credits_purchased, v_delta.credits_spent,
+                   v_delta.credits_refunded, v_delta.credits_adjusted)
+                  = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    INSERT INTO keen.daily_usage_stats (user_id, date_bucket)
+    VALUES (v_delta.user_id, v_delta.date_bucket)
+    ON CONFLICT (user_id, date_bucket) DO NOTHING;
+    UPDATE keen.daily_usage_stats AS d
+    SET sessions_started = d.sessions_started + v_delta.sessions_started,
+        sessions_completed = d.sessions_completed + v_delta.sessions_completed,
+        sessions_failed = d.sessions_failed + v_delta.sessions_failed,
+        sessions_cancelled = d.sessions_cancelled + v_delta.sessions_cancelled,
+        tokens_used = d.tokens_used + v_delta.tokens_used,
+        tool_calls = d.tool_calls + v_delta.tool_calls,
+        total_cost = d.total_cost + v_delta.total_cost,
+        credits_purchased = d.credits_purchased + v_delta.credits_purchased,
+        credits_spent = d.credits_spent + v_delta.credits_spent,
+        credits_refunded = d.credits_refunded + v_delta.credits_refunded,
+        credits_adjusted = d.credits_adjusted + v_delta.credits_adjusted,
+        updated_at = pg_catalog.now()
+    WHERE d.user_id = v_delta.user_id AND d.date_bucket = v_delta.date_bucket;
+  END LOOP;
   RETURN NULL;
 END
 $$;
