@@ -1,5 +1,37 @@
 -- Roll back 0003_sessions: agent sessions, their event log and connections, and their functions.
 SET ROLE keen_owner;
+-- Triggers go with their tables; their functions and the row-typed API go first.
+DROP TRIGGER _500_sync_session ON keen.websocket_connections;
+DROP TRIGGER _900_notify ON keen.session_events;
+DROP TRIGGER _010_sequence ON keen.session_events;
+DROP TRIGGER _010_check_update ON keen.agent_sessions;
+DROP TRIGGER _010_set_depth ON keen.agent_sessions;
+DROP FUNCTION keen.tg_websocket_connections__sync_session();
+DROP FUNCTION keen.tg_session_events__notify();
+DROP FUNCTION keen.tg_session_events__sequence();
+DROP FUNCTION keen.tg_agent_sessions__check_update();
+DROP FUNCTION keen.tg_agent_sessions__set_depth();
+DROP FUNCTION keen.reap_stale_connections(interval);
+DROP FUNCTION keen.close_connection(text);
+DROP FUNCTION keen.ping_connection(text);
+DROP FUNCTION keen.lock_connection(text);
+DROP FUNCTION keen.open_connection(text, inet, text, text, text, text[], text[]);
+DROP FUNCTION keen.prune_session_events(interval);
+DROP FUNCTION keen.list_session_events(bigint, text, integer);
+DROP FUNCTION keen.list_sessions(text, timestamptz, uuid, integer);
+DROP FUNCTION keen.session_tree(text);
+DROP FUNCTION keen.cancel_session(text);
+DROP FUNCTION keen.complete_session(text, boolean, numeric, text[], text[], text[], jsonb, text);
+DROP FUNCTION keen.update_session_progress(text, text, integer, integer, bigint, numeric);
+DROP FUNCTION keen.check_session_cost(numeric, text);
+DROP FUNCTION keen.start_session(text, text, text, text, text);
+DROP FUNCTION keen.append_session_event(keen.agent_sessions, text, jsonb);
+DROP FUNCTION keen.lock_session(text);
+DROP FUNCTION keen.session_uuid(text);
+DROP FUNCTION keen.get_session(text);
+DROP FUNCTION keen.lock_event_stream(uuid);
+DROP FUNCTION keen.session_phase_rank(text);
+DROP TABLE keen.session_limits;
 DROP TABLE keen.websocket_connections;
 DROP TABLE keen.session_events;
 DROP TABLE keen.agent_sessions;
