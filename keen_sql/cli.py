@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from keen_sql import backup, health, migrations
+from keen_sql import backup, demo, health, migrations
 from keen_sql.config import database_url
 
 Command = Callable[[argparse.Namespace], int]
@@ -65,6 +65,10 @@ def _health(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _demo(args: argparse.Namespace) -> int:
+    return demo.run(args.database_url)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of every `keen-sql` subcommand."""
     parser = argparse.ArgumentParser(prog="keen-sql", description=__doc__)
@@ -80,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--all", action="store_true", help="roll back every migration")
     rb.set_defaults(func=_rollback)
     sub.add_parser("status", help="list migrations").set_defaults(func=_status)
+    sub.add_parser("demo", help="migrate, then show the migrations and the schema").set_defaults(
+        func=_demo
+    )
     bk = sub.add_parser("backup", help="pg_dump (custom format) with a manifest beside it")
     bk.add_argument("--output-dir", type=Path, default=Path("backups"), help="default backups/")
     bk.set_defaults(func=_backup)
