@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import psycopg
 
 from keen_sql import backup, demo, health, migrations
 from keen_sql.config import database_url
@@ -69,6 +72,27 @@ def _demo(args: argparse.Namespace) -> int:
     return demo.run(args.database_url)
 
 
+def _analytics_refresh(args: argparse.Namespace) -> int:
+    # An operator utility: the dashboard refresh, run by cron / pg_cron every 5 minutes.
+    started = time.monotonic()
+    with psycopg.connect(args.database_url, autocommit=True) as conn:
+        conn.execute("SELECT keen.refresh_dashboard_metrics()")
+    print(f"dashboard_metrics refreshed in {time.monotonic() - started:.2f} s")
+    return 0
+
+
+def _analytics_verify(args: argparse.Namespace) -> int:
+    # An operator utility: every usage figure that differs from its recomputation.
+    with psycopg.connect(args.database_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT user_id, date_bucket, figure, recorded, expected FROM keen.verify_usage_stats()"
+        ).fetchall()
+    for user_id, day, figure, recorded, expected in rows:
+        print(f"{user_id} {day} {figure}: recorded {recorded}, expected {expected}")
+    print(f"{len(rows)} difference(s) in daily_usage_stats")
+    return 1 if rows else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of every `keen-sql` subcommand."""
     parser = argparse.ArgumentParser(prog="keen-sql", description=__doc__)
@@ -99,6 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
     hc.add_argument("--long-transaction-s", type=float, default=60.0, help="default 60")
     hc.add_argument("--json", action="store_true", help="print the report as JSON")
     hc.set_defaults(func=_health)
+    an = sub.add_parser("analytics", help="dashboard refresh and usage-stats check (operators)")
+    an_sub = an.add_subparsers(dest="analytics_command", required=True)
+    an_sub.add_parser(
+        "refresh", help="refresh dashboard_metrics concurrently (schedule every 5 minutes)"
+    ).set_defaults(func=_analytics_refresh)
+    an_sub.add_parser(
+        "verify", help="list usage figures that differ from sessions and the ledger (exit 1 if any)"
+    ).set_defaults(func=_analytics_verify)
     return parser
 
 
