@@ -35,6 +35,9 @@ def conforms(value: object, hint: object, where: str = "value") -> None:
     args = typing.get_args(hint)
     if hint is Any:
         return
+    if isinstance(hint, typing.ForwardRef) and hint.__forward_arg__ == "JsonValue":
+        assert _is_json(value), f"{where}: {value!r} is not a JSON value"
+        return
     if hint is None or hint is type(None):
         assert value is None, f"{where}: {value!r} is not None"
         return
@@ -72,6 +75,14 @@ def conforms(value: object, hint: object, where: str = "value") -> None:
         assert isinstance(value, hint), f"{where}: {value!r} is not a {hint.__name__}"
     if issubclass(hint, tuple) and hasattr(hint, "_fields"):
         row_conforms(value)
+
+
+def _is_json(value: object) -> bool:
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_json(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_is_json(v) for v in value)
+    return value is None or type(value) in (str, int, float, bool)
 
 
 def row_conforms(row: object, where: str = "row") -> None:

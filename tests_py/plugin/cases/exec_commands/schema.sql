@@ -1,0 +1,4 @@
+CREATE TABLE counters (
+  name  text PRIMARY KEY,
+  value integer NOT NULL DEFAULT 0
+);
