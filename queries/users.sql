@@ -4,10 +4,11 @@
 
 -- name: AuthenticateToken :one
 -- Authenticates a token by its SHA-256 hash and counts the use; no row when unknown, revoked or expired.
-SELECT * FROM keen.authenticate_token(
+SELECT a.user_id, a.token_id, a.token_type, a.scopes, a.rate_limited
+FROM keen.authenticate_token(
   p_token_hash => sqlc.arg(p_token_hash)::text,
   p_ip => sqlc.narg(p_ip)::inet
-);
+) AS a;
 
 -- name: CreateAuthToken :one
 -- Stores a new token of the caller by its hash; a jwt_refresh token starts a new family.
@@ -39,7 +40,8 @@ ORDER BY t.created_at DESC, t.id DESC;
 
 -- name: LoginLookup :one
 -- Finds a user by e-mail or username for a login: id, password hash, MFA flag, statuses.
-SELECT * FROM keen.login_lookup(p_login => sqlc.arg(p_login)::text);
+SELECT l.user_id, l.password_hash, l.mfa_enabled, l.account_status, l.email_verified
+FROM keen.login_lookup(p_login => sqlc.arg(p_login)::text) AS l;
 
 -- name: RecordLogin :one
 -- Stamps the caller's last login time and IP; returns the time.
