@@ -430,7 +430,7 @@ BEGIN
   -- The charge is the session's cost (given, else accumulated by progress reports),
   -- raised to the ledger's 4 decimals (keen.round_cost); a zero cost charges nothing.
   v_total := coalesce(p_total_cost, v_before.total_cost);
-  v_charge := keen.round_cost(v_total);
+  v_charge := pg_catalog.round(keen.round_cost(v_total), 4);
   SELECT h.id, h.amount INTO v_hold_id, v_hold_amount
     FROM keen.credit_holds AS h
    WHERE h.session_id = v_before.id AND h.status = 'active' AND h.expires_at > pg_catalog.now()
