@@ -602,7 +602,8 @@ BEGIN
     RAISE EXCEPTION 'invalid argument: the page cursor needs both p_before_start_time and p_before_id'
       USING ERRCODE = 'KE013', HINT = 'Pass the start_time and id of the last row of the previous page.';
   END IF;
-  IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 1000 THEN
+  -- NULL stands for the default, so bindings may pass every optional argument.
+  IF coalesce(p_limit, 50) NOT BETWEEN 1 AND 1000 THEN
     RAISE EXCEPTION 'invalid argument: page size % is not between 1 and 1000', p_limit USING ERRCODE = 'KE013';
   END IF;
   -- Newest first; the keyset (start_time, id) matches the indexes' order, so each page
@@ -614,7 +615,7 @@ BEGIN
        AND (p_status IS NULL OR s.execution_status = p_status)
        AND (p_before_id IS NULL OR (s.start_time, s.id) < (p_before_start_time, p_before_id))
      ORDER BY s.start_time DESC, s.id DESC
-     LIMIT p_limit;
+     LIMIT coalesce(p_limit, 50);
 END
 $$;
 
@@ -632,10 +633,11 @@ DECLARE
   v_user_id uuid := keen.require_user_id();
   v_session_uuid uuid;
 BEGIN
-  IF p_after_id IS NULL OR p_after_id < 0 THEN
+  -- NULL stands for the default, so bindings may pass every optional argument.
+  IF coalesce(p_after_id, 0) < 0 THEN
     RAISE EXCEPTION 'invalid argument: event cursor % is not >= 0', p_after_id USING ERRCODE = 'KE013';
   END IF;
-  IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 10000 THEN
+  IF coalesce(p_limit, 500) NOT BETWEEN 1 AND 10000 THEN
     RAISE EXCEPTION 'invalid argument: page size % is not between 1 and 10000', p_limit USING ERRCODE = 'KE013';
   END IF;
   -- A user's event ids follow commit order (keen.lock_event_stream), so "id > cursor"
@@ -643,16 +645,16 @@ BEGIN
   IF p_session_id IS NULL THEN
     RETURN QUERY
       SELECT e.* FROM keen.session_events AS e
-       WHERE e.user_id = v_user_id AND e.id > p_after_id
+       WHERE e.user_id = v_user_id AND e.id > coalesce(p_after_id, 0)
        ORDER BY e.id
-       LIMIT p_limit;
+       LIMIT coalesce(p_limit, 500);
   ELSE
     v_session_uuid := keen.session_uuid(p_session_id);
     RETURN QUERY
       SELECT e.* FROM keen.session_events AS e
-       WHERE e.session_id = v_session_uuid AND e.user_id = v_user_id AND e.id > p_after_id
+       WHERE e.session_id = v_session_uuid AND e.user_id = v_user_id AND e.id > coalesce(p_after_id, 0)
        ORDER BY e.id
-       LIMIT p_limit;
+       LIMIT coalesce(p_limit, 500);
   END IF;
 END
 $$;
@@ -701,8 +703,9 @@ BEGIN
   IF p_connection_id IS NULL OR p_client_ip IS NULL THEN
     RAISE EXCEPTION 'invalid argument: connection id and client ip are required' USING ERRCODE = 'KE013';
   END IF;
-  IF p_client_type IS NULL OR p_client_type NOT IN ('web', 'cli', 'ide', 'api') THEN
-    RAISE EXCEPTION 'invalid argument: unknown client type %', coalesce(pg_catalog.quote_literal(p_client_type), 'NULL')
+  -- NULL stands for the default, so bindings may pass every optional argument.
+  IF coalesce(p_client_type, 'web') NOT IN ('web', 'cli', 'ide', 'api') THEN
+    RAISE EXCEPTION 'invalid argument: unknown client type %', pg_catalog.quote_literal(p_client_type)
       USING ERRCODE = 'KE013', HINT = 'Client types are web, cli, ide, api.';
   END IF;
   IF EXISTS (SELECT FROM pg_catalog.unnest(p_subscribed_events) AS e(name)
@@ -720,7 +723,7 @@ BEGIN
   INSERT INTO keen.websocket_connections AS c
          (user_id, session_id, connection_id, client_ip, user_agent, client_type,
           subscribed_events, session_filters)
-  VALUES (v_user_id, v_session_uuid, p_connection_id, p_client_ip, p_user_agent, p_client_type,
+  VALUES (v_user_id, v_session_uuid, p_connection_id, p_client_ip, p_user_agent, coalesce(p_client_type, 'web'),
           coalesce(p_subscribed_events, '{}'), v_filters)
   ON CONFLICT ON CONSTRAINT websocket_connections_user_id_connection_id_key DO NOTHING
   RETURNING c.* INTO v_connection;
