@@ -13,7 +13,7 @@ transaction mode does with the server connection afterwards.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import (
     AbstractAsyncContextManager,
     AbstractContextManager,
@@ -21,13 +21,14 @@ from contextlib import (
     contextmanager,
 )
 from dataclasses import dataclass
-from typing import Any, Concatenate, LiteralString, ParamSpec, Self, TypedDict, TypeVar
+from typing import Any, LiteralString, Self, TypedDict
 from uuid import UUID
 
 import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
+from keen_sql.bindings import AsyncQueries, Queries
 from keen_sql.config import Settings
 from keen_sql.errors import translate
 
@@ -40,8 +41,6 @@ __all__ = [
     "TransactionAborted",
 ]
 
-P = ParamSpec("P")
-R = TypeVar("R")
 
 # The one statement of keen_sql that carries tenant context: role, tenant and timeouts,
 # all transaction-local, in one round trip. An empty tenant means "no tenant" (fail closed).
@@ -140,68 +139,6 @@ def _health(
         requests_waiting=stats.get("requests_waiting", 0),
         error=error,
     )
-
-
-class Queries:
-    """One tenant (or service) transaction: its connection and the queries bound to it.
-
-    Attributes:
-        conn: the pooled connection, inside the open transaction.
-        user_id: the tenant of the transaction; None for a service transaction.
-    """
-
-    __slots__ = ("conn", "user_id")
-
-    def __init__(self, conn: psycopg.Connection[Any], user_id: UUID | None) -> None:
-        self.conn = conn
-        self.user_id = user_id
-
-    def call(
-        self,
-        fn: Callable[Concatenate[psycopg.Connection[Any], P], R],
-        /,
-        *args: P.args,
-        **kwargs: P.kwargs,
-    ) -> R:
-        """Run a generated query function on this transaction; map domain errors.
-
-        ``q.call(keen_queries.users.create_auth_token, p_token_type=…)`` is
-        ``create_auth_token(q.conn, p_token_type=…)`` with the error raised as its
-        `keen_sql.errors` class at the call site.
-        """
-        try:
-            return fn(self.conn, *args, **kwargs)
-        except psycopg.Error as exc:
-            mapped = translate(exc)
-            if mapped is exc:
-                raise
-            raise mapped from exc
-
-
-class AsyncQueries:
-    """The asyncio twin of `Queries`."""
-
-    __slots__ = ("conn", "user_id")
-
-    def __init__(self, conn: psycopg.AsyncConnection[Any], user_id: UUID | None) -> None:
-        self.conn = conn
-        self.user_id = user_id
-
-    async def call(
-        self,
-        fn: Callable[Concatenate[psycopg.AsyncConnection[Any], P], Awaitable[R]],
-        /,
-        *args: P.args,
-        **kwargs: P.kwargs,
-    ) -> R:
-        """Await a generated async query function on this transaction; map domain errors."""
-        try:
-            return await fn(self.conn, *args, **kwargs)
-        except psycopg.Error as exc:
-            mapped = translate(exc)
-            if mapped is exc:
-                raise
-            raise mapped from exc
 
 
 def _raise_mapped(exc: psycopg.Error) -> None:
