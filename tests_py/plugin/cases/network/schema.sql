@@ -1,0 +1,6 @@
+CREATE TABLE hosts (
+  id     integer PRIMARY KEY,
+  addr   inet NOT NULL,
+  net    cidr,
+  extras inet[]
+);
