@@ -57,8 +57,10 @@ CREATE TABLE keen.agent_sessions (
     CHECK (execution_status IN ('running', 'completed', 'failed', 'cancelled')),
   CONSTRAINT agent_sessions_end_time_check
     CHECK ((execution_status = 'running') = (end_time IS NULL) AND (end_time IS NULL OR end_time >= start_time)),
+  -- numeric 'NaN' passes `>= 0`: a cost that is charged to the ledger refuses it.
   CONSTRAINT agent_sessions_counters_check
-    CHECK (iteration_count >= 0 AND tool_calls_count >= 0 AND tokens_used >= 0 AND total_cost >= 0),
+    CHECK (iteration_count >= 0 AND tool_calls_count >= 0 AND tokens_used >= 0 AND total_cost >= 0
+           AND total_cost <> 'NaN'),
   CONSTRAINT agent_sessions_context_window_size_check CHECK (context_window_size > 0),
   CONSTRAINT agent_sessions_streaming_time_check CHECK (streaming_time IS NULL OR streaming_time >= 0),
   CONSTRAINT agent_sessions_last_event_seq_check CHECK (last_event_seq >= 0)

@@ -1,7 +1,7 @@
 -- Data rules of agent_sessions, session_events and websocket_connections: every row that
 -- breaks one fails with its constraint's SQLSTATE and name, and writes nothing.
 BEGIN;
-SELECT plan(34);
+SELECT plan(35);
 
 -- ===== fixtures (as the owner) ===============================================
 -- The constraints are the last line of defence under the functions and triggers (whose
@@ -107,6 +107,11 @@ SELECT throws_ok(
     VALUES ('00000000-0000-4000-8000-00000000a11c', 'x', 'b', 'v', '/w', -1)$$,
   '23514', 'new row for relation "agent_sessions" violates check constraint "agent_sessions_counters_check"',
   'session counters and cost cannot be negative');
+SELECT throws_ok(
+  $$INSERT INTO keen.agent_sessions (user_id, session_id, git_branch, vision, working_directory, total_cost)
+    VALUES ('00000000-0000-4000-8000-00000000a11c', 'x', 'b', 'v', '/w', 'NaN')$$,
+  '23514', 'new row for relation "agent_sessions" violates check constraint "agent_sessions_counters_check"',
+  'a NaN session cost is refused');
 SELECT throws_ok(
   $$INSERT INTO keen.agent_sessions (user_id, session_id, git_branch, vision, working_directory, context_window_size)
     VALUES ('00000000-0000-4000-8000-00000000a11c', 'x', 'b', 'v', '/w', 0)$$,

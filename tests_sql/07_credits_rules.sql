@@ -1,7 +1,7 @@
 -- Data rules of credit_accounts, credit_transactions, credit_holds and recharge_requests:
 -- every row that breaks one fails with its constraint's SQLSTATE and name, and writes nothing.
 BEGIN;
-SELECT plan(41);
+SELECT plan(42);
 
 -- ===== fixtures (as the owner) ===============================================
 -- The constraints are the last line of defence under the functions and triggers (whose
@@ -220,6 +220,12 @@ SELECT throws_ok(
     VALUES ('00000000-0000-4000-8000-000000000b0b', '00000000-0000-4000-8000-00000000ac0b', 50, '00000000-0000-4000-8000-0000000c0001', 5, 'failed', now())$$,
   '23503', 'insert or update on table "recharge_requests" violates foreign key constraint "recharge_requests_triggered_by_fkey"',
   'a recharge cannot be triggered by another user''s ledger entry');
+
+-- ===== deleting ==============================================================
+SELECT throws_ok(
+  $$DELETE FROM keen.users WHERE id = '00000000-0000-4000-8000-00000000a11c'$$,
+  '23503', NULL,
+  'a user with ledger entries cannot be deleted: money history is kept (close the account instead)');
 
 -- ===== nothing was written by the refused rows ================================
 SELECT is((SELECT count(*) FROM keen.credit_transactions), 4::bigint,
