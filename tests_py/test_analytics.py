@@ -6,7 +6,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
@@ -72,21 +73,11 @@ def users(db_url: str) -> list[uuid.UUID]:
     return ids
 
 
-def _run_threads(target: Any, count: int) -> list[BaseException]:
-    failures: list[BaseException] = []
-
-    def guarded(n: int) -> None:
-        try:
-            target(n)
-        except BaseException as exc:  # collected and asserted by the test
-            failures.append(exc)
-
-    threads = [threading.Thread(target=guarded, args=(n,)) for n in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return failures
+def _run_threads(target: Callable[[int], None], count: int) -> None:
+    """Run target(0) … target(count - 1) in parallel threads; re-raise the first failure."""
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        for future in [pool.submit(target, n) for n in range(count)]:
+            future.result()
 
 
 def test_parallel_sessions_and_credits_leave_verify_usage_stats_empty(
@@ -106,8 +97,7 @@ def test_parallel_sessions_and_credits_leave_verify_usage_stats_empty(
                     with as_tenant(conn, user_id):
                         conn.execute("SELECT * FROM keen.add_credits(p_amount => 1)")
 
-    failures = _run_threads(worker, THREADS)
-    assert failures == []
+    _run_threads(worker, THREADS)
     with psycopg.connect(db_url, autocommit=True) as conn:
         assert conn.execute("SELECT * FROM keen.verify_usage_stats()").fetchall() == []
         totals = conn.execute(
@@ -212,7 +202,7 @@ def test_readers_read_throughout_repeated_refreshes(dashboard_data: str) -> None
                 assert row is not None
                 reads.append(row[0])
 
-    assert _run_threads(work, 3) == []
+    _run_threads(work, 3)
     assert reads and set(reads) == {24}
 
 
