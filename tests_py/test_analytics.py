@@ -190,11 +190,13 @@ def test_readers_read_throughout_repeated_refreshes(dashboard_data: str) -> None
 
     def work(n: int) -> None:
         if n == 0:
-            with psycopg.connect(dashboard_data, autocommit=True) as conn:
-                conn.execute(ANALYTICS)
-                for _ in range(4):
-                    conn.execute("SELECT keen.refresh_dashboard_metrics()")
-            stop.set()
+            try:
+                with psycopg.connect(dashboard_data, autocommit=True) as conn:
+                    conn.execute(ANALYTICS)
+                    for _ in range(4):
+                        conn.execute("SELECT keen.refresh_dashboard_metrics()")
+            finally:
+                stop.set()
             return
         with _reader(dashboard_data) as conn:
             while not stop.is_set():
