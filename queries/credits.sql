@@ -3,10 +3,10 @@
 -- holds, verifying the ledger), which run as an operator login, never as keen_app.
 
 -- name: AddCredits :one
--- Credits a purchase, refund or adjustment; a retried key (or payment intent) returns the original entry.
+-- Credits a purchase (type NULL), refund or adjustment; a retried key (or payment intent) returns the original entry.
 SELECT * FROM keen.add_credits(
   p_amount => sqlc.arg(p_amount)::numeric,
-  p_transaction_type => sqlc.arg(p_transaction_type)::text,
+  p_transaction_type => sqlc.narg(p_transaction_type)::text,
   p_description => sqlc.narg(p_description)::text,
   p_idempotency_key => sqlc.narg(p_idempotency_key)::text,
   p_stripe_payment_intent_id => sqlc.narg(p_stripe_payment_intent_id)::text,
@@ -68,12 +68,12 @@ SELECT * FROM keen.fail_recharge_request(
 );
 
 -- name: HoldCredits :one
--- Reserves credits for a running agent until captured, released or expired (after p_expires_in).
+-- Reserves credits for a running agent until captured, released or expired (after p_expires_in, NULL: 1 hour).
 SELECT * FROM keen.hold_credits(
   p_session_id => sqlc.narg(p_session_id)::uuid,
   p_amount => sqlc.arg(p_amount)::numeric,
   p_idempotency_key => sqlc.narg(p_idempotency_key)::text,
-  p_expires_in => sqlc.arg(p_expires_in)::interval
+  p_expires_in => sqlc.narg(p_expires_in)::interval
 );
 
 -- name: ListCreditTransactions :many

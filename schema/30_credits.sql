@@ -130,6 +130,12 @@ CREATE TABLE keen.credit_holds (
     CHECK (idempotency_key IS NULL OR length(idempotency_key) BETWEEN 1 AND 255)
 );
 
+-- The ledger entry that captures a hold references it within the tenant (holds reference
+-- their capturing entry too, so this key can only be added once both tables exist).
+ALTER TABLE keen.credit_transactions
+  ADD CONSTRAINT credit_transactions_hold_fkey FOREIGN KEY (user_id, hold_id)
+    REFERENCES keen.credit_holds (user_id, id) ON DELETE RESTRICT;
+
 CREATE TABLE keen.recharge_requests (
   id                          uuid          NOT NULL DEFAULT gen_random_uuid(),
   user_id                     uuid          NOT NULL,
@@ -169,6 +175,9 @@ CREATE INDEX credit_transactions_user_id_created_at_idx
   ON keen.credit_transactions (user_id, created_at DESC, entry_no DESC);
 CREATE INDEX credit_transactions_session_id_idx ON keen.credit_transactions (session_id)
   WHERE session_id IS NOT NULL;
+-- A hold is captured by one ledger entry at most.
+CREATE UNIQUE INDEX credit_transactions_hold_id_key ON keen.credit_transactions (hold_id)
+  WHERE hold_id IS NOT NULL;
 CREATE UNIQUE INDEX credit_holds_account_id_idempotency_key_key
   ON keen.credit_holds (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX credit_holds_account_id_active_idx ON keen.credit_holds (account_id) WHERE status = 'active';
@@ -737,14 +746,16 @@ DECLARE
   v_account keen.credit_accounts;
   v_fingerprint text;
   v_entry keen.credit_transactions;
+  -- NULL means the default, as for every optional argument.
+  v_type text := coalesce(p_transaction_type, 'purchase');
 BEGIN
-  IF p_transaction_type IS NULL OR p_transaction_type NOT IN ('purchase', 'refund', 'adjustment') THEN
-    RAISE EXCEPTION 'invalid transaction type for add_credits: %', coalesce(p_transaction_type, 'NULL')
+  IF v_type NOT IN ('purchase', 'refund', 'adjustment') THEN
+    RAISE EXCEPTION 'invalid transaction type for add_credits: %', v_type
       USING ERRCODE = 'KE013', HINT = 'One of purchase, refund, adjustment.';
   END IF;
   v_account := keen.lock_credit_account(v_user_id);
   v_fingerprint := keen.credit_fingerprint('add', pg_catalog.jsonb_build_object(
-    'amount', pg_catalog.trim_scale(v_amount), 'transaction_type', p_transaction_type,
+    'amount', pg_catalog.trim_scale(v_amount), 'transaction_type', v_type,
     'description', p_description, 'stripe_payment_intent_id', p_stripe_payment_intent_id,
     'metadata', p_metadata));
   v_entry := keen.find_idempotent_entry(v_account.id, p_idempotency_key, v_fingerprint);
@@ -764,7 +775,7 @@ BEGIN
          (id, user_id, account_id, transaction_type, amount, description, metadata, idempotency_key,
           request_fingerprint, stripe_payment_intent_id)
   VALUES (keen.idempotent_id(v_account.id, 'entry', p_idempotency_key), v_user_id, v_account.id,
-          p_transaction_type, v_amount, coalesce(p_description, p_transaction_type),
+          v_type, v_amount, coalesce(p_description, v_type),
           coalesce(p_metadata, '{}'::jsonb), p_idempotency_key, v_fingerprint, p_stripe_payment_intent_id)
   RETURNING t.* INTO v_entry;
   RETURN v_entry;
@@ -844,15 +855,16 @@ DECLARE
   v_account keen.credit_accounts;
   v_fingerprint text;
   v_hold keen.credit_holds;
+  v_expires_in interval := coalesce(p_expires_in, interval '1 hour');
 BEGIN
-  IF p_expires_in IS NULL OR p_expires_in <= interval '0' OR p_expires_in > interval '7 days' THEN
-    RAISE EXCEPTION 'invalid hold expiry: % (must be above 0 and at most 7 days)', coalesce(p_expires_in::text, 'NULL')
+  IF v_expires_in <= interval '0' OR v_expires_in > interval '7 days' THEN
+    RAISE EXCEPTION 'invalid hold expiry: % (must be above 0 and at most 7 days)', v_expires_in
       USING ERRCODE = 'KE013';
   END IF;
   PERFORM keen.check_idempotency_key(p_idempotency_key);
   v_account := keen.lock_credit_account(v_user_id);
   v_fingerprint := keen.credit_fingerprint('hold', pg_catalog.jsonb_build_object(
-    'amount', pg_catalog.trim_scale(v_amount), 'session_id', p_session_id, 'expires_in', p_expires_in));
+    'amount', pg_catalog.trim_scale(v_amount), 'session_id', p_session_id, 'expires_in', v_expires_in));
   IF p_idempotency_key IS NOT NULL THEN
     SELECT h.* INTO v_hold FROM keen.credit_holds AS h
      WHERE h.account_id = v_account.id AND h.idempotency_key = p_idempotency_key;
@@ -869,7 +881,7 @@ BEGIN
   INSERT INTO keen.credit_holds AS h
          (id, user_id, account_id, session_id, amount, idempotency_key, request_fingerprint, expires_at)
   VALUES (keen.idempotent_id(v_account.id, 'hold', p_idempotency_key), v_user_id, v_account.id,
-          p_session_id, v_amount, p_idempotency_key, v_fingerprint, pg_catalog.now() + p_expires_in)
+          p_session_id, v_amount, p_idempotency_key, v_fingerprint, pg_catalog.now() + v_expires_in)
   RETURNING h.* INTO v_hold;
   RETURN v_hold;
 END

@@ -38,13 +38,13 @@ def add_credits(
     conn: psycopg.Connection[Any],
     *,
     p_amount: decimal.Decimal,
-    p_transaction_type: str,
+    p_transaction_type: str | None,
     p_description: str | None,
     p_idempotency_key: str | None,
     p_stripe_payment_intent_id: str | None,
     p_metadata: models.JsonParam | None,
 ) -> models.CreditTransaction | None:
-    """Credits a purchase, refund or adjustment; a retried key (or payment intent) returns the original entry.
+    """Credits a purchase (type NULL), refund or adjustment; a retried key (or payment intent) returns the original entry.
 
     Credits a purchase, refund or adjustment; idempotent by key (or by payment intent without a key).
     """
@@ -57,13 +57,13 @@ async def add_credits_async(
     conn: psycopg.AsyncConnection[Any],
     *,
     p_amount: decimal.Decimal,
-    p_transaction_type: str,
+    p_transaction_type: str | None,
     p_description: str | None,
     p_idempotency_key: str | None,
     p_stripe_payment_intent_id: str | None,
     p_metadata: models.JsonParam | None,
 ) -> models.CreditTransaction | None:
-    """Credits a purchase, refund or adjustment; a retried key (or payment intent) returns the original entry.
+    """Credits a purchase (type NULL), refund or adjustment; a retried key (or payment intent) returns the original entry.
 
     Credits a purchase, refund or adjustment; idempotent by key (or by payment intent without a key).
 
@@ -467,9 +467,9 @@ def hold_credits(
     p_session_id: uuid.UUID | None,
     p_amount: decimal.Decimal,
     p_idempotency_key: str | None,
-    p_expires_in: datetime.timedelta,
+    p_expires_in: datetime.timedelta | None,
 ) -> models.CreditHold | None:
-    """Reserves credits for a running agent until captured, released or expired (after p_expires_in).
+    """Reserves credits for a running agent until captured, released or expired (after p_expires_in, NULL: 1 hour).
 
     Reserves credits for a running agent until captured, released or expired (p_expires_in, default 1 hour).
     """
@@ -484,9 +484,9 @@ async def hold_credits_async(
     p_session_id: uuid.UUID | None,
     p_amount: decimal.Decimal,
     p_idempotency_key: str | None,
-    p_expires_in: datetime.timedelta,
+    p_expires_in: datetime.timedelta | None,
 ) -> models.CreditHold | None:
-    """Reserves credits for a running agent until captured, released or expired (after p_expires_in).
+    """Reserves credits for a running agent until captured, released or expired (after p_expires_in, NULL: 1 hour).
 
     Reserves credits for a running agent until captured, released or expired (p_expires_in, default 1 hour).
 
