@@ -19,6 +19,7 @@ DROP FUNCTION keen.check_spending_limits(keen.credit_accounts, numeric);
 DROP FUNCTION keen.find_idempotent_entry(uuid, text, text);
 DROP FUNCTION keen.lock_credit_account(uuid);
 DROP TABLE keen.recharge_requests;
+ALTER TABLE keen.credit_transactions DROP CONSTRAINT credit_transactions_hold_fkey;
 DROP TABLE keen.credit_holds;
 DROP TABLE keen.credit_transactions;
 DROP TABLE keen.credit_accounts;

@@ -2,7 +2,7 @@
 -- Every column (type, nullability, default), key, foreign key, CHECK constraint and index;
 -- the rules behind the constraints are exercised in 05-08_*_rules.sql.
 BEGIN;
-SELECT plan(257);
+SELECT plan(259);
 
 -- ===== keen.credit_accounts =======================================================
 SELECT has_table('keen', 'credit_accounts', 'keen.credit_accounts exists');
@@ -180,6 +180,8 @@ SELECT col_is_pk('keen', 'credit_transactions', ARRAY['id'], 'credit_transaction
 -- foreign keys (the composite ones carry user_id: no cross-tenant reference)
 SELECT fk_ok('keen', 'credit_transactions', ARRAY['user_id', 'account_id'], 'keen', 'credit_accounts', ARRAY['user_id', 'id'],
   'credit_transactions_account_fkey: (user_id, account_id) references keen.credit_accounts (user_id, id)');
+SELECT fk_ok('keen', 'credit_transactions', ARRAY['user_id', 'hold_id'], 'keen', 'credit_holds', ARRAY['user_id', 'id'],
+  'credit_transactions_hold_fkey: (user_id, hold_id) references keen.credit_holds (user_id, id)');
 SELECT fk_ok('keen', 'credit_transactions', ARRAY['user_id', 'session_id'], 'keen', 'agent_sessions', ARRAY['user_id', 'id'],
   'credit_transactions_session_fkey: (user_id, session_id) references keen.agent_sessions (user_id, id)');
 SELECT set_eq(
@@ -187,6 +189,7 @@ SELECT set_eq(
     WHERE conrelid = 'keen.credit_transactions'::regclass AND contype = 'f'$$,
   $$VALUES
     ('credit_transactions_account_fkey', 'FOREIGN KEY (user_id, account_id) REFERENCES keen.credit_accounts(user_id, id) ON DELETE RESTRICT'),
+    ('credit_transactions_hold_fkey', 'FOREIGN KEY (user_id, hold_id) REFERENCES keen.credit_holds(user_id, id) ON DELETE RESTRICT'),
     ('credit_transactions_session_fkey', 'FOREIGN KEY (user_id, session_id) REFERENCES keen.agent_sessions(user_id, id) ON DELETE RESTRICT')$$,
   'keen.credit_transactions has exactly its foreign keys, with their ON DELETE actions');
 -- check constraints
@@ -203,8 +206,8 @@ SELECT set_eq(
 SELECT indexes_are('keen', 'credit_transactions', ARRAY[
     'credit_transactions_account_id_entry_no_key',
     'credit_transactions_account_id_idempotency_key_key',
-    'credit_transactions_created_at_idx', 'credit_transactions_pkey',
-    'credit_transactions_session_id_idx',
+    'credit_transactions_created_at_idx', 'credit_transactions_hold_id_key',
+    'credit_transactions_pkey', 'credit_transactions_session_id_idx',
     'credit_transactions_stripe_payment_intent_id_key',
     'credit_transactions_user_id_created_at_idx', 'credit_transactions_user_id_id_key'],
   'keen.credit_transactions has exactly the expected indexes');
@@ -214,6 +217,9 @@ SELECT is((SELECT pg_get_indexdef('keen.credit_transactions_account_id_idempoten
 SELECT is((SELECT pg_get_indexdef('keen.credit_transactions_created_at_idx'::regclass)),
   'CREATE INDEX credit_transactions_created_at_idx ON keen.credit_transactions USING btree (created_at)',
   'credit_transactions_created_at_idx: its columns, order, uniqueness and predicate');
+SELECT is((SELECT pg_get_indexdef('keen.credit_transactions_hold_id_key'::regclass)),
+  'CREATE UNIQUE INDEX credit_transactions_hold_id_key ON keen.credit_transactions USING btree (hold_id) WHERE (hold_id IS NOT NULL)',
+  'credit_transactions_hold_id_key: its columns, order, uniqueness and predicate');
 SELECT is((SELECT pg_get_indexdef('keen.credit_transactions_session_id_idx'::regclass)),
   'CREATE INDEX credit_transactions_session_id_idx ON keen.credit_transactions USING btree (session_id) WHERE (session_id IS NOT NULL)',
   'credit_transactions_session_id_idx: its columns, order, uniqueness and predicate');

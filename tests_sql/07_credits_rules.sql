@@ -1,7 +1,7 @@
 -- Data rules of credit_accounts, credit_transactions, credit_holds and recharge_requests:
 -- every row that breaks one fails with its constraint's SQLSTATE and name, and writes nothing.
 BEGIN;
-SELECT plan(42);
+SELECT plan(44);
 
 -- ===== fixtures (as the owner) ===============================================
 -- The constraints are the last line of defence under the functions and triggers (whose
@@ -30,6 +30,12 @@ INSERT INTO keen.credit_transactions (id, user_id, account_id, entry_no, transac
                                       stripe_payment_intent_id)
 VALUES ('00000000-0000-4000-8000-0000000c0001', '00000000-0000-4000-8000-00000000a11c',
         '00000000-0000-4000-8000-00000000ac0a', 1, 'purchase', 100, 0, 100, 'fixture', 'key-1', 'pi_1');
+
+INSERT INTO keen.credit_holds (id, user_id, account_id, amount, expires_at) VALUES
+  ('00000000-0000-4000-8000-0000000d0a01', '00000000-0000-4000-8000-00000000a11c',
+   '00000000-0000-4000-8000-00000000ac0a', 5, now() + interval '1 hour'),
+  ('00000000-0000-4000-8000-0000000d0b01', '00000000-0000-4000-8000-000000000b0b',
+   '00000000-0000-4000-8000-00000000ac0b', 5, now() + interval '1 hour');
 
 -- ===== credit_transactions: the ledger =======================================
 SELECT lives_ok(
@@ -84,6 +90,17 @@ SELECT throws_ok(
     VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 9, 'usage', -1, 100, 99, 'x', '00000000-0000-4000-8000-00000005b001')$$,
   '23503', 'insert or update on table "credit_transactions" violates foreign key constraint "credit_transactions_session_fkey"',
   'an entry cannot pay for another user''s session');
+SELECT throws_ok(
+  $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description, hold_id)
+    VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 9, 'usage', -1, 100, 99, 'x', '00000000-0000-4000-8000-0000000d0b01')$$,
+  '23503', 'insert or update on table "credit_transactions" violates foreign key constraint "credit_transactions_hold_fkey"',
+  'an entry cannot capture another user''s hold');
+SELECT throws_ok(
+  $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description, hold_id)
+    VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 8, 'usage', -1, 100, 99, 'x', '00000000-0000-4000-8000-0000000d0a01'),
+           ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 9, 'usage', -1, 99, 98, 'x', '00000000-0000-4000-8000-0000000d0a01')$$,
+  '23505', 'duplicate key value violates unique constraint "credit_transactions_hold_id_key"',
+  'a hold is captured by one ledger entry at most');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description)
     VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 1, 'purchase', 10, 100, 110, 'x')$$,
@@ -232,8 +249,8 @@ SELECT is((SELECT count(*) FROM keen.credit_transactions), 4::bigint,
   'the ledger holds only the fixture and the accepted entries');
 SELECT is((SELECT count(*) FROM keen.credit_accounts), 2::bigint,
   'credit_accounts holds only the fixtures');
-SELECT is((SELECT count(*) FROM keen.credit_holds) + (SELECT count(*) FROM keen.recharge_requests), 5::bigint,
-  'credit_holds and recharge_requests hold only the accepted rows');
+SELECT is((SELECT count(*) FROM keen.credit_holds) + (SELECT count(*) FROM keen.recharge_requests), 7::bigint,
+  'credit_holds and recharge_requests hold only the fixtures and the accepted rows');
 
 SELECT * FROM finish();
 ROLLBACK;
