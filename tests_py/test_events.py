@@ -1,0 +1,264 @@
+"""The session event stream: NOTIFY payloads and the resumable listener (sync and async).
+
+Writers run real sessions through the generated bindings in tenant transactions, in
+threads against the server; listeners follow them over LISTEN/NOTIFY and the event log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+from decimal import Decimal
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from keen_queries import sessions as q
+from keen_queries.models import SessionEvent
+
+from keen_sql.config import Settings
+from keen_sql.database import Database
+from keen_sql.errors import NotFound
+from keen_sql.events import (
+    AsyncEventListener,
+    DirectConnectionRequired,
+    EventListener,
+    _Stream,
+    parse_notification,
+)
+from tests_py.support.ledger import make_user
+
+SESSIONS = 8
+PROGRESS = 6  # per session: started + 6 progress + completed = 8 events
+
+
+@pytest.fixture(scope="module")
+def db(db_url: str) -> Iterator[Database]:
+    """Tenant transactions on this module's database."""
+    with Database(Settings(database_url=db_url, pool_max_size=SESSIONS + 2)) as database:
+        yield database
+
+
+def new_user(db_url: str) -> uuid.UUID:
+    """A fresh tenant."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        return make_user(conn)
+
+
+def run_session(db: Database, user_id: uuid.UUID, name: str) -> None:
+    """Start a session, report progress PROGRESS times, complete it: one transaction each."""
+    with db.tenant(user_id) as t:
+        t.call(
+            q.start_session,
+            p_session_id=name,
+            p_vision="secret vision",
+            p_working_directory="/w",
+            p_git_branch="main",
+            p_parent_session_id=None,
+        )
+    for i in range(PROGRESS):
+        with db.tenant(user_id) as t:
+            t.call(
+                q.update_session_progress,
+                p_session_id=name,
+                p_phase=None,
+                p_iterations=1,
+                p_tool_calls=i,
+                p_tokens=100,
+                p_cost=None,
+            )
+    with db.tenant(user_id) as t:
+        t.call(
+            q.complete_session,
+            p_session_id=name,
+            p_success=True,
+            p_total_cost=Decimal(0),
+            p_files_created=None,
+            p_files_modified=None,
+            p_files_deleted=None,
+            p_completion_report=None,
+            p_error_message=None,
+        )
+
+
+def run_concurrently(db: Database, user_id: uuid.UUID, prefix: str) -> None:
+    """SESSIONS sessions of one user, each in its own thread, all at once."""
+    threads = [
+        threading.Thread(target=run_session, args=(db, user_id, f"{prefix}-{i}"))
+        for i in range(SESSIONS)
+    ]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+
+
+def logged(db: Database, user_id: uuid.UUID) -> list[SessionEvent]:
+    """The user's whole event log, in id order."""
+    with db.tenant(user_id) as t:
+        return t.call(q.list_session_events, p_after_id=0, p_session_id=None, p_limit=10000)
+
+
+def collect(listener: EventListener, count: int, out: list[SessionEvent]) -> None:
+    """Append events to `out` until `count` arrived or 15 s pass without one."""
+    for event in listener.events(idle_timeout=15):
+        out.append(event)
+        if len(out) >= count:
+            return
+
+
+def assert_in_order(events: list[SessionEvent]) -> None:
+    """Ids strictly increase; each session's events are numbered 1, 2, 3… without a gap."""
+    ids = [e.id for e in events]
+    assert ids == sorted(set(ids)), "ids must increase, without duplicates"
+    per_session: dict[uuid.UUID, list[int]] = {}
+    for e in events:
+        per_session.setdefault(e.session_id, []).append(e.seq)
+    for seqs in per_session.values():
+        assert seqs == list(range(1, len(seqs) + 1))
+
+
+def test_notify_payload_carries_ids_and_type_only(db: Database, db_url: str) -> None:
+    user = new_user(db_url)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("LISTEN keen_events")
+        with db.tenant(user) as t:
+            row = t.call(
+                q.start_session,
+                p_session_id="notify-1",
+                p_vision="secret vision",
+                p_working_directory="/home/secret",
+                p_git_branch="secret-branch",
+                p_parent_session_id=None,
+            )
+        assert row is not None
+        notes = list(conn.notifies(timeout=5, stop_after=1))
+    assert len(notes) == 1 and notes[0].channel == "keen_events"
+    payload = json.loads(notes[0].payload)
+    assert set(payload) == {"id", "user_id", "session_id", "seq", "event_type"}
+    assert payload["user_id"] == str(user) and payload["session_id"] == str(row.id)
+    assert payload["seq"] == 1 and payload["event_type"] == "session.started"
+    assert "secret" not in notes[0].payload and len(notes[0].payload.encode()) < 8000
+    parsed = parse_notification(notes[0].payload)
+    assert parsed is not None and parsed.session_id == row.id
+    assert parse_notification("not json") is None
+
+
+@pytest.mark.slow
+def test_listener_receives_8_concurrent_sessions_in_order(db: Database, db_url: str) -> None:
+    user = new_user(db_url)
+    received: list[SessionEvent] = []
+    total = SESSIONS * (PROGRESS + 2)
+    with EventListener(db_url, user, poll_interval=1.0) as listener:
+        listener.connect()
+        reader = threading.Thread(target=collect, args=(listener, total, received))
+        reader.start()
+        run_concurrently(db, user, "conc")
+        reader.join(timeout=60)
+    assert len(received) == total
+    assert_in_order(received)
+    assert [e.id for e in received] == [e.id for e in logged(db, user)]
+
+
+@pytest.mark.slow
+def test_listener_resumes_after_its_backend_is_killed_with_no_gap_or_duplicate(
+    db: Database, db_url: str
+) -> None:
+    user = new_user(db_url)
+    received: list[SessionEvent] = []
+    total = SESSIONS * (PROGRESS + 2)
+    killed = threading.Event()
+
+    def kill_midway() -> None:
+        # Once a quarter of the events arrived, terminate the listener's backend.
+        for event in listener.events(idle_timeout=15):
+            received.append(event)
+            if len(received) == total // 4 and not killed.is_set():
+                with psycopg.connect(db_url, autocommit=True) as admin:
+                    admin.execute("SELECT pg_terminate_backend(%s)", (listener.backend_pid,))
+                killed.set()
+            if len(received) >= total:
+                return
+
+    with EventListener(db_url, user, poll_interval=1.0) as listener:
+        listener.connect()
+        reader = threading.Thread(target=kill_midway)
+        reader.start()
+        run_concurrently(db, user, "kill")
+        reader.join(timeout=60)
+        assert killed.is_set() and listener.reconnects >= 1
+    assert len(received) == total
+    assert_in_order(received)
+    assert [e.id for e in received] == [e.id for e in logged(db, user)]
+
+    # A new listener resumes from any cursor: exactly the events after it.
+    cursor = received[total // 2].id
+    with EventListener(db_url, user, after_id=cursor) as resumed:
+        rest = list(resumed.events(idle_timeout=0.5))
+    assert [e.id for e in rest] == [e.id for e in received if e.id > cursor]
+
+
+def test_listener_of_another_tenant_receives_nothing(db: Database, db_url: str) -> None:
+    alice, bob = new_user(db_url), new_user(db_url)
+    with EventListener(db_url, bob, poll_interval=0.2) as listener:
+        listener.connect()
+        run_session(db, alice, "alice-1")
+        assert list(listener.events(idle_timeout=1.0)) == []
+        # Bob's own events do arrive on the same listener.
+        run_session(db, bob, "bob-1")
+        assert [e.user_id for e in listener.events(idle_timeout=1.0)] == [bob] * (PROGRESS + 2)
+    with (
+        EventListener(db_url, bob, session_id="alice-1") as spy,
+        pytest.raises(NotFound),
+    ):
+        next(iter(spy))
+
+
+def test_session_listener_follows_one_session(db: Database, db_url: str) -> None:
+    user = new_user(db_url)
+    run_session(db, user, "one-a")
+    run_session(db, user, "one-b")
+    with EventListener(db_url, user, session_id="one-b") as listener:
+        events = list(listener.events(idle_timeout=0.5))
+    assert [e.seq for e in events] == list(range(1, PROGRESS + 3))
+    assert {e.event_type for e in events} == {
+        "session.started",
+        "session.progress",
+        "session.completed",
+    }
+
+
+def test_async_listener_streams_and_resumes(db: Database, db_url: str) -> None:
+    user = new_user(db_url)
+
+    async def scenario() -> tuple[list[SessionEvent], list[SessionEvent], int]:
+        async with AsyncEventListener(db_url, user, poll_interval=0.5) as listener:
+            await listener.connect()
+            writer = asyncio.get_running_loop().run_in_executor(
+                None, run_session, db, user, "async-1"
+            )
+            first: list[SessionEvent] = []
+            async for event in listener.events(idle_timeout=10):
+                first.append(event)
+                if len(first) == 3:
+                    break
+            await writer
+            cursor = listener.last_event_id
+        async with AsyncEventListener(db_url, user, after_id=cursor) as resumed:
+            rest = [e async for e in resumed.events(idle_timeout=0.5)]
+        return first, rest, cursor
+
+    first, rest, cursor = asyncio.run(scenario())
+    assert cursor == first[-1].id, "the cursor is the last event handed out, not the last read"
+    assert_in_order(first + rest)
+    assert len(first) + len(rest) == PROGRESS + 2
+
+
+def test_pooler_is_refused_with_a_clear_error() -> None:
+    stream: Any = _Stream(Settings(), uuid.uuid4(), None, 0, 1.0, 10, 1.0, None)
+    stream.check_direct(42, 42)
+    with pytest.raises(DirectConnectionRequired, match="transaction-mode pooler"):
+        stream.check_direct(42, 4242)
