@@ -10,8 +10,8 @@ import asyncio
 import json
 import threading
 import uuid
-from decimal import Decimal
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import psycopg
