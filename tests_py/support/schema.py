@@ -4,6 +4,10 @@
 order through psql, one transaction per file. `catalog_snapshot` describes everything of
 ours in a database as sorted text lines (no OIDs, no physical positions), so two databases
 built different ways can be compared with a unified diff.
+
+The comparison is strict on purpose: columns are compared in table order (a column that a
+later migration adds goes last, so schema/ lists it last too), function bodies verbatim,
+ACLs as sets, every comment.
 """
 
 from __future__ import annotations
