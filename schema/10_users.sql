@@ -112,7 +112,9 @@ BEGIN
   IF p_name IS NULL OR p_name !~ '^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$' THEN
     RETURN false;
   END IF;
-  IF pg_catalog.strpos(p_name, '/') = 0 THEN
+  IF p_name IN ('UTC', 'Etc/UTC', 'GMT') THEN
+    RETURN true;  -- the common case, without the catalog scan below
+  ELSIF pg_catalog.strpos(p_name, '/') = 0 THEN
     -- The few zones without a slash (UTC, GMT, EST5EDT, Japan…): the slow catalog scan.
     RETURN EXISTS (SELECT FROM pg_catalog.pg_timezone_names AS z WHERE z.name = p_name);
   END IF;
