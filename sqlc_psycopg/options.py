@@ -11,6 +11,17 @@ from typing import Any
 from sqlc_psycopg import pgtypes
 from sqlc_psycopg.errors import PluginError
 
+_TYPE_NODES = (
+    ast.Expression,
+    ast.Attribute,
+    ast.Subscript,
+    ast.Tuple,
+    ast.List,
+    ast.BinOp,
+    ast.BitOr,
+    ast.Load,
+    ast.Constant,
+)
 _TOP_KEYS = {"emit_sync", "emit_async", "overrides"}
 _OVERRIDE_KEYS = {"db_type", "column", "query", "param", "py_type", "nullable"}
 
@@ -34,36 +45,26 @@ class PyType:
         except SyntaxError as exc:
             raise PluginError(f"{where}: py_type {text!r} is not a Python type: {exc.msg}") from exc
         imports: set[str] = set()
+        qualifiers = {
+            id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute)
+        }  # Name nodes that are the module part of a dotted name
         for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute):
+            if isinstance(node, ast.Attribute) and id(node) not in qualifiers:
                 parts: list[str] = []
-                inner: ast.expr = node
+                inner: ast.expr = node.value
                 while isinstance(inner, ast.Attribute):
                     parts.append(inner.attr)
                     inner = inner.value
-                if isinstance(inner, ast.Name):
-                    parts.append(inner.id)
-                    imports.add(".".join(reversed(parts[1:])))
-            elif isinstance(node, ast.Name) and not hasattr(builtins, node.id):
-                parent_ok = any(
-                    isinstance(p, ast.Attribute) and p.value is node for p in ast.walk(tree)
-                )
-                if not parent_ok:
+                if not isinstance(inner, ast.Name):
+                    raise PluginError(f"{where}: py_type {text!r} is not a plain type expression")
+                imports.add(".".join([inner.id, *reversed(parts)]))
+            elif isinstance(node, ast.Name):
+                if id(node) not in qualifiers and not hasattr(builtins, node.id):
                     raise PluginError(
                         f"{where}: py_type {text!r}: {node.id!r} is not a builtin; "
                         "write it with its module (e.g. 'decimal.Decimal')"
                     )
-            elif not isinstance(
-                node,
-                ast.Expression
-                | ast.Subscript
-                | ast.Tuple
-                | ast.List
-                | ast.BinOp
-                | ast.BitOr
-                | ast.Load
-                | ast.Constant,
-            ):
+            elif not isinstance(node, _TYPE_NODES):
                 raise PluginError(f"{where}: py_type {text!r} is not a plain type expression")
         # `a.b.C` needs `import a.b`; a module-level name like `mod.C` needs `import mod`.
         return cls(text.strip(), tuple(sorted(i for i in imports if i)))
