@@ -147,7 +147,6 @@ def test_notify_payload_carries_ids_and_type_only(db: Database, db_url: str) -> 
     assert parse_notification("not json") is None
 
 
-@pytest.mark.slow
 def test_listener_receives_8_concurrent_sessions_in_order(db: Database, db_url: str) -> None:
     user = new_user(db_url)
     received: list[SessionEvent] = []
@@ -163,7 +162,6 @@ def test_listener_receives_8_concurrent_sessions_in_order(db: Database, db_url: 
     assert [e.id for e in received] == [e.id for e in logged(db, user)]
 
 
-@pytest.mark.slow
 def test_listener_resumes_after_its_backend_is_killed_with_no_gap_or_duplicate(
     db: Database, db_url: str
 ) -> None:

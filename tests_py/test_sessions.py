@@ -1,0 +1,273 @@
+"""Agent sessions through the generated bindings: the typed lifecycle, and a tree worked on
+by 8 threads at once (completing, cancelling, reporting progress) that must end with every
+session in exactly one state and every cost charged exactly once.
+"""
+
+from __future__ import annotations
+
+import datetime
+import random
+import threading
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+
+import psycopg
+import pytest
+from keen_queries import credits as cq
+from keen_queries import sessions as q
+
+from keen_sql.config import Settings
+from keen_sql.database import Database
+from keen_sql.errors import InvalidStateTransition, NotFound
+from tests_py.support.ledger import make_user
+
+THREADS = 8
+OPS_PER_THREAD = 40
+
+
+@pytest.fixture(scope="module")
+def db(db_url: str) -> Iterator[Database]:
+    """Tenant transactions on this module's database."""
+    with Database(Settings(database_url=db_url, pool_max_size=THREADS + 2)) as database:
+        yield database
+
+
+def new_user(db_url: str) -> uuid.UUID:
+    """A fresh tenant."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        return make_user(conn)
+
+
+def start(db: Database, user: uuid.UUID, name: str, parent: str | None = None) -> None:
+    """Start one session."""
+    with db.tenant(user) as t:
+        t.call(
+            q.start_session,
+            p_session_id=name,
+            p_vision="v",
+            p_working_directory="/w",
+            p_git_branch="main",
+            p_parent_session_id=parent,
+        )
+
+
+def test_lifecycle_returns_the_promised_types_and_charges_once(db: Database, db_url: str) -> None:
+    user = new_user(db_url)
+    with db.tenant(user) as t:
+        t.call(
+            cq.add_credits,
+            p_amount=Decimal("25.00"),
+            p_transaction_type="purchase",
+            p_description=None,
+            p_idempotency_key=None,
+            p_stripe_payment_intent_id=None,
+            p_metadata=None,
+        )
+        started = t.call(
+            q.start_session,
+            p_session_id="life",
+            p_vision="v",
+            p_working_directory="/w",
+            p_git_branch="main",
+            p_parent_session_id=None,
+        )
+        t.call(
+            q.update_session_progress,
+            p_session_id="life",
+            p_phase="PLAN",
+            p_iterations=1,
+            p_tool_calls=2,
+            p_tokens=300,
+            p_cost=Decimal("1.5"),
+        )
+        done = t.call(
+            q.complete_session,
+            p_session_id="life",
+            p_success=True,
+            p_total_cost=Decimal("3.75"),
+            p_files_created=["a.py"],
+            p_files_modified=None,
+            p_files_deleted=None,
+            p_completion_report=None,
+            p_error_message=None,
+        )
+        tree = t.call(q.session_tree, p_session_id="life")
+        balance = t.call(cq.credit_balance)
+    assert started is not None and done is not None and balance is not None
+    assert isinstance(done.id, uuid.UUID) and done.id == started.id
+    assert isinstance(done.total_cost, Decimal) and done.total_cost == Decimal("3.75")
+    assert isinstance(done.end_time, datetime.datetime) and done.end_time.tzinfo is not None
+    assert (done.execution_status, done.success, done.files_created) == (
+        "completed",
+        True,
+        ["a.py"],
+    )
+    assert balance.current_balance == Decimal("21.2500")
+    assert [(r.session_id, r.depth, r.path) for r in tree] == [("life", 0, ["life"])]
+    with db.tenant(user) as t:
+        again = t.call(
+            q.complete_session,
+            p_session_id="life",
+            p_success=True,
+            p_total_cost=Decimal("3.75"),
+            p_files_created=["a.py"],
+            p_files_modified=None,
+            p_files_deleted=None,
+            p_completion_report=None,
+            p_error_message=None,
+        )
+    assert again is not None and again.updated_at == done.updated_at
+    with pytest.raises(InvalidStateTransition), db.tenant(user) as t:
+        t.call(
+            q.update_session_progress,
+            p_session_id="life",
+            p_phase=None,
+            p_iterations=None,
+            p_tool_calls=None,
+            p_tokens=1,
+            p_cost=None,
+        )
+    with pytest.raises(NotFound), db.tenant(user) as t:
+        t.call(q.get_session, p_session_id="nope")
+
+
+def cost_of(index: int) -> Decimal:
+    """Each session's cost is fixed, so two completions of it carry the same arguments."""
+    return Decimal(index % 7) * Decimal("0.125") + Decimal("0.00005") * (index % 3)
+
+
+def worker(
+    db: Database, user: uuid.UUID, names: list[str], seed: int, errors: list[BaseException]
+) -> None:
+    """Random progress, completion and cancellation of the tree's sessions."""
+    rng = random.Random(seed)
+    for _ in range(OPS_PER_THREAD):
+        i = rng.randrange(len(names))
+        op = rng.random()
+        try:
+            with db.tenant(user) as t:
+                if op < 0.5:
+                    t.call(
+                        q.update_session_progress,
+                        p_session_id=names[i],
+                        p_phase=None,
+                        p_iterations=1,
+                        p_tool_calls=1,
+                        p_tokens=10,
+                        p_cost=Decimal("0.01"),
+                    )
+                elif op < 0.85:
+                    t.call(
+                        q.complete_session,
+                        p_session_id=names[i],
+                        p_success=i % 4 != 0,
+                        p_total_cost=cost_of(i),
+                        p_files_created=None,
+                        p_files_modified=None,
+                        p_files_deleted=None,
+                        p_completion_report=None,
+                        p_error_message=None,
+                    )
+                else:
+                    t.call(q.cancel_session, p_session_id=names[i])
+        except InvalidStateTransition:
+            pass  # the session (or its parent) was finished by another thread first
+        except BaseException as exc:
+            errors.append(exc)
+
+
+def test_8_threads_on_one_tree_leave_one_state_per_session_and_no_double_charge(
+    db: Database, db_url: str
+) -> None:
+    user = new_user(db_url)
+    with db.tenant(user) as t:
+        t.call(
+            cq.add_credits,
+            p_amount=Decimal("1000"),
+            p_transaction_type="purchase",
+            p_description=None,
+            p_idempotency_key=None,
+            p_stripe_payment_intent_id=None,
+            p_metadata=None,
+        )
+    # root, 3 children, 9 grandchildren, 27 great-grandchildren.
+    names = ["n0"]
+    start(db, user, "n0")
+    for i in range(1, 40):
+        names.append(f"n{i}")
+        start(db, user, f"n{i}", f"n{(i - 1) // 3}")
+
+    errors: list[BaseException] = []
+    threads = [
+        threading.Thread(target=worker, args=(db, user, names, seed, errors))
+        for seed in range(THREADS)
+    ]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        sessions = {
+            r[0]: r[1:]
+            for r in conn.execute(
+                "SELECT session_id, id, execution_status, last_event_seq, parent_session_id"
+                " FROM keen.agent_sessions WHERE user_id = %s",
+                (user,),
+            ).fetchall()
+        }
+        events = conn.execute(
+            "SELECT s.session_id, e.seq, e.event_type FROM keen.session_events e"
+            " JOIN keen.agent_sessions s ON s.id = e.session_id WHERE e.user_id = %s ORDER BY e.id",
+            (user,),
+        ).fetchall()
+        usage = conn.execute(
+            "SELECT s.session_id, t.amount FROM keen.credit_transactions t"
+            " JOIN keen.agent_sessions s ON s.id = t.session_id"
+            " WHERE t.user_id = %s AND t.transaction_type = 'usage'",
+            (user,),
+        ).fetchall()
+        row = conn.execute(
+            "SELECT current_balance FROM keen.credit_accounts WHERE user_id = %s", (user,)
+        ).fetchone()
+        assert row is not None
+        balance = row[0]
+        violations = conn.execute("SELECT * FROM keen.verify_ledger()").fetchall()
+
+    assert {s[1] for s in sessions.values()} - {"running"}, "the workers finished some sessions"
+    by_session: dict[str, list[tuple[int, str]]] = {}
+    for name, seq, kind in events:
+        by_session.setdefault(name, []).append((seq, kind))
+    charges: dict[str, Decimal] = {}
+    for name, amount in usage:
+        assert name not in charges, f"{name} charged twice"
+        charges[name] = -amount
+    for name, (_sid, status, last_seq, _parent) in sessions.items():
+        log = by_session[name]
+        assert [seq for seq, _ in log] == list(range(1, last_seq + 1)), f"{name}: gapless log"
+        finals = [
+            (seq, kind)
+            for seq, kind in log
+            if kind in {"session.completed", "session.failed", "session.cancelled"}
+        ]
+        if status == "running":
+            assert finals == [], f"{name} is running yet has a final event"
+        else:
+            assert finals == [(last_seq, f"session.{status}")], f"{name}: one final event, the last"
+        index = int(name[1:])
+        expected = cost_of(index) if status in {"completed", "failed"} else Decimal(0)
+        assert charges.get(name, Decimal(0)) == expected.quantize(
+            Decimal("0.0001"), "ROUND_CEILING"
+        )
+    # A cancelled session leaves no running descendant.
+    ids = {sid: name for name, (sid, *_rest) in sessions.items()}
+    for name, (_sid, status, _seq, parent) in sessions.items():
+        if status == "running":
+            p = parent
+            while p is not None:
+                assert sessions[ids[p]][1] != "cancelled", f"{name} runs under cancelled {ids[p]}"
+                p = sessions[ids[p]][3]
+    assert balance == Decimal("1000") - sum(charges.values(), Decimal(0))
+    assert violations == []
