@@ -359,33 +359,17 @@ LANGUAGE plpgsql
 STABLE
 SET search_path = ''
 AS $$
-#variable_conflict use_column
 DECLARE
   v_user_id uuid;
-  v_root_id uuid;
 BEGIN
   v_user_id := keen.require_user_id();
-  SELECT s.id INTO v_root_id
-  FROM keen.agent_sessions AS s
-  WHERE s.user_id = v_user_id AND s.session_id = p_session_id;
-  IF v_root_id IS NULL THEN
-    RAISE EXCEPTION 'session not found: %', p_session_id
-      USING ERRCODE = 'KE006',
-            HINT = 'Sessions are looked up by their text session_id among the caller''s own.';
-  END IF;
+  -- keen.session_tree walks the tree (KE006 when the session is not the caller's) and
+  -- gives its order; path lists the session ids from the root down to each node.
   RETURN QUERY
-  WITH RECURSIVE tree AS (
-    SELECT s.id, s.session_id, s.parent_session_id, 0 AS depth,
-           ARRAY[s.id] AS ancestors, ARRAY[s.session_id] AS path,
-           s.execution_status, s.total_cost, s.tokens_used
-    FROM keen.agent_sessions AS s
-    WHERE s.id = v_root_id
-    UNION ALL
-    SELECT c.id, c.session_id, c.parent_session_id, t.depth + 1,
-           t.ancestors || c.id, t.path || c.session_id,
-           c.execution_status, c.total_cost, c.tokens_used
-    FROM tree AS t
-    JOIN keen.agent_sessions AS c ON c.user_id = v_user_id AND c.parent_session_id = t.id
+  WITH tree AS MATERIALIZED (
+    SELECT t.id, t.session_id, t.parent_session_id, t.depth, t.path, t.execution_status,
+           t.total_cost, t.tokens_used, pg_catalog.row_number() OVER () AS ord
+    FROM keen.session_tree(p_session_id) AS t
   ), charged AS (
     -- What the ledger actually charged per session: usage minus refunds tied to it.
     SELECT x.session_id AS id, -pg_catalog.sum(x.amount) AS charged
@@ -394,23 +378,23 @@ BEGIN
       AND x.transaction_type IN ('usage', 'refund')
     GROUP BY x.session_id
   ), rollup AS (
-    -- Each session's subtree: every row counts for itself and for each of its ancestors.
-    SELECT a.id, pg_catalog.sum(t.total_cost) AS tree_cost,
+    -- Each session's subtree: every node counts for itself and for each of its ancestors.
+    SELECT a.session_id, pg_catalog.sum(t.total_cost) AS tree_cost,
            pg_catalog.sum(t.tokens_used) AS tree_tokens,
            pg_catalog.count(*) - 1 AS descendants,
            pg_catalog.sum(coalesce(ch.charged, 0)) AS tree_charged
     FROM tree AS t
     LEFT JOIN charged AS ch ON ch.id = t.id
-    CROSS JOIN LATERAL pg_catalog.unnest(t.ancestors) AS a(id)
-    GROUP BY a.id
+    CROSS JOIN LATERAL pg_catalog.unnest(t.path) AS a(session_id)
+    GROUP BY a.session_id
   )
   SELECT t.id, t.session_id, t.parent_session_id, t.depth, t.path, t.execution_status,
          t.total_cost::numeric, r.tree_cost::numeric, t.tokens_used, r.tree_tokens::bigint,
          r.descendants::integer, coalesce(ch.charged, 0)::numeric, r.tree_charged::numeric
   FROM tree AS t
-  JOIN rollup AS r ON r.id = t.id
+  JOIN rollup AS r ON r.session_id = t.session_id
   LEFT JOIN charged AS ch ON ch.id = t.id
-  ORDER BY t.path;
+  ORDER BY t.ord;
 END
 $$;
 

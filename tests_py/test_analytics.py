@@ -8,58 +8,24 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
 import psycopg
 import pytest
+from keen_queries import sessions
 from psycopg import errors
 
 from keen_sql import cli
+from keen_sql.config import Settings
+from keen_sql.database import Database
 from tests_py.support.ledger import as_tenant, make_user
 
 THREADS = 8
 USERS = 3
 SESSIONS_PER_THREAD = 20
 ANALYTICS = "SELECT pg_catalog.set_config('role', 'keen_analytics', false)"
-
-
-def _start(conn: psycopg.Connection[Any], user_id: uuid.UUID, session_id: str) -> uuid.UUID:
-    with as_tenant(conn, user_id):
-        row = conn.execute(
-            "INSERT INTO keen.agent_sessions (user_id, session_id, git_branch, vision,"
-            " working_directory) VALUES (%s, %s, 'main', 'analytics test', '/w') RETURNING id",
-            (user_id, session_id),
-        ).fetchone()
-    assert row is not None
-    return uuid.UUID(str(row[0]))
-
-
-def _progress(conn: psycopg.Connection[Any], user_id: uuid.UUID, session_id: str) -> None:
-    with as_tenant(conn, user_id):
-        conn.execute(
-            "UPDATE keen.agent_sessions SET tokens_used = tokens_used + 120,"
-            " tool_calls_count = tool_calls_count + 3, total_cost = total_cost + 0.25"
-            " WHERE session_id = %s",
-            (session_id,),
-        )
-
-
-def _complete(
-    conn: psycopg.Connection[Any], user_id: uuid.UUID, session_id: str, sid: uuid.UUID, ok: bool
-) -> None:
-    # The session row changes first and the charge follows in the same transaction: the
-    # order that would deadlock with a concurrent purchase if stats were kept immediately.
-    with as_tenant(conn, user_id):
-        conn.execute(
-            "UPDATE keen.agent_sessions SET execution_status = %s, end_time = now(),"
-            " total_cost = total_cost + 0.5 WHERE session_id = %s",
-            ("completed" if ok else "failed", session_id),
-        )
-        conn.execute(
-            "SELECT * FROM keen.deduct_credits(p_amount => %s, p_session_id => %s)",
-            (Decimal("0.7500"), sid),
-        )
 
 
 @pytest.fixture(scope="module")
@@ -80,41 +46,81 @@ def _run_threads(target: Callable[[int], None], count: int) -> None:
             future.result()
 
 
+def _session_day(db: Database, user_id: uuid.UUID, session_id: str, ok: bool) -> None:
+    """One session's life through the public functions, one transaction per call."""
+    with db.tenant(user_id) as q:
+        sessions.start_session(
+            q.conn,
+            p_session_id=session_id,
+            p_vision="analytics test",
+            p_working_directory="/w",
+            p_git_branch="main",
+            p_parent_session_id=None,
+        )
+    with db.tenant(user_id) as q:
+        sessions.update_session_progress(
+            q.conn,
+            p_session_id=session_id,
+            p_phase="PLAN",
+            p_iterations=1,
+            p_tool_calls=3,
+            p_tokens=120,
+            p_cost=Decimal("0.25"),
+        )
+    with db.tenant(user_id) as q:
+        # Charges the final cost (0.75) through the ledger in the same transaction.
+        sessions.complete_session(
+            q.conn,
+            p_session_id=session_id,
+            p_success=ok,
+            p_total_cost=Decimal("0.75"),
+            p_files_created=None,
+            p_files_modified=None,
+            p_files_deleted=None,
+            p_completion_report=None,
+            p_error_message=None if ok else "failed on purpose",
+        )
+
+
 def test_parallel_sessions_and_credits_leave_verify_usage_stats_empty(
     db_url: str, users: list[uuid.UUID]
 ) -> None:
     """8 threads start, update and complete sessions of the same users while purchases run."""
+    settings = Settings(database_url=db_url, pool_max_size=THREADS)
+    with Database(settings) as db:
 
-    def worker(n: int) -> None:
-        with psycopg.connect(db_url, autocommit=True) as conn:
+        def worker(n: int) -> None:
             for i in range(SESSIONS_PER_THREAD):
                 user_id = users[(n + i) % USERS]
-                session_id = f"t{n}-s{i}"
-                sid = _start(conn, user_id, session_id)
-                _progress(conn, user_id, session_id)
-                _complete(conn, user_id, session_id, sid, ok=i % 4 != 0)
+                _session_day(db, user_id, f"t{n}-s{i}", ok=i % 4 != 0)
                 if i % 5 == 0:
-                    with as_tenant(conn, user_id):
-                        conn.execute("SELECT * FROM keen.add_credits(p_amount => 1)")
+                    with db.tenant(user_id) as q:
+                        q.credits.add_credits(
+                            p_amount=Decimal(1),
+                            p_transaction_type="purchase",
+                            p_description=None,
+                            p_idempotency_key=None,
+                            p_stripe_payment_intent_id=None,
+                            p_metadata=None,
+                        )
 
-    _run_threads(worker, THREADS)
+        _run_threads(worker, THREADS)
+        with db.tenant(users[0]) as q:
+            report = q.analytics.usage_report(
+                p_from=date.today() - timedelta(days=1), p_to=date.today() + timedelta(days=1)
+            )
     with psycopg.connect(db_url, autocommit=True) as conn:
         assert conn.execute("SELECT * FROM keen.verify_usage_stats()").fetchall() == []
         totals = conn.execute(
             "SELECT sum(sessions_started), sum(sessions_completed), sum(sessions_failed),"
-            " sum(tokens_used), sum(total_cost), sum(credits_spent)"
+            " sum(tokens_used), sum(tool_calls), sum(total_cost), sum(credits_spent)"
             " FROM keen.daily_usage_stats WHERE user_id = ANY(%s)",
             (users,),
         ).fetchone()
     n = THREADS * SESSIONS_PER_THREAD
-    assert totals == (
-        n,
-        n * 3 // 4,
-        n // 4,
-        n * 120,
-        Decimal("0.75") * n,
-        Decimal("0.75") * n,
-    )
+    cost = Decimal("0.75") * n
+    assert totals == (n, n * 3 // 4, n // 4, n * 120, n * 3, cost, cost)
+    assert sum(r.sessions_started or 0 for r in report) > 0
 
 
 @pytest.fixture(scope="module")
@@ -235,14 +241,14 @@ def test_keen_app_cannot_read_the_dashboard(dashboard_data: str) -> None:
 
 
 def test_usage_report_types(db_url: str, users: list[uuid.UUID]) -> None:
-    """The report's money is Decimal and its days are dates, one row per day."""
-    with psycopg.connect(db_url, autocommit=True) as conn, as_tenant(conn, users[0]):
-        rows = conn.execute(
-            "SELECT date_bucket, total_cost, credits_spent"
-            " FROM keen.usage_report(current_date - 6, current_date)"
-        ).fetchall()
-    assert len(rows) == 7
-    assert all(isinstance(cost, Decimal) and isinstance(spent, Decimal) for _, cost, spent in rows)
+    """Through db.tenant: one row per day, days as date, money as Decimal, counts as int."""
+    today = date.today()
+    with Database(Settings(database_url=db_url, pool_max_size=1)) as db, db.tenant(users[0]) as q:
+        rows = q.analytics.usage_report(p_from=today - timedelta(days=6), p_to=today)
+    assert [r.date_bucket for r in rows] == [today - timedelta(days=6 - i) for i in range(7)]
+    assert all(isinstance(r.total_cost, Decimal) for r in rows)
+    assert all(isinstance(r.credits_spent, Decimal) for r in rows)
+    assert all(isinstance(r.sessions_started, int) for r in rows)
 
 
 def test_cli_analytics_refresh_and_verify(
