@@ -1,7 +1,7 @@
 -- Analytics: daily usage stats kept by triggers, usage_report, session_cost_breakdown,
 -- verify/rebuild, and the dashboard materialized view (refresh, figures, who may read it).
 BEGIN;
-SELECT plan(75);
+SELECT plan(79);
 
 -- pgTAP itself must be callable while acting as keen_app / keen_analytics (rolled back).
 GRANT USAGE ON SCHEMA tap TO keen_app, keen_analytics;
@@ -133,6 +133,19 @@ SELECT results_eq(
     FROM keen.usage_report(current_setting('test.a_today')::date, current_setting('test.a_today')::date)$$,
   $$VALUES (50::numeric, 2::numeric, 0.5::numeric, 1::numeric)$$,
   'usage_report carries the day''s credit figures');
+-- The same figures through the public session functions (today, in one transaction each
+-- here: one test transaction, the deferred trigger set IMMEDIATE above).
+SELECT lives_ok($$SELECT keen.start_session(p_session_id => 'live', p_vision => 'v', p_working_directory => '/w',
+                                            p_git_branch => 'main')$$, 'alice starts a session through start_session');
+SELECT lives_ok($$SELECT keen.update_session_progress(p_session_id => 'live', p_tool_calls => 2, p_tokens => 50,
+                                                      p_cost => 0.5)$$, 'alice reports progress');
+SELECT lives_ok($$SELECT keen.complete_session(p_session_id => 'live', p_success => true, p_total_cost => 1.25)$$,
+  'alice completes it at a cost of 1.25, charged in the same transaction');
+SELECT results_eq(
+  $$SELECT sessions_started, sessions_completed, tokens_used, tool_calls, total_cost, credits_spent
+    FROM keen.usage_report(current_setting('test.a_today')::date, current_setting('test.a_today')::date)$$,
+  $$VALUES (1, 1, 50::bigint, 2::bigint, 1.25::numeric, 3.25::numeric)$$,
+  'start_session, update_session_progress and complete_session keep the day''s figures, charge included');
 SELECT results_eq(
   $$SELECT session_id, depth, path, execution_status, own_cost, tree_cost, own_tokens, tree_tokens, descendants,
            own_charged, tree_charged FROM keen.session_cost_breakdown('a1')$$,
@@ -259,7 +272,7 @@ SELECT results_eq(
                          interval '1 hour') AS h$$,
   'refreshed dashboard figures equal the same aggregates computed directly by a superuser');
 SELECT is((SELECT (sum(sessions_started), sum(credits_sold), min(active_users))::text FROM keen.dashboard_metrics),
-  '(4,70.0000,1)', 'the refreshed view is not empty: 4 sessions started, 70 credits sold, bob active every hour');
+  '(5,70.0000,1)', 'the refreshed view is not empty: 5 sessions started, 70 credits sold, bob active every hour');
 SELECT results_eq(
   $$SELECT sessions_completed, sessions_failed, avg_cost, p50_duration_seconds, p95_duration_seconds
     FROM keen.dashboard_metrics WHERE hour_bucket = current_setting('test.h')::timestamptz$$,
