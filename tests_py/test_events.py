@@ -30,6 +30,7 @@ from keen_sql.events import (
     parse_notification,
 )
 from tests_py.support.ledger import make_user
+from tests_py.test_isolation_pgbouncer import pgbouncer_url  # noqa: F401 - a fixture
 
 SESSIONS = 8
 PROGRESS = 6  # per session: started + 6 progress + completed = 8 events
@@ -260,3 +261,13 @@ def test_pooler_is_refused_with_a_clear_error() -> None:
     stream.check_direct(42, 42)
     with pytest.raises(DirectConnectionRequired, match="transaction-mode pooler"):
         stream.check_direct(42, 4242)
+
+
+def test_listener_through_pgbouncer_transaction_mode_raises_direct_connection_required(
+    pgbouncer_url: str,  # noqa: F811 - the fixture
+) -> None:
+    with (
+        EventListener(pgbouncer_url, uuid.uuid4()) as listener,
+        pytest.raises(DirectConnectionRequired, match="PgBouncer with pool_mode=transaction"),
+    ):
+        listener.connect()
