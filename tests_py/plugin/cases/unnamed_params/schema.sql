@@ -1,0 +1,4 @@
+CREATE TABLE pairs (
+  a integer NOT NULL,
+  b integer NOT NULL
+);
