@@ -5,11 +5,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 
 from keen_sql import migrations
+from tests_py.support.clusters import cluster_dir
 from tests_py.support.databases import create_database, drop_database, scratch_name
-from tests_py.support.schema import apply_schema, catalog_snapshot, leftovers, snapshot_diff
+from tests_py.support.schema import (
+    OUR_ROLES,
+    apply_schema,
+    catalog_snapshot,
+    leftovers,
+    snapshot_diff,
+)
 
 MIGRATION_NAME = re.compile(
     r"^(?P<number>\d{4})_(?P<slug>[a-z0-9]+(?:_[a-z0-9]+)*)(?P<rollback>\.rollback)?\.sql$"
@@ -55,6 +63,39 @@ def test_rollback_all_leaves_nothing_and_apply_again_rebuilds(scratch_dbs: list[
     again = catalog_snapshot(migrated_url)
     diff = snapshot_diff(first, again, ("first apply", "second apply"))
     assert not diff, "applying after a full rollback builds something else:\n" + diff
+
+
+def _our_roles(admin_url: str) -> list[str]:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT rolname FROM pg_catalog.pg_roles WHERE rolname = ANY(%s) ORDER BY 1",
+            [list(OUR_ROLES)],
+        ).fetchall()
+    return [str(row[0]) for row in rows]
+
+
+def test_rollback_drops_the_roles_only_when_no_other_database_uses_them() -> None:
+    # Roles are cluster-wide: this needs a cluster of its own, where nothing else uses them.
+    with cluster_dir("rollback") as clusters:
+        cluster = clusters.init("main")
+        cluster.start()
+        admin = cluster.url()
+        first, second, empty = (
+            create_database(admin, name) for name in ("keen_a", "keen_b", "keen_empty")
+        )
+        migrations.apply(first)
+        migrations.apply(second)
+
+        migrations.rollback(first)
+        assert _our_roles(admin) == sorted(OUR_ROLES), "keen_b still uses the roles"
+        assert not leftovers(first, empty)
+
+        migrations.rollback(second)
+        assert _our_roles(admin) == [], "the last rollback drops the roles"
+        assert not leftovers(second, empty)
+
+        assert migrations.apply(first), "migrating again recreates the roles"
+        assert _our_roles(admin) == sorted(OUR_ROLES)
 
 
 def test_migration_files_are_numbered_twins_with_a_leading_comment() -> None:
