@@ -1,0 +1,4 @@
+CREATE TABLE kv (
+  k text PRIMARY KEY,
+  v text NOT NULL
+);
