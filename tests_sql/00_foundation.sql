@@ -1,6 +1,6 @@
 -- Structure: the roles, the schema `keen`, who owns what, and the tables and views it holds.
 BEGIN;
-SELECT plan(26);
+SELECT plan(28);
 
 -- ===== roles =================================================================
 SELECT has_role('keen_owner', 'the role keen_owner exists');
@@ -88,6 +88,28 @@ SELECT is(
          ORDER BY 1),
   ARRAY[]::text[],
   'no table column is varchar, char, timestamp without time zone, float, money or json');
+SELECT is(
+  ARRAY(SELECT con.conname::text FROM pg_catalog.pg_constraint AS con
+         WHERE con.connamespace = 'keen'::regnamespace AND con.contype = 'f'
+           AND con.confrelid <> 'keen.users'::regclass
+           AND NOT (con.conkey[1] = (SELECT a.attnum FROM pg_catalog.pg_attribute AS a
+                                      WHERE a.attrelid = con.conrelid AND a.attname = 'user_id')
+                    AND con.confkey[1] = (SELECT a.attnum FROM pg_catalog.pg_attribute AS a
+                                           WHERE a.attrelid = con.confrelid AND a.attname = 'user_id'))
+         ORDER BY 1),
+  ARRAY[]::text[],
+  'every foreign key between tenant tables leads with user_id on both sides: no cross-tenant reference');
+SELECT is(
+  ARRAY(SELECT con.conname::text FROM pg_catalog.pg_constraint AS con
+         WHERE con.connamespace = 'keen'::regnamespace AND con.contype = 'f'
+           AND con.confrelid = 'keen.users'::regclass
+           AND (con.conkey <> ARRAY[(SELECT a.attnum FROM pg_catalog.pg_attribute AS a
+                                      WHERE a.attrelid = con.conrelid AND a.attname = 'user_id')]
+                OR con.confkey <> ARRAY[(SELECT a.attnum FROM pg_catalog.pg_attribute AS a
+                                          WHERE a.attrelid = 'keen.users'::regclass AND a.attname = 'id')])
+         ORDER BY 1),
+  ARRAY[]::text[],
+  'a table references users only by its own user_id');
 SELECT is(
   ARRAY(SELECT con.conname::text FROM pg_catalog.pg_constraint AS con
          WHERE con.connamespace = 'keen'::regnamespace AND con.contype = 'f' AND con.confdeltype = 'a'
