@@ -711,11 +711,15 @@ BEGIN
   v_fingerprint := keen.credit_fingerprint('deduct', pg_catalog.jsonb_build_object(
     'amount', pg_catalog.trim_scale(v_amount), 'session_id', p_session_id, 'description', p_description));
   -- Looked up under the account lock: a concurrent retry waits and then finds the row.
-  v_entry := keen.find_idempotent_entry(v_account.id, p_idempotency_key, v_fingerprint);
-  IF v_entry.id IS NOT NULL THEN
-    RETURN v_entry;
+  IF p_idempotency_key IS NOT NULL THEN
+    v_entry := keen.find_idempotent_entry(v_account.id, p_idempotency_key, v_fingerprint);
+    IF v_entry.id IS NOT NULL THEN
+      RETURN v_entry;
+    END IF;
   END IF;
-  PERFORM keen.require_agent_session(p_session_id);
+  IF p_session_id IS NOT NULL THEN
+    PERFORM keen.require_agent_session(p_session_id);
+  END IF;
   -- Balance, holds and limits are checked by the ledger's insert trigger, under the same lock.
   INSERT INTO keen.credit_transactions AS t
          (id, user_id, account_id, transaction_type, amount, session_id, description,
@@ -876,7 +880,9 @@ BEGIN
       RETURN v_hold;
     END IF;
   END IF;
-  PERFORM keen.require_agent_session(p_session_id);
+  IF p_session_id IS NOT NULL THEN
+    PERFORM keen.require_agent_session(p_session_id);
+  END IF;
   -- Balance and limits are checked by the holds' insert trigger, under the same lock.
   INSERT INTO keen.credit_holds AS h
          (id, user_id, account_id, session_id, amount, idempotency_key, request_fingerprint, expires_at)
