@@ -15,7 +15,7 @@ from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 from uuid import UUID
 
 import psycopg
-from keen_queries import analytics, credits, users
+from keen_queries import analytics, credits, sessions, users
 
 from keen_sql.errors import translate
 
@@ -190,6 +190,28 @@ class Credits(_Domain):
     verify_ledger_iter = query(credits.verify_ledger_iter)
 
 
+class Sessions(_Domain):
+    """`keen_queries.sessions` bound to one transaction."""
+
+    __slots__ = ()
+    cancel_session = query(sessions.cancel_session)
+    close_connection = query(sessions.close_connection)
+    complete_session = query(sessions.complete_session)
+    get_session = query(sessions.get_session)
+    list_session_events = query(sessions.list_session_events)
+    list_session_events_iter = query(sessions.list_session_events_iter)
+    list_sessions = query(sessions.list_sessions)
+    list_sessions_iter = query(sessions.list_sessions_iter)
+    open_connection = query(sessions.open_connection)
+    ping_connection = query(sessions.ping_connection)
+    prune_session_events = query(sessions.prune_session_events)
+    reap_stale_connections = query(sessions.reap_stale_connections)
+    session_tree = query(sessions.session_tree)
+    session_tree_iter = query(sessions.session_tree_iter)
+    start_session = query(sessions.start_session)
+    update_session_progress = query(sessions.update_session_progress)
+
+
 class Users(_Domain):
     """`keen_queries.users` bound to one transaction."""
 
@@ -247,6 +269,28 @@ class AsyncCredits(_AsyncDomain):
     verify_ledger_iter = aiter_query(credits.verify_ledger_iter_async)
 
 
+class AsyncSessions(_AsyncDomain):
+    """`keen_queries.sessions` (async twins) bound to one transaction."""
+
+    __slots__ = ()
+    cancel_session = aquery(sessions.cancel_session_async)
+    close_connection = aquery(sessions.close_connection_async)
+    complete_session = aquery(sessions.complete_session_async)
+    get_session = aquery(sessions.get_session_async)
+    list_session_events = aquery(sessions.list_session_events_async)
+    list_session_events_iter = aiter_query(sessions.list_session_events_iter_async)
+    list_sessions = aquery(sessions.list_sessions_async)
+    list_sessions_iter = aiter_query(sessions.list_sessions_iter_async)
+    open_connection = aquery(sessions.open_connection_async)
+    ping_connection = aquery(sessions.ping_connection_async)
+    prune_session_events = aquery(sessions.prune_session_events_async)
+    reap_stale_connections = aquery(sessions.reap_stale_connections_async)
+    session_tree = aquery(sessions.session_tree_async)
+    session_tree_iter = aiter_query(sessions.session_tree_iter_async)
+    start_session = aquery(sessions.start_session_async)
+    update_session_progress = aquery(sessions.update_session_progress_async)
+
+
 class AsyncUsers(_AsyncDomain):
     """`keen_queries.users` (async twins) bound to one transaction."""
 
@@ -275,13 +319,14 @@ class Queries:
         analytics, credits, users: the generated modules' queries bound to `conn`.
     """
 
-    __slots__ = ("analytics", "conn", "credits", "user_id", "users")
+    __slots__ = ("analytics", "conn", "credits", "sessions", "user_id", "users")
 
     def __init__(self, conn: Conn, user_id: UUID | None) -> None:
         self.conn = conn
         self.user_id = user_id
         self.analytics = Analytics(conn)
         self.credits = Credits(conn)
+        self.sessions = Sessions(conn)
         self.users = Users(conn)
 
     def call(
@@ -298,13 +343,14 @@ class Queries:
 class AsyncQueries:
     """The asyncio twin of `Queries` (domains bound to the async twins of the queries)."""
 
-    __slots__ = ("analytics", "conn", "credits", "user_id", "users")
+    __slots__ = ("analytics", "conn", "credits", "sessions", "user_id", "users")
 
     def __init__(self, conn: AsyncConn, user_id: UUID | None) -> None:
         self.conn = conn
         self.user_id = user_id
         self.analytics = AsyncAnalytics(conn)
         self.credits = AsyncCredits(conn)
+        self.sessions = AsyncSessions(conn)
         self.users = AsyncUsers(conn)
 
     async def call(
