@@ -164,7 +164,10 @@ CREATE TABLE keen.recharge_requests (
   CONSTRAINT recharge_requests_attempts_check CHECK (attempts >= 0),
   CONSTRAINT recharge_requests_resolved_check
     CHECK ((status IN ('completed', 'failed')) = (resolved_at IS NOT NULL)),
-  CONSTRAINT recharge_requests_failure_reason_check CHECK (failure_reason IS NULL OR status = 'failed')
+  CONSTRAINT recharge_requests_failure_reason_check CHECK (failure_reason IS NULL OR status = 'failed'),
+  -- A completed request names the purchase that credited it (a repeated webhook returns it).
+  CONSTRAINT recharge_requests_purchase_check
+    CHECK ((status = 'completed') = (purchase_transaction_id IS NOT NULL))
 );
 
 -- ===== indexes ===============================================================

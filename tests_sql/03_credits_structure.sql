@@ -393,8 +393,8 @@ SELECT set_eq(
   $$SELECT conname::text FROM pg_constraint WHERE conrelid = 'keen.recharge_requests'::regclass AND contype = 'c'$$,
   ARRAY[
     'recharge_requests_amount_check', 'recharge_requests_attempts_check',
-    'recharge_requests_failure_reason_check', 'recharge_requests_resolved_check',
-    'recharge_requests_status_check'],
+    'recharge_requests_failure_reason_check', 'recharge_requests_purchase_check',
+    'recharge_requests_resolved_check', 'recharge_requests_status_check'],
   'keen.recharge_requests has exactly its named CHECK constraints');
 -- indexes
 SELECT indexes_are('keen', 'recharge_requests', ARRAY[

@@ -1,7 +1,7 @@
 -- Data rules of credit_accounts, credit_transactions, credit_holds and recharge_requests:
 -- every row that breaks one fails with its constraint's SQLSTATE and name, and writes nothing.
 BEGIN;
-SELECT plan(44);
+SELECT plan(45);
 
 -- ===== fixtures (as the owner) ===============================================
 -- The constraints are the last line of defence under the functions and triggers (whose
@@ -237,6 +237,12 @@ SELECT throws_ok(
     VALUES ('00000000-0000-4000-8000-000000000b0b', '00000000-0000-4000-8000-00000000ac0b', 50, '00000000-0000-4000-8000-0000000c0001', 5, 'failed', now())$$,
   '23503', 'insert or update on table "recharge_requests" violates foreign key constraint "recharge_requests_triggered_by_fkey"',
   'a recharge cannot be triggered by another user''s ledger entry');
+
+SELECT throws_ok(
+  $$INSERT INTO keen.recharge_requests (user_id, account_id, amount, triggered_by_transaction_id, balance_at_request, status, resolved_at)
+    VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 50, '00000000-0000-4000-8000-0000000c0001', 5, 'completed', now())$$,
+  '23514', 'new row for relation "recharge_requests" violates check constraint "recharge_requests_purchase_check"',
+  'a completed recharge names the purchase that credited it');
 
 -- ===== deleting ==============================================================
 SELECT throws_ok(
