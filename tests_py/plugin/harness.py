@@ -14,8 +14,8 @@ import enum
 import sys
 import types
 import typing
-from decimal import Decimal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from decimal import Decimal
 from typing import Any, Literal, LiteralString, TypeVar
 
 import psycopg

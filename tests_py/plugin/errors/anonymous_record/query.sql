@@ -1,0 +1,2 @@
+-- name: Pairs :many
+SELECT * FROM pairs();

@@ -1,0 +1,1 @@
+CREATE FUNCTION pairs() RETURNS TABLE (a integer, b text) LANGUAGE sql AS $$ SELECT 1, 'x' $$;

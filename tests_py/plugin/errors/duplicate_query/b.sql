@@ -1,0 +1,2 @@
+-- name: GetT :many
+SELECT id FROM t;

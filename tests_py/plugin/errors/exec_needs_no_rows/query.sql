@@ -1,0 +1,2 @@
+-- name: Touch :one
+UPDATE t SET id = id WHERE id = $1;

@@ -1,0 +1,2 @@
+-- name: ByIds :many
+SELECT id FROM t WHERE id IN (sqlc.slice(ids));

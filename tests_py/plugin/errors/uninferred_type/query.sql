@@ -1,0 +1,2 @@
+-- name: Upper :one
+SELECT upper(name) AS u FROM t WHERE id = $1;

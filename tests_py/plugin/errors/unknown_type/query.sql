@@ -1,0 +1,2 @@
+-- name: GetSpan :one
+SELECT r FROM spans WHERE id = $1;
