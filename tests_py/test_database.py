@@ -28,9 +28,19 @@ from keen_sql.config import ROOT, Settings
 from keen_sql.database import AsyncDatabase, Database, TransactionAborted
 from keen_sql.errors import NoTenantContext, NotFound
 from keen_sql.security import hash_token
+from tests_py.tenants import create_token, register
 from tests_py.test_isolation import LEFTOVER
 
 API_DOC = ROOT / "docs" / "python_api.md"
+TOKEN_ARGS: dict[str, Any] = {
+    "p_token_type": "api_key",
+    "p_token_name": None,
+    "p_scopes": [],
+    "p_expires_at": None,
+    "p_rate_limit_per_hour": 10,
+    "p_created_ip": None,
+    "p_user_agent": None,
+}
 
 
 def settings_for(url: str, **overrides: Any) -> Settings:
@@ -45,35 +55,12 @@ def db(db_url: str) -> Iterator[Database]:
 
 @pytest.fixture(scope="module")
 def user_id(db: Database) -> uuid.UUID:
-    tag = uuid.uuid4().hex[:8]
-    with db.service() as q:
-        row = q.users.register_user(
-            p_email=f"db-{tag}@example.com",
-            p_username=f"db_{tag}",
-            p_password_hash="x" * 40,
-            p_display_name=None,
-            p_timezone="Europe/Paris",
-        )
-    assert row is not None
-    return row.user_id
+    return register(db, "db", timezone="Europe/Paris")
 
 
 def _token_count(db: Database, user_id: uuid.UUID) -> int:
     with db.tenant(user_id) as q:
         return len(q.users.list_auth_tokens())
-
-
-def _create_token(q: bindings.Queries) -> None:
-    q.users.create_auth_token(
-        p_token_type="api_key",
-        p_token_hash=hash_token(uuid.uuid4().hex),
-        p_token_name=None,
-        p_scopes=[],
-        p_expires_at=None,
-        p_rate_limit_per_hour=10,
-        p_created_ip=None,
-        p_user_agent=None,
-    )
 
 
 def test_tenant_runs_as_keen_app_with_tenant_and_timeouts_local_to_the_transaction(
@@ -93,14 +80,14 @@ def test_tenant_runs_as_keen_app_with_tenant_and_timeouts_local_to_the_transacti
 def test_tenant_commits_when_the_block_ends(db: Database, user_id: uuid.UUID) -> None:
     before = _token_count(db, user_id)
     with db.tenant(user_id) as q:
-        _create_token(q)
+        create_token(q)
     assert _token_count(db, user_id) == before + 1
 
 
 def test_tenant_rolls_back_when_the_block_raises(db: Database, user_id: uuid.UUID) -> None:
     before = _token_count(db, user_id)
     with pytest.raises(RuntimeError), db.tenant(user_id) as q:
-        _create_token(q)
+        create_token(q)
         raise RuntimeError("the service failed after writing")
     assert _token_count(db, user_id) == before
 
@@ -110,7 +97,7 @@ def test_swallowed_database_error_rolls_back_and_raises_TransactionAborted(
 ) -> None:
     before = _token_count(db, user_id)
     with pytest.raises(TransactionAborted), db.tenant(user_id) as q:
-        _create_token(q)
+        create_token(q)
         # Carrying on after a failed statement must not look like success.
         with contextlib.suppress(psycopg.errors.DivisionByZero):
             q.conn.execute("SELECT 1 / 0")
@@ -218,16 +205,7 @@ def test_async_tenant_commits_rolls_back_and_maps_errors(db_url: str, user_id: u
                 before = len(await q.users.list_auth_tokens())
             with pytest.raises(RuntimeError):
                 async with adb.tenant(user_id) as q:
-                    await q.users.create_auth_token(
-                        p_token_type="api_key",
-                        p_token_hash=hash_token(uuid.uuid4().hex),
-                        p_token_name=None,
-                        p_scopes=[],
-                        p_expires_at=None,
-                        p_rate_limit_per_hour=10,
-                        p_created_ip=None,
-                        p_user_agent=None,
-                    )
+                    await q.users.create_auth_token(**TOKEN_ARGS, p_token_hash=hash_token("x"))
                     raise RuntimeError
             with pytest.raises(NotFound):
                 async with adb.tenant(user_id) as q:

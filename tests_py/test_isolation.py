@@ -23,7 +23,7 @@ import pytest
 from keen_sql.config import Settings
 from keen_sql.database import Database
 from keen_sql.errors import NotFound
-from keen_sql.security import hash_token
+from tests_py.tenants import create_token, register
 
 THREADS = 16
 TENANTS = 50
@@ -52,31 +52,11 @@ class Boom(Exception):
 
 def seed_tenants(db: Database, count: int = TENANTS) -> list[uuid.UUID]:
     """Register `count` users, each with TOKENS_PER_TENANT API tokens; return their ids."""
-    tag = uuid.uuid4().hex[:8]
-    tenants: list[uuid.UUID] = []
-    for i in range(count):
-        with db.service() as q:
-            row = q.users.register_user(
-                p_email=f"iso{i}-{tag}@example.com",
-                p_username=f"iso{i}_{tag}",
-                p_password_hash="x" * 40,
-                p_display_name=None,
-                p_timezone="UTC",
-            )
-        assert row is not None
-        with db.tenant(row.user_id) as q:
+    tenants = [register(db, "iso") for _ in range(count)]
+    for tenant in tenants:
+        with db.tenant(tenant) as q:
             for _ in range(TOKENS_PER_TENANT):
-                q.users.create_auth_token(
-                    p_token_type="api_key",
-                    p_token_hash=hash_token(uuid.uuid4().hex),
-                    p_token_name=None,
-                    p_scopes=[],
-                    p_expires_at=None,
-                    p_rate_limit_per_hour=1000,
-                    p_created_ip=None,
-                    p_user_agent=None,
-                )
-        tenants.append(row.user_id)
+                create_token(q)
     return tenants
 
 
@@ -124,16 +104,7 @@ def _worker(db: Database, tenants: list[uuid.UUID], seed: int, out: Outcome) -> 
                     out.add("leaks", f"tenant {tenant} saw {row}")
                 if dice < 0.10:
                     # A write, then the service fails: the write must be rolled back.
-                    q.users.create_auth_token(
-                        p_token_type="api_key",
-                        p_token_hash=hash_token(uuid.uuid4().hex),
-                        p_token_name="rolled back",
-                        p_scopes=[],
-                        p_expires_at=None,
-                        p_rate_limit_per_hour=1,
-                        p_created_ip=None,
-                        p_user_agent=None,
-                    )
+                    create_token(q, name="rolled back")
                     raise Boom
                 if dice < 0.15:
                     q.users.revoke_token(p_token_id=uuid.uuid4())  # not the caller's: KE006

@@ -1,0 +1,51 @@
+"""Helpers shared by the tenant-isolation tests: sign a tenant up, give it tokens."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from keen_queries.models import AuthToken
+
+from keen_sql.bindings import Queries
+from keen_sql.database import Database
+from keen_sql.security import hash_token
+
+
+def register(db: Database, prefix: str = "t", timezone: str = "UTC") -> uuid.UUID:
+    """Sign a new user up through register_user (a service transaction); return its id."""
+    tag = f"{prefix}{uuid.uuid4().hex[:10]}"
+    with db.service() as q:
+        row = q.users.register_user(
+            p_email=f"{tag}@example.com",
+            p_username=tag,
+            p_password_hash="x" * 40,
+            p_display_name=None,
+            p_timezone=timezone,
+        )
+    assert row is not None
+    return row.user_id
+
+
+def create_token(
+    q: Queries,
+    token: str | None = None,
+    *,
+    token_type: str = "api_key",
+    expires_at: datetime | None = None,
+    rate_limit_per_hour: int = 1000,
+    name: str | None = None,
+) -> AuthToken:
+    """Store a token (random unless given) of the transaction's tenant; return its row."""
+    row = q.users.create_auth_token(
+        p_token_type=token_type,
+        p_token_hash=hash_token(token or uuid.uuid4().hex),
+        p_token_name=name,
+        p_scopes=[],
+        p_expires_at=expires_at,
+        p_rate_limit_per_hour=rate_limit_per_hour,
+        p_created_ip=None,
+        p_user_agent=None,
+    )
+    assert row is not None
+    return row
