@@ -240,15 +240,21 @@ BEGIN
 END
 $$;
 
+-- Small helpers on the hot path are PL/pgSQL, not SQL: a SQL function that cannot be inlined
+-- (SET search_path prevents it) is planned again on every call; PL/pgSQL keeps its plans.
 CREATE FUNCTION keen.credit_local_date(p_user_id uuid, p_at timestamptz)
 RETURNS date
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SET search_path = ''
 AS $$
+DECLARE
+  v_timezone text;
+BEGIN
   -- The user's own calendar day of p_at; UTC when the user row is not visible.
-  SELECT (p_at AT TIME ZONE coalesce(
-            (SELECT u.timezone FROM keen.users AS u WHERE u.id = p_user_id), 'UTC'))::date
+  SELECT u.timezone INTO v_timezone FROM keen.users AS u WHERE u.id = p_user_id;
+  RETURN (p_at AT TIME ZONE coalesce(v_timezone, 'UTC'))::date;
+END
 $$;
 
 CREATE FUNCTION keen.lock_credit_account(p_user_id uuid)
@@ -280,22 +286,28 @@ $$;
 
 CREATE FUNCTION keen.credit_fingerprint(p_operation text, p_arguments jsonb)
 RETURNS text
-LANGUAGE sql
+LANGUAGE plpgsql
 IMMUTABLE
 SET search_path = ''
 AS $$
-  SELECT pg_catalog.md5(p_operation || ':' || p_arguments::text)
+BEGIN
+  RETURN pg_catalog.md5(p_operation || ':' || p_arguments::text);
+END
 $$;
 
 CREATE FUNCTION keen.idempotent_id(p_account_id uuid, p_kind text, p_idempotency_key text)
 RETURNS uuid
-LANGUAGE sql
+LANGUAGE plpgsql
 VOLATILE
 SET search_path = ''
 AS $$
+BEGIN
   -- Derived from the key, so a retry can never mint a second row; random without a key.
-  SELECT CASE WHEN p_idempotency_key IS NULL THEN pg_catalog.gen_random_uuid()
-              ELSE pg_catalog.md5(p_account_id::text || ':' || p_kind || ':' || p_idempotency_key)::uuid END
+  IF p_idempotency_key IS NULL THEN
+    RETURN pg_catalog.gen_random_uuid();
+  END IF;
+  RETURN pg_catalog.md5(p_account_id::text || ':' || p_kind || ':' || p_idempotency_key)::uuid;
+END
 $$;
 
 CREATE FUNCTION keen.check_idempotency_key(p_idempotency_key text)
