@@ -73,12 +73,14 @@ class Thresholds:
         long_transaction_s: a transaction open longer than this is reported.
         stale_connection_s: an active WebSocket connection without a ping for longer is stale.
         replica_lag_s: replay lag above this warns.
+        replica_lag_bytes: WAL not yet replayed on the replica above this warns.
         connections_used: share of usable connection slots above which to warn.
     """
 
     long_transaction_s: float = 60.0
     stale_connection_s: float = 300.0
     replica_lag_s: float = 30.0
+    replica_lag_bytes: int = 64 * 1024 * 1024
     connections_used: float = 0.8
 
 
@@ -218,10 +220,13 @@ def _replication(
     lag_bytes = max(0, int(lag_row[0]))
     # Time since the last replayed commit is lag only while WAL is still waiting to be
     # replayed; a caught-up replica of an idle primary has no lag, however old that commit.
-    lag_s = 0.0 if lag_bytes == 0 else float(since_last_replay or 0.0)
+    # A replica that has replayed no commit since it started cannot tell the time lag.
+    lag_s = 0.0 if lag_bytes == 0 else since_last_replay
     data.update(replica_lag_bytes=lag_bytes, replica_lag_s=lag_s, replica_replay_lsn=replay_lsn)
-    status = "warn" if lag_s > limits.replica_lag_s else "ok"
-    return Check("replication", status, f"replica {lag_bytes} bytes, {lag_s:.1f} s behind", data)
+    behind = lag_bytes > limits.replica_lag_bytes or (lag_s or 0.0) > limits.replica_lag_s
+    seconds = "unknown" if lag_s is None else f"{lag_s:.1f}"
+    summary = f"replica {lag_bytes} bytes, {seconds} s behind"
+    return Check("replication", "warn" if behind else "ok", summary, data)
 
 
 def _in_recovery(conn: psycopg.Connection[Any]) -> bool:
