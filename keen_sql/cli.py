@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import psycopg
+from keen_queries import credits
 
 from keen_sql import backup, demo, health, migrations
 from keen_sql.config import database_url
@@ -93,6 +94,24 @@ def _analytics_verify(args: argparse.Namespace) -> int:
     return 1 if rows else 0
 
 
+def _credits_verify(args: argparse.Namespace) -> int:
+    # An operator utility: every violated ledger invariant (empty on a healthy database).
+    with psycopg.connect(args.database_url, autocommit=True) as conn:
+        rows = credits.verify_ledger(conn)
+    for row in rows:
+        print(f"{row.user_id} {row.account_id} {row.invariant}: {row.detail}")
+    print(f"{len(rows)} violated ledger invariant(s)")
+    return 1 if rows else 0
+
+
+def _credits_sweep(args: argparse.Namespace) -> int:
+    # An operator utility: expire lapsed holds (schedule every minute).
+    with psycopg.connect(args.database_url, autocommit=True) as conn:
+        row = credits.sweep_expired_holds(conn)
+    print(f"{row.expired if row else 0} expired hold(s) released")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of every `keen-sql` subcommand."""
     parser = argparse.ArgumentParser(prog="keen-sql", description=__doc__)
@@ -131,6 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
     an_sub.add_parser(
         "verify", help="list usage figures that differ from sessions and the ledger (exit 1 if any)"
     ).set_defaults(func=_analytics_verify)
+    cr = sub.add_parser("credits", help="ledger verification and hold sweeping (operators)")
+    cr_sub = cr.add_subparsers(dest="credits_command", required=True)
+    cr_sub.add_parser(
+        "verify", help="list violated ledger invariants (exit 1 if any)"
+    ).set_defaults(func=_credits_verify)
+    cr_sub.add_parser(
+        "sweep-holds", help="release holds past their expiry (schedule every minute)"
+    ).set_defaults(func=_credits_sweep)
     return parser
 
 

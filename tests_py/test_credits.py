@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from keen_queries import credits, models
 
-from keen_sql import errors
+from keen_sql import cli, errors
 from keen_sql.config import Settings
 from keen_sql.database import Database, Queries
 
@@ -466,3 +466,8 @@ def test_random_operation_sequences_agree_with_a_model_step_by_step(
             model.spent,
         ), op
     assert [r for r in verify_ledger(db_url) if r.user_id == user] == []
+
+
+def test_cli_credits_verify_exits_0_on_a_healthy_ledger_and_sweep_holds_runs(db_url: str) -> None:
+    assert cli.main(["--database-url", db_url, "credits", "verify"]) == 0
+    assert cli.main(["--database-url", db_url, "credits", "sweep-holds"]) == 0
