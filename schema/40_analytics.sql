@@ -139,47 +139,51 @@ CREATE INDEX agent_sessions_end_time_idx ON keen.agent_sessions (end_time);
 CREATE INDEX credit_transactions_created_at_idx ON keen.credit_transactions (created_at);
 
 -- ===== functions =============================================================
+-- The attribution rule, in two small PL/pgSQL functions returning arrays: plpgsql keeps its
+-- plans across calls (a LANGUAGE sql function with SET search_path is re-planned in every
+-- trigger call: 160 µs against 5 µs here), and an array needs no tuplestore.
 CREATE FUNCTION keen.session_usage(p_session keen.agent_sessions, p_timezone text, p_sign integer DEFAULT 1)
-RETURNS SETOF keen.usage_delta
-LANGUAGE sql
+RETURNS keen.usage_delta[]
+LANGUAGE plpgsql
 STABLE
 PARALLEL SAFE
 SET search_path = ''
 AS $$
-  -- Started, tokens, tool calls and cost on the start day.
-  SELECT (p_session).user_id,
-         ((p_session).start_time AT TIME ZONE p_timezone)::date,
-         p_sign::bigint, 0::bigint, 0::bigint, 0::bigint,
-         p_sign * (p_session).tokens_used,
-         p_sign * (p_session).tool_calls_count::bigint,
-         p_sign * (p_session).total_cost,
-         0::numeric, 0::numeric, 0::numeric, 0::numeric
-  UNION ALL
-  -- The outcome on the end day.
-  SELECT (p_session).user_id,
-         ((p_session).end_time AT TIME ZONE p_timezone)::date,
-         0::bigint,
-         CASE (p_session).execution_status WHEN 'completed' THEN p_sign ELSE 0 END::bigint,
-         CASE (p_session).execution_status WHEN 'failed' THEN p_sign ELSE 0 END::bigint,
-         CASE (p_session).execution_status WHEN 'cancelled' THEN p_sign ELSE 0 END::bigint,
-         0::bigint, 0::bigint, 0::numeric, 0::numeric, 0::numeric, 0::numeric, 0::numeric
-  WHERE (p_session).end_time IS NOT NULL
+DECLARE
+  -- Started, tokens, tool calls and cost count on the start day.
+  v_started keen.usage_delta := ROW(
+    p_session.user_id, (p_session.start_time AT TIME ZONE p_timezone)::date,
+    p_sign, 0, 0, 0, p_sign * p_session.tokens_used, p_sign * p_session.tool_calls_count,
+    p_sign * p_session.total_cost, 0, 0, 0, 0);
+BEGIN
+  IF p_session.end_time IS NULL THEN
+    RETURN ARRAY[v_started];
+  END IF;
+  -- The outcome counts on the end day.
+  RETURN ARRAY[v_started, ROW(
+    p_session.user_id, (p_session.end_time AT TIME ZONE p_timezone)::date, 0,
+    CASE p_session.execution_status WHEN 'completed' THEN p_sign ELSE 0 END,
+    CASE p_session.execution_status WHEN 'failed' THEN p_sign ELSE 0 END,
+    CASE p_session.execution_status WHEN 'cancelled' THEN p_sign ELSE 0 END,
+    0, 0, 0, 0, 0, 0, 0)::keen.usage_delta];
+END
 $$;
 
 CREATE FUNCTION keen.ledger_usage(p_entry keen.credit_transactions, p_timezone text)
-RETURNS SETOF keen.usage_delta
-LANGUAGE sql
+RETURNS keen.usage_delta[]
+LANGUAGE plpgsql
 STABLE
 PARALLEL SAFE
 SET search_path = ''
 AS $$
-  SELECT (p_entry).user_id,
-         ((p_entry).created_at AT TIME ZONE p_timezone)::date,
-         0::bigint, 0::bigint, 0::bigint, 0::bigint, 0::bigint, 0::bigint, 0::numeric,
-         CASE (p_entry).transaction_type WHEN 'purchase' THEN (p_entry).amount ELSE 0 END,
-         CASE (p_entry).transaction_type WHEN 'usage' THEN -(p_entry).amount ELSE 0 END,
-         CASE (p_entry).transaction_type WHEN 'refund' THEN (p_entry).amount ELSE 0 END,
-         CASE (p_entry).transaction_type WHEN 'adjustment' THEN (p_entry).amount ELSE 0 END
+BEGIN
+  RETURN ARRAY[ROW(
+    p_entry.user_id, (p_entry.created_at AT TIME ZONE p_timezone)::date, 0, 0, 0, 0, 0, 0, 0,
+    CASE p_entry.transaction_type WHEN 'purchase' THEN p_entry.amount ELSE 0 END,
+    CASE p_entry.transaction_type WHEN 'usage' THEN -p_entry.amount ELSE 0 END,
+    CASE p_entry.transaction_type WHEN 'refund' THEN p_entry.amount ELSE 0 END,
+    CASE p_entry.transaction_type WHEN 'adjustment' THEN p_entry.amount ELSE 0 END)::keen.usage_delta];
+END
 $$;
 
 CREATE FUNCTION keen.recompute_usage_stats(p_user_id uuid DEFAULT NULL)
@@ -199,13 +203,13 @@ AS $$
     SELECT x.*
     FROM keen.agent_sessions AS s
     JOIN keen.users AS u ON u.id = s.user_id
-    CROSS JOIN LATERAL keen.session_usage(s, u.timezone) AS x
+    CROSS JOIN LATERAL pg_catalog.unnest(keen.session_usage(s, u.timezone)) AS x
     WHERE p_user_id IS NULL OR s.user_id = p_user_id
     UNION ALL
     SELECT x.*
     FROM keen.credit_transactions AS t
     JOIN keen.users AS u ON u.id = t.user_id
-    CROSS JOIN LATERAL keen.ledger_usage(t, u.timezone) AS x
+    CROSS JOIN LATERAL pg_catalog.unnest(keen.ledger_usage(t, u.timezone)) AS x
     WHERE p_user_id IS NULL OR t.user_id = p_user_id
   ) AS d
   GROUP BY d.user_id, d.date_bucket
@@ -435,18 +439,18 @@ BEGIN
                          'UTC');
   IF TG_TABLE_NAME = 'credit_transactions' THEN
     -- The ledger is append-only: only inserts arrive here.
-    v_deltas := ARRAY(SELECT keen.ledger_usage(NEW, v_timezone));
+    v_deltas := keen.ledger_usage(NEW, v_timezone);
   ELSE
     -- A changed session: take back what the old row counted, add what the new one counts.
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
-      v_deltas := ARRAY(SELECT keen.session_usage(OLD, v_timezone, -1));
+      v_deltas := keen.session_usage(OLD, v_timezone, -1);
     END IF;
     IF TG_OP IN ('INSERT', 'UPDATE') THEN
-      v_deltas := v_deltas || ARRAY(SELECT keen.session_usage(NEW, v_timezone));
+      v_deltas := v_deltas || keen.session_usage(NEW, v_timezone);
     END IF;
   END IF;
   -- Per (user, day), in key order (the lock order), skipping days whose figures do not
-  -- change: make sure the row exists, then add under its row lock, so no update is lost.
+  -- change: add under the row lock (creating the row first if need be), so no update is lost.
   -- (Not one INSERT … ON CONFLICT DO UPDATE: the CHECK is tested on the proposed row
   -- before the conflict is found, and a decrement is a negative proposed row.)
   FOR v_delta IN
@@ -465,23 +469,27 @@ BEGIN
                    v_delta.total_cost, v_delta.credits_purchased, v_delta.credits_spent,
                    v_delta.credits_refunded, v_delta.credits_adjusted)
                   = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-    INSERT INTO keen.daily_usage_stats (user_id, date_bucket)
-    VALUES (v_delta.user_id, v_delta.date_bucket)
-    ON CONFLICT (user_id, date_bucket) DO NOTHING;
-    UPDATE keen.daily_usage_stats AS d
-    SET sessions_started = d.sessions_started + v_delta.sessions_started,
-        sessions_completed = d.sessions_completed + v_delta.sessions_completed,
-        sessions_failed = d.sessions_failed + v_delta.sessions_failed,
-        sessions_cancelled = d.sessions_cancelled + v_delta.sessions_cancelled,
-        tokens_used = d.tokens_used + v_delta.tokens_used,
-        tool_calls = d.tool_calls + v_delta.tool_calls,
-        total_cost = d.total_cost + v_delta.total_cost,
-        credits_purchased = d.credits_purchased + v_delta.credits_purchased,
-        credits_spent = d.credits_spent + v_delta.credits_spent,
-        credits_refunded = d.credits_refunded + v_delta.credits_refunded,
-        credits_adjusted = d.credits_adjusted + v_delta.credits_adjusted,
-        updated_at = pg_catalog.now()
-    WHERE d.user_id = v_delta.user_id AND d.date_bucket = v_delta.date_bucket;
+    LOOP
+      UPDATE keen.daily_usage_stats AS d
+      SET sessions_started = d.sessions_started + v_delta.sessions_started,
+          sessions_completed = d.sessions_completed + v_delta.sessions_completed,
+          sessions_failed = d.sessions_failed + v_delta.sessions_failed,
+          sessions_cancelled = d.sessions_cancelled + v_delta.sessions_cancelled,
+          tokens_used = d.tokens_used + v_delta.tokens_used,
+          tool_calls = d.tool_calls + v_delta.tool_calls,
+          total_cost = d.total_cost + v_delta.total_cost,
+          credits_purchased = d.credits_purchased + v_delta.credits_purchased,
+          credits_spent = d.credits_spent + v_delta.credits_spent,
+          credits_refunded = d.credits_refunded + v_delta.credits_refunded,
+          credits_adjusted = d.credits_adjusted + v_delta.credits_adjusted,
+          updated_at = pg_catalog.now()
+      WHERE d.user_id = v_delta.user_id AND d.date_bucket = v_delta.date_bucket;
+      EXIT WHEN FOUND;
+      -- The day's first figures: create the row (a concurrent creator wins, then we add).
+      INSERT INTO keen.daily_usage_stats (user_id, date_bucket)
+      VALUES (v_delta.user_id, v_delta.date_bucket)
+      ON CONFLICT (user_id, date_bucket) DO NOTHING;
+    END LOOP;
   END LOOP;
   RETURN NULL;
 END

@@ -1,0 +1,1 @@
+SELECT keen.refresh_dashboard_metrics();

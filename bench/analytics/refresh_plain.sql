@@ -1,0 +1,1 @@
+REFRESH MATERIALIZED VIEW keen.dashboard_metrics;
