@@ -15,9 +15,7 @@ from keen_sql.config import Settings
 from keen_sql.database import Database
 from keen_sql.health import Thresholds, check_health
 from tests_py.support import ledger
-from tests_py.support.clusters import Cluster, cluster_dir, run_pg
-
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+from tests_py.support.clusters import Cluster, cluster_dir
 
 
 def test_health_of_a_migrated_database_is_ok(db_url: str) -> None:
@@ -88,16 +86,8 @@ def test_health_of_an_unreachable_server_fails(tmp_path: Path) -> None:
 def primary_and_replica() -> Iterator[tuple[Cluster, Cluster]]:
     """A throwaway primary (migrated `keen`) and a streaming replica of it."""
     with cluster_dir("replica") as clusters:
-        primary = clusters.init("primary", wal_level="replica", max_wal_senders="4")
-        primary.start()
-        with primary.connect() as conn:
-            conn.execute("CREATE DATABASE keen")
-        migrations.apply(primary.url("keen"))
-        base = clusters.root / "standby_base"
-        run_pg(
-            [str(PG_BIN / "pg_basebackup"), "-D", str(base), "-d", primary.url(),
-             "-c", "fast", "-X", "stream", "-R", "--no-sync"]
-        )  # fmt: skip
+        primary = clusters.keen("primary", wal_level="replica", max_wal_senders="4")
+        base = clusters.base_backup(primary, "standby_base", "-R")
         replica = clusters.from_copy("replica", base, hot_standby="on")
         replica.start()
         replica.wait_ready("keen")

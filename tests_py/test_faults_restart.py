@@ -15,7 +15,6 @@ from decimal import Decimal
 
 import pytest
 
-from keen_sql import migrations
 from keen_sql.config import Settings
 from keen_sql.database import Database
 from tests_py.support import ledger
@@ -28,12 +27,7 @@ WORKERS = 4
 def cluster() -> Iterator[Cluster]:
     """A started throwaway cluster with a migrated database `keen`."""
     with cluster_dir("restart") as clusters:
-        server = clusters.init("server")
-        server.start()
-        with server.connect() as conn:
-            conn.execute("CREATE DATABASE keen")
-        migrations.apply(server.url("keen"))
-        yield server
+        yield clusters.keen("server")
 
 
 @pytest.mark.slow

@@ -19,10 +19,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from keen_sql import backup, migrations
+from keen_sql import backup
 from keen_sql.config import ROOT
 from tests_py.support import ledger
-from tests_py.support.clusters import cluster_dir, run_pg
+from tests_py.support.clusters import cluster_dir
 
 PG_BIN = backup.PG_BIN
 REPORT = ROOT / "build" / "pitr_drill.json"
@@ -62,39 +62,20 @@ def test_pitr_recovers_the_ledger_exactly_as_of_the_target_time() -> None:
     figures: dict[str, Any] = {}
     with cluster_dir("pitr") as clusters:
         archive = clusters.path("wal_archive")
-        primary = clusters.init(
+        primary = clusters.keen(
             "primary",
             wal_level="replica",
             archive_mode="on",
             archive_command=f"'test ! -f {archive}/%f && cp %p {archive}/%f'",
             max_wal_senders="4",
         )
-        primary.start()
-        with primary.connect() as conn:
-            conn.execute("CREATE DATABASE keen")
-        migrations.apply(primary.url("keen"))
-
         with primary.connect("keen") as conn:
             users = [ledger.make_user(conn) for _ in range(3)]
             ledger.activity(conn, users, "before-base", rounds=2)
 
             # 1. Base backup (fast checkpoint, WAL streamed alongside: self-contained).
-            base = clusters.root / "base"
             t0 = time.perf_counter()
-            run_pg(
-                [
-                    str(PG_BIN / "pg_basebackup"),
-                    "-D",
-                    str(base),
-                    "-d",
-                    primary.url(),
-                    "-c",
-                    "fast",
-                    "-X",
-                    "stream",
-                    "--no-sync",
-                ]
-            )
+            base = clusters.base_backup(primary, "base")
             figures["base_backup_s"] = round(time.perf_counter() - t0, 2)
             figures["base_backup_bytes"] = sum(
                 f.stat().st_size for f in base.rglob("*") if f.is_file()

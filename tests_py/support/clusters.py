@@ -23,6 +23,7 @@ from typing import Any
 
 import psycopg
 
+from keen_sql import migrations
 from keen_sql.backup import PG_BIN
 
 _AS_ROOT = os.geteuid() == 0
@@ -173,6 +174,24 @@ class ClusterDir:
             **settings,
         )
         return cluster
+
+    def keen(self, name: str, **settings: str) -> Cluster:
+        """initdb and start a cluster with a database `keen` migrated by keen_sql.migrations."""
+        cluster = self.init(name, **settings)
+        cluster.start()
+        with cluster.connect() as conn:
+            conn.execute("CREATE DATABASE keen")
+        migrations.apply(cluster.url("keen"))
+        return cluster
+
+    def base_backup(self, source: Cluster, name: str, *options: str) -> Path:
+        """pg_basebackup of `source` (fast checkpoint, WAL streamed) into directory `name`."""
+        target = self.root / name
+        run_pg(
+            [str(PG_BIN / "pg_basebackup"), "-D", str(target), "-d", source.url(),
+             "-c", "fast", "-X", "stream", "--no-sync", *options]
+        )  # fmt: skip
+        return target
 
     def from_copy(self, name: str, source: Path, **settings: str) -> Cluster:
         """A cluster whose data directory is a copy of `source` (a base backup), not started.
