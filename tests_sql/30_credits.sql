@@ -1,7 +1,7 @@
 -- Credits: the ledger, deductions, purchases, holds, limits, auto-recharge, append-only and
 -- the guards that keep every invariant whoever writes. One assertion per rule.
 BEGIN;
-SELECT plan(152);
+SELECT plan(153);
 
 -- ===== fixtures (as the owner) ===============================================
 -- alice (UTC) and bob are ordinary tenants; carol lives at UTC+14 and has limits; dave holds
@@ -154,6 +154,17 @@ SELECT throws_ok($$UPDATE keen.credit_accounts SET spent_today = 0$$, '42501', N
   'a direct reset of the spending counter is refused (limits cannot be dodged)');
 SELECT throws_ok($$UPDATE keen.credit_accounts SET held_amount = 0.5$$, '42501', NULL,
   'a direct UPDATE of held_amount is refused');
+-- A guard that trusted pg_trigger_depth() > 1 could be fooled: the service may create a temp
+-- table with a trigger of its own, whose UPDATE then runs at depth 2. This guard checks the ledger.
+CREATE TEMP TABLE forge (x integer);
+CREATE FUNCTION pg_temp.forge_balance() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+  UPDATE keen.credit_accounts SET current_balance = current_balance + 1000;
+  RETURN NEW;
+END $f$;
+CREATE TRIGGER forge_balance BEFORE INSERT ON pg_temp.forge FOR EACH ROW EXECUTE FUNCTION pg_temp.forge_balance();
+SELECT throws_ok($$INSERT INTO pg_temp.forge VALUES (1)$$, '42501', NULL,
+  'a balance UPDATE from a trigger of the service''s own (trigger depth 2) is refused too');
 SELECT throws_ok($$UPDATE keen.credit_accounts SET account_status = 'suspended', suspended_reason = 'x'$$, '42501', NULL,
   'the service cannot change its account''s status');
 SELECT lives_ok($$UPDATE keen.credit_accounts SET daily_limit = NULL$$, 'non-money settings may be written directly');
