@@ -179,7 +179,7 @@ def _register_composite(
 
 
 def _import_block(modules: Iterable[str], extra_from: dict[str, set[str]]) -> str:
-    plain = sorted(set(modules) - {"psycopg", "typing"})
+    plain = sorted(set(modules) - {"psycopg"})
     std = [m for m in plain if not m.startswith("psycopg")]
     third = ["psycopg", *[m for m in plain if m.startswith("psycopg")]]
     froms = {k: v for k, v in extra_from.items() if v}
@@ -187,8 +187,6 @@ def _import_block(modules: Iterable[str], extra_from: dict[str, set[str]]) -> st
     third_from = sorted(k for k in froms if k.startswith("psycopg"))
     out = ["from __future__ import annotations\n\n"]
     out += [f"import {m}\n" for m in std]
-    if "typing" in modules:
-        out.append("import typing\n")
     out += [f"from {k} import {', '.join(sorted(froms[k]))}\n" for k in std_from]
     out.append("\n")
     out += [f"import {m}\n" for m in third]
