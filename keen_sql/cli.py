@@ -58,7 +58,9 @@ def _restore(args: argparse.Namespace) -> int:
         print(f"restore refused or failed: {exc}", file=sys.stderr)
         return 2
     print(f"restored into {report.database}; verified:")
-    print("\n".join(f"  ok  {c}" for c in report.checks + report.notes))
+    print(
+        "\n".join([f"  ok    {c}" for c in report.checks] + [f"  note  {n}" for n in report.notes])
+    )
     return 0
 
 
