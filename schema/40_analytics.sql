@@ -423,32 +423,15 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION keen.tg_daily_usage_stats__track()
-RETURNS trigger
+CREATE FUNCTION keen.add_usage_deltas(p_deltas keen.usage_delta[])
+RETURNS void
 LANGUAGE plpgsql
+VOLATILE
 SET search_path = ''
 AS $$
 DECLARE
-  v_deltas keen.usage_delta[];
   v_delta keen.usage_delta;
-  v_timezone text;
 BEGIN
-  -- The user's time zone, as keen.credit_local_date reads it (UTC if the row is not visible).
-  v_timezone := coalesce((SELECT u.timezone FROM keen.users AS u
-                          WHERE u.id = CASE TG_OP WHEN 'DELETE' THEN OLD.user_id ELSE NEW.user_id END),
-                         'UTC');
-  IF TG_TABLE_NAME = 'credit_transactions' THEN
-    -- The ledger is append-only: only inserts arrive here.
-    v_deltas := keen.ledger_usage(NEW, v_timezone);
-  ELSE
-    -- A changed session: take back what the old row counted, add what the new one counts.
-    IF TG_OP IN ('UPDATE', 'DELETE') THEN
-      v_deltas := keen.session_usage(OLD, v_timezone, -1);
-    END IF;
-    IF TG_OP IN ('INSERT', 'UPDATE') THEN
-      v_deltas := v_deltas || keen.session_usage(NEW, v_timezone);
-    END IF;
-  END IF;
   -- Per (user, day), in key order (the lock order), skipping days whose figures do not
   -- change: add under the row lock (creating the row first if need be), so no update is lost.
   -- (Not one INSERT … ON CONFLICT DO UPDATE: the CHECK is tested on the proposed row
@@ -460,7 +443,7 @@ BEGIN
            pg_catalog.sum(x.tool_calls), pg_catalog.sum(x.total_cost),
            pg_catalog.sum(x.credits_purchased), pg_catalog.sum(x.credits_spent),
            pg_catalog.sum(x.credits_refunded), pg_catalog.sum(x.credits_adjusted)
-    FROM pg_catalog.unnest(v_deltas) AS x
+    FROM pg_catalog.unnest(p_deltas) AS x
     GROUP BY x.user_id, x.date_bucket
     ORDER BY x.user_id, x.date_bucket
   LOOP
@@ -491,6 +474,43 @@ BEGIN
       ON CONFLICT (user_id, date_bucket) DO NOTHING;
     END LOOP;
   END LOOP;
+END
+$$;
+
+CREATE FUNCTION keen.tg_agent_sessions__track_usage()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+  v_deltas keen.usage_delta[];
+  v_timezone text;
+BEGIN
+  -- The user's time zone, as keen.credit_local_date reads it (UTC if the row is not visible).
+  v_timezone := coalesce((SELECT u.timezone FROM keen.users AS u
+                          WHERE u.id = CASE TG_OP WHEN 'DELETE' THEN OLD.user_id ELSE NEW.user_id END),
+                         'UTC');
+  -- A changed session: take back what the old row counted, add what the new one counts.
+  IF TG_OP IN ('UPDATE', 'DELETE') THEN
+    v_deltas := keen.session_usage(OLD, v_timezone, -1);
+  END IF;
+  IF TG_OP IN ('INSERT', 'UPDATE') THEN
+    v_deltas := v_deltas || keen.session_usage(NEW, v_timezone);
+  END IF;
+  PERFORM keen.add_usage_deltas(v_deltas);
+  RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION keen.tg_credit_transactions__track_usage()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+BEGIN
+  -- The ledger is append-only: only inserts arrive here.
+  PERFORM keen.add_usage_deltas(keen.ledger_usage(NEW, coalesce(
+    (SELECT u.timezone FROM keen.users AS u WHERE u.id = NEW.user_id), 'UTC')));
   RETURN NULL;
 END
 $$;
@@ -515,7 +535,7 @@ $$;
 -- user's parallel agents hold the shared row only for the instant of a commit.
 CREATE CONSTRAINT TRIGGER _500_track_usage_stats AFTER INSERT OR DELETE ON keen.agent_sessions
   DEFERRABLE INITIALLY DEFERRED
-  FOR EACH ROW EXECUTE FUNCTION keen.tg_daily_usage_stats__track();
+  FOR EACH ROW EXECUTE FUNCTION keen.tg_agent_sessions__track_usage();
 CREATE CONSTRAINT TRIGGER _500_track_usage_stats_update AFTER UPDATE ON keen.agent_sessions
   DEFERRABLE INITIALLY DEFERRED
   FOR EACH ROW
@@ -526,11 +546,11 @@ CREATE CONSTRAINT TRIGGER _500_track_usage_stats_update AFTER UPDATE ON keen.age
         OR OLD.start_time IS DISTINCT FROM NEW.start_time
         OR OLD.end_time IS DISTINCT FROM NEW.end_time
         OR OLD.user_id IS DISTINCT FROM NEW.user_id)
-  EXECUTE FUNCTION keen.tg_daily_usage_stats__track();
+  EXECUTE FUNCTION keen.tg_agent_sessions__track_usage();
 -- Ledger figures are added at once: the credit functions already hold the account lock,
 -- taken before this row lock by every transaction, so the order is always the same.
 CREATE TRIGGER _500_track_usage_stats AFTER INSERT ON keen.credit_transactions
-  FOR EACH ROW EXECUTE FUNCTION keen.tg_daily_usage_stats__track();
+  FOR EACH ROW EXECUTE FUNCTION keen.tg_credit_transactions__track_usage();
 CREATE TRIGGER _500_rebucket_usage_stats AFTER UPDATE OF timezone ON keen.users
   FOR EACH ROW WHEN (OLD.timezone IS DISTINCT FROM NEW.timezone)
   EXECUTE FUNCTION keen.tg_users__rebucket_usage_stats();
@@ -554,9 +574,11 @@ CREATE POLICY owner_all ON keen.daily_usage_stats FOR ALL TO keen_owner USING (t
 GRANT SELECT, INSERT, UPDATE ON keen.daily_usage_stats TO keen_app;
 GRANT SELECT ON keen.dashboard_metrics TO keen_analytics;
 GRANT EXECUTE ON FUNCTION keen.usage_report(date, date), keen.session_cost_breakdown(text) TO keen_app;
--- Called by the triggers as the invoker; they read no table, they only map a row to days.
+-- Called by the triggers, which run as the invoker. The first two read no table (they map
+-- a row to its days); add_usage_deltas writes daily_usage_stats under RLS, which keen_app
+-- may do directly anyway (INSERT, UPDATE), so executing it gives the service nothing new.
 GRANT EXECUTE ON FUNCTION keen.session_usage(keen.agent_sessions, text, integer),
-  keen.ledger_usage(keen.credit_transactions, text) TO keen_app;
+  keen.ledger_usage(keen.credit_transactions, text), keen.add_usage_deltas(keen.usage_delta[]) TO keen_app;
 -- The scheduled refresh runs as an analytics login: no superuser needed for a cron job.
 GRANT EXECUTE ON FUNCTION keen.refresh_dashboard_metrics() TO keen_analytics;
 
@@ -592,8 +614,12 @@ COMMENT ON FUNCTION keen.session_cost_breakdown(text) IS
   'The caller''s session tree under p_session_id: each session''s own cost and its subtree''s (the task''s) cost, tokens and charges.';
 COMMENT ON FUNCTION keen.refresh_dashboard_metrics() IS
   'Refreshes dashboard_metrics CONCURRENTLY (plainly the first time); for the analytics/operator login.';
-COMMENT ON FUNCTION keen.tg_daily_usage_stats__track() IS
-  'Trigger on agent_sessions and credit_transactions: adds the row''s change to daily_usage_stats.';
+COMMENT ON FUNCTION keen.add_usage_deltas(keen.usage_delta[]) IS
+  'Adds figures to daily_usage_stats, one (user, day) row at a time in key order; used by the triggers.';
+COMMENT ON FUNCTION keen.tg_agent_sessions__track_usage() IS
+  'Trigger (deferred to commit): adds a session''s change to daily_usage_stats.';
+COMMENT ON FUNCTION keen.tg_credit_transactions__track_usage() IS
+  'Trigger: adds a ledger row to daily_usage_stats.';
 COMMENT ON FUNCTION keen.tg_users__rebucket_usage_stats() IS
   'Trigger: rebuilds a user''s daily_usage_stats when the time zone (the day boundaries) changes.';
 

@@ -1,7 +1,7 @@
 -- Analytics: daily usage stats kept by triggers, usage_report, session_cost_breakdown,
 -- verify/rebuild, and the dashboard materialized view (refresh, figures, who may read it).
 BEGIN;
-SELECT plan(79);
+SELECT plan(84);
 
 -- pgTAP itself must be callable while acting as keen_app / keen_analytics (rolled back).
 GRANT USAGE ON SCHEMA tap TO keen_app, keen_analytics;
@@ -23,7 +23,9 @@ SELECT is_definer('keen', 'refresh_dashboard_metrics', '{}'::name[],
 SELECT isnt_definer('keen', 'usage_report', ARRAY['date', 'date'], 'usage_report runs as the caller, under RLS');
 SELECT isnt_definer('keen', 'session_cost_breakdown', ARRAY['text'], 'session_cost_breakdown runs as the caller, under RLS');
 SELECT isnt_definer('keen', 'verify_usage_stats', '{}'::name[], 'verify_usage_stats runs as the operator');
-SELECT isnt_definer('keen', 'tg_daily_usage_stats__track', '{}'::name[], 'the stats trigger runs as the invoker');
+SELECT isnt_definer('keen', 'tg_agent_sessions__track_usage', '{}'::name[], 'the session stats trigger runs as the invoker');
+SELECT isnt_definer('keen', 'tg_credit_transactions__track_usage', '{}'::name[], 'the ledger stats trigger runs as the invoker');
+SELECT isnt_definer('keen', 'add_usage_deltas', ARRAY['keen.usage_delta[]'], 'add_usage_deltas runs as the invoker, under RLS');
 SELECT function_privs_are('keen', 'usage_report', ARRAY['date', 'date'], 'keen_app', ARRAY['EXECUTE'],
   'keen_app may run usage_report');
 SELECT function_privs_are('keen', 'session_cost_breakdown', ARRAY['text'], 'keen_app', ARRAY['EXECUTE'],
@@ -203,6 +205,21 @@ RESET ROLE;
 
 -- ===== operators: verify and rebuild =========================================
 SELECT is_empty($$SELECT * FROM keen.verify_usage_stats()$$, 'verify_usage_stats is empty after the scripted day');
+SELECT results_eq(
+  $$SELECT date_bucket, sessions_started, tokens_used FROM keen.recompute_usage_stats(current_setting('test.a')::uuid)
+    WHERE date_bucket < '2021-01-01' ORDER BY date_bucket$$,
+  $$VALUES ('2020-11-10'::date, 3::bigint, 1700::bigint), ('2020-11-11', 1, 0)$$,
+  'recompute_usage_stats derives one user''s days from sessions and the ledger');
+SELECT results_eq(
+  $$SELECT date_bucket, sessions_started, sessions_completed FROM unnest(keen.session_usage(
+      (SELECT s FROM keen.agent_sessions AS s WHERE s.session_id = 'a3'), 'Europe/Paris', -1))$$,
+  $$VALUES ('2020-11-10'::date, -1::bigint, 0::bigint), ('2020-11-11', 0, -1)$$,
+  'session_usage puts the start on the local start day and the outcome on the local end day, signed');
+SELECT results_eq(
+  $$SELECT credits_spent FROM unnest(keen.ledger_usage(
+      (SELECT t FROM keen.credit_transactions AS t
+       WHERE t.transaction_type = 'usage' AND t.session_id = '00000000-0000-4000-8000-0000000000a1'), 'UTC'))$$,
+  $$VALUES (2::numeric)$$, 'ledger_usage counts a usage row as positive spending');
 UPDATE keen.daily_usage_stats SET tokens_used = tokens_used + 7
 WHERE user_id = current_setting('test.a')::uuid AND date_bucket = '2020-11-10';
 SELECT results_eq(
