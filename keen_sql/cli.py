@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 import time
@@ -10,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import psycopg
-from keen_queries import credits
+from keen_queries import credits, sessions
 
 from keen_sql import backup, demo, health, migrations
 from keen_sql.config import database_url
@@ -114,6 +115,24 @@ def _credits_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sessions_reap(args: argparse.Namespace) -> int:
+    # The WebSocket server's housekeeping: connections silent for too long become stale.
+    with psycopg.connect(args.database_url, autocommit=True) as conn:
+        row = sessions.reap_stale_connections(conn, p_idle=datetime.timedelta(seconds=args.idle_s))
+    print(f"{row.reaped if row else 0} stale connection(s) reaped")
+    return 0
+
+
+def _sessions_prune(args: argparse.Namespace) -> int:
+    # An operator utility: the event log's retention (schedule daily).
+    with psycopg.connect(args.database_url, autocommit=True) as conn:
+        row = sessions.prune_session_events(
+            conn, p_older_than=datetime.timedelta(days=args.older_than_days)
+        )
+    print(f"{row.pruned if row else 0} session event(s) pruned")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of every `keen-sql` subcommand."""
     parser = argparse.ArgumentParser(prog="keen-sql", description=__doc__)
@@ -160,6 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
     cr_sub.add_parser(
         "sweep-holds", help="release holds past their expiry (schedule every minute)"
     ).set_defaults(func=_credits_sweep)
+    se = sub.add_parser("sessions", help="connection reaping and event retention (operators)")
+    se_sub = se.add_subparsers(dest="sessions_command", required=True)
+    rp = se_sub.add_parser("reap-connections", help="mark connections silent too long as stale")
+    rp.add_argument("--idle-s", type=float, default=120.0, help="silence allowed, s (default 120)")
+    rp.set_defaults(func=_sessions_reap)
+    pr = se_sub.add_parser("prune-events", help="delete session events older than the retention")
+    pr.add_argument("--older-than-days", type=float, default=30.0, help="retention (default 30)")
+    pr.set_defaults(func=_sessions_prune)
     return parser
 
 

@@ -6,6 +6,7 @@ session in exactly one state and every cost charged exactly once.
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import random
 import threading
 import uuid
@@ -17,6 +18,7 @@ import pytest
 from keen_queries import credits as cq
 from keen_queries import sessions as q
 
+from keen_sql import cli
 from keen_sql.config import Settings
 from keen_sql.database import Database
 from keen_sql.errors import InvalidStateTransition, NotFound
@@ -271,3 +273,40 @@ def test_8_threads_on_one_tree_leave_one_state_per_session_and_no_double_charge(
                 p = sessions[ids[p]][3]
     assert balance == Decimal("1000") - sum(charges.values(), Decimal(0))
     assert violations == []
+
+
+def test_cli_reaps_silent_connections_and_the_session_list_follows(
+    db: Database, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    user = new_user(db_url)
+    start(db, user, "watched")
+    with db.tenant(user) as t:
+        for cid in ("ws-a", "ws-b"):
+            t.call(
+                q.open_connection,
+                p_connection_id=cid,
+                p_client_ip=ipaddress.ip_address("10.0.0.1"),
+                p_user_agent=None,
+                p_client_type=None,
+                p_session_id="watched",
+                p_subscribed_events=None,
+                p_session_filters=None,
+            )
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE keen.websocket_connections SET last_ping_at = now() - interval '1 hour'"
+            " WHERE user_id = %s AND connection_id = 'ws-a'",
+            (user,),
+        )
+    assert (
+        cli.main(["--database-url", db_url, "sessions", "reap-connections", "--idle-s", "600"]) == 0
+    )
+    assert "1 stale connection(s) reaped" in capsys.readouterr().out
+    with db.tenant(user) as t:
+        row = t.call(q.get_session, p_session_id="watched")
+    assert row is not None and row.websocket_connections == ["ws-b"]
+    assert (
+        cli.main(["--database-url", db_url, "sessions", "prune-events", "--older-than-days", "1"])
+        == 0
+    )
+    assert "0 session event(s) pruned" in capsys.readouterr().out
