@@ -488,12 +488,27 @@ def _compare_lines(what: str, expected: list[str], actual: list[str]) -> list[st
     ]
 
 
+#: Operator functions returning one row per violated invariant (empty when healthy).
+VERIFIERS = ("verify_ledger", "verify_usage_stats")
+
+
+def run_verifier(conn: psycopg.Connection[Any], name: str) -> list[str] | None:
+    """Return the violations `keen.<name>()` reports, or None when the function is absent."""
+    signature = f"keen.{name}()"
+    exists = conn.execute("SELECT pg_catalog.to_regprocedure(%s) IS NOT NULL", (signature,))
+    if exists.fetchone() != (True,):
+        return None
+    query = sql.SQL("SELECT * FROM keen.{}()").format(sql.Identifier(name))
+    return [str(row) for row in conn.execute(query).fetchall()]
+
+
 def verify(database_url: str, manifest: Manifest) -> RestoreReport:
     """Check a restored database against `manifest`; return the report (problems empty if ok).
 
     Checks: applied migrations, row counts, ledger checksum, the security catalogue (owners,
     grants, policies, RLS flags), RLS enabled and forced on every tenant table, and
-    `keen.verify_ledger()` empty (skipped with a note when the function does not exist).
+    `keen.verify_ledger()` and `keen.verify_usage_stats()` empty (each skipped with a note
+    when the function does not exist).
     """
     name = urlsplit(database_url).path.lstrip("/") or "?"
     report = RestoreReport(database=name, url=database_url)
@@ -502,14 +517,7 @@ def verify(database_url: str, manifest: Manifest) -> RestoreReport:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         actual = collect_facts(conn)
         unforced = tenant_tables_without_forced_rls(conn)
-        has_verify = conn.execute(
-            "SELECT pg_catalog.to_regprocedure('keen.verify_ledger()') IS NOT NULL"
-        ).fetchone() == (True,)
-        violations = (
-            [str(r) for r in conn.execute("SELECT * FROM keen.verify_ledger()").fetchall()]
-            if has_verify
-            else []
-        )
+        invariants = {name: run_verifier(conn, name) for name in VERIFIERS}
         conn.rollback()
 
     report.checks.append(f"migrations: {len(actual.migrations)} applied")
@@ -540,9 +548,10 @@ def verify(database_url: str, manifest: Manifest) -> RestoreReport:
     report.problems += _compare_lines(
         "RLS-forced table", expected.rls_forced_tables, actual.rls_forced_tables
     )
-    if has_verify:
-        report.checks.append(f"keen.verify_ledger(): {len(violations)} violation(s)")
-        report.problems += [f"verify_ledger: {v}" for v in violations]
-    else:
-        report.notes.append("keen.verify_ledger() does not exist in this database: not run")
+    for name, violations in invariants.items():
+        if violations is None:
+            report.notes.append(f"keen.{name}() does not exist in this database: not run")
+            continue
+        report.checks.append(f"keen.{name}(): {len(violations)} violation(s)")
+        report.problems += [f"{name}: {v}" for v in violations]
     return report

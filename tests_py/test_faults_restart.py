@@ -15,6 +15,7 @@ from decimal import Decimal
 
 import pytest
 
+from keen_sql import backup
 from keen_sql.config import Settings
 from keen_sql.database import Database
 from tests_py.support import ledger
@@ -92,4 +93,4 @@ def test_restart_under_load_pool_recovers_and_no_uncommitted_success(cluster: Cl
         committed = ledger.idempotency_keys(conn)
         missing = [k for k in succeeded if k not in committed]
         assert missing == [], "calls reported success for work that was not committed"
-        assert conn.execute("SELECT * FROM keen.verify_ledger()").fetchall() == []
+        assert backup.run_verifier(conn, "verify_ledger") == []

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import psycopg
 import pytest
 
+from keen_sql import backup
 from keen_sql.config import Settings
 from keen_sql.database import Database
 from keen_sql.errors import InsufficientCredits
@@ -105,7 +106,7 @@ def test_concurrent_serializable_credits_both_commit_with_retry_40001(
     assert outcome == [None, None]
     assert len(calls) == 3, "exactly one of the two ran again"
     with psycopg.connect(db_url) as conn:
-        assert conn.execute("SELECT * FROM keen.verify_ledger()").fetchall() == []
+        assert backup.run_verifier(conn, "verify_ledger") == []
 
 
 def test_deadlock_is_retried_and_both_transactions_commit_40P01(

@@ -125,11 +125,10 @@ def test_pitr_recovers_the_ledger_exactly_as_of_the_target_time() -> None:
             got = ledger.ledger(conn)
             assert got == expected, "the recovered ledger is the ledger as of the target time"
             assert backup.tenant_tables_without_forced_rls(conn) == []
-            if ledger.has_function(conn, "verify_ledger"):
-                assert conn.execute("SELECT * FROM keen.verify_ledger()").fetchall() == []
-                figures["verify_ledger"] = "empty"
-            else:
-                figures["verify_ledger"] = "absent"
+            for name in backup.VERIFIERS:
+                violations = backup.run_verifier(conn, name)
+                assert not violations, f"{name}: {violations}"
+                figures[name] = "absent" if violations is None else "empty"
 
         log = recovered.log.read_text()
         figures.update(
