@@ -611,14 +611,17 @@ BEGIN
   IF coalesce(p_limit, 50) NOT BETWEEN 1 AND 1000 THEN
     RAISE EXCEPTION 'invalid argument: page size % is not between 1 and 1000', p_limit USING ERRCODE = 'KE013';
   END IF;
-  -- Newest first; the keyset (start_time, id) matches the indexes' order, so each page
-  -- is an index range scan however deep the pagination goes.
+  -- Newest first, after the cursor (start_time, id). Written as "start_time <= t AND
+  -- (start_time < t OR id < i)" rather than a row comparison: the first term is a range
+  -- condition on the (user_id, start_time DESC, id DESC) indexes even in a generic plan,
+  -- so each page is an index range scan however deep the pagination goes.
   RETURN QUERY
     SELECT s.*
       FROM keen.agent_sessions AS s
      WHERE s.user_id = v_user_id
        AND (p_status IS NULL OR s.execution_status = p_status)
-       AND (p_before_id IS NULL OR (s.start_time, s.id) < (p_before_start_time, p_before_id))
+       AND s.start_time <= coalesce(p_before_start_time, 'infinity')
+       AND (p_before_id IS NULL OR s.start_time < p_before_start_time OR s.id < p_before_id)
      ORDER BY s.start_time DESC, s.id DESC
      LIMIT coalesce(p_limit, 50);
 END

@@ -310,3 +310,65 @@ def test_cli_reaps_silent_connections_and_the_session_list_follows(
         == 0
     )
     assert "0 session event(s) pruned" in capsys.readouterr().out
+
+
+def test_list_sessions_pages_newest_first_without_gap_or_repeat(db: Database, db_url: str) -> None:
+    user = new_user(db_url)
+    for i in range(7):  # one transaction each: seven distinct start times
+        start(db, user, f"page-{i}")
+    with db.tenant(user) as t:  # two more sharing one start time: the id breaks the tie
+        for name in ("page-7", "page-8"):
+            t.call(
+                q.start_session,
+                p_session_id=name,
+                p_vision="v",
+                p_working_directory="/w",
+                p_git_branch="main",
+                p_parent_session_id=None,
+            )
+        t.call(
+            q.complete_session,
+            p_session_id="page-3",
+            p_success=False,
+            p_total_cost=None,
+            p_files_created=None,
+            p_files_modified=None,
+            p_files_deleted=None,
+            p_completion_report=None,
+            p_error_message="x",
+        )
+    seen: list[str] = []
+    before: tuple[datetime.datetime, uuid.UUID] | None = None
+    while True:
+        with db.tenant(user) as t:
+            page = t.call(
+                q.list_sessions,
+                p_status=None,
+                p_before_start_time=before[0] if before else None,
+                p_before_id=before[1] if before else None,
+                p_limit=2,
+            )
+        if not page:
+            break
+        seen += [s.session_id for s in page]
+        before = (page[-1].start_time, page[-1].id)
+    with psycopg.connect(db_url) as conn:
+        expected = [
+            r[0]
+            for r in conn.execute(
+                "SELECT session_id FROM keen.agent_sessions WHERE user_id = %s"
+                " ORDER BY start_time DESC, id DESC",
+                (user,),
+            ).fetchall()
+        ]
+    assert seen == expected and len(seen) == 9
+    assert seen[-7:] == [f"page-{i}" for i in range(6, -1, -1)]
+    with db.tenant(user) as t:
+        failed = t.call(
+            q.list_sessions,
+            p_status="failed",
+            p_before_start_time=None,
+            p_before_id=None,
+            p_limit=None,
+        )
+    assert [s.session_id for s in failed] == ["page-3"]
