@@ -222,12 +222,15 @@ SELECT results_eq(
   $$VALUES (2::numeric)$$, 'ledger_usage counts a usage row as positive spending');
 UPDATE keen.daily_usage_stats SET tokens_used = tokens_used + 7
 WHERE user_id = current_setting('test.a')::uuid AND date_bucket = '2020-11-10';
+INSERT INTO keen.daily_usage_stats (user_id, date_bucket, sessions_failed)
+VALUES (current_setting('test.a')::uuid, '2019-01-01', 5);
 SELECT results_eq(
   $$SELECT user_id, date_bucket, figure, recorded, expected FROM keen.verify_usage_stats()$$,
-  $$VALUES (current_setting('test.a')::uuid, '2020-11-10'::date, 'tokens_used', 1707::numeric, 1700::numeric)$$,
-  'verify_usage_stats reports a tampered figure with its recorded and expected values');
-SELECT is(keen.rebuild_usage_stats(current_setting('test.a')::uuid), 1::bigint,
-  'rebuild_usage_stats rewrites exactly the one wrong row');
+  $$VALUES (current_setting('test.a')::uuid, '2019-01-01'::date, 'sessions_failed', 5::numeric, 0::numeric),
+           (current_setting('test.a')::uuid, '2020-11-10'::date, 'tokens_used', 1707::numeric, 1700::numeric)$$,
+  'verify_usage_stats reports a tampered figure and a day without activity, recorded against expected');
+SELECT is(keen.rebuild_usage_stats(current_setting('test.a')::uuid), 2::bigint,
+  'rebuild_usage_stats rewrites the wrong row and zeros the day without activity, nothing else');
 SELECT is_empty($$SELECT * FROM keen.verify_usage_stats()$$, 'verify_usage_stats is empty after the rebuild');
 UPDATE keen.users SET timezone = 'UTC' WHERE id = current_setting('test.b')::uuid;
 SELECT results_eq(
