@@ -2,7 +2,7 @@
 -- cancellation of descendants, session_tree, listing, the event log, connections and the
 -- reaper, per tenant. One assertion per rule.
 BEGIN;
-SELECT plan(153);
+SELECT plan(154);
 
 -- ===== fixtures (as the owner) ===============================================
 -- alice runs sessions and pays for them; bob is the other tenant.
@@ -176,6 +176,10 @@ SELECT results_eq(
      WHERE session_id = (SELECT id FROM keen.agent_sessions WHERE session_id = 'life')$$,
   $$SELECT 'usage', -3.7500::numeric, 'session:' || id::text FROM keen.agent_sessions WHERE session_id = 'life'$$,
   'exactly one ledger row, a usage of 3.75, is linked to the session by its uuid');
+SELECT results_eq(
+  $$SELECT credits_purchased, credits_spent FROM keen.daily_usage_stats$$,
+  $$VALUES (25.0000::numeric, 3.7500::numeric)$$,
+  'the day''s usage stats count the purchase and the session''s charge (session counters: analytics triggers)');
 SELECT results_eq(
   $$SELECT seq, event_type, payload->>'charged' FROM keen.session_events
      WHERE session_id = (SELECT id FROM keen.agent_sessions WHERE session_id = 'life') AND seq = 3$$,
