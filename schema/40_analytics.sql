@@ -486,10 +486,16 @@ DECLARE
   v_deltas keen.usage_delta[];
   v_timezone text;
 BEGIN
-  -- The user's time zone, as keen.credit_local_date reads it (UTC if the row is not visible).
-  v_timezone := coalesce((SELECT u.timezone FROM keen.users AS u
-                          WHERE u.id = CASE TG_OP WHEN 'DELETE' THEN OLD.user_id ELSE NEW.user_id END),
-                         'UTC');
+  SELECT u.timezone INTO v_timezone FROM keen.users AS u
+  WHERE u.id = CASE TG_OP WHEN 'DELETE' THEN OLD.user_id ELSE NEW.user_id END;
+  IF NOT FOUND THEN
+    -- A session deleted with its user (ON DELETE CASCADE): the stats went with the user.
+    IF TG_OP = 'DELETE' THEN
+      RETURN NULL;
+    END IF;
+    -- Otherwise as keen.credit_local_date reads it: UTC when the row is not visible.
+    v_timezone := 'UTC';
+  END IF;
   -- A changed session: take back what the old row counted, add what the new one counts.
   IF TG_OP IN ('UPDATE', 'DELETE') THEN
     v_deltas := keen.session_usage(OLD, v_timezone, -1);

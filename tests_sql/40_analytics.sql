@@ -1,7 +1,7 @@
 -- Analytics: daily usage stats kept by triggers, usage_report, session_cost_breakdown,
 -- verify/rebuild, and the dashboard materialized view (refresh, figures, who may read it).
 BEGIN;
-SELECT plan(84);
+SELECT plan(86);
 
 -- pgTAP itself must be callable while acting as keen_app / keen_analytics (rolled back).
 GRANT USAGE ON SCHEMA tap TO keen_app, keen_analytics;
@@ -239,6 +239,16 @@ SELECT results_eq(
   $$VALUES ('2020-11-11'::date, 1, 1)$$,
   'a new time zone moves the user''s history to the new day boundaries');
 SELECT is_empty($$SELECT * FROM keen.verify_usage_stats()$$, 'verify_usage_stats is empty after the time zone change');
+DO $$ BEGIN
+  PERFORM set_config('test.c', keen.register_user(
+    p_email => 'carol@example.com', p_username => 'carol', p_password_hash => repeat('c', 40))::text, true);
+END $$;
+INSERT INTO keen.agent_sessions (user_id, session_id, git_branch, vision, working_directory)
+VALUES (current_setting('test.c')::uuid, 'c1', 'main', 'v', '/w');
+SELECT lives_ok($$DELETE FROM keen.users WHERE id = current_setting('test.c')::uuid$$,
+  'a user with sessions can still be deleted: the cascaded session deletes leave the stats alone');
+SELECT is((SELECT count(*) FROM keen.daily_usage_stats WHERE user_id = current_setting('test.c')::uuid), 0::bigint,
+  'the deleted user''s stats went with the user');
 
 -- ===== dashboard =============================================================
 -- In the hour three hours ago alice completes two sessions (10 and 20 minutes) and one
