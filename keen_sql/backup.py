@@ -336,15 +336,19 @@ def backup(database_url: str, out_dir: Path) -> Backup:
         stamp = taken_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         dump_path = out_dir / f"{dbname}-{stamp}.dump"
         partial = dump_path.with_suffix(".dump.partial")
-        _run_tool(
-            [
-                str(PG_BIN / "pg_dump"),
-                "--format=custom",
-                f"--snapshot={snapshot}",
-                f"--file={partial}",
-                f"--dbname={database_url}",
-            ]
-        )
+        try:
+            _run_tool(
+                [
+                    str(PG_BIN / "pg_dump"),
+                    "--format=custom",
+                    f"--snapshot={snapshot}",
+                    f"--file={partial}",
+                    f"--dbname={database_url}",
+                ]
+            )
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         conn.rollback()
     partial.rename(dump_path)
     manifest = Manifest(

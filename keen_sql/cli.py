@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -159,7 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--target-db", required=True, help="database to create on the server")
     rs.set_defaults(func=_restore)
     hc = sub.add_parser("health", help="server, migrations, connections, lag, long transactions")
-    hc.add_argument("--replica-url", default=None, help="a replica whose lag to measure")
+    hc.add_argument(
+        "--replica-url",
+        default=os.environ.get("KEEN_REPLICA_URL"),
+        help="a replica whose lag to measure (default: KEEN_REPLICA_URL)",
+    )
     hc.add_argument("--long-transaction-s", type=float, default=60.0, help="default 60")
     hc.add_argument("--json", action="store_true", help="print the report as JSON")
     hc.set_defaults(func=_health)

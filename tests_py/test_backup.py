@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from keen_sql import backup, cli
 from keen_sql.backup import BackupError, Manifest, RestoreRefused
@@ -188,3 +189,27 @@ def test_cli_backup_then_restore_exits_0_and_refuses_non_empty_with_2(
     code = cli.main(["--database-url", admin_url, "restore", str(dump), "--target-db", target])
     assert code == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_backup_without_rls_bypass_fails_cleanly_and_leaves_no_file(
+    admin_url: str, source: tuple[str, list[uuid.UUID]], tmp_path: Path
+) -> None:
+    # A login in keen_owner reads everything through owner_all, but pg_dump refuses tables
+    # whose policies would apply: backups need a superuser or a BYPASSRLS role.
+    src_url = source[0]
+    name = f"keen_test_backup_{uuid.uuid4().hex[:8]}"
+    role = sql.Identifier(name)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE keen_owner").format(role))
+    try:
+        with psycopg.connect(src_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(role))
+        url = src_url.replace("postgresql://postgres@", f"postgresql://{name}@", 1)
+        with pytest.raises(BackupError, match="row-level security"):
+            backup.backup(url, tmp_path)
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        with psycopg.connect(src_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(role))
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(role))
