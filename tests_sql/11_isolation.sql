@@ -2,7 +2,7 @@
 -- cross-tenant references, fail-closed without context, and the exact lists of SECURITY
 -- DEFINER functions, policies and grants (a new one cannot appear unnoticed).
 BEGIN;
-SELECT plan(146);
+SELECT plan(147);
 
 -- pgTAP itself must be callable while acting as keen_app (rolled back with the test).
 GRANT USAGE ON SCHEMA tap TO keen_app, keen_analytics;
@@ -202,9 +202,7 @@ SELECT results_eq(
 SELECT set_eq(
   $$SELECT p.oid::regprocedure::text FROM pg_proc AS p
     WHERE p.pronamespace = 'keen'::regnamespace AND p.prosecdef$$,
-  ARRAY['keen.authenticate_token(text,inet)', 'keen.login_lookup(text)',
-        'keen.reap_stale_connections(interval)', 'keen.refresh_dashboard_metrics()',
-        'keen.register_user(text,text,text,text,text)'],
+  ARRAY['keen.authenticate_token(text,inet)', 'keen.login_lookup(text)', 'keen.reap_stale_connections(interval)', 'keen.refresh_dashboard_metrics()', 'keen.register_user(text,text,text,text,text)'],
   'the SECURITY DEFINER functions are exactly the cross-tenant operations DESIGN.md allows');
 SELECT is_empty(
   $$SELECT p.oid::regprocedure FROM pg_proc AS p
@@ -302,6 +300,7 @@ SELECT set_eq(
     'column keen.users.user_id SELECT keen_app',
     'column keen.users.username SELECT keen_app',
     'function keen.add_credits(numeric,text,text,text,text,jsonb) EXECUTE keen_app',
+    'function keen.add_usage_deltas(keen.usage_delta[]) EXECUTE keen_app',
     'function keen.append_session_event(keen.agent_sessions,text,jsonb) EXECUTE keen_app',
     'function keen.authenticate_token(text,inet) EXECUTE keen_app',
     'function keen.cancel_session(text) EXECUTE keen_app',
@@ -355,6 +354,29 @@ SELECT set_eq(
     'function keen.validate_credit_amount(numeric,text) EXECUTE keen_app'
   ],
   'every grant to keen_app, keen_analytics and PUBLIC in keen is listed here (PUBLIC has none)');
+-- A unique key on a value a tenant chooses must include user_id, or it reveals (and blocks)
+-- other tenants' values. The keys without user_id, each global by nature or scoped by a
+-- tenant-owned parent (account, session):
+SELECT set_eq(
+  $$SELECT i.indexrelid::regclass::text
+    FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indrelid
+    WHERE c.relnamespace = 'keen'::regnamespace AND i.indisunique AND NOT i.indisprimary
+      AND EXISTS (SELECT FROM pg_attribute AS a WHERE a.attrelid = c.oid AND a.attname = 'user_id')
+      AND NOT EXISTS (SELECT FROM pg_attribute AS a
+                      WHERE a.attrelid = c.oid AND a.attname = 'user_id' AND a.attnum = ANY (i.indkey))$$,
+  ARRAY[
+    'keen.auth_tokens_token_hash_key',                        -- 256 random bits, hashed
+    'keen.credit_holds_account_id_idempotency_key_key',       -- per the tenant's account
+    'keen.credit_transactions_account_id_entry_no_key',       -- per the tenant's account
+    'keen.credit_transactions_account_id_idempotency_key_key',-- per the tenant's account
+    'keen.credit_transactions_hold_id_key',                   -- server-made hold ids
+    'keen.credit_transactions_stripe_payment_intent_id_key',  -- Stripe's ids, set by billing
+    'keen.recharge_requests_account_id_open_key',             -- per the tenant's account
+    'keen.session_events_session_id_seq_key',                 -- per the tenant's session
+    'keen.users_lower_email_key',                             -- login identity: global
+    'keen.users_lower_username_key'                           -- login identity: global
+  ],
+  'unique keys without user_id are exactly these: none on a value a tenant chooses freely');
 SELECT ok(NOT EXISTS (SELECT FROM pg_class AS c
                       WHERE c.relnamespace = 'keen'::regnamespace AND c.relkind IN ('r', 'p')
                         AND has_table_privilege('keen_analytics', c.oid, 'SELECT')),
@@ -567,7 +589,7 @@ SELECT is(pg_temp.functions_without_ke010(ARRAY[
     'keen.check_session_cost(numeric,text)',
     -- internal helpers taking ids: under RLS they find nothing without a tenant
     'keen.find_idempotent_entry(uuid,text,text)', 'keen.lock_credit_account(uuid)',
-    'keen.require_agent_session(uuid)'
+    'keen.require_agent_session(uuid)', 'keen.add_usage_deltas(keen.usage_delta[])'
   ]), '{}'::text[],
   'every tenant API function raises KE010 without tenant context');
 RESET ROLE;
