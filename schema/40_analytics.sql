@@ -188,10 +188,15 @@ $$;
 
 CREATE FUNCTION keen.recompute_usage_stats(p_user_id uuid DEFAULT NULL)
 RETURNS SETOF keen.usage_delta
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SET search_path = ''
+SET jit = off
 AS $$
+BEGIN
+  -- PL/pgSQL, not SQL: its custom plans see p_user_id's value, so one user's recomputation
+  -- (a time zone change) reads that user's rows by index instead of scanning every session.
+  RETURN QUERY
   SELECT d.user_id, d.date_bucket,
          pg_catalog.sum(d.sessions_started)::bigint, pg_catalog.sum(d.sessions_completed)::bigint,
          pg_catalog.sum(d.sessions_failed)::bigint, pg_catalog.sum(d.sessions_cancelled)::bigint,
@@ -212,7 +217,8 @@ AS $$
     CROSS JOIN LATERAL pg_catalog.unnest(keen.ledger_usage(t, u.timezone)) AS x
     WHERE p_user_id IS NULL OR t.user_id = p_user_id
   ) AS d
-  GROUP BY d.user_id, d.date_bucket
+  GROUP BY d.user_id, d.date_bucket;
+END
 $$;
 
 CREATE FUNCTION keen.rebuild_usage_stats(p_user_id uuid DEFAULT NULL)
