@@ -7,6 +7,7 @@ server on demand for the bound and backoff checks.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import uuid
@@ -20,9 +21,15 @@ import pytest
 
 from keen_sql import backup
 from keen_sql.config import Settings
-from keen_sql.database import Database
+from keen_sql.database import AsyncDatabase, Database
 from keen_sql.errors import InsufficientCredits
-from keen_sql.retry import RetryPolicy, is_retryable, retrying, run_with_retry
+from keen_sql.retry import (
+    RetryPolicy,
+    is_retryable,
+    retrying,
+    run_with_retry,
+    run_with_retry_async,
+)
 from tests_py.support import ledger
 
 RAISE_40001 = "DO $$BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = '40001'; END$$"
@@ -202,3 +209,24 @@ def test_is_retryable_follows_the_cause_chain(db_url: str) -> None:
     wrapped.__cause__ = original
     assert is_retryable(original) and is_retryable(wrapped)
     assert not is_retryable(RuntimeError("other"))
+
+
+def test_async_twin_retries_40001_then_succeeds_on_an_AsyncDatabase(
+    db_url: str, user: uuid.UUID
+) -> None:
+    calls: list[int] = []
+
+    async def scenario() -> None:
+        async with AsyncDatabase(Settings(database_url=db_url, pool_max_size=2)) as db:
+
+            async def conflicts_twice() -> None:
+                calls.append(1)
+                async with db.tenant(user) as q:
+                    if len(calls) <= 2:
+                        await q.conn.execute(RAISE_40001)
+                    await q.conn.execute("SELECT 1")
+
+            await run_with_retry_async(conflicts_twice, policy=RetryPolicy(base_delay=0.001))
+
+    asyncio.run(scenario())
+    assert len(calls) == 3
