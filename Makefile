@@ -7,7 +7,7 @@ PY := $(VENV)/python
 DB_URL = $(or $(KEEN_DATABASE_URL),$(shell scripts/db.sh url))
 export KEEN_DATABASE_URL := $(KEEN_DATABASE_URL)
 
-.PHONY: help setup db-up db-down migrate rollback status generate verify lint test test-sql \
+.PHONY: help setup db-up db-down migrate rollback status health backup generate verify lint test test-sql \
         test-py run check coverage docs
 
 help: ## list the targets
@@ -30,6 +30,12 @@ rollback: db-up ## roll back the last migration
 
 status: db-up ## list migrations and whether they are applied
 	@$(VENV)/keen-sql --database-url '$(DB_URL)' status
+
+health: db-up ## health checks of the configured database (docs/operations.md)
+	@$(VENV)/keen-sql --database-url '$(DB_URL)' health
+
+backup: db-up ## pg_dump with a manifest into backups/ (restore: keen-sql restore DUMP --target-db NAME)
+	@$(VENV)/keen-sql --database-url '$(DB_URL)' backup --output-dir backups
 
 generate: db-up ## regenerate generated/ from queries/ with sqlc and the sqlc_psycopg plugin
 	@scripts/generate.sh
