@@ -271,3 +271,65 @@ def test_listener_through_pgbouncer_transaction_mode_raises_direct_connection_re
         pytest.raises(DirectConnectionRequired, match="PgBouncer with pool_mode=transaction"),
     ):
         listener.connect()
+
+
+def test_a_users_event_ids_follow_commit_order_while_other_users_never_wait(
+    db: Database, db_url: str
+) -> None:
+    alice, bob = new_user(db_url), new_user(db_url)
+    for user, name in ((alice, "order-1"), (alice, "order-2"), (bob, "order-3")):
+        with db.tenant(user) as t:
+            t.call(
+                q.start_session,
+                p_session_id=name,
+                p_vision="v",
+                p_working_directory="/w",
+                p_git_branch="main",
+                p_parent_session_id=None,
+            )
+    done = threading.Event()
+
+    def second_report() -> None:
+        with db.tenant(alice) as t:
+            t.call(
+                q.update_session_progress,
+                p_session_id="order-2",
+                p_phase=None,
+                p_iterations=1,
+                p_tool_calls=None,
+                p_tokens=None,
+                p_cost=None,
+            )
+        done.set()
+
+    with db.tenant(alice) as first:  # holds alice's event stream until it commits
+        first.call(
+            q.update_session_progress,
+            p_session_id="order-1",
+            p_phase=None,
+            p_iterations=1,
+            p_tool_calls=None,
+            p_tokens=None,
+            p_cost=None,
+        )
+        other = threading.Thread(target=second_report)
+        other.start()
+        with db.tenant(bob) as t:  # another tenant is not held up
+            t.call(
+                q.update_session_progress,
+                p_session_id="order-3",
+                p_phase=None,
+                p_iterations=1,
+                p_tool_calls=None,
+                p_tokens=None,
+                p_cost=None,
+            )
+        assert not done.wait(0.5), "alice's second report waits for her first to commit"
+    other.join(timeout=10)
+    assert done.is_set()
+    ids = {e.session_id: e.id for e in logged(db, alice) if e.event_type == "session.progress"}
+    with db.tenant(alice) as t:
+        first_id = t.call(q.get_session, p_session_id="order-1")
+        second_id = t.call(q.get_session, p_session_id="order-2")
+    assert first_id is not None and second_id is not None
+    assert ids[first_id.id] < ids[second_id.id], "ids are drawn in commit order"
