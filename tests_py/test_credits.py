@@ -1,12 +1,14 @@
 """Credits through keen_sql: Decimal in and out, one exception per contract error, real races.
 
-Every call goes through the generated `keen_queries.credits` functions on a
-`keen_sql.Database` tenant transaction (as keen_app, under RLS), against a database of this
-module's own. Accounts are opened directly by the superuser fixture connection.
+Every call goes through the generated `keen_queries.credits` functions bound to a
+`keen_sql.Database` tenant transaction (``q.credits.…``, as keen_app, under RLS), against a
+database of this module's own. Accounts are opened directly by the superuser fixture
+connection; operator functions run on a superuser connection.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import threading
 import uuid
@@ -22,7 +24,7 @@ from keen_queries import credits, models
 
 from keen_sql import cli, errors
 from keen_sql.config import Settings
-from keen_sql.database import Database, Queries
+from keen_sql.database import AsyncDatabase, Database, Queries
 
 
 class Rollback(Exception):
@@ -65,8 +67,7 @@ def deduct(
     q: Queries, amount: str | Decimal, key: str | None = None, session_id: uuid.UUID | None = None
 ) -> models.CreditTransaction:
     """deduct_credits through the generated binding with keen_sql's error mapping."""
-    row = q.call(
-        credits.deduct_credits,
+    row = q.credits.deduct_credits(
         p_amount=Decimal(amount),
         p_session_id=session_id,
         p_description=None,
@@ -80,8 +81,7 @@ def add(
     q: Queries, amount: str | Decimal, key: str | None = None, kind: str = "purchase"
 ) -> models.CreditTransaction:
     """add_credits through the generated binding."""
-    row = q.call(
-        credits.add_credits,
+    row = q.credits.add_credits(
         p_amount=Decimal(amount),
         p_transaction_type=kind,
         p_description=None,
@@ -96,7 +96,7 @@ def add(
 def balance(db: Database, user_id: uuid.UUID) -> credits.CreditBalanceRow:
     """credit_balance() of one tenant."""
     with db.tenant(user_id) as q:
-        row = q.call(credits.credit_balance)
+        row = q.credits.credit_balance()
     assert row is not None
     return row
 
@@ -120,6 +120,41 @@ def test_credit_calls_take_and_return_decimal_uuid_and_aware_datetime(
         isinstance(charged.created_at, datetime.datetime) and charged.created_at.tzinfo is not None
     )
     assert balance(db, user).available_balance == Decimal("10.4999")
+
+
+def test_async_twin_deducts_with_decimal_and_maps_KE001(db_url: str) -> None:
+    (user,) = open_accounts(db_url, 1)
+
+    async def scenario() -> Decimal:
+        settings = Settings(database_url=db_url, pool_min_size=1, pool_max_size=2)
+        async with AsyncDatabase(settings) as adb:
+            async with adb.tenant(user) as q:
+                await q.credits.add_credits(
+                    p_amount=Decimal("3"),
+                    p_transaction_type=None,
+                    p_description=None,
+                    p_idempotency_key=None,
+                    p_stripe_payment_intent_id=None,
+                    p_metadata=None,
+                )
+                row = await q.credits.deduct_credits(
+                    p_amount=Decimal("1.0001"),
+                    p_session_id=None,
+                    p_description=None,
+                    p_idempotency_key=None,
+                )
+            with pytest.raises(errors.InsufficientCredits):
+                async with adb.tenant(user) as q:
+                    await q.credits.deduct_credits(
+                        p_amount=Decimal("5"),
+                        p_session_id=None,
+                        p_description=None,
+                        p_idempotency_key=None,
+                    )
+        assert row is not None
+        return row.balance_after
+
+    assert asyncio.run(scenario()) == Decimal("1.9999")
 
 
 # ----- the original design's race -------------------------------------------------------
@@ -153,7 +188,7 @@ def test_two_concurrent_deductions_of_8_from_10_one_succeeds_other_raises_KE001(
     assert sorted(outcomes) == ["KE001", "ok"]
     assert balance(db, user).current_balance == Decimal("2.00")
     with db.tenant(user) as q:
-        rows = q.call(credits.list_credit_transactions, p_limit=10)
+        rows = q.credits.list_credit_transactions(p_limit=10)
     assert [r.transaction_type for r in rows] == ["usage", "purchase"]
     assert verify_ledger(db_url) == []
 
@@ -193,7 +228,7 @@ def test_deduct_beyond_daily_limit_raises_KE002(db: Database, db_url: str) -> No
     (user,) = open_accounts(db_url, 1)
     with db.tenant(user) as q:
         add(q, "100")
-        q.call(credits.set_spending_limits, p_daily_limit=Decimal("5"), p_monthly_limit=None)
+        q.credits.set_spending_limits(p_daily_limit=Decimal("5"), p_monthly_limit=None)
     with pytest.raises(errors.DailyLimitExceeded), db.tenant(user) as q:
         deduct(q, "5.0001")
 
@@ -202,7 +237,7 @@ def test_deduct_beyond_monthly_limit_raises_KE003(db: Database, db_url: str) -> 
     (user,) = open_accounts(db_url, 1)
     with db.tenant(user) as q:
         add(q, "100")
-        q.call(credits.set_spending_limits, p_daily_limit=None, p_monthly_limit=Decimal("7"))
+        q.credits.set_spending_limits(p_daily_limit=None, p_monthly_limit=Decimal("7"))
         deduct(q, "4")
     with pytest.raises(errors.MonthlyLimitExceeded), db.tenant(user) as q:
         deduct(q, "3.5")
@@ -227,8 +262,7 @@ def test_capture_of_another_tenants_hold_raises_KE006(db: Database, db_url: str)
     alice, bob = open_accounts(db_url, 2)
     with db.tenant(alice) as q:
         add(q, "10")
-        hold = q.call(
-            credits.hold_credits,
+        hold = q.credits.hold_credits(
             p_session_id=None,
             p_amount=Decimal("5"),
             p_idempotency_key=None,
@@ -236,27 +270,26 @@ def test_capture_of_another_tenants_hold_raises_KE006(db: Database, db_url: str)
         )
     assert hold is not None
     with pytest.raises(errors.NotFound), db.tenant(bob) as q:
-        q.call(credits.capture_hold, p_hold_id=hold.id, p_amount=None, p_description=None)
+        q.credits.capture_hold(p_hold_id=hold.id, p_amount=None, p_description=None)
 
 
 def test_second_capture_of_a_hold_raises_KE007(db: Database, db_url: str) -> None:
     (user,) = open_accounts(db_url, 1)
     with db.tenant(user) as q:
         add(q, "10")
-        hold = q.call(
-            credits.hold_credits,
+        hold = q.credits.hold_credits(
             p_session_id=None,
             p_amount=Decimal("5"),
             p_idempotency_key="h",
             p_expires_in=datetime.timedelta(minutes=5),
         )
         assert hold is not None
-        captured = q.call(
-            credits.capture_hold, p_hold_id=hold.id, p_amount=Decimal("1.25"), p_description=None
+        captured = q.credits.capture_hold(
+            p_hold_id=hold.id, p_amount=Decimal("1.25"), p_description=None
         )
     assert captured is not None and captured.amount == Decimal("-1.25")
     with pytest.raises(errors.InvalidStateTransition), db.tenant(user) as q:
-        q.call(credits.capture_hold, p_hold_id=hold.id, p_amount=None, p_description=None)
+        q.credits.capture_hold(p_hold_id=hold.id, p_amount=None, p_description=None)
     assert balance(db, user).available_balance == Decimal("8.75")
 
 
@@ -290,8 +323,7 @@ def test_deduction_under_threshold_records_one_request_and_notifies_keen_recharg
     (user,) = open_accounts(db_url, 1)
     with db.tenant(user) as q:
         add(q, "30")
-        q.call(
-            credits.configure_auto_recharge,
+        q.credits.configure_auto_recharge(
             p_enabled=True,
             p_threshold=Decimal("20"),
             p_amount=Decimal("25"),
@@ -420,7 +452,7 @@ def test_random_operation_sequences_agree_with_a_model_step_by_step(
     model = Model(daily=daily, monthly=monthly)
     with db.tenant(user) as q:
         add(q, "100")
-        q.call(credits.set_spending_limits, p_daily_limit=daily, p_monthly_limit=monthly)
+        q.credits.set_spending_limits(p_daily_limit=daily, p_monthly_limit=monthly)
     model.balance = Decimal(100)
     hold_ids: list[uuid.UUID] = []
     for op in ops:
@@ -436,8 +468,7 @@ def test_random_operation_sequences_agree_with_a_model_step_by_step(
                 elif kind == "deduct":
                     deduct(q, amount, key=key)
                 elif kind == "hold":
-                    hold = q.call(
-                        credits.hold_credits,
+                    hold = q.credits.hold_credits(
                         p_session_id=None,
                         p_amount=amount,
                         p_idempotency_key=None,
@@ -447,15 +478,14 @@ def test_random_operation_sequences_agree_with_a_model_step_by_step(
                     hold_ids.append(hold.id)
                 elif kind == "capture":
                     assert index is not None
-                    q.call(
-                        credits.capture_hold,
+                    q.credits.capture_hold(
                         p_hold_id=hold_ids[index],
                         p_amount=amount,
                         p_description=None,
                     )
                 else:
                     assert index is not None
-                    q.call(credits.release_hold, p_hold_id=hold_ids[index])
+                    q.credits.release_hold(p_hold_id=hold_ids[index])
         except errors.KeenError as exc:
             got = exc.sqlstate
         assert got == expected, (op, model)

@@ -18,7 +18,6 @@ from decimal import Decimal
 
 import psycopg
 import pytest
-from keen_queries import credits
 
 from keen_sql import errors
 from keen_sql.database import Database, Queries
@@ -60,8 +59,7 @@ def one_call(
             (amount, key),
         )
     if kind == "hold":
-        hold = q.call(
-            credits.hold_credits,
+        hold = q.credits.hold_credits(
             p_session_id=None,
             p_amount=amount,
             p_idempotency_key=key,
@@ -81,10 +79,10 @@ def one_call(
             if rng.random() < 0.5
             else max(Decimal("0.01"), (held * Decimal(rng.random())).quantize(Decimal("0.01")))
         )
-        entry = q.call(credits.capture_hold, p_hold_id=hold_id, p_amount=part, p_description=None)
+        entry = q.credits.capture_hold(p_hold_id=hold_id, p_amount=part, p_description=None)
         assert entry is not None
         return entry.id, kind, hold_id
-    q.call(credits.release_hold, p_hold_id=hold_id)
+    q.credits.release_hold(p_hold_id=hold_id)
     return None, kind, hold_id
 
 
@@ -96,8 +94,7 @@ def retry(q: Queries, kind: str, args: tuple[Decimal, str], first: uuid.UUID) ->
     elif kind in ("add", "refund"):
         again = add(q, amount, key=key, kind="purchase" if kind == "add" else "refund").id
     else:
-        hold = q.call(
-            credits.hold_credits,
+        hold = q.credits.hold_credits(
             p_session_id=None,
             p_amount=amount,
             p_idempotency_key=key,
