@@ -1,7 +1,7 @@
 -- Credits: the ledger, deductions, purchases, holds, limits, auto-recharge, append-only and
 -- the guards that keep every invariant whoever writes. One assertion per rule.
 BEGIN;
-SELECT plan(153);
+SELECT plan(157);
 
 -- ===== fixtures (as the owner) ===============================================
 -- alice (UTC) and bob are ordinary tenants; carol lives at UTC+14 and has limits; dave holds
@@ -349,6 +349,19 @@ SELECT lives_ok($$SELECT keen.deduct_credits(p_amount => 50)$$, 'a later deducti
 RESET ROLE;
 SELECT is((SELECT status FROM keen.fail_recharge_request((SELECT id FROM keen.recharge_requests WHERE status = 'pending' AND user_id = '00000000-0000-4000-8000-0000000c0e01'), 'card declined')),
   'failed', '... opens a new request, which the billing service can fail');
+
+-- ===== account state (an operator suspends or closes erin's account) =========
+UPDATE keen.credit_accounts SET account_status = 'suspended', suspended_reason = 'chargeback'
+ WHERE user_id = '00000000-0000-4000-8000-0000000c0e01';
+SET LOCAL ROLE keen_app;
+SELECT throws_ok($$SELECT keen.deduct_credits(p_amount => 1)$$, 'KE012', NULL, 'a suspended account cannot be charged: KE012');
+SELECT throws_ok($$SELECT keen.hold_credits(p_amount => 1)$$, 'KE012', NULL, 'a suspended account cannot place holds: KE012');
+SELECT lives_ok($$SELECT keen.add_credits(p_amount => 1, p_transaction_type => 'refund')$$, 'a suspended account may still receive credits');
+RESET ROLE;
+UPDATE keen.credit_accounts SET account_status = 'closed' WHERE user_id = '00000000-0000-4000-8000-0000000c0e01';
+SET LOCAL ROLE keen_app;
+SELECT throws_ok($$SELECT keen.add_credits(p_amount => 1)$$, 'KE012', NULL, 'a closed account receives nothing: KE012');
+RESET ROLE;
 
 -- ===== append-only for every role but a migration ============================
 SELECT throws_ok($$UPDATE keen.credit_transactions SET description = 'x'$$, '42501', NULL,
