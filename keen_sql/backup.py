@@ -172,9 +172,9 @@ WHERE c.relnamespace = pg_catalog.to_regnamespace('keen') AND c.relkind IN ('r',
 ORDER BY c.relname
 """
 
-# One line per security-relevant catalogue entry of schema `keen`: owners, ACLs (items
-# sorted, so grant order does not matter), RLS flags, policies, function properties and
-# default privileges. Restores must reproduce these lines exactly.
+# One line per security-relevant catalogue entry of schema `keen`: owners, ACLs of tables
+# and columns (items sorted, so grant order does not matter), RLS flags, policies, function
+# properties and default privileges. Restores must reproduce these lines exactly.
 _SECURITY = """
 WITH ns AS (SELECT pg_catalog.to_regnamespace('keen') AS oid)
 SELECT line FROM (
@@ -189,6 +189,13 @@ SELECT line FROM (
                      FROM pg_catalog.unnest(c.relacl) AS a), '-'))
   FROM pg_catalog.pg_class AS c, ns
   WHERE c.relnamespace = ns.oid AND c.relkind IN ('r', 'p', 'm', 'v', 'S', 'f')
+  UNION ALL
+  SELECT pg_catalog.format('column %s.%s acl=%s', c.relname, a.attname,
+           (SELECT pg_catalog.string_agg(x::text, ',' ORDER BY x::text)
+            FROM pg_catalog.unnest(a.attacl) AS x))
+  FROM pg_catalog.pg_attribute AS a
+  JOIN pg_catalog.pg_class AS c ON c.oid = a.attrelid, ns
+  WHERE c.relnamespace = ns.oid AND a.attacl IS NOT NULL AND NOT a.attisdropped
   UNION ALL
   SELECT pg_catalog.format('policy %s.%s cmd=%s permissive=%s roles=%s using=%s check=%s',
            c.relname, p.polname, p.polcmd, p.polpermissive,
@@ -232,6 +239,9 @@ WITH user_ns AS (
   UNION SELECT proowner FROM pg_catalog.pg_proc WHERE pronamespace IN (SELECT oid FROM user_ns)
   UNION SELECT (pg_catalog.aclexplode(proacl)).grantee FROM pg_catalog.pg_proc
         WHERE pronamespace IN (SELECT oid FROM user_ns)
+  UNION SELECT (pg_catalog.aclexplode(a.attacl)).grantee FROM pg_catalog.pg_attribute AS a
+        JOIN pg_catalog.pg_class AS c ON c.oid = a.attrelid
+        WHERE a.attacl IS NOT NULL AND c.relnamespace IN (SELECT oid FROM user_ns)
   UNION SELECT pg_catalog.unnest(polroles) FROM pg_catalog.pg_policy
 )
 SELECT DISTINCT r::regrole::text FROM grantees WHERE r <> 0 ORDER BY 1

@@ -160,6 +160,7 @@ def test_verify_reports_every_difference_from_the_manifest(
     with psycopg.connect(restored, autocommit=True) as conn:
         conn.execute("ALTER TABLE keen.auth_tokens NO FORCE ROW LEVEL SECURITY")
         conn.execute("GRANT SELECT ON keen.credit_holds TO keen_analytics")
+        conn.execute("GRANT SELECT (password_hash) ON keen.users TO keen_app")
         ledger.make_user(conn, "intruder")
 
     report = backup.verify(restored, Manifest.load(done.manifest_path))
@@ -168,6 +169,7 @@ def test_verify_reports_every_difference_from_the_manifest(
     assert "RLS not enabled and forced on keen.auth_tokens" in problems
     assert "row count of keen.users: expected 3, found 4" in problems
     assert "keen_analytics=r/keen_owner" in problems
+    assert "unexpected: column users.password_hash acl=keen_app=r/" in problems
     assert not report.ok
 
 
