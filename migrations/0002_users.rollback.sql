@@ -9,5 +9,6 @@ DROP FUNCTION keen.login_lookup(text);
 DROP FUNCTION keen.register_user(text, text, text, text, text);
 DROP FUNCTION keen.is_time_zone(text);
 DROP TABLE keen.auth_tokens;
+DROP FUNCTION keen.tg_auth_tokens__guard();
 DROP TABLE keen.users;
 RESET ROLE;

@@ -421,9 +421,28 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION keen.tg_auth_tokens__guard()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+BEGIN
+  -- Revocation is final: a revoked token never works again, whoever updates it.
+  IF OLD.revoked_at IS NOT NULL
+     AND (NEW.revoked_at, NEW.revoked_reason, NEW.replaced_by)
+         IS DISTINCT FROM (OLD.revoked_at, OLD.revoked_reason, OLD.replaced_by) THEN
+    RAISE EXCEPTION 'token % is revoked (%): revocation is final', OLD.id, OLD.revoked_reason
+      USING ERRCODE = 'insufficient_privilege', HINT = 'Issue a new token instead.';
+  END IF;
+  RETURN NEW;
+END
+$$;
+
 -- ===== triggers ==============================================================
 CREATE TRIGGER _100_set_updated_at BEFORE UPDATE ON keen.users
   FOR EACH ROW EXECUTE FUNCTION keen.tg_set_updated_at();
+CREATE TRIGGER _050_guard BEFORE UPDATE ON keen.auth_tokens
+  FOR EACH ROW EXECUTE FUNCTION keen.tg_auth_tokens__guard();
 CREATE TRIGGER _100_set_updated_at BEFORE UPDATE ON keen.auth_tokens
   FOR EACH ROW EXECUTE FUNCTION keen.tg_set_updated_at();
 
@@ -459,7 +478,13 @@ GRANT SELECT (id, user_id, email, username, display_name, role, is_admin, admin_
               last_login_ip)
   ON keen.users TO keen_app;
 GRANT UPDATE (last_login_at, last_login_ip) ON keen.users TO keen_app;
-GRANT SELECT, INSERT, UPDATE ON keen.auth_tokens TO keen_app;
+-- Tokens: the service writes what create/rotate/revoke need; usage counters and rate
+-- windows are written only by authenticate_token (as keen_owner).
+GRANT SELECT ON keen.auth_tokens TO keen_app;
+GRANT INSERT (user_id, token_type, token_hash, token_name, scopes, expires_at, rate_limit_per_hour,
+              created_ip, user_agent, family_id)
+  ON keen.auth_tokens TO keen_app;
+GRANT UPDATE (revoked_at, revoked_reason, replaced_by) ON keen.auth_tokens TO keen_app;
 GRANT EXECUTE ON FUNCTION
   keen.register_user(text, text, text, text, text),
   keen.login_lookup(text),
@@ -487,6 +512,7 @@ COMMENT ON COLUMN keen.auth_tokens.family_id IS 'Refresh-token family: every rot
 COMMENT ON COLUMN keen.auth_tokens.replaced_by IS 'The refresh token that replaced this one on rotation.';
 COMMENT ON COLUMN keen.auth_tokens.revoked_reason IS
   'revoked (by its owner), rotated (replaced_by holds the successor) or reuse_detected (family revoked).';
+COMMENT ON FUNCTION keen.tg_auth_tokens__guard() IS 'Trigger: a revoked token stays revoked.';
 COMMENT ON FUNCTION keen.is_time_zone(text) IS 'Whether the text is an IANA time zone name the server knows.';
 COMMENT ON FUNCTION keen.register_user(text, text, text, text, text) IS
   'Sign-up (SECURITY DEFINER, no tenant needed): creates the user and its credit account; returns the user id. KE009 duplicate e-mail/username, KE013 unknown time zone or malformed value.';

@@ -1,7 +1,7 @@
 -- Users and tokens: sign-up, login lookup, token creation, authentication with rate limit,
 -- refresh-token rotation with reuse detection, revocation.
 BEGIN;
-SELECT plan(76);
+SELECT plan(79);
 
 -- pgTAP itself must be callable while acting as keen_app (rolled back with the test).
 GRANT USAGE ON SCHEMA tap TO keen_app;
@@ -240,6 +240,19 @@ DO $$ BEGIN
 END $$;
 SELECT is_empty($$SELECT * FROM keen.authenticate_token(pg_temp.sha('api-1'))$$,
   'a revoked token authenticates nothing');
+DO $$ BEGIN
+  PERFORM set_config('app.current_user_id', current_setting('test.alice'), true);
+END $$;
+SELECT throws_ok($$UPDATE keen.auth_tokens SET revoked_at = NULL, revoked_reason = NULL
+  WHERE id = current_setting('test.api')::uuid$$, '42501', NULL,
+  'revocation is final: keen_app cannot revive a revoked token');
+SELECT throws_ok($$UPDATE keen.auth_tokens SET usage_count = 0, rate_window_count = 0$$, '42501', NULL,
+  'keen_app cannot reset usage counters or rate-limit windows (written only by authenticate_token)');
+SELECT throws_ok($$UPDATE keen.auth_tokens SET token_hash = pg_temp.sha('other')$$, '42501', NULL,
+  'keen_app cannot rewrite a token''s hash');
+DO $$ BEGIN
+  PERFORM set_config('app.current_user_id', '', true);
+END $$;
 
 -- ===== as another tenant =====================================================
 DO $$ BEGIN

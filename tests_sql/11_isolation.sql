@@ -41,7 +41,7 @@ DECLARE
   v_other bigint;
   v_res text;
   v_can_update boolean := has_any_column_privilege('keen_app', p_table, 'UPDATE');
-  v_can_insert boolean := has_table_privilege('keen_app', p_table, 'INSERT');
+  v_can_insert boolean := has_any_column_privilege('keen_app', p_table, 'INSERT');
   v_can_delete boolean := has_table_privilege('keen_app', p_table, 'DELETE');
 BEGIN
   EXECUTE format('SELECT count(user_id) FROM %s WHERE user_id = $1', t) INTO v_own USING p_own;
@@ -90,7 +90,8 @@ BEGIN
     SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO v_cols
     FROM pg_attribute AS a
     WHERE a.attrelid = p_table AND a.attnum > 0 AND NOT a.attisdropped
-      AND a.attgenerated = '' AND a.attidentity = '';
+      AND a.attgenerated = '' AND a.attidentity = ''
+      AND has_column_privilege('keen_app', p_table, a.attnum, 'INSERT');
     v_res := pg_temp.attempt(format('INSERT INTO %s (%s) SELECT %s FROM jsonb_populate_record(NULL::%s, %L)',
                                     t, v_cols, v_cols, t, v_row));
     -- RLS WITH CHECK (42501); a BEFORE trigger that cannot see the other tenant's parent
@@ -257,9 +258,7 @@ SELECT set_eq(
     'table keen.agent_sessions INSERT keen_app',
     'table keen.agent_sessions SELECT keen_app',
     'table keen.agent_sessions UPDATE keen_app',
-    'table keen.auth_tokens INSERT keen_app',
     'table keen.auth_tokens SELECT keen_app',
-    'table keen.auth_tokens UPDATE keen_app',
     'table keen.credit_accounts SELECT keen_app',
     'table keen.credit_accounts UPDATE keen_app',
     'table keen.credit_holds INSERT keen_app',
@@ -278,6 +277,19 @@ SELECT set_eq(
     'table keen.websocket_connections INSERT keen_app',
     'table keen.websocket_connections SELECT keen_app',
     'table keen.websocket_connections UPDATE keen_app',
+    'column keen.auth_tokens.created_ip INSERT keen_app',
+    'column keen.auth_tokens.expires_at INSERT keen_app',
+    'column keen.auth_tokens.family_id INSERT keen_app',
+    'column keen.auth_tokens.rate_limit_per_hour INSERT keen_app',
+    'column keen.auth_tokens.replaced_by UPDATE keen_app',
+    'column keen.auth_tokens.revoked_at UPDATE keen_app',
+    'column keen.auth_tokens.revoked_reason UPDATE keen_app',
+    'column keen.auth_tokens.scopes INSERT keen_app',
+    'column keen.auth_tokens.token_hash INSERT keen_app',
+    'column keen.auth_tokens.token_name INSERT keen_app',
+    'column keen.auth_tokens.token_type INSERT keen_app',
+    'column keen.auth_tokens.user_agent INSERT keen_app',
+    'column keen.auth_tokens.user_id INSERT keen_app',
     'column keen.users.account_status SELECT keen_app',
     'column keen.users.admin_privileges SELECT keen_app',
     'column keen.users.created_at SELECT keen_app',
