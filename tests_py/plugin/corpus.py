@@ -63,8 +63,14 @@ def load(directory: Path) -> list[Case]:
     return cases
 
 
-def config(cases: list[Case], base: Path, db_urls: dict[str, str]) -> dict[str, Any]:
-    """An sqlc config (paths relative to `base`, where the case dirs are linked) for `cases`."""
+def config(
+    cases: list[Case], db_urls: dict[str, str], plugin_per_case: bool = False
+) -> dict[str, Any]:
+    """An sqlc config for `cases` (paths relative to where the case directories are linked).
+
+    With `plugin_per_case`, each case runs the plugin under its own name, so that sqlc's
+    report (`# package <plugin name>` before each failure) says which case failed.
+    """
     entries = []
     for case in cases:
         rel = Path(case.path.parent.name) / case.name
@@ -73,20 +79,30 @@ def config(cases: list[Case], base: Path, db_urls: dict[str, str]) -> dict[str, 
             "schema": str(rel / "schema.sql"),
             "queries": [str(rel / q.name) for q in case.queries],
             "codegen": [
-                {"out": f"gen/{case.package}", "plugin": "psycopg", "options": case.options}
+                {
+                    "out": f"gen/{case.package}",
+                    "plugin": case.name if plugin_per_case else "psycopg",
+                    "options": case.options,
+                }
             ],
         }
         if case.name in db_urls:
             entry["database"] = {"uri": db_urls[case.name]}
         entries.append(entry)
+    plugins = [c.name for c in cases] if plugin_per_case else ["psycopg"]
     return {
         "version": "2",
-        "plugins": [{"name": "psycopg", "process": {"cmd": "sqlc-gen-psycopg", "format": "json"}}],
+        "plugins": [
+            {"name": name, "process": {"cmd": "sqlc-gen-psycopg", "format": "json"}}
+            for name in plugins
+        ],
         "sql": entries,
     }
 
 
-def run_sqlc(cases: list[Case], workdir: Path, admin_url: str) -> subprocess.CompletedProcess[str]:
+def run_sqlc(
+    cases: list[Case], workdir: Path, admin_url: str, plugin_per_case: bool = False
+) -> subprocess.CompletedProcess[str]:
     """Generate `cases` into `workdir/gen` with one sqlc run; return sqlc's result.
 
     Cases asking for database-backed analysis get a scratch database with their schema,
@@ -107,7 +123,9 @@ def run_sqlc(cases: list[Case], workdir: Path, admin_url: str) -> subprocess.Com
                 with psycopg.connect(url, autocommit=True) as conn:
                     conn.execute(case.schema.encode())
                 db_urls[case.name] = url
-        (workdir / "sqlc.json").write_text(json.dumps(config(cases, workdir, db_urls), indent=1))
+        (workdir / "sqlc.json").write_text(
+            json.dumps(config(cases, db_urls, plugin_per_case), indent=1)
+        )
         env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
         return subprocess.run(
             [str(VENV_BIN / "sqlc"), "generate", "-f", "sqlc.json"],
@@ -138,7 +156,9 @@ def run_mypy(gen: Path, cases: list[Case]) -> subprocess.CompletedProcess[str]:
         str(checks / f"check_{c.name}.py") for c in cases
     ]
     env = {**os.environ, "MYPYPATH": f"{gen}{os.pathsep}{checks}"}
-    cache = str(gen.parent / ".mypy_cache")
+    # A cache that outlives the run keeps the stdlib and psycopg checked; only the freshly
+    # generated packages are checked again (they live in a new directory every run).
+    cache = str(ROOT / ".mypy_cache" / "plugin-corpus")
     return subprocess.run(
         [str(VENV_BIN / "mypy"), "--strict", "--cache-dir", cache, *targets],
         cwd=ROOT,
@@ -147,3 +167,16 @@ def run_mypy(gen: Path, cases: list[Case]) -> subprocess.CompletedProcess[str]:
         text=True,
         check=False,
     )
+
+
+def reports(stderr: str) -> dict[str, str]:
+    """sqlc's error output split by `# package <name>` headers: name → its messages."""
+    out: dict[str, str] = {}
+    name = ""
+    for line in stderr.splitlines():
+        if line.startswith("# package "):
+            name = line.removeprefix("# package ").strip()
+            out[name] = ""
+        elif name:
+            out[name] += line + "\n"
+    return out
