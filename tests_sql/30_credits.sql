@@ -1,7 +1,7 @@
 -- Credits: the ledger, deductions, purchases, holds, limits, auto-recharge, append-only and
 -- the guards that keep every invariant whoever writes. One assertion per rule.
 BEGIN;
-SELECT plan(157);
+SELECT plan(161);
 
 -- ===== fixtures (as the owner) ===============================================
 -- alice (UTC) and bob are ordinary tenants; carol lives at UTC+14 and has limits; dave holds
@@ -271,6 +271,22 @@ SELECT results_eq($$SELECT h.status, a.held_amount FROM keen.credit_holds h JOIN
                     WHERE h.idempotency_key = 'h-4'$$,
                   $$VALUES ('expired', 0.0000::numeric)$$, 'an expired hold frees its credits');
 SELECT is(keen.sweep_expired_holds(), 0, 'sweeping again finds nothing');
+-- A lapsed hold stops reserving credits at once, before any sweep.
+SET LOCAL ROLE keen_app;
+SET LOCAL app.current_user_id = '00000000-0000-4000-8000-0000000c0d01';
+SELECT lives_ok($$SELECT keen.hold_credits(p_amount => 1, p_idempotency_key => 'h-5')$$, 'dave holds 1 ...');
+RESET ROLE;
+SET LOCAL session_replication_role = replica;
+UPDATE keen.credit_holds SET expires_at = now() - interval '1 second', created_at = now() - interval '2 hours'
+ WHERE idempotency_key = 'h-5';
+SET LOCAL session_replication_role = origin;
+SET LOCAL ROLE keen_app;
+SELECT is((SELECT available_balance FROM keen.check_credits(1)), 6.2500::numeric,
+  '... and once it lapses check_credits no longer counts it');
+SELECT lives_ok($$SELECT keen.deduct_credits(p_amount => 0.25)$$, 'the next credit call of the account ...');
+SELECT results_eq($$SELECT status FROM keen.credit_holds WHERE idempotency_key = 'h-5'$$, $$VALUES ('expired')$$,
+  '... expires the lapsed hold under the account lock');
+RESET ROLE;
 
 -- ===== limits (carol, UTC+14) ================================================
 SET LOCAL ROLE keen_app;
