@@ -61,7 +61,17 @@ def docstring(text: str, indent: str) -> str:
     body = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
     if body.endswith('"'):
         body += " "
-    lines = body.split("\n")
+    lines = []
+    for line in body.split("\n"):
+        lines += textwrap.wrap(
+            line,
+            WIDTH - len(indent) - 3,
+            subsequent_indent=line[: len(line) - len(line.lstrip())],
+            break_long_words=False,
+            break_on_hyphens=False,
+        ) or [""]
+    if len(lines) == 1 and len(indent) + len(lines[0]) + 6 <= WIDTH:
+        return f'{indent}"""{lines[0]}"""\n'
     if len(lines) == 1 and len(indent) + len(body) + 6 <= WIDTH:
         return f'{indent}"""{body}"""\n'
     out = [f'{indent}"""{lines[0]}']
@@ -379,7 +389,7 @@ class QueryWriter:
             self.signature(q, name, is_async, returns),
             docstring(doc, "    "),
         ]
-        body = self.body(q, is_async, iterate)
+        body = [wrapped for line in self.body(q, is_async, iterate) for wrapped in wrap_call(line)]
         out += [f"    {line}\n" if line else "\n" for line in body]
         return "".join(out)
 
@@ -449,6 +459,44 @@ class QueryWriter:
             ":execrows": "return _cur.rowcount",
         }.get(cmd)
         return [*lines, f"    {tail}"] if tail else lines
+
+
+def _split_top(text: str) -> list[str]:
+    """Split `text` at the commas outside brackets."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    parts.append(text[start:].strip())
+    return [p for p in parts if p]
+
+
+def wrap_call(line: str, width: int = WIDTH - 4) -> list[str]:
+    """A body line `…call(SQL, (a, b, …))[:]` too long for `width`, one argument per line."""
+    if len(line) <= width or "(" not in line:
+        return [line]
+    indent = line[: len(line) - len(line.lstrip())]
+    stripped = line.strip()
+    tail = ":" if stripped.endswith(":") else ""
+    body = stripped.removesuffix(tail)
+    head, _, inner = body.partition("(")
+    if not inner.endswith(")"):
+        return [line]
+    out = [f"{indent}{head}("]
+    for arg in _split_top(inner[:-1]):
+        if arg.startswith("(") and arg.endswith(")") and len(indent) + len(arg) + 5 > width:
+            out.append(f"{indent}    (")
+            out += [f"{indent}        {item}," for item in _split_top(arg[1:-1])]
+            out.append(f"{indent}    ),")
+        else:
+            out.append(f"{indent}    {arg},")
+    out.append(f"{indent}){tail}")
+    return out
 
 
 _DOC_NOTES = {
