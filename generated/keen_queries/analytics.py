@@ -89,9 +89,11 @@ def rebuild_usage_stats(
     *,
     p_user_id: uuid.UUID | None,
 ) -> RebuildUsageStatsRow | None:
-    """Rewrites daily_usage_stats from sessions and the ledger (one user, or everyone); returns rows changed.
+    """Rewrites daily_usage_stats from sessions and the ledger (one user, or everyone); returns rows
+    changed.
 
-    Operators: rewrites daily_usage_stats from sessions and the ledger (one user, or all for NULL); returns rows changed.
+    Operators: rewrites daily_usage_stats from sessions and the ledger (one user, or all for
+    NULL); returns rows changed.
     """
     with psycopg.RawCursor(conn, row_factory=_REBUILD_USAGE_STATS_ROWS) as _cur:
         _cur.execute(REBUILD_USAGE_STATS, (p_user_id,))
@@ -103,9 +105,11 @@ async def rebuild_usage_stats_async(
     *,
     p_user_id: uuid.UUID | None,
 ) -> RebuildUsageStatsRow | None:
-    """Rewrites daily_usage_stats from sessions and the ledger (one user, or everyone); returns rows changed.
+    """Rewrites daily_usage_stats from sessions and the ledger (one user, or everyone); returns rows
+    changed.
 
-    Operators: rewrites daily_usage_stats from sessions and the ledger (one user, or all for NULL); returns rows changed.
+    Operators: rewrites daily_usage_stats from sessions and the ledger (one user, or all for
+    NULL); returns rows changed.
 
     The async twin of `rebuild_usage_stats`.
     """
@@ -118,18 +122,22 @@ REFRESH_DASHBOARD_METRICS: LiteralString = "SELECT keen.refresh_dashboard_metric
 
 
 def refresh_dashboard_metrics(conn: psycopg.Connection[Any]) -> None:
-    """Refreshes dashboard_metrics concurrently (readers are never blocked); analytics or operator login.
+    """Refreshes dashboard_metrics concurrently (readers are never blocked); analytics or operator
+    login.
 
-    Refreshes dashboard_metrics CONCURRENTLY (plainly the first time); for the analytics/operator login.
+    Refreshes dashboard_metrics CONCURRENTLY (plainly the first time); for the analytics/operator
+    login.
     """
     with psycopg.RawCursor(conn) as _cur:
         _cur.execute(REFRESH_DASHBOARD_METRICS)
 
 
 async def refresh_dashboard_metrics_async(conn: psycopg.AsyncConnection[Any]) -> None:
-    """Refreshes dashboard_metrics concurrently (readers are never blocked); analytics or operator login.
+    """Refreshes dashboard_metrics concurrently (readers are never blocked); analytics or operator
+    login.
 
-    Refreshes dashboard_metrics CONCURRENTLY (plainly the first time); for the analytics/operator login.
+    Refreshes dashboard_metrics CONCURRENTLY (plainly the first time); for the analytics/operator
+    login.
 
     The async twin of `refresh_dashboard_metrics`.
     """
@@ -170,7 +178,8 @@ def session_cost_breakdown(
 ) -> list[SessionCostBreakdownRow]:
     """The caller's session tree under a session: each session's own cost and its whole subtree's.
 
-    The caller's session tree under p_session_id: each session's own cost and its subtree's (the task's) cost, tokens and charges.
+    The caller's session tree under p_session_id: each session's own cost and its subtree's (the
+    task's) cost, tokens and charges.
     """
     with psycopg.RawCursor(conn, row_factory=_SESSION_COST_BREAKDOWN_ROWS) as _cur:
         _cur.execute(SESSION_COST_BREAKDOWN, (p_session_id,))
@@ -184,7 +193,8 @@ async def session_cost_breakdown_async(
 ) -> list[SessionCostBreakdownRow]:
     """The caller's session tree under a session: each session's own cost and its whole subtree's.
 
-    The caller's session tree under p_session_id: each session's own cost and its subtree's (the task's) cost, tokens and charges.
+    The caller's session tree under p_session_id: each session's own cost and its subtree's (the
+    task's) cost, tokens and charges.
 
     The async twin of `session_cost_breakdown`.
     """
@@ -200,7 +210,8 @@ def session_cost_breakdown_iter(
 ) -> Iterator[SessionCostBreakdownRow]:
     """The caller's session tree under a session: each session's own cost and its whole subtree's.
 
-    The caller's session tree under p_session_id: each session's own cost and its subtree's (the task's) cost, tokens and charges.
+    The caller's session tree under p_session_id: each session's own cost and its subtree's (the
+    task's) cost, tokens and charges.
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
@@ -216,7 +227,8 @@ async def session_cost_breakdown_iter_async(
 ) -> AsyncIterator[SessionCostBreakdownRow]:
     """The caller's session tree under a session: each session's own cost and its whole subtree's.
 
-    The caller's session tree under p_session_id: each session's own cost and its subtree's (the task's) cost, tokens and charges.
+    The caller's session tree under p_session_id: each session's own cost and its subtree's (the
+    task's) cost, tokens and charges.
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
@@ -257,9 +269,11 @@ def usage_report(
     p_from: datetime.date,
     p_to: datetime.date,
 ) -> list[UsageReportRow]:
-    """The caller's own figures for each day from p_from to p_to (at most 366 days), zeros on quiet days.
+    """The caller's own figures for each day from p_from to p_to (at most 366 days), zeros on quiet
+    days.
 
-    The caller's own figures for each day from p_from to p_to (at most 366 days), zeros on days without activity.
+    The caller's own figures for each day from p_from to p_to (at most 366 days), zeros on days
+    without activity.
     """
     with psycopg.RawCursor(conn, row_factory=_USAGE_REPORT_ROWS) as _cur:
         _cur.execute(USAGE_REPORT, (p_from, p_to))
@@ -272,9 +286,11 @@ async def usage_report_async(
     p_from: datetime.date,
     p_to: datetime.date,
 ) -> list[UsageReportRow]:
-    """The caller's own figures for each day from p_from to p_to (at most 366 days), zeros on quiet days.
+    """The caller's own figures for each day from p_from to p_to (at most 366 days), zeros on quiet
+    days.
 
-    The caller's own figures for each day from p_from to p_to (at most 366 days), zeros on days without activity.
+    The caller's own figures for each day from p_from to p_to (at most 366 days), zeros on days
+    without activity.
 
     The async twin of `usage_report`.
     """
@@ -289,9 +305,11 @@ def usage_report_iter(
     p_from: datetime.date,
     p_to: datetime.date,
 ) -> Iterator[UsageReportRow]:
-    """The caller's own figures for each day from p_from to p_to (at most 366 days), zeros on quiet days.
+    """The caller's own figures for each day from p_from to p_to (at most 366 days), zeros on quiet
+    days.
 
-    The caller's own figures for each day from p_from to p_to (at most 366 days), zeros on days without activity.
+    The caller's own figures for each day from p_from to p_to (at most 366 days), zeros on days
+    without activity.
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
@@ -306,9 +324,11 @@ async def usage_report_iter_async(
     p_from: datetime.date,
     p_to: datetime.date,
 ) -> AsyncIterator[UsageReportRow]:
-    """The caller's own figures for each day from p_from to p_to (at most 366 days), zeros on quiet days.
+    """The caller's own figures for each day from p_from to p_to (at most 366 days), zeros on quiet
+    days.
 
-    The caller's own figures for each day from p_from to p_to (at most 366 days), zeros on days without activity.
+    The caller's own figures for each day from p_from to p_to (at most 366 days), zeros on days
+    without activity.
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
@@ -335,9 +355,11 @@ _VERIFY_USAGE_STATS_ROWS = models.row_factory(VerifyUsageStatsRow)
 
 
 def verify_usage_stats(conn: psycopg.Connection[Any]) -> list[VerifyUsageStatsRow]:
-    """Every daily_usage_stats figure that differs from its recomputation; empty when healthy (operators).
+    """Every daily_usage_stats figure that differs from its recomputation; empty when healthy
+    (operators).
 
-    Operators: every figure of daily_usage_stats that differs from its recomputation; empty when healthy.
+    Operators: every figure of daily_usage_stats that differs from its recomputation; empty when
+    healthy.
     """
     with psycopg.RawCursor(conn, row_factory=_VERIFY_USAGE_STATS_ROWS) as _cur:
         _cur.execute(VERIFY_USAGE_STATS)
@@ -345,9 +367,11 @@ def verify_usage_stats(conn: psycopg.Connection[Any]) -> list[VerifyUsageStatsRo
 
 
 async def verify_usage_stats_async(conn: psycopg.AsyncConnection[Any]) -> list[VerifyUsageStatsRow]:
-    """Every daily_usage_stats figure that differs from its recomputation; empty when healthy (operators).
+    """Every daily_usage_stats figure that differs from its recomputation; empty when healthy
+    (operators).
 
-    Operators: every figure of daily_usage_stats that differs from its recomputation; empty when healthy.
+    Operators: every figure of daily_usage_stats that differs from its recomputation; empty when
+    healthy.
 
     The async twin of `verify_usage_stats`.
     """
@@ -357,9 +381,11 @@ async def verify_usage_stats_async(conn: psycopg.AsyncConnection[Any]) -> list[V
 
 
 def verify_usage_stats_iter(conn: psycopg.Connection[Any]) -> Iterator[VerifyUsageStatsRow]:
-    """Every daily_usage_stats figure that differs from its recomputation; empty when healthy (operators).
+    """Every daily_usage_stats figure that differs from its recomputation; empty when healthy
+    (operators).
 
-    Operators: every figure of daily_usage_stats that differs from its recomputation; empty when healthy.
+    Operators: every figure of daily_usage_stats that differs from its recomputation; empty when
+    healthy.
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
@@ -371,9 +397,11 @@ def verify_usage_stats_iter(conn: psycopg.Connection[Any]) -> Iterator[VerifyUsa
 async def verify_usage_stats_iter_async(
     conn: psycopg.AsyncConnection[Any],
 ) -> AsyncIterator[VerifyUsageStatsRow]:
-    """Every daily_usage_stats figure that differs from its recomputation; empty when healthy (operators).
+    """Every daily_usage_stats figure that differs from its recomputation; empty when healthy
+    (operators).
 
-    Operators: every figure of daily_usage_stats that differs from its recomputation; empty when healthy.
+    Operators: every figure of daily_usage_stats that differs from its recomputation; empty when
+    healthy.
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """

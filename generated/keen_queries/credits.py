@@ -44,12 +44,24 @@ def add_credits(
     p_stripe_payment_intent_id: str | None,
     p_metadata: models.JsonParam | None,
 ) -> models.CreditTransaction | None:
-    """Credits a purchase (type NULL), refund or adjustment; a retried key (or payment intent) returns the original entry.
+    """Credits a purchase (type NULL), refund or adjustment; a retried key (or payment intent)
+    returns the original entry.
 
-    Credits a purchase, refund or adjustment; idempotent by key (or by payment intent without a key).
+    Credits a purchase, refund or adjustment; idempotent by key (or by payment intent without a
+    key).
     """
     with psycopg.RawCursor(conn, row_factory=_ADD_CREDITS_ROWS) as _cur:
-        _cur.execute(ADD_CREDITS, (p_amount, p_transaction_type, p_description, p_idempotency_key, p_stripe_payment_intent_id, (None if p_metadata is None else _Jsonb(p_metadata))))
+        _cur.execute(
+            ADD_CREDITS,
+            (
+                p_amount,
+                p_transaction_type,
+                p_description,
+                p_idempotency_key,
+                p_stripe_payment_intent_id,
+                (None if p_metadata is None else _Jsonb(p_metadata)),
+            ),
+        )
         return _cur.fetchone()
 
 
@@ -63,14 +75,26 @@ async def add_credits_async(
     p_stripe_payment_intent_id: str | None,
     p_metadata: models.JsonParam | None,
 ) -> models.CreditTransaction | None:
-    """Credits a purchase (type NULL), refund or adjustment; a retried key (or payment intent) returns the original entry.
+    """Credits a purchase (type NULL), refund or adjustment; a retried key (or payment intent)
+    returns the original entry.
 
-    Credits a purchase, refund or adjustment; idempotent by key (or by payment intent without a key).
+    Credits a purchase, refund or adjustment; idempotent by key (or by payment intent without a
+    key).
 
     The async twin of `add_credits`.
     """
     async with psycopg.AsyncRawCursor(conn, row_factory=_ADD_CREDITS_ROWS) as _cur:
-        await _cur.execute(ADD_CREDITS, (p_amount, p_transaction_type, p_description, p_idempotency_key, p_stripe_payment_intent_id, (None if p_metadata is None else _Jsonb(p_metadata))))
+        await _cur.execute(
+            ADD_CREDITS,
+            (
+                p_amount,
+                p_transaction_type,
+                p_description,
+                p_idempotency_key,
+                p_stripe_payment_intent_id,
+                (None if p_metadata is None else _Jsonb(p_metadata)),
+            ),
+        )
         return await _cur.fetchone()
 
 
@@ -91,9 +115,11 @@ def capture_hold(
     p_amount: decimal.Decimal | None,
     p_description: str | None,
 ) -> models.CreditTransaction | None:
-    """Charges at most the held amount (all of it when p_amount is NULL) and frees the rest; once per hold.
+    """Charges at most the held amount (all of it when p_amount is NULL) and frees the rest; once
+    per hold.
 
-    Charges at most the held amount (default all of it) and frees the rest; a hold is captured once (KE007).
+    Charges at most the held amount (default all of it) and frees the rest; a hold is captured
+    once (KE007).
     """
     with psycopg.RawCursor(conn, row_factory=_CAPTURE_HOLD_ROWS) as _cur:
         _cur.execute(CAPTURE_HOLD, (p_hold_id, p_amount, p_description))
@@ -107,9 +133,11 @@ async def capture_hold_async(
     p_amount: decimal.Decimal | None,
     p_description: str | None,
 ) -> models.CreditTransaction | None:
-    """Charges at most the held amount (all of it when p_amount is NULL) and frees the rest; once per hold.
+    """Charges at most the held amount (all of it when p_amount is NULL) and frees the rest; once
+    per hold.
 
-    Charges at most the held amount (default all of it) and frees the rest; a hold is captured once (KE007).
+    Charges at most the held amount (default all of it) and frees the rest; a hold is captured
+    once (KE007).
 
     The async twin of `capture_hold`.
     """
@@ -140,7 +168,8 @@ def check_credits(
     *,
     p_amount: decimal.Decimal,
 ) -> CheckCreditsRow | None:
-    """Whether the available balance (balance minus active holds) covers an amount, and the shortfall.
+    """Whether the available balance (balance minus active holds) covers an amount, and the
+    shortfall.
 
     Whether the available balance (balance minus active holds) covers an amount.
     """
@@ -154,7 +183,8 @@ async def check_credits_async(
     *,
     p_amount: decimal.Decimal,
 ) -> CheckCreditsRow | None:
-    """Whether the available balance (balance minus active holds) covers an amount, and the shortfall.
+    """Whether the available balance (balance minus active holds) covers an amount, and the
+    shortfall.
 
     Whether the available balance (balance minus active holds) covers an amount.
 
@@ -250,7 +280,8 @@ def complete_recharge_request(
 ) -> models.CreditTransaction | None:
     """Billing operators: credits a recharge as a purchase and closes its request; repeatable.
 
-    Billing service: credits the recharge as a purchase and closes the request; repeated calls return the same entry.
+    Billing service: credits the recharge as a purchase and closes the request; repeated calls
+    return the same entry.
     """
     with psycopg.RawCursor(conn, row_factory=_COMPLETE_RECHARGE_REQUEST_ROWS) as _cur:
         _cur.execute(COMPLETE_RECHARGE_REQUEST, (p_request_id, p_stripe_payment_intent_id))
@@ -265,7 +296,8 @@ async def complete_recharge_request_async(
 ) -> models.CreditTransaction | None:
     """Billing operators: credits a recharge as a purchase and closes its request; repeatable.
 
-    Billing service: credits the recharge as a purchase and closes the request; repeated calls return the same entry.
+    Billing service: credits the recharge as a purchase and closes the request; repeated calls
+    return the same entry.
 
     The async twin of `complete_recharge_request`.
     """
@@ -381,9 +413,11 @@ def deduct_credits(
     p_description: str | None,
     p_idempotency_key: str | None,
 ) -> models.CreditTransaction | None:
-    """Charges usage atomically (balance, holds, daily/monthly limits); a retried key returns the original entry.
+    """Charges usage atomically (balance, holds, daily/monthly limits); a retried key returns the
+    original entry.
 
-    Charges usage atomically under the account lock: balance, holds, daily/monthly limits, idempotency key.
+    Charges usage atomically under the account lock: balance, holds, daily/monthly limits,
+    idempotency key.
     """
     with psycopg.RawCursor(conn, row_factory=_DEDUCT_CREDITS_ROWS) as _cur:
         _cur.execute(DEDUCT_CREDITS, (p_amount, p_session_id, p_description, p_idempotency_key))
@@ -398,14 +432,19 @@ async def deduct_credits_async(
     p_description: str | None,
     p_idempotency_key: str | None,
 ) -> models.CreditTransaction | None:
-    """Charges usage atomically (balance, holds, daily/monthly limits); a retried key returns the original entry.
+    """Charges usage atomically (balance, holds, daily/monthly limits); a retried key returns the
+    original entry.
 
-    Charges usage atomically under the account lock: balance, holds, daily/monthly limits, idempotency key.
+    Charges usage atomically under the account lock: balance, holds, daily/monthly limits,
+    idempotency key.
 
     The async twin of `deduct_credits`.
     """
     async with psycopg.AsyncRawCursor(conn, row_factory=_DEDUCT_CREDITS_ROWS) as _cur:
-        await _cur.execute(DEDUCT_CREDITS, (p_amount, p_session_id, p_description, p_idempotency_key))
+        await _cur.execute(
+            DEDUCT_CREDITS,
+            (p_amount, p_session_id, p_description, p_idempotency_key),
+        )
         return await _cur.fetchone()
 
 
@@ -469,9 +508,11 @@ def hold_credits(
     p_idempotency_key: str | None,
     p_expires_in: datetime.timedelta | None,
 ) -> models.CreditHold | None:
-    """Reserves credits for a running agent until captured, released or expired (after p_expires_in, NULL: 1 hour).
+    """Reserves credits for a running agent until captured, released or expired (after p_expires_in,
+    NULL: 1 hour).
 
-    Reserves credits for a running agent until captured, released or expired (p_expires_in, default 1 hour).
+    Reserves credits for a running agent until captured, released or expired (p_expires_in,
+    default 1 hour).
     """
     with psycopg.RawCursor(conn, row_factory=_HOLD_CREDITS_ROWS) as _cur:
         _cur.execute(HOLD_CREDITS, (p_session_id, p_amount, p_idempotency_key, p_expires_in))
@@ -486,9 +527,11 @@ async def hold_credits_async(
     p_idempotency_key: str | None,
     p_expires_in: datetime.timedelta | None,
 ) -> models.CreditHold | None:
-    """Reserves credits for a running agent until captured, released or expired (after p_expires_in, NULL: 1 hour).
+    """Reserves credits for a running agent until captured, released or expired (after p_expires_in,
+    NULL: 1 hour).
 
-    Reserves credits for a running agent until captured, released or expired (p_expires_in, default 1 hour).
+    Reserves credits for a running agent until captured, released or expired (p_expires_in,
+    default 1 hour).
 
     The async twin of `hold_credits`.
     """
@@ -607,9 +650,11 @@ _ROUND_COST_ROWS = models.row_factory(RoundCostRow)
 
 
 def round_cost(conn: psycopg.Connection[Any], *, p_cost: decimal.Decimal) -> RoundCostRow | None:
-    """A 6-place session cost as the 4-place amount charged for it (rounded up, at most 0.0001 more).
+    """A 6-place session cost as the 4-place amount charged for it (rounded up, at most 0.0001
+    more).
 
-    A 6-place session cost as a 4-place ledger amount: rounded up (ceiling), never below the cost, at most 0.0001 above.
+    A 6-place session cost as a 4-place ledger amount: rounded up (ceiling), never below the
+    cost, at most 0.0001 above.
     """
     with psycopg.RawCursor(conn, row_factory=_ROUND_COST_ROWS) as _cur:
         _cur.execute(ROUND_COST, (p_cost,))
@@ -621,9 +666,11 @@ async def round_cost_async(
     *,
     p_cost: decimal.Decimal,
 ) -> RoundCostRow | None:
-    """A 6-place session cost as the 4-place amount charged for it (rounded up, at most 0.0001 more).
+    """A 6-place session cost as the 4-place amount charged for it (rounded up, at most 0.0001
+    more).
 
-    A 6-place session cost as a 4-place ledger amount: rounded up (ceiling), never below the cost, at most 0.0001 above.
+    A 6-place session cost as a 4-place ledger amount: rounded up (ceiling), never below the
+    cost, at most 0.0001 above.
 
     The async twin of `round_cost`.
     """

@@ -93,7 +93,8 @@ class AuthToken(NamedTuple):
 
     Attributes:
         token_hash: Lower-case hex SHA-256 of the token; globally unique.
-        revoked_reason: revoked (by its owner), rotated (replaced_by holds the successor) or reuse_detected (family revoked).
+        revoked_reason: revoked (by its owner), rotated (replaced_by holds the successor) or
+        reuse_detected (family revoked).
         is_active: Derived: true until the token is revoked.
         rate_window_start: Start of the current one-hour rate-limit window.
         rate_window_count: Uses counted in the current rate-limit window.
@@ -132,9 +133,12 @@ class AgentSession(NamedTuple):
         session_id: External, caller-chosen id; unique per tenant.
         parent_session_id: The parent session (same tenant, by composite key); NULL for a root.
         session_depth: 0 for a root, parent's depth + 1 otherwise.
-        total_cost: Cost in credits with 6 decimals; charged to the 4-decimal ledger on completion.
+        total_cost: Cost in credits with 6 decimals; charged to the 4-decimal ledger on
+        completion.
         success: Derived from execution_status, so the two can never disagree.
-        websocket_connections: connection_id of the active connections following this session, sorted; kept in step by trigger _500_sync_session of websocket_connections, read-only otherwise.
+        websocket_connections: connection_id of the active connections following this session,
+        sorted; kept in step by trigger _500_sync_session of websocket_connections, read-only
+        otherwise.
         last_event_seq: Number of the last event in this session's log.
     """
 
@@ -236,9 +240,11 @@ class CreditAccount(NamedTuple):
         monthly_limit: Most credits spendable per month in the user's time zone; NULL for none.
         last_entry_no: entry_no of the account's latest ledger row.
         spent_today_date: Local day (users.timezone) that spent_today counts.
-        spent_today: Usage posted on spent_today_date; derived from the ledger by the guard trigger.
+        spent_today: Usage posted on spent_today_date; derived from the ledger by the guard
+        trigger.
         spent_month_start: First local day of the month that spent_this_month counts.
-        spent_this_month: Usage posted in the month from spent_month_start; derived from the ledger.
+        spent_this_month: Usage posted in the month from spent_month_start; derived from the
+        ledger.
     """
 
     id: uuid.UUID
@@ -332,10 +338,12 @@ class RechargeRequest(NamedTuple):
 
 
 class DailyUsageStat(NamedTuple):
-    """Per user and day (the user's own time zone): sessions, tokens, cost, credits; kept by triggers.
+    """Per user and day (the user's own time zone): sessions, tokens, cost, credits; kept by
+    triggers.
 
     Attributes:
-        date_bucket: The user's calendar day (users.timezone): sessions count on their start day, outcomes on their end day, ledger rows on theirs.
+        date_bucket: The user's calendar day (users.timezone): sessions count on their start day,
+        outcomes on their end day, ledger rows on theirs.
         credits_spent: Credits charged by usage ledger rows (positive).
         credits_refunded: Credits returned by refund ledger rows.
         credits_adjusted: Net of the day's adjustment ledger rows, signed.

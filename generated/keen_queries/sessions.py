@@ -32,9 +32,11 @@ def cancel_session(
     *,
     p_session_id: str,
 ) -> models.AgentSession | None:
-    """Cancels a running session and all its running descendants; a cancelled one comes back unchanged.
+    """Cancels a running session and all its running descendants; a cancelled one comes back
+    unchanged.
 
-    Cancels a running session and all its running descendants (idempotent for a cancelled one; KE007 for a finished one). Event session.cancelled per session.
+    Cancels a running session and all its running descendants (idempotent for a cancelled one;
+    KE007 for a finished one). Event session.cancelled per session.
     """
     with psycopg.RawCursor(conn, row_factory=_CANCEL_SESSION_ROWS) as _cur:
         _cur.execute(CANCEL_SESSION, (p_session_id,))
@@ -46,9 +48,11 @@ async def cancel_session_async(
     *,
     p_session_id: str,
 ) -> models.AgentSession | None:
-    """Cancels a running session and all its running descendants; a cancelled one comes back unchanged.
+    """Cancels a running session and all its running descendants; a cancelled one comes back
+    unchanged.
 
-    Cancels a running session and all its running descendants (idempotent for a cancelled one; KE007 for a finished one). Event session.cancelled per session.
+    Cancels a running session and all its running descendants (idempotent for a cancelled one;
+    KE007 for a finished one). Event session.cancelled per session.
 
     The async twin of `cancel_session`.
     """
@@ -122,10 +126,26 @@ def complete_session(
 ) -> models.AgentSession | None:
     """Ends a running session as completed or failed and charges its cost in the same transaction.
 
-    Ends a running session as completed or failed, records its files and report, and charges its cost (p_total_cost, else the accumulated total, raised to 4 decimals) in the same transaction: captures its active hold, deducts the rest with key session:<id>, releases other holds. Idempotent for the same arguments; otherwise KE007 once finished. Event session.completed or session.failed.
+    Ends a running session as completed or failed, records its files and report, and charges its
+    cost (p_total_cost, else the accumulated total, raised to 4 decimals) in the same
+    transaction: captures its active hold, deducts the rest with key session:<id>, releases other
+    holds. Idempotent for the same arguments; otherwise KE007 once finished. Event
+    session.completed or session.failed.
     """
     with psycopg.RawCursor(conn, row_factory=_COMPLETE_SESSION_ROWS) as _cur:
-        _cur.execute(COMPLETE_SESSION, (p_session_id, p_success, p_total_cost, p_files_created, p_files_modified, p_files_deleted, (None if p_completion_report is None else _Jsonb(p_completion_report)), p_error_message))
+        _cur.execute(
+            COMPLETE_SESSION,
+            (
+                p_session_id,
+                p_success,
+                p_total_cost,
+                p_files_created,
+                p_files_modified,
+                p_files_deleted,
+                (None if p_completion_report is None else _Jsonb(p_completion_report)),
+                p_error_message,
+            ),
+        )
         return _cur.fetchone()
 
 
@@ -143,12 +163,28 @@ async def complete_session_async(
 ) -> models.AgentSession | None:
     """Ends a running session as completed or failed and charges its cost in the same transaction.
 
-    Ends a running session as completed or failed, records its files and report, and charges its cost (p_total_cost, else the accumulated total, raised to 4 decimals) in the same transaction: captures its active hold, deducts the rest with key session:<id>, releases other holds. Idempotent for the same arguments; otherwise KE007 once finished. Event session.completed or session.failed.
+    Ends a running session as completed or failed, records its files and report, and charges its
+    cost (p_total_cost, else the accumulated total, raised to 4 decimals) in the same
+    transaction: captures its active hold, deducts the rest with key session:<id>, releases other
+    holds. Idempotent for the same arguments; otherwise KE007 once finished. Event
+    session.completed or session.failed.
 
     The async twin of `complete_session`.
     """
     async with psycopg.AsyncRawCursor(conn, row_factory=_COMPLETE_SESSION_ROWS) as _cur:
-        await _cur.execute(COMPLETE_SESSION, (p_session_id, p_success, p_total_cost, p_files_created, p_files_modified, p_files_deleted, (None if p_completion_report is None else _Jsonb(p_completion_report)), p_error_message))
+        await _cur.execute(
+            COMPLETE_SESSION,
+            (
+                p_session_id,
+                p_success,
+                p_total_cost,
+                p_files_created,
+                p_files_modified,
+                p_files_deleted,
+                (None if p_completion_report is None else _Jsonb(p_completion_report)),
+                p_error_message,
+            ),
+        )
         return await _cur.fetchone()
 
 
@@ -203,7 +239,8 @@ def list_session_events(
 ) -> list[models.SessionEvent]:
     """Replays the caller's events (or one session's) with an id above p_after_id, in order.
 
-    The caller's events (or one session's) with id > p_after_id, in order: the replay of the event stream.
+    The caller's events (or one session's) with id > p_after_id, in order: the replay of the
+    event stream.
     """
     with psycopg.RawCursor(conn, row_factory=_LIST_SESSION_EVENTS_ROWS) as _cur:
         _cur.execute(LIST_SESSION_EVENTS, (p_after_id, p_session_id, p_limit))
@@ -219,7 +256,8 @@ async def list_session_events_async(
 ) -> list[models.SessionEvent]:
     """Replays the caller's events (or one session's) with an id above p_after_id, in order.
 
-    The caller's events (or one session's) with id > p_after_id, in order: the replay of the event stream.
+    The caller's events (or one session's) with id > p_after_id, in order: the replay of the
+    event stream.
 
     The async twin of `list_session_events`.
     """
@@ -237,7 +275,8 @@ def list_session_events_iter(
 ) -> Iterator[models.SessionEvent]:
     """Replays the caller's events (or one session's) with an id above p_after_id, in order.
 
-    The caller's events (or one session's) with id > p_after_id, in order: the replay of the event stream.
+    The caller's events (or one session's) with id > p_after_id, in order: the replay of the
+    event stream.
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
@@ -255,7 +294,8 @@ async def list_session_events_iter_async(
 ) -> AsyncIterator[models.SessionEvent]:
     """Replays the caller's events (or one session's) with an id above p_after_id, in order.
 
-    The caller's events (or one session's) with id > p_after_id, in order: the replay of the event stream.
+    The caller's events (or one session's) with id > p_after_id, in order: the replay of the
+    event stream.
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
@@ -283,9 +323,11 @@ def list_sessions(
     p_before_id: uuid.UUID | None,
     p_limit: int | None,
 ) -> list[models.AgentSession]:
-    """The caller's sessions newest first, optionally of one status; pass the last row's start_time and id for the next page.
+    """The caller's sessions newest first, optionally of one status; pass the last row's start_time
+    and id for the next page.
 
-    The caller's sessions newest first (start_time, id), optionally of one status; keyset pages: pass the last row's start_time and id.
+    The caller's sessions newest first (start_time, id), optionally of one status; keyset pages:
+    pass the last row's start_time and id.
     """
     with psycopg.RawCursor(conn, row_factory=_LIST_SESSIONS_ROWS) as _cur:
         _cur.execute(LIST_SESSIONS, (p_status, p_before_start_time, p_before_id, p_limit))
@@ -300,9 +342,11 @@ async def list_sessions_async(
     p_before_id: uuid.UUID | None,
     p_limit: int | None,
 ) -> list[models.AgentSession]:
-    """The caller's sessions newest first, optionally of one status; pass the last row's start_time and id for the next page.
+    """The caller's sessions newest first, optionally of one status; pass the last row's start_time
+    and id for the next page.
 
-    The caller's sessions newest first (start_time, id), optionally of one status; keyset pages: pass the last row's start_time and id.
+    The caller's sessions newest first (start_time, id), optionally of one status; keyset pages:
+    pass the last row's start_time and id.
 
     The async twin of `list_sessions`.
     """
@@ -319,14 +363,19 @@ def list_sessions_iter(
     p_before_id: uuid.UUID | None,
     p_limit: int | None,
 ) -> Iterator[models.AgentSession]:
-    """The caller's sessions newest first, optionally of one status; pass the last row's start_time and id for the next page.
+    """The caller's sessions newest first, optionally of one status; pass the last row's start_time
+    and id for the next page.
 
-    The caller's sessions newest first (start_time, id), optionally of one status; keyset pages: pass the last row's start_time and id.
+    The caller's sessions newest first (start_time, id), optionally of one status; keyset pages:
+    pass the last row's start_time and id.
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
     with psycopg.RawCursor(conn, row_factory=_LIST_SESSIONS_ROWS) as _cur:
-        for _row in _cur.stream(LIST_SESSIONS, (p_status, p_before_start_time, p_before_id, p_limit)):
+        for _row in _cur.stream(
+            LIST_SESSIONS,
+            (p_status, p_before_start_time, p_before_id, p_limit),
+        ):
             yield _row
 
 
@@ -338,14 +387,19 @@ async def list_sessions_iter_async(
     p_before_id: uuid.UUID | None,
     p_limit: int | None,
 ) -> AsyncIterator[models.AgentSession]:
-    """The caller's sessions newest first, optionally of one status; pass the last row's start_time and id for the next page.
+    """The caller's sessions newest first, optionally of one status; pass the last row's start_time
+    and id for the next page.
 
-    The caller's sessions newest first (start_time, id), optionally of one status; keyset pages: pass the last row's start_time and id.
+    The caller's sessions newest first (start_time, id), optionally of one status; keyset pages:
+    pass the last row's start_time and id.
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
     async with psycopg.AsyncRawCursor(conn, row_factory=_LIST_SESSIONS_ROWS) as _cur:
-        async for _row in _cur.stream(LIST_SESSIONS, (p_status, p_before_start_time, p_before_id, p_limit)):
+        async for _row in _cur.stream(
+            LIST_SESSIONS,
+            (p_status, p_before_start_time, p_before_id, p_limit),
+        ):
             yield _row
 
 
@@ -374,12 +428,25 @@ def open_connection(
     p_subscribed_events: list[str] | None,
     p_session_filters: list[str] | None,
 ) -> models.WebsocketConnection | None:
-    """Records a live connection, optionally following a session, with its event and session filters.
+    """Records a live connection, optionally following a session, with its event and session
+    filters.
 
-    Records a live connection of the caller, optionally following a session and filtering events by type and session (external ids). KE009 duplicate id.
+    Records a live connection of the caller, optionally following a session and filtering events
+    by type and session (external ids). KE009 duplicate id.
     """
     with psycopg.RawCursor(conn, row_factory=_OPEN_CONNECTION_ROWS) as _cur:
-        _cur.execute(OPEN_CONNECTION, (p_connection_id, p_client_ip, p_user_agent, p_client_type, p_session_id, p_subscribed_events, p_session_filters))
+        _cur.execute(
+            OPEN_CONNECTION,
+            (
+                p_connection_id,
+                p_client_ip,
+                p_user_agent,
+                p_client_type,
+                p_session_id,
+                p_subscribed_events,
+                p_session_filters,
+            ),
+        )
         return _cur.fetchone()
 
 
@@ -394,14 +461,27 @@ async def open_connection_async(
     p_subscribed_events: list[str] | None,
     p_session_filters: list[str] | None,
 ) -> models.WebsocketConnection | None:
-    """Records a live connection, optionally following a session, with its event and session filters.
+    """Records a live connection, optionally following a session, with its event and session
+    filters.
 
-    Records a live connection of the caller, optionally following a session and filtering events by type and session (external ids). KE009 duplicate id.
+    Records a live connection of the caller, optionally following a session and filtering events
+    by type and session (external ids). KE009 duplicate id.
 
     The async twin of `open_connection`.
     """
     async with psycopg.AsyncRawCursor(conn, row_factory=_OPEN_CONNECTION_ROWS) as _cur:
-        await _cur.execute(OPEN_CONNECTION, (p_connection_id, p_client_ip, p_user_agent, p_client_type, p_session_id, p_subscribed_events, p_session_filters))
+        await _cur.execute(
+            OPEN_CONNECTION,
+            (
+                p_connection_id,
+                p_client_ip,
+                p_user_agent,
+                p_client_type,
+                p_session_id,
+                p_subscribed_events,
+                p_session_filters,
+            ),
+        )
         return await _cur.fetchone()
 
 
@@ -500,9 +580,11 @@ def reap_stale_connections(
     *,
     p_idle: datetime.timedelta,
 ) -> ReapStaleConnectionsRow | None:
-    """Housekeeping login: marks every tenant's connections silent for longer than p_idle stale; returns how many.
+    """Housekeeping login: marks every tenant's connections silent for longer than p_idle stale;
+    returns how many.
 
-    Housekeeping, all tenants (SECURITY DEFINER): marks active connections silent for longer than p_idle stale; returns how many.
+    Housekeeping, all tenants (SECURITY DEFINER): marks active connections silent for longer than
+    p_idle stale; returns how many.
     """
     with psycopg.RawCursor(conn, row_factory=_REAP_STALE_CONNECTIONS_ROWS) as _cur:
         _cur.execute(REAP_STALE_CONNECTIONS, (p_idle,))
@@ -514,9 +596,11 @@ async def reap_stale_connections_async(
     *,
     p_idle: datetime.timedelta,
 ) -> ReapStaleConnectionsRow | None:
-    """Housekeeping login: marks every tenant's connections silent for longer than p_idle stale; returns how many.
+    """Housekeeping login: marks every tenant's connections silent for longer than p_idle stale;
+    returns how many.
 
-    Housekeeping, all tenants (SECURITY DEFINER): marks active connections silent for longer than p_idle stale; returns how many.
+    Housekeeping, all tenants (SECURITY DEFINER): marks active connections silent for longer than
+    p_idle stale; returns how many.
 
     The async twin of `reap_stale_connections`.
     """
@@ -550,7 +634,8 @@ _SESSION_TREE_ROWS = models.row_factory(SessionTreeRow)
 def session_tree(conn: psycopg.Connection[Any], *, p_session_id: str) -> list[SessionTreeRow]:
     """The session and all its descendants with depth and path, depth-first in start order.
 
-    The session and all its descendants in one query: depth (0 for the given one), path of external ids, depth-first with siblings in start order.
+    The session and all its descendants in one query: depth (0 for the given one), path of
+    external ids, depth-first with siblings in start order.
     """
     with psycopg.RawCursor(conn, row_factory=_SESSION_TREE_ROWS) as _cur:
         _cur.execute(SESSION_TREE, (p_session_id,))
@@ -564,7 +649,8 @@ async def session_tree_async(
 ) -> list[SessionTreeRow]:
     """The session and all its descendants with depth and path, depth-first in start order.
 
-    The session and all its descendants in one query: depth (0 for the given one), path of external ids, depth-first with siblings in start order.
+    The session and all its descendants in one query: depth (0 for the given one), path of
+    external ids, depth-first with siblings in start order.
 
     The async twin of `session_tree`.
     """
@@ -580,7 +666,8 @@ def session_tree_iter(
 ) -> Iterator[SessionTreeRow]:
     """The session and all its descendants with depth and path, depth-first in start order.
 
-    The session and all its descendants in one query: depth (0 for the given one), path of external ids, depth-first with siblings in start order.
+    The session and all its descendants in one query: depth (0 for the given one), path of
+    external ids, depth-first with siblings in start order.
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
@@ -596,7 +683,8 @@ async def session_tree_iter_async(
 ) -> AsyncIterator[SessionTreeRow]:
     """The session and all its descendants with depth and path, depth-first in start order.
 
-    The session and all its descendants in one query: depth (0 for the given one), path of external ids, depth-first with siblings in start order.
+    The session and all its descendants in one query: depth (0 for the given one), path of
+    external ids, depth-first with siblings in start order.
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
@@ -628,10 +716,16 @@ def start_session(
 ) -> models.AgentSession | None:
     """Starts a session of the caller, optionally the child of one of the caller's running sessions.
 
-    Starts a session of the caller, optionally as a child of the caller's running session p_parent_session_id (external id): depth = parent's + 1, limits from keen.session_limits (KE008). KE006 unknown parent, KE007 parent not running, KE009 duplicate id. Event session.started.
+    Starts a session of the caller, optionally as a child of the caller's running session
+    p_parent_session_id (external id): depth = parent's + 1, limits from keen.session_limits
+    (KE008). KE006 unknown parent, KE007 parent not running, KE009 duplicate id. Event
+    session.started.
     """
     with psycopg.RawCursor(conn, row_factory=_START_SESSION_ROWS) as _cur:
-        _cur.execute(START_SESSION, (p_session_id, p_vision, p_working_directory, p_git_branch, p_parent_session_id))
+        _cur.execute(
+            START_SESSION,
+            (p_session_id, p_vision, p_working_directory, p_git_branch, p_parent_session_id),
+        )
         return _cur.fetchone()
 
 
@@ -646,12 +740,18 @@ async def start_session_async(
 ) -> models.AgentSession | None:
     """Starts a session of the caller, optionally the child of one of the caller's running sessions.
 
-    Starts a session of the caller, optionally as a child of the caller's running session p_parent_session_id (external id): depth = parent's + 1, limits from keen.session_limits (KE008). KE006 unknown parent, KE007 parent not running, KE009 duplicate id. Event session.started.
+    Starts a session of the caller, optionally as a child of the caller's running session
+    p_parent_session_id (external id): depth = parent's + 1, limits from keen.session_limits
+    (KE008). KE006 unknown parent, KE007 parent not running, KE009 duplicate id. Event
+    session.started.
 
     The async twin of `start_session`.
     """
     async with psycopg.AsyncRawCursor(conn, row_factory=_START_SESSION_ROWS) as _cur:
-        await _cur.execute(START_SESSION, (p_session_id, p_vision, p_working_directory, p_git_branch, p_parent_session_id))
+        await _cur.execute(
+            START_SESSION,
+            (p_session_id, p_vision, p_working_directory, p_git_branch, p_parent_session_id),
+        )
         return await _cur.fetchone()
 
 
@@ -680,10 +780,14 @@ def update_session_progress(
 ) -> models.AgentSession | None:
     """Adds increments to a running session's counters and cost and moves its phase forward.
 
-    Adds the increments to a running session's counters and cost and moves its phase forward (KE007 backward or not running, KE013 unknown phase, KE004 bad cost). Event session.progress.
+    Adds the increments to a running session's counters and cost and moves its phase forward
+    (KE007 backward or not running, KE013 unknown phase, KE004 bad cost). Event session.progress.
     """
     with psycopg.RawCursor(conn, row_factory=_UPDATE_SESSION_PROGRESS_ROWS) as _cur:
-        _cur.execute(UPDATE_SESSION_PROGRESS, (p_session_id, p_phase, p_iterations, p_tool_calls, p_tokens, p_cost))
+        _cur.execute(
+            UPDATE_SESSION_PROGRESS,
+            (p_session_id, p_phase, p_iterations, p_tool_calls, p_tokens, p_cost),
+        )
         return _cur.fetchone()
 
 
@@ -699,10 +803,14 @@ async def update_session_progress_async(
 ) -> models.AgentSession | None:
     """Adds increments to a running session's counters and cost and moves its phase forward.
 
-    Adds the increments to a running session's counters and cost and moves its phase forward (KE007 backward or not running, KE013 unknown phase, KE004 bad cost). Event session.progress.
+    Adds the increments to a running session's counters and cost and moves its phase forward
+    (KE007 backward or not running, KE013 unknown phase, KE004 bad cost). Event session.progress.
 
     The async twin of `update_session_progress`.
     """
     async with psycopg.AsyncRawCursor(conn, row_factory=_UPDATE_SESSION_PROGRESS_ROWS) as _cur:
-        await _cur.execute(UPDATE_SESSION_PROGRESS, (p_session_id, p_phase, p_iterations, p_tool_calls, p_tokens, p_cost))
+        await _cur.execute(
+            UPDATE_SESSION_PROGRESS,
+            (p_session_id, p_phase, p_iterations, p_tool_calls, p_tokens, p_cost),
+        )
         return await _cur.fetchone()

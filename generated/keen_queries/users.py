@@ -45,9 +45,12 @@ def authenticate_token(
     p_token_hash: str,
     p_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None,
 ) -> AuthenticateTokenRow | None:
-    """Authenticates a token by its SHA-256 hash and counts the use; no row when unknown, revoked or expired.
+    """Authenticates a token by its SHA-256 hash and counts the use; no row when unknown, revoked or
+    expired.
 
-    Token authentication (SECURITY DEFINER): user id, token id, type, scopes and whether the hourly rate limit is exceeded; no row for unknown, revoked or expired tokens or inactive users. Counts the use. A replayed rotated refresh token revokes its whole family.
+    Token authentication (SECURITY DEFINER): user id, token id, type, scopes and whether the
+    hourly rate limit is exceeded; no row for unknown, revoked or expired tokens or inactive
+    users. Counts the use. A replayed rotated refresh token revokes its whole family.
     """
     with psycopg.RawCursor(conn, row_factory=_AUTHENTICATE_TOKEN_ROWS) as _cur:
         _cur.execute(AUTHENTICATE_TOKEN, (p_token_hash, p_ip))
@@ -60,9 +63,12 @@ async def authenticate_token_async(
     p_token_hash: str,
     p_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None,
 ) -> AuthenticateTokenRow | None:
-    """Authenticates a token by its SHA-256 hash and counts the use; no row when unknown, revoked or expired.
+    """Authenticates a token by its SHA-256 hash and counts the use; no row when unknown, revoked or
+    expired.
 
-    Token authentication (SECURITY DEFINER): user id, token id, type, scopes and whether the hourly rate limit is exceeded; no row for unknown, revoked or expired tokens or inactive users. Counts the use. A replayed rotated refresh token revokes its whole family.
+    Token authentication (SECURITY DEFINER): user id, token id, type, scopes and whether the
+    hourly rate limit is exceeded; no row for unknown, revoked or expired tokens or inactive
+    users. Counts the use. A replayed rotated refresh token revokes its whole family.
 
     The async twin of `authenticate_token`.
     """
@@ -100,10 +106,23 @@ def create_auth_token(
 ) -> models.AuthToken | None:
     """Stores a new token of the caller by its hash; a jwt_refresh token starts a new family.
 
-    Stores a new token of the caller by its SHA-256 hash; a jwt_refresh token starts a new family. KE012 inactive user, KE013 bad type, hash, expiry or rate limit.
+    Stores a new token of the caller by its SHA-256 hash; a jwt_refresh token starts a new
+    family. KE012 inactive user, KE013 bad type, hash, expiry or rate limit.
     """
     with psycopg.RawCursor(conn, row_factory=_CREATE_AUTH_TOKEN_ROWS) as _cur:
-        _cur.execute(CREATE_AUTH_TOKEN, (p_token_type, p_token_hash, p_token_name, p_scopes, p_expires_at, p_rate_limit_per_hour, p_created_ip, p_user_agent))
+        _cur.execute(
+            CREATE_AUTH_TOKEN,
+            (
+                p_token_type,
+                p_token_hash,
+                p_token_name,
+                p_scopes,
+                p_expires_at,
+                p_rate_limit_per_hour,
+                p_created_ip,
+                p_user_agent,
+            ),
+        )
         return _cur.fetchone()
 
 
@@ -121,12 +140,25 @@ async def create_auth_token_async(
 ) -> models.AuthToken | None:
     """Stores a new token of the caller by its hash; a jwt_refresh token starts a new family.
 
-    Stores a new token of the caller by its SHA-256 hash; a jwt_refresh token starts a new family. KE012 inactive user, KE013 bad type, hash, expiry or rate limit.
+    Stores a new token of the caller by its SHA-256 hash; a jwt_refresh token starts a new
+    family. KE012 inactive user, KE013 bad type, hash, expiry or rate limit.
 
     The async twin of `create_auth_token`.
     """
     async with psycopg.AsyncRawCursor(conn, row_factory=_CREATE_AUTH_TOKEN_ROWS) as _cur:
-        await _cur.execute(CREATE_AUTH_TOKEN, (p_token_type, p_token_hash, p_token_name, p_scopes, p_expires_at, p_rate_limit_per_hour, p_created_ip, p_user_agent))
+        await _cur.execute(
+            CREATE_AUTH_TOKEN,
+            (
+                p_token_type,
+                p_token_hash,
+                p_token_name,
+                p_scopes,
+                p_expires_at,
+                p_rate_limit_per_hour,
+                p_created_ip,
+                p_user_agent,
+            ),
+        )
         return await _cur.fetchone()
 
 
@@ -269,7 +301,8 @@ _LOGIN_LOOKUP_ROWS = models.row_factory(LoginLookupRow)
 def login_lookup(conn: psycopg.Connection[Any], *, p_login: str) -> LoginLookupRow | None:
     """Finds a user by e-mail or username for a login: id, password hash, MFA flag, statuses.
 
-    Login step 1 (SECURITY DEFINER): by e-mail or username, the user id, password hash, MFA flag, account and verification status; no row when unknown. The password is verified in Python.
+    Login step 1 (SECURITY DEFINER): by e-mail or username, the user id, password hash, MFA flag,
+    account and verification status; no row when unknown. The password is verified in Python.
     """
     with psycopg.RawCursor(conn, row_factory=_LOGIN_LOOKUP_ROWS) as _cur:
         _cur.execute(LOGIN_LOOKUP, (p_login,))
@@ -283,7 +316,8 @@ async def login_lookup_async(
 ) -> LoginLookupRow | None:
     """Finds a user by e-mail or username for a login: id, password hash, MFA flag, statuses.
 
-    Login step 1 (SECURITY DEFINER): by e-mail or username, the user id, password hash, MFA flag, account and verification status; no row when unknown. The password is verified in Python.
+    Login step 1 (SECURITY DEFINER): by e-mail or username, the user id, password hash, MFA flag,
+    account and verification status; no row when unknown. The password is verified in Python.
 
     The async twin of `login_lookup`.
     """
@@ -311,7 +345,8 @@ def record_login(
 ) -> RecordLoginRow | None:
     """Stamps the caller's last login time and IP; returns the time.
 
-    Login step 2 (tenant): stamps last_login_at and last_login_ip of the caller; returns the time.
+    Login step 2 (tenant): stamps last_login_at and last_login_ip of the caller; returns the
+    time.
     """
     with psycopg.RawCursor(conn, row_factory=_RECORD_LOGIN_ROWS) as _cur:
         _cur.execute(RECORD_LOGIN, (p_ip,))
@@ -325,7 +360,8 @@ async def record_login_async(
 ) -> RecordLoginRow | None:
     """Stamps the caller's last login time and IP; returns the time.
 
-    Login step 2 (tenant): stamps last_login_at and last_login_ip of the caller; returns the time.
+    Login step 2 (tenant): stamps last_login_at and last_login_ip of the caller; returns the
+    time.
 
     The async twin of `record_login`.
     """
@@ -363,10 +399,15 @@ def register_user(
 ) -> RegisterUserRow | None:
     """Signs a user up and opens the credit account; returns the new user id.
 
-    Sign-up (SECURITY DEFINER, no tenant needed): creates the user and its credit account; returns the user id. KE009 duplicate e-mail/username, KE013 unknown time zone or malformed value.
+    Sign-up (SECURITY DEFINER, no tenant needed): creates the user and its credit account;
+    returns the user id. KE009 duplicate e-mail/username, KE013 unknown time zone or malformed
+    value.
     """
     with psycopg.RawCursor(conn, row_factory=_REGISTER_USER_ROWS) as _cur:
-        _cur.execute(REGISTER_USER, (p_email, p_username, p_password_hash, p_display_name, p_timezone))
+        _cur.execute(
+            REGISTER_USER,
+            (p_email, p_username, p_password_hash, p_display_name, p_timezone),
+        )
         return _cur.fetchone()
 
 
@@ -381,12 +422,17 @@ async def register_user_async(
 ) -> RegisterUserRow | None:
     """Signs a user up and opens the credit account; returns the new user id.
 
-    Sign-up (SECURITY DEFINER, no tenant needed): creates the user and its credit account; returns the user id. KE009 duplicate e-mail/username, KE013 unknown time zone or malformed value.
+    Sign-up (SECURITY DEFINER, no tenant needed): creates the user and its credit account;
+    returns the user id. KE009 duplicate e-mail/username, KE013 unknown time zone or malformed
+    value.
 
     The async twin of `register_user`.
     """
     async with psycopg.AsyncRawCursor(conn, row_factory=_REGISTER_USER_ROWS) as _cur:
-        await _cur.execute(REGISTER_USER, (p_email, p_username, p_password_hash, p_display_name, p_timezone))
+        await _cur.execute(
+            REGISTER_USER,
+            (p_email, p_username, p_password_hash, p_display_name, p_timezone),
+        )
         return await _cur.fetchone()
 
 
@@ -403,7 +449,8 @@ def revoke_token(
 ) -> models.AuthToken | None:
     """Revokes one of the caller's tokens (a refresh token with its whole family); returns it.
 
-    Revokes one of the caller's tokens (a refresh token with its whole family); returns it. KE006 when not the caller's.
+    Revokes one of the caller's tokens (a refresh token with its whole family); returns it. KE006
+    when not the caller's.
     """
     with psycopg.RawCursor(conn, row_factory=_REVOKE_TOKEN_ROWS) as _cur:
         _cur.execute(REVOKE_TOKEN, (p_token_id,))
@@ -417,7 +464,8 @@ async def revoke_token_async(
 ) -> models.AuthToken | None:
     """Revokes one of the caller's tokens (a refresh token with its whole family); returns it.
 
-    Revokes one of the caller's tokens (a refresh token with its whole family); returns it. KE006 when not the caller's.
+    Revokes one of the caller's tokens (a refresh token with its whole family); returns it. KE006
+    when not the caller's.
 
     The async twin of `revoke_token`.
     """
@@ -449,10 +497,15 @@ def rotate_refresh_token(
 ) -> models.AuthToken | None:
     """Replaces the caller's refresh token by its successor in the same family; KE011 on reuse.
 
-    Refresh-token rotation (tenant, after authenticate_token): revokes the token and returns its successor in the same family. KE011 when the token was already rotated, KE006 when unknown, revoked or expired.
+    Refresh-token rotation (tenant, after authenticate_token): revokes the token and returns its
+    successor in the same family. KE011 when the token was already rotated, KE006 when unknown,
+    revoked or expired.
     """
     with psycopg.RawCursor(conn, row_factory=_ROTATE_REFRESH_TOKEN_ROWS) as _cur:
-        _cur.execute(ROTATE_REFRESH_TOKEN, (p_token_hash, p_new_token_hash, p_expires_at, p_ip, p_user_agent))
+        _cur.execute(
+            ROTATE_REFRESH_TOKEN,
+            (p_token_hash, p_new_token_hash, p_expires_at, p_ip, p_user_agent),
+        )
         return _cur.fetchone()
 
 
@@ -467,10 +520,15 @@ async def rotate_refresh_token_async(
 ) -> models.AuthToken | None:
     """Replaces the caller's refresh token by its successor in the same family; KE011 on reuse.
 
-    Refresh-token rotation (tenant, after authenticate_token): revokes the token and returns its successor in the same family. KE011 when the token was already rotated, KE006 when unknown, revoked or expired.
+    Refresh-token rotation (tenant, after authenticate_token): revokes the token and returns its
+    successor in the same family. KE011 when the token was already rotated, KE006 when unknown,
+    revoked or expired.
 
     The async twin of `rotate_refresh_token`.
     """
     async with psycopg.AsyncRawCursor(conn, row_factory=_ROTATE_REFRESH_TOKEN_ROWS) as _cur:
-        await _cur.execute(ROTATE_REFRESH_TOKEN, (p_token_hash, p_new_token_hash, p_expires_at, p_ip, p_user_agent))
+        await _cur.execute(
+            ROTATE_REFRESH_TOKEN,
+            (p_token_hash, p_new_token_hash, p_expires_at, p_ip, p_user_agent),
+        )
         return await _cur.fetchone()
