@@ -2,10 +2,11 @@
 
 `backup()` runs `pg_dump --format=custom` inside an exported snapshot and writes, beside the
 dump, a manifest of the same snapshot: time, applied migrations, row counts per table, a
-checksum of the credit ledger and the database's security catalogue (owners, grants, RLS,
-policies, function privileges). `restore()` creates a NEW database, loads the dump in one
-transaction and verifies the result against the manifest, plus `keen.verify_ledger()` and
-RLS enabled and forced on every tenant table. It refuses to restore over a non-empty database.
+checksum of the credit ledger and the database's security catalogue (owners, table and
+column grants, RLS, policies, function privileges). `restore()` creates a NEW database, loads
+the dump in one transaction and verifies the result against the manifest, plus the operator
+invariant checks (`keen.verify_ledger()`, `keen.verify_usage_stats()`) and RLS enabled and
+forced on every tenant table. It refuses to restore over a non-empty database.
 
 Backups must run as a superuser (or a BYPASSRLS role): tenant tables force RLS, and pg_dump
 refuses to dump a table whose rows a policy would hide.
