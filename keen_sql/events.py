@@ -95,6 +95,7 @@ class _Stream:
     batch_size: int
     max_backoff: float
     reconnect_timeout: float | None
+    allow_pooler: bool = False
     session_uuid: UUID | None = None
 
     def context(self) -> tuple[str, str, str, str]:
@@ -133,13 +134,13 @@ class _Stream:
 
     def check_direct(self, announced_pid: int, server_pid: int) -> None:
         """Raise DirectConnectionRequired when a pooler sits between us and the server."""
-        if announced_pid != server_pid:
+        if announced_pid != server_pid and not self.allow_pooler:
             raise DirectConnectionRequired(
                 "LISTEN needs a direct connection to PostgreSQL: this one goes through a "
                 f"connection pooler (backend pid {announced_pid} announced, {server_pid} "
                 "serving). A transaction-mode pooler such as PgBouncer with "
                 "pool_mode=transaction cannot carry LISTEN/NOTIFY; point the event listener "
-                "at the server itself (or at a session-mode pool)."
+                "at the server itself (behind a session-mode pool, pass allow_pooler=True)."
             )
 
     def backoff(self, attempt: int) -> float:
@@ -170,7 +171,8 @@ class EventListener:
     ``EventListener(url, user_id, session_id=None, after_id=0)``; iterate ``events()``
     (forever, or until ``idle_timeout`` seconds pass without an event). ``last_event_id``
     is the cursor to resume from later. The URL must reach PostgreSQL directly (see the
-    module docstring); its login must be allowed to SET ROLE keen_app.
+    module docstring; ``allow_pooler=True`` accepts a session-mode pool, which keeps one
+    server connection per client); its login must be allowed to SET ROLE keen_app.
     """
 
     def __init__(
@@ -184,6 +186,7 @@ class EventListener:
         batch_size: int = 500,
         max_backoff: float = 2.0,
         reconnect_timeout: float | None = None,
+        allow_pooler: bool = False,
         settings: Settings | None = None,
     ) -> None:
         self.conninfo = conninfo
@@ -196,6 +199,7 @@ class EventListener:
             batch_size=batch_size,
             max_backoff=max_backoff,
             reconnect_timeout=reconnect_timeout,
+            allow_pooler=allow_pooler,
         )
         self.conn: psycopg.Connection[Any] | None = None
         self.reconnects = 0
@@ -315,6 +319,7 @@ class AsyncEventListener:
         batch_size: int = 500,
         max_backoff: float = 2.0,
         reconnect_timeout: float | None = None,
+        allow_pooler: bool = False,
         settings: Settings | None = None,
     ) -> None:
         self.conninfo = conninfo
@@ -327,6 +332,7 @@ class AsyncEventListener:
             batch_size=batch_size,
             max_backoff=max_backoff,
             reconnect_timeout=reconnect_timeout,
+            allow_pooler=allow_pooler,
         )
         self.conn: psycopg.AsyncConnection[Any] | None = None
         self.reconnects = 0

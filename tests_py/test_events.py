@@ -261,6 +261,8 @@ def test_pooler_is_refused_with_a_clear_error() -> None:
     stream.check_direct(42, 42)
     with pytest.raises(DirectConnectionRequired, match="transaction-mode pooler"):
         stream.check_direct(42, 4242)
+    stream.allow_pooler = True  # a session-mode pool, declared by the caller
+    stream.check_direct(42, 4242)
 
 
 def test_listener_through_pgbouncer_transaction_mode_raises_direct_connection_required(
