@@ -91,18 +91,18 @@ def test_backend_killed_mid_transaction_leaves_no_partial_write(
         killer.start()
         try:
             with pytest.raises(psycopg.OperationalError), db.tenant(user) as q:
-                ledger.post(q.conn, Decimal("7.0000"), "killed-1")
+                ledger.credit(q, Decimal("7.0000"), "killed-1")
                 row = q.conn.execute("SELECT pg_backend_pid()").fetchone()
                 assert row is not None
                 pids.append(row[0])
                 q.conn.execute("SELECT pg_sleep(30)")  # terminated here by the server
-                ledger.post(q.conn, Decimal("8.0000"), "killed-2")
+                ledger.credit(q, Decimal("8.0000"), "killed-2")
         finally:
             killer.join()
 
         assert _ledger_of(db_url, user) == before, "neither entry of the killed transaction exists"
         with db.tenant(user) as q:
-            ledger.post(q.conn, Decimal("1.0000"), "after-kill")
+            ledger.credit(q, Decimal("1.0000"), "after-kill")
     assert len(_ledger_of(db_url, user)) == len(before) + 1
 
 
@@ -148,7 +148,7 @@ def test_lock_timeout_raises_LockTimeout_55P03(
     with psycopg.connect(db_url) as holder:
         holder.execute("SELECT FROM keen.credit_accounts WHERE user_id = %s FOR UPDATE", (user,))
         with pytest.raises(LockTimeout) as caught, db.tenant(user) as q:
-            ledger.post(q.conn, Decimal("3.0000"), "locked-out")
+            ledger.credit(q, Decimal("3.0000"), "locked-out")
         holder.rollback()
     assert caught.value.sqlstate == "55P03"
     assert _ledger_of(db_url, user) == before

@@ -52,7 +52,7 @@ def test_restart_under_load_pool_recovers_and_no_uncommitted_success(cluster: Cl
             i += 1
             try:
                 with db.tenant(users[n]) as q:
-                    ledger.post(q.conn, Decimal("1.0000"), key)
+                    ledger.credit(q, Decimal("1.0000"), key)
             except Exception as exc:  # every failure kind is counted, none may hide a commit
                 failures.append(type(exc).__name__)
                 time.sleep(0.02)

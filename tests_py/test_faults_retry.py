@@ -90,7 +90,7 @@ def _colliding_credit(
             q.conn.execute("SELECT 1")  # snapshot taken before the other commits
             if calls.count(i) == 1:
                 barrier.wait(timeout=10)
-            ledger.post(q.conn, Decimal("1.0000"), f"ser-{i}-{uuid.uuid4().hex[:8]}")
+            ledger.credit(q, Decimal("1.0000"), f"ser-{i}-{uuid.uuid4().hex[:8]}")
 
     return credit
 
@@ -181,7 +181,7 @@ def test_retry_never_repeats_a_domain_error_KE001(
     def overspend() -> Any:
         calls.append(1)
         with serializable_db.tenant(user) as q:
-            ledger.post(q.conn, Decimal("-1000000.0000"), f"too-much-{uuid.uuid4().hex[:8]}")
+            ledger.spend(q, Decimal("1000000.0000"), f"too-much-{uuid.uuid4().hex[:8]}")
 
     with pytest.raises(InsufficientCredits):
         run_with_retry(overspend)

@@ -1,9 +1,10 @@
 """Credit-ledger activity for operations tests (backup, PITR, faults).
 
-Writes go through the keen functions (`register_user`, `add_credits`, `deduct_credits`) as
-`keen_app` with a tenant context when the database has them; a database built before those
-functions existed gets the same rows written directly (account locked, entry_no and balances
-carried forward), so the drills always run over a real ledger.
+On a raw superuser connection, writes go through the keen functions (`register_user`,
+`add_credits`, `deduct_credits`) as `keen_app` with a tenant context when the database has
+them (a database built before those functions existed gets the same rows written directly,
+account locked, entry_no and balances carried forward). Through a `keen_sql.Database`,
+`credit()` and `spend()` call the generated query functions, the way services do.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
+from keen_queries import credits
+from keen_queries.models import CreditTransaction
+
+from keen_sql.database import Queries
 
 TENANT: str = (
     "SELECT pg_catalog.set_config('role', 'keen_app', true),"
@@ -105,6 +110,30 @@ def post(conn: psycopg.Connection[Any], amount: Decimal, key: str) -> None:
     conn.execute(
         "UPDATE keen.credit_accounts SET current_balance = %s, last_entry_no = %s WHERE id = %s",
         (balance + amount, last + 1, account_id),
+    )
+
+
+def credit(q: Queries, amount: Decimal, key: str) -> CreditTransaction | None:
+    """Buy `amount` credits in a `Database` tenant transaction, the way services do."""
+    return q.call(
+        credits.add_credits,
+        p_amount=amount,
+        p_transaction_type=None,
+        p_description="ops drill",
+        p_idempotency_key=key,
+        p_stripe_payment_intent_id=None,
+        p_metadata=None,
+    )
+
+
+def spend(q: Queries, amount: Decimal, key: str) -> CreditTransaction | None:
+    """Charge `amount` credits of usage in a `Database` tenant transaction."""
+    return q.call(
+        credits.deduct_credits,
+        p_amount=amount,
+        p_session_id=None,
+        p_description="ops drill",
+        p_idempotency_key=key,
     )
 
 
