@@ -6,7 +6,8 @@
 # off alternately in the same run on the same database.
 # Creates its own database and drops it afterwards.
 # Usage: bench/analytics/run.sh [seconds per pgbench run] [clients]   (make bench-analytics)
-# Environment: USERS (default 10000), SESSIONS (default 1000000).
+# Environment: USERS (default 10000), SESSIONS (default 1000000), ROUNDS (on/off
+# alternations, default 5), CYCLE_SECONDS (per session-life run, default 10).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -14,6 +15,8 @@ secs=${1:-20}
 clients=${2:-4}
 threads=2
 users=${USERS:-10000}
+rounds=${ROUNDS:-5}
+cycle_secs=${CYCLE_SECONDS:-10}
 sessions=${SESSIONS:-1000000}
 url=${KEEN_DATABASE_URL:-$("$root/scripts/db.sh" url)}
 name=keen_bench_analytics_$$
@@ -33,7 +36,8 @@ latency() { sed -n 's/^latency average = \([0-9.]*\) ms/\1/p'; }
 tps() { sed -n 's/^tps = \([0-9.]*\) .*/\1/p'; }
 
 echo "machine: $(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GB RAM; $(q 'SELECT version()' | cut -d' ' -f1-2); fsync=$(q 'SHOW fsync'), synchronous_commit=$(q 'SHOW synchronous_commit'), shared_buffers=$(q 'SHOW shared_buffers')"
-echo "seed: $users users, $sessions sessions; pgbench $clients clients, $threads threads, $secs s per run"
+echo "seed: $users users, $sessions sessions; pgbench $clients clients, $threads threads, $secs s per usage_report run"
+echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared: see the alternation)"
 
 t0=$(now)
 psql -X -q -v ON_ERROR_STOP=1 -v users="$users" -v sessions="$sessions" "$dburl" -f "$here/seed.sql" >/dev/null
@@ -57,25 +61,37 @@ out=$(pgbench -n -M prepared -c "$clients" -j "$threads" -T "$secs" -D users="$u
 echo "  $clients clients: $(printf '%s\n' "$out" | tps) tps, latency $(printf '%s\n' "$out" | latency) ms"
 
 echo
-echo "session life (start, progress, complete: 3 transactions) with stats triggers on/off, alternating:"
+echo "session life (start, progress, complete: 3 transactions), stats triggers on/off alternately,"
+echo "$rounds rounds of $cycle_secs s per side, medians (each round's figures below them):"
 triggers() {  # $1 ENABLE|DISABLE
   q "ALTER TABLE keen.agent_sessions $1 TRIGGER _500_track_usage_stats, $1 TRIGGER _500_track_usage_stats_update;
      ALTER TABLE keen.credit_transactions $1 TRIGGER _500_track_usage_stats;" >/dev/null
 }
-cycle() {  # $1 label
-  local out complete commit
-  out=$(pgbench -n -M prepared -r -c "$clients" -j "$threads" -T "$secs" -D users="$users" -f "$here/session_cycle.sql" "$dburl" 2>&1)
-  complete=$(printf '%s\n' "$out" | awk '/keen.complete_session/ {print $1}')
-  commit=$(printf '%s\n' "$out" | awk '/COMMIT;/ {c=$1} END {print c}')
-  printf '  %-13s %8s cycles/s, cycle latency %7s ms; complete_session %6s ms + its COMMIT %6s ms\n' \
-    "$1" "$(printf '%s\n' "$out" | tps)" "$(printf '%s\n' "$out" | latency)" "$complete" "$commit"
+cycle() {  # $1 clients -> "cycles/s complete_ms commit_ms"
+  local out
+  out=$(pgbench -n -M prepared -r -c "$1" -j "$(( $1 < threads ? $1 : threads ))" -T "$cycle_secs" -D users="$users" \
+        -f "$here/session_cycle.sql" "$dburl" 2>&1)
+  printf '%s %s %s\n' "$(printf '%s\n' "$out" | tps)" \
+    "$(printf '%s\n' "$out" | awk '/keen.complete_session/ {print $1}')" \
+    "$(printf '%s\n' "$out" | awk '/COMMIT;/ {c=$1} END {print c}')"
 }
+median() { sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
 # Warm-up (not reported): every pgbench connection compiles the PL/pgSQL functions and
 # fills its caches on its first calls; the first timed run would otherwise pay for it.
 pgbench -n -M prepared -c "$clients" -j "$threads" -T 5 -D users="$users" -f "$here/session_cycle.sql" "$dburl" >/dev/null 2>&1
-for round in 1 2 3; do
-  triggers ENABLE; cycle "stats on  ($round)"
-  triggers DISABLE; cycle "stats off ($round)"
+for c in 1 "$clients"; do
+  on=(); off=()
+  for round in $(seq "$rounds"); do
+    triggers ENABLE; on+=("$(cycle "$c")")
+    triggers DISABLE; off+=("$(cycle "$c")")
+  done
+  col() { printf '%s\n' "${@:2}" | awk -v k="$1" '{print $k}' | median; }
+  printf '  %d client(s): stats on  %8.1f cycles/s, complete_session %6.2f ms + its COMMIT %6.2f ms\n' "$c" \
+    "$(col 1 "${on[@]}")" "$(col 2 "${on[@]}")" "$(col 3 "${on[@]}")"
+  printf '  %d client(s): stats off %8.1f cycles/s, complete_session %6.2f ms + its COMMIT %6.2f ms\n' "$c" \
+    "$(col 1 "${off[@]}")" "$(col 2 "${off[@]}")" "$(col 3 "${off[@]}")"
+  printf '    rounds on  (cycles/s, complete ms, commit ms): %s\n' "$(printf '[%s] ' "${on[@]}")"
+  printf '    rounds off (cycles/s, complete ms, commit ms): %s\n' "$(printf '[%s] ' "${off[@]}")"
 done
 triggers ENABLE
 echo "  (stats rebuilt after the runs with triggers off: $(q 'SELECT keen.rebuild_usage_stats()') rows; differences now: $(q 'SELECT count(*) FROM keen.verify_usage_stats()'))"

@@ -54,10 +54,12 @@ FROM (
              now() - (('x' || substr(md5('bench-group-' || i / 4), 1, 8))::bit(32)::bigint / 4294967296.0)
                      * interval '30 days' - (3 - i % 4) * interval '2 minutes' AS started,
              ('x' || substr(md5('bench-status-' || i), 1, 8))::bit(32)::bigint % 100 AS r
-      FROM generate_series(0, :sessions - 1) AS i
+      FROM generate_series(0::bigint, :sessions - 1) AS i
     ) AS a
   ) AS b
-) AS s;
+) AS s
+-- In time order, as live traffic writes them: recent rows share pages, as in production.
+ORDER BY s.started;
 
 -- The ledger: a purchase 31 days ago, then the charge of each finished session at its end,
 -- rounded up to the ledger's 4 places (keen.round_cost), balances as running sums.
@@ -79,7 +81,8 @@ INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction
 SELECT n.user_id, a.id, n.entry_no, CASE WHEN n.amount > 0 THEN 'purchase' ELSE 'usage' END, n.amount,
        n.balance_after - n.amount, n.balance_after, n.session_id, 'bench seed', n.at
 FROM numbered AS n
-JOIN keen.credit_accounts AS a ON a.user_id = n.user_id;
+JOIN keen.credit_accounts AS a ON a.user_id = n.user_id
+ORDER BY n.at;
 
 UPDATE keen.credit_accounts AS a
 SET current_balance = t.balance, last_entry_no = t.last, lifetime_purchased = t.bought, lifetime_spent = t.spent
