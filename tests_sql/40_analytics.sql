@@ -1,7 +1,7 @@
 -- Analytics: daily usage stats kept by triggers, usage_report, session_cost_breakdown,
 -- verify/rebuild, and the dashboard materialized view (refresh, figures, who may read it).
 BEGIN;
-SELECT plan(86);
+SELECT plan(87);
 
 -- pgTAP itself must be callable while acting as keen_app / keen_analytics (rolled back).
 GRANT USAGE ON SCHEMA tap TO keen_app, keen_analytics;
@@ -26,6 +26,7 @@ SELECT isnt_definer('keen', 'verify_usage_stats', '{}'::name[], 'verify_usage_st
 SELECT isnt_definer('keen', 'tg_agent_sessions__track_usage', '{}'::name[], 'the session stats trigger runs as the invoker');
 SELECT isnt_definer('keen', 'tg_credit_transactions__track_usage', '{}'::name[], 'the ledger stats trigger runs as the invoker');
 SELECT isnt_definer('keen', 'add_usage_deltas', ARRAY['keen.usage_delta[]'], 'add_usage_deltas runs as the invoker, under RLS');
+SELECT isnt_definer('keen', 'tg_users__rebucket_usage_stats', '{}'::name[], 'the time zone trigger runs as the invoker');
 SELECT function_privs_are('keen', 'usage_report', ARRAY['date', 'date'], 'keen_app', ARRAY['EXECUTE'],
   'keen_app may run usage_report');
 SELECT function_privs_are('keen', 'session_cost_breakdown', ARRAY['text'], 'keen_app', ARRAY['EXECUTE'],
