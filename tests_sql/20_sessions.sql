@@ -2,7 +2,7 @@
 -- cancellation of descendants, session_tree, listing, the event log, connections and the
 -- reaper, per tenant. One assertion per rule.
 BEGIN;
-SELECT plan(154);
+SELECT plan(155);
 
 -- ===== fixtures (as the owner) ===============================================
 -- alice runs sessions and pays for them; bob is the other tenant.
@@ -454,7 +454,16 @@ SELECT is((SELECT count(*) FROM keen.session_events), 0::bigint, 'without a tena
 -- ===== operators: reaper and retention =======================================
 RESET ROLE;
 UPDATE keen.websocket_connections SET last_ping_at = now() - interval '10 minutes' WHERE connection_id = 'ws-0';
-SELECT is(keen.reap_stale_connections('5 minutes'), 1, 'the reaper marks the one connection silent for too long');
+-- The WebSocket server's housekeeping login: no table privilege, EXECUTE on the reaper only.
+CREATE ROLE keen_test_ws_housekeeper NOLOGIN NOSUPERUSER NOBYPASSRLS;
+GRANT USAGE ON SCHEMA keen, tap TO keen_test_ws_housekeeper;
+GRANT EXECUTE ON FUNCTION keen.reap_stale_connections(interval) TO keen_test_ws_housekeeper;
+SET LOCAL ROLE keen_test_ws_housekeeper;
+SELECT is(keen.reap_stale_connections('5 minutes'), 1,
+  'the housekeeping login (EXECUTE only) reaps the one connection silent for too long, across tenants');
+SELECT throws_ok($$SELECT count(*) FROM keen.websocket_connections$$, '42501', NULL,
+  'the housekeeping login cannot read connections itself');
+RESET ROLE;
 SELECT results_eq(
   $$SELECT connection_status, disconnected_at IS NOT NULL FROM keen.websocket_connections WHERE connection_id = 'ws-0'$$,
   $$VALUES ('stale', true)$$, 'a reaped connection is stale with its disconnection time');
