@@ -372,3 +372,30 @@ def test_list_sessions_pages_newest_first_without_gap_or_repeat(db: Database, db
             p_limit=None,
         )
     assert [s.session_id for s in failed] == ["page-3"]
+
+
+def test_session_tree_orders_siblings_by_start_time_depth_first(db: Database, db_url: str) -> None:
+    user = new_user(db_url)
+    start(db, user, "root")
+    # One transaction each, so each start time differs; names sort unlike the start order.
+    for name, parent in (
+        ("zeta", "root"),
+        ("alpha", "root"),
+        ("zeta-2", "zeta"),
+        ("mid", "root"),
+        ("zeta-1", "zeta"),
+        ("alpha-1", "alpha"),
+    ):
+        start(db, user, name, parent)
+    with db.tenant(user) as t:
+        tree = t.call(q.session_tree, p_session_id="root")
+    assert [(r.session_id, r.depth) for r in tree] == [
+        ("root", 0),
+        ("zeta", 1),
+        ("zeta-2", 2),
+        ("zeta-1", 2),
+        ("alpha", 1),
+        ("alpha-1", 2),
+        ("mid", 1),
+    ]
+    assert tree[2].path == ["root", "zeta", "zeta-2"]
