@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -131,7 +131,9 @@ def url_with_dbname(url: str, dbname: str) -> str:
     """Return the libpq URL `url` pointed at database `dbname`."""
     parts = urlsplit(url)
     query = [(k, v) for k, v in parse_qsl(parts.query) if k != "dbname"]
-    return urlunsplit(parts._replace(path="/" + dbname, query=urlencode(query, safe="/")))
+    path = "/" + quote(dbname, safe="")
+    # quote, not quote_plus: libpq does not read '+' as a space (e.g. in `options=-c …`).
+    return urlunsplit(parts._replace(path=path, query=urlencode(query, safe="/", quote_via=quote)))
 
 
 def _run_tool(args: list[str]) -> str:
@@ -525,7 +527,7 @@ def verify(database_url: str, manifest: Manifest) -> RestoreReport:
     `keen.verify_ledger()` and `keen.verify_usage_stats()` empty (each skipped with a note
     when the function does not exist).
     """
-    name = urlsplit(database_url).path.lstrip("/") or "?"
+    name = unquote(urlsplit(database_url).path.lstrip("/")) or "?"
     report = RestoreReport(database=name, url=database_url)
     expected = manifest.facts
     with psycopg.connect(database_url) as conn:

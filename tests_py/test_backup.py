@@ -16,7 +16,7 @@ from psycopg import sql
 from keen_sql import backup, cli
 from keen_sql.backup import BackupError, Manifest, RestoreRefused
 from tests_py.support import ledger
-from tests_py.support.databases import drop_database, scratch_name, url_for
+from tests_py.support.databases import drop_database, scratch_name
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def source(fresh_db_url: str) -> tuple[str, list[uuid.UUID]]:
 @pytest.fixture
 def target(admin_url: str) -> Iterator[str]:
     """The name of a database a restore may create; dropped after the test."""
-    name = scratch_name("restore")
+    name = scratch_name("restore") + " Odd-Name Ω"  # quoting in SQL and in URLs
     try:
         yield name
     finally:
@@ -61,7 +61,7 @@ def test_backup_drop_restore_verifies_counts_ledger_and_rls(
     report = backup.restore(admin_url, done.dump_path, target)
 
     assert report.ok, report.problems
-    restored = url_for(admin_url, target)
+    restored = backup.url_with_dbname(admin_url, target)
     with psycopg.connect(restored, autocommit=True) as conn:
         assert ledger.ledger(conn) == before
         # The restored tables keep their owner, their grants and their policies: a tenant
@@ -156,7 +156,7 @@ def test_verify_reports_every_difference_from_the_manifest(
 ) -> None:
     done = backup.backup(source[0], tmp_path)
     backup.restore(admin_url, done.dump_path, target)
-    restored = url_for(admin_url, target)
+    restored = backup.url_with_dbname(admin_url, target)
     with psycopg.connect(restored, autocommit=True) as conn:
         conn.execute("ALTER TABLE keen.auth_tokens NO FORCE ROW LEVEL SECURITY")
         conn.execute("GRANT SELECT ON keen.credit_holds TO keen_analytics")
