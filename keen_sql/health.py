@@ -13,6 +13,7 @@ Run it as a superuser or an owner login: the stale-connection count reads across
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -322,10 +323,19 @@ def check_health(
                 {"version": version, "in_recovery": in_recovery, "uptime_s": uptime},
             )
         )
-        report.checks.append(_migrations(conn))
-        report.checks.append(_connections(conn, limits))
-        report.checks.append(_pool(db))
-        report.checks.append(_replication(conn, replica_url, limits, timeout))
-        report.checks.append(_long_transactions(conn, limits))
-        report.checks.append(_stale_connections(conn, limits))
+        checks: list[tuple[str, Callable[[], Check]]] = [
+            ("migrations", lambda: _migrations(conn)),
+            ("connections", lambda: _connections(conn, limits)),
+            ("pool", lambda: _pool(db)),
+            ("replication", lambda: _replication(conn, replica_url, limits, timeout)),
+            ("long_transactions", lambda: _long_transactions(conn, limits)),
+            ("stale_connections", lambda: _stale_connections(conn, limits)),
+        ]
+        for name, run in checks:
+            try:
+                report.checks.append(run())
+            except psycopg.Error as exc:
+                # e.g. a login without the privileges the check needs: report, go on.
+                summary = f"could not check: {type(exc).__name__}: {exc}".strip()
+                report.checks.append(Check(name, "fail", summary))
     return report

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from keen_sql import cli, migrations
 from keen_sql.config import Settings
@@ -126,3 +128,21 @@ def test_health_measures_replica_lag_and_warns_when_replay_stalls(
     standby_view = check_health(replica.url("keen"))
     assert "standby" in standby_view.by_name("server").summary
     assert standby_view.by_name("migrations").status == "ok"
+
+
+def test_health_as_an_unprivileged_login_reports_instead_of_raising(
+    admin_url: str, db_url: str
+) -> None:
+    name = f"keen_test_health_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
+    try:
+        url = db_url.replace("postgresql://postgres@", f"postgresql://{name}@", 1)
+        report = check_health(url)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+    assert report.by_name("server").status == "ok"
+    migrations_check = report.by_name("migrations")
+    assert migrations_check.status == "fail" and "could not check" in migrations_check.summary
+    assert not report.ok
