@@ -11,9 +11,9 @@ EMBEDDED_PORT = 55432
 
 
 def embedded_url() -> str:
-    """Return the superuser URL of the project's embedded cluster (see scripts/db.sh)."""
+    """Return the superuser URL of the embedded cluster's database `keen` (scripts/db.sh)."""
     port = os.environ.get("KEEN_EMBEDDED_PORT", str(EMBEDDED_PORT))
-    return f"postgresql://postgres@/postgres?host={ROOT / '.pg' / 'run'}&port={port}"
+    return f"postgresql://postgres@/keen?host={ROOT / '.pg' / 'run'}&port={port}"
 
 
 def database_url() -> str:

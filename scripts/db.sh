@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The embedded PostgreSQL cluster: a throwaway cluster in .pg/ of the checkout, on its own
 # Unix socket (.pg/run) and port (KEEN_EMBEDDED_PORT, default 55432), never the system's 5432.
-#   db.sh up      create (once) and start it        db.sh down    stop it
-#   db.sh url     print its superuser URL            db.sh status  say whether it runs
+#   db.sh up      create (once) and start it, with its application database `keen`
+#   db.sh down    stop it
+#   db.sh url     print the superuser URL of the database `keen`
+#   db.sh status  say whether it runs
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 pgbin=${KEEN_PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -16,7 +18,8 @@ as_owner() {
   if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-url() { echo "postgresql://postgres@/postgres?host=$run&port=$port"; }
+# The application database `keen` (migrations, `make run`); tests make databases of their own.
+url() { echo "postgresql://postgres@/keen?host=$run&port=$port"; }
 
 up() {
   mkdir -p "$dir" "$run"
@@ -41,6 +44,10 @@ CONF
   fi
   if ! as_owner "$pgbin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
     as_owner "$pgbin/pg_ctl" -D "$data" -l "$dir/postgres.log" -w -t 60 start >/dev/null
+  fi
+  if [[ -z $(psql -X -At "postgresql://postgres@/postgres?host=$run&port=$port" \
+        -c "SELECT 1 FROM pg_database WHERE datname = 'keen'") ]]; then
+    psql -X -q "postgresql://postgres@/postgres?host=$run&port=$port" -c "CREATE DATABASE keen" >/dev/null
   fi
   echo "embedded PostgreSQL up: $(url)"
 }
