@@ -196,7 +196,15 @@ def test_16_threads_5000_mixed_operations_keep_every_invariant(db: Database, db_
                 (users,),
             )
         ]
+        hold_ids = {
+            r[0]
+            for r in conn.execute(
+                "SELECT h.id FROM keen.credit_holds AS h WHERE h.user_id = ANY(%s)", (users,)
+            )
+        }
     assert negative == (0,)
+    reported_holds = {h for holds in ledger.holds.values() for h, _ in holds}
+    assert hold_ids == reported_holds, "holds differ from the committed hold calls"
     in_ledger = Counter(ids)
     assert all(in_ledger[i] == 1 for i in ledger.committed), (
         "a reported entry is missing or doubled"
