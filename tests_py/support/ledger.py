@@ -4,7 +4,7 @@ On a raw superuser connection, writes go through the keen functions (`register_u
 `add_credits`, `deduct_credits`) as `keen_app` with a tenant context when the database has
 them (a database built before those functions existed gets the same rows written directly,
 account locked, entry_no and balances carried forward). Through a `keen_sql.Database`,
-`credit()` and `spend()` call the generated query functions, the way services do.
+`credit()` and `spend()` call the bound generated queries (`q.credits.…`), as services do.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
-from keen_queries import credits
 from keen_queries.models import CreditTransaction
 
 from keen_sql.database import Queries
@@ -115,8 +114,7 @@ def post(conn: psycopg.Connection[Any], amount: Decimal, key: str) -> None:
 
 def credit(q: Queries, amount: Decimal, key: str) -> CreditTransaction | None:
     """Buy `amount` credits in a `Database` tenant transaction, the way services do."""
-    return q.call(
-        credits.add_credits,
+    return q.credits.add_credits(
         p_amount=amount,
         p_transaction_type=None,
         p_description="ops drill",
@@ -128,8 +126,7 @@ def credit(q: Queries, amount: Decimal, key: str) -> CreditTransaction | None:
 
 def spend(q: Queries, amount: Decimal, key: str) -> CreditTransaction | None:
     """Charge `amount` credits of usage in a `Database` tenant transaction."""
-    return q.call(
-        credits.deduct_credits,
+    return q.credits.deduct_credits(
         p_amount=amount,
         p_session_id=None,
         p_description="ops drill",
