@@ -39,7 +39,11 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _backup(args: argparse.Namespace) -> int:
-    done = backup.backup(args.database_url, args.output_dir)
+    try:
+        done = backup.backup(args.database_url, args.output_dir)
+    except (backup.BackupError, psycopg.Error) as exc:
+        print(f"backup failed: {exc}", file=sys.stderr)
+        return 2
     facts = done.manifest.facts
     print(f"dump:     {done.dump_path} ({done.manifest.dump_bytes} bytes)")
     print(f"manifest: {done.manifest_path}")
@@ -56,7 +60,7 @@ def _restore(args: argparse.Namespace) -> int:
         print(f"restored into {exc.report.database} but verification FAILED:", file=sys.stderr)
         print("\n".join(f"  {p}" for p in exc.report.problems), file=sys.stderr)
         return 1
-    except backup.BackupError as exc:
+    except (backup.BackupError, psycopg.Error) as exc:
         print(f"restore refused or failed: {exc}", file=sys.stderr)
         return 2
     print(f"restored into {report.database}; verified:")
