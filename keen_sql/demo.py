@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg import sql
 
-from keen_sql import migrations
+from keen_sql import migrations, showcase
 
 # Operator utility: the catalog of the schema `keen`, one row per table or view.
 _RELATIONS = """
@@ -103,7 +103,7 @@ def functions(conn: psycopg.Connection[tuple[object, ...]]) -> list[Function]:
 
 
 def run(database_url: str) -> int:
-    """Apply pending migrations and print the migrations and the schema summary; return 0."""
+    """Migrate, print the migrations and the schema summary, then run the demonstration."""
     applied_now = migrations.apply(database_url)
     print(f"keen-sql on {_safe_url(database_url)}")
     print(f"\nmigrations ({len(applied_now)} applied just now):")
@@ -137,4 +137,4 @@ def run(database_url: str) -> int:
             marks.append("SECURITY DEFINER")
         marks.append("keen_app may call" if fn.app_may_execute else "operators only")
         print(f"  {fn.signature}  [{', '.join(marks)}]")
-    return 0
+    return showcase.scenario(database_url)

@@ -1,4 +1,4 @@
-"""`keen-sql demo` migrates an empty database and summarises the schema."""
+"""`keen-sql demo` migrates an empty database, summarises the schema and runs the demonstration."""
 
 from __future__ import annotations
 
@@ -20,3 +20,8 @@ def test_demo_migrates_then_lists_migrations_tables_and_functions(
         assert f"  {table} " in out
     assert "enabled and forced" in out
     assert "keen.current_user_id()" in out
+    # The demonstration itself: every check it makes held, and each refusal was a refusal.
+    assert out.rstrip().endswith("all checks held")
+    assert "FAIL" not in out
+    assert "ALLOWED" not in out
+    assert "refused: NotFound (KE006)" in out
