@@ -333,7 +333,6 @@ def backup(database_url: str, out_dir: Path) -> Backup:
     transaction whose snapshot pg_dump imports (`--snapshot`), so concurrent writes cannot make
     them disagree. The manifest is written last: a dump without one is incomplete.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
     with psycopg.connect(database_url) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
@@ -347,6 +346,7 @@ def backup(database_url: str, out_dir: Path) -> Backup:
         dbname, version, encoding, collate, ctype, snapshot, taken_at = info
         facts = collect_facts(conn)
         stamp = taken_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        out_dir.mkdir(parents=True, exist_ok=True)
         dump_path = out_dir / f"{dbname}-{stamp}.dump"
         partial = dump_path.with_suffix(".dump.partial")
         try:
