@@ -72,7 +72,8 @@ class Thresholds:
 
     Attributes:
         long_transaction_s: a transaction open longer than this is reported.
-        stale_connection_s: an active WebSocket connection without a ping for longer is stale.
+        stale_connection_s: an active WebSocket connection without a ping for longer is stale
+            (and server connections idle for longer are counted).
         replica_lag_s: replay lag above this warns.
         replica_lag_bytes: WAL not yet replayed on the replica above this warns.
         connections_used: share of usable connection slots above which to warn.
@@ -92,7 +93,10 @@ SELECT pg_catalog.current_setting('max_connections')::int
        pg_catalog.count(*) FILTER (WHERE backend_type = 'client backend' AND state = 'active'),
        pg_catalog.count(*) FILTER (WHERE backend_type = 'client backend' AND state = 'idle'),
        pg_catalog.count(*) FILTER (WHERE backend_type = 'client backend'
-                                     AND state LIKE 'idle in transaction%')
+                                     AND state LIKE 'idle in transaction%%'),
+       pg_catalog.count(*) FILTER (WHERE backend_type = 'client backend' AND state = 'idle'
+                                     AND state_change < pg_catalog.now()
+                                                      - pg_catalog.make_interval(secs => %s))
 FROM pg_catalog.pg_stat_activity
 """
 
@@ -141,18 +145,20 @@ def _migrations(conn: psycopg.Connection[Any]) -> Check:
 
 
 def _connections(conn: psycopg.Connection[Any], limits: Thresholds) -> Check:
-    row = conn.execute(_CONNECTIONS).fetchone()
+    row = conn.execute(_CONNECTIONS, (limits.stale_connection_s,)).fetchone()
     assert row is not None
-    usable, used, active, idle, idle_in_tx = row
+    usable, used, active, idle, idle_in_tx, idle_long = row
     data = {
         "usable": usable,
         "used": used,
         "active": active,
         "idle": idle,
         "idle_in_transaction": idle_in_tx,
+        "idle_longer_than_stale": idle_long,
     }
     summary = (
-        f"{used}/{usable} used ({active} active, {idle} idle, {idle_in_tx} idle in transaction)"
+        f"{used}/{usable} used ({active} active, {idle} idle of which {idle_long} for over"
+        f" {limits.stale_connection_s:g} s, {idle_in_tx} idle in transaction)"
     )
     return Check(
         "connections", "warn" if used > limits.connections_used * usable else "ok", summary, data
