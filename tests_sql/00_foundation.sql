@@ -1,6 +1,6 @@
 -- Structure: the roles, the schema `keen`, who owns what, and the tables and views it holds.
 BEGIN;
-SELECT plan(28);
+SELECT plan(32);
 
 -- ===== roles =================================================================
 SELECT has_role('keen_owner', 'the role keen_owner exists');
@@ -116,6 +116,42 @@ SELECT is(
          ORDER BY 1),
   ARRAY[]::text[],
   'every foreign key states its ON DELETE action (none is left at the default NO ACTION)');
+
+-- ===== names are API (STYLE 3) ===============================================
+SELECT is(
+  ARRAY(SELECT c.relname || '.' || con.conname FROM pg_catalog.pg_constraint AS con
+          JOIN pg_catalog.pg_class AS c ON c.oid = con.conrelid
+         WHERE con.connamespace = 'keen'::regnamespace AND con.contype IN ('p', 'u', 'f', 'c', 'x')
+           AND NOT (con.conname LIKE c.relname || '\_%'
+                    AND con.conname ~ '_(pkey|key|fkey|check|excl)$')
+         ORDER BY 1),
+  ARRAY[]::text[],
+  'every constraint is named <table>_…_pkey, _key, _fkey or _check');
+SELECT is(
+  ARRAY(SELECT c.relname::text FROM pg_catalog.pg_index AS i
+          JOIN pg_catalog.pg_class AS c ON c.oid = i.indexrelid
+          JOIN pg_catalog.pg_class AS t ON t.oid = i.indrelid
+         WHERE c.relnamespace = 'keen'::regnamespace
+           AND NOT (c.relname LIKE t.relname || '\_%'
+                    AND c.relname ~ CASE WHEN i.indisunique THEN '_(pkey|key)$' ELSE '_idx$' END)
+         ORDER BY 1),
+  ARRAY[]::text[],
+  'every index is named <table>_…_key when unique, <table>_…_idx otherwise');
+SELECT is(
+  ARRAY(SELECT c.relname || '.' || t.tgname FROM pg_catalog.pg_trigger AS t
+          JOIN pg_catalog.pg_class AS c ON c.oid = t.tgrelid
+         WHERE NOT t.tgisinternal AND c.relnamespace = 'keen'::regnamespace
+           AND t.tgname !~ '^_[0-9]{3}_[a-z_]+$'
+         ORDER BY 1),
+  ARRAY[]::text[],
+  'every trigger is named _NNN_<task> (same-event triggers fire in name order)');
+SELECT is(
+  ARRAY(SELECT p.proname::text FROM pg_catalog.pg_proc AS p
+         WHERE p.pronamespace = 'keen'::regnamespace AND p.prorettype = 'trigger'::regtype
+           AND p.proname !~ '^tg_'
+         ORDER BY 1),
+  ARRAY[]::text[],
+  'every trigger function is named tg_…');
 
 -- ===== default privileges ====================================================
 SELECT is(
