@@ -16,6 +16,7 @@ prepares after 5 executions).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import importlib
 import os
@@ -105,6 +106,32 @@ def main(argv: list[str] | None = None) -> int:
 Variant = tuple[str, Callable[[], object], Callable[[], object]]
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class FrozenAccount:
+    """The row as a frozen dataclass: the alternative to NamedTuple rows, for comparison."""
+
+    id: int
+    owner: uuid.UUID
+    email: str
+    balance: Decimal
+    active: bool
+    created_at: dt.datetime
+    note: str | None
+
+
+def _plain(result: object) -> object:
+    """Rows as plain tuples, whatever class they are of."""
+    if isinstance(result, list):
+        return [_plain(r) for r in result]
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        return dataclasses.astuple(result)
+    return tuple(result) if isinstance(result, tuple) else result
+
+
+def _frozen_rows(cursor: object) -> Callable[[Any], FrozenAccount]:
+    return lambda values: FrozenAccount(*values)
+
+
 def run(
     q: Any, conn: psycopg.Connection[Any], rounds: int, calls: int, sizes: list[int]
 ) -> list[Result]:
@@ -128,8 +155,16 @@ def run(
 
     variants: list[Variant] = [(":one", lambda: q.get_account(conn, id=4242), raw_one)]
     variants += [(f":many ({n} rows)", gen_many(n), raw_many(n)) for n in sizes]
+    if 100 in sizes:  # what frozen dataclass rows would cost (not generated; for the design)
+
+        def frozen_many() -> object:
+            with psycopg.RawCursor(conn, row_factory=_frozen_rows) as cur:
+                cur.execute(q.LIST_ACCOUNTS, (100, 100))
+                return cur.fetchall()
+
+        variants.append((":many (100 rows) as frozen dataclasses", frozen_many, raw_many(100)))
     for _, gen, raw in variants:  # same results; warm up (prepared statements, caches)
-        assert gen() == raw()
+        assert _plain(gen()) == _plain(raw())
         timed(gen, 20)
         timed(raw, 20)
     samples: dict[str, list[tuple[float, float, float, float]]] = {v[0]: [] for v in variants}
