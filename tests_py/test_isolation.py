@@ -9,19 +9,20 @@ The same workload runs through PgBouncer in test_isolation_pgbouncer.py.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import LiteralString
+from typing import Any, LiteralString
 
 import psycopg
 import pytest
 
 from keen_sql.config import Settings
-from keen_sql.database import Database
+from keen_sql.database import AsyncDatabase, Database
 from keen_sql.errors import NotFound
 from tests_py.tenants import create_token, register
 
@@ -171,3 +172,42 @@ def test_16_threads_50_tenants_one_pool_never_leak_a_tenant(pooled_db: Database)
     tenants = seed_tenants(pooled_db)
     out = run_workload(pooled_db, tenants)
     assert_isolated(pooled_db, tenants, out)
+
+
+ASYNC_TASKS = 16
+ASYNC_TRANSACTIONS_PER_TASK = 100
+
+
+def test_async_tasks_over_one_pool_never_leak_a_tenant(db_url: str, pooled_db: Database) -> None:
+    tenants = seed_tenants(pooled_db, 10)
+    leaks: list[str] = []
+
+    async def task(seed: int, db: AsyncDatabase) -> int:
+        rng, errors = random.Random(seed), 0
+        for _ in range(ASYNC_TRANSACTIONS_PER_TASK):
+            tenant = rng.choice(tenants)
+            try:
+                async with db.tenant(tenant) as q:
+                    cur = await q.conn.execute(READ)
+                    row = await cur.fetchone()
+                    if row is None or row[0] != tenant or row[2] != [tenant]:
+                        leaks.append(f"tenant {tenant} saw {row}")
+                    if rng.random() < 0.2:
+                        raise Boom
+            except Boom:
+                errors += 1
+        return errors
+
+    async def main() -> tuple[int, list[Any]]:
+        settings = Settings(database_url=db_url, pool_min_size=4, pool_max_size=4)
+        async with AsyncDatabase(settings) as db:
+            errors = await asyncio.gather(*(task(seed, db) for seed in range(ASYNC_TASKS)))
+            async with db.pool.connection() as conn:
+                cur = await conn.execute(LEFTOVER)
+                leftover = list(await cur.fetchone() or ())
+        return sum(errors), leftover
+
+    errors, leftover = asyncio.run(main())
+    assert leaks == []
+    assert errors > 0
+    assert leftover == ["", "none", True]
