@@ -178,8 +178,11 @@ ASYNC_TASKS = 16
 ASYNC_TRANSACTIONS_PER_TASK = 100
 
 
-def test_async_tasks_over_one_pool_never_leak_a_tenant(db_url: str, pooled_db: Database) -> None:
-    tenants = seed_tenants(pooled_db, 10)
+def run_async_workload(
+    url: str, tenants: list[uuid.UUID], *, prepare: bool = True
+) -> tuple[int, list[str], list[Any]]:
+    """ASYNC_TASKS tasks over one AsyncDatabase pool of 4, each running transactions for
+    random tenants, a fifth of them raising; return (errors, leaks, a leftover probe)."""
     leaks: list[str] = []
 
     async def task(seed: int, db: AsyncDatabase) -> int:
@@ -199,7 +202,7 @@ def test_async_tasks_over_one_pool_never_leak_a_tenant(db_url: str, pooled_db: D
         return errors
 
     async def main() -> tuple[int, list[Any]]:
-        settings = Settings(database_url=db_url, pool_min_size=4, pool_max_size=4)
+        settings = Settings(database_url=url, pool_min_size=4, pool_max_size=4, prepare=prepare)
         async with AsyncDatabase(settings) as db:
             errors = await asyncio.gather(*(task(seed, db) for seed in range(ASYNC_TASKS)))
             async with db.pool.connection() as conn:
@@ -208,6 +211,11 @@ def test_async_tasks_over_one_pool_never_leak_a_tenant(db_url: str, pooled_db: D
         return sum(errors), leftover
 
     errors, leftover = asyncio.run(main())
+    return errors, leaks, leftover
+
+
+def test_async_tasks_over_one_pool_never_leak_a_tenant(db_url: str, pooled_db: Database) -> None:
+    errors, leaks, leftover = run_async_workload(db_url, seed_tenants(pooled_db, 10))
     assert leaks == []
     assert errors > 0
     assert leftover == ["", "none", True]

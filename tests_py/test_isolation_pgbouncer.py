@@ -24,7 +24,13 @@ import pytest
 
 from keen_sql.config import Settings
 from keen_sql.database import Database
-from tests_py.test_isolation import POOL_SIZE, assert_isolated, run_workload, seed_tenants
+from tests_py.test_isolation import (
+    POOL_SIZE,
+    assert_isolated,
+    run_async_workload,
+    run_workload,
+    seed_tenants,
+)
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 SERVER_POOL_SIZE = 4  # fewer server connections than clients: transactions really move
@@ -131,6 +137,16 @@ def test_16_threads_50_tenants_through_pgbouncer_transaction_pooling_never_leak(
     tenants = seed_tenants(bounced_db)
     out = run_workload(bounced_db, tenants)
     assert_isolated(bounced_db, tenants, out)
+
+
+def test_async_tasks_through_pgbouncer_never_leak_a_tenant(
+    pgbouncer_url: str, bounced_db: Database
+) -> None:
+    tenants = seed_tenants(bounced_db, 10)
+    errors, leaks, leftover = run_async_workload(pgbouncer_url, tenants, prepare=False)
+    assert leaks == []
+    assert errors > 0
+    assert leftover == ["", "none", True]
 
 
 def test_prepared_statements_off_behind_pgbouncer(bounced_db: Database) -> None:
