@@ -49,6 +49,8 @@ class Settings:
     statement_timeout_ms: int = 30_000
     lock_timeout_ms: int = 10_000
     prepare: bool = True
+    # Check each connection with an empty query when the pool hands it out (one round trip).
+    pool_check: bool = True
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -63,4 +65,5 @@ class Settings:
             statement_timeout_ms=_env_int("KEEN_STATEMENT_TIMEOUT_MS", 30_000),
             lock_timeout_ms=_env_int("KEEN_LOCK_TIMEOUT_MS", 10_000),
             prepare=_env_bool("KEEN_PREPARE", True),
+            pool_check=_env_bool("KEEN_POOL_CHECK", True),
         )

@@ -159,7 +159,7 @@ class Database:
         self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             self.settings.database_url,
             configure=self._configure,
-            check=ConnectionPool.check_connection,
+            check=ConnectionPool.check_connection if self.settings.pool_check else None,
             name="keen-sql",
             open=True,
             **_pool_options(self.settings),
@@ -230,7 +230,7 @@ class AsyncDatabase:
         self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
             self.settings.database_url,
             configure=self._configure,
-            check=AsyncConnectionPool.check_connection,
+            check=AsyncConnectionPool.check_connection if self.settings.pool_check else None,
             name="keen-sql-async",
             open=False,
             **_pool_options(self.settings),

@@ -21,7 +21,7 @@ from typing import Any
 import keen_queries
 import psycopg
 import pytest
-from psycopg import sql
+from psycopg import pq, sql
 
 from keen_sql import bindings
 from keen_sql.config import ROOT, Settings
@@ -75,6 +75,34 @@ def test_tenant_runs_as_keen_app_with_tenant_and_timeouts_local_to_the_transacti
     assert row == ("keen_app", user_id, "30s", "10s")
     with db.pool.connection() as conn:
         assert conn.execute(LEFTOVER).fetchone() == ("", "none", True)
+
+
+def test_role_and_tenant_are_set_in_one_round_trip_right_after_begin(
+    db_url: str, tmp_path: Path
+) -> None:
+    settings = settings_for(db_url, pool_min_size=1, pool_max_size=1, pool_check=False)
+    trace = tmp_path / "libpq.trace"
+    with Database(settings) as one, trace.open("w") as out:
+        conn = one.pool.getconn()
+        conn.pgconn.trace(out.fileno())
+        conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+        one.pool.putconn(conn)
+        with one.tenant(uuid.uuid4()) as q:
+            q.conn.execute("SELECT 'block starts'")
+        conn.pgconn.untrace()
+    # Frontend messages (F), tab-separated: direction, length, type, contents.
+    sent = [line.split("\t") for line in trace.read_text().splitlines() if line.startswith("F")]
+    kinds = [m[2].strip() for m in sent]
+    # A round trip ends with a simple Query or with the Sync after Parse/Bind/Execute.
+    trips = [
+        (m[2].strip(), m[3] if len(m) > 3 else "")
+        for m in sent
+        if m[2].strip() in ("Query", "Sync")
+    ]
+    assert [kind for kind, _ in trips] == ["Query", "Sync", "Query", "Query"]
+    assert '"BEGIN"' in trips[0][1] and '"COMMIT"' in trips[3][1]  # BEGIN, context, block, COMMIT
+    context = sent[kinds.index("Parse")][3]
+    assert "set_config('role'" in context and "set_config('app.current_user_id'" in context
 
 
 def test_tenant_commits_when_the_block_ends(db: Database, user_id: uuid.UUID) -> None:
