@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import psycopg
-from keen_queries import credits, sessions
+from keen_queries import analytics, credits, sessions
 
 from keen_sql import backup, demo, health, migrations
 from keen_sql.config import database_url
@@ -85,7 +85,7 @@ def _analytics_refresh(args: argparse.Namespace) -> int:
     # An operator utility: the dashboard refresh, run by cron / pg_cron every 5 minutes.
     started = time.monotonic()
     with psycopg.connect(args.database_url, autocommit=True) as conn:
-        conn.execute("SELECT keen.refresh_dashboard_metrics()")
+        analytics.refresh_dashboard_metrics(conn)
     print(f"dashboard_metrics refreshed in {time.monotonic() - started:.2f} s")
     return 0
 
@@ -93,11 +93,11 @@ def _analytics_refresh(args: argparse.Namespace) -> int:
 def _analytics_verify(args: argparse.Namespace) -> int:
     # An operator utility: every usage figure that differs from its recomputation.
     with psycopg.connect(args.database_url, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT user_id, date_bucket, figure, recorded, expected FROM keen.verify_usage_stats()"
-        ).fetchall()
-    for user_id, day, figure, recorded, expected in rows:
-        print(f"{user_id} {day} {figure}: recorded {recorded}, expected {expected}")
+        rows = analytics.verify_usage_stats(conn)
+    for r in rows:
+        print(
+            f"{r.user_id} {r.date_bucket} {r.figure}: recorded {r.recorded}, expected {r.expected}"
+        )
     print(f"{len(rows)} difference(s) in daily_usage_stats")
     return 1 if rows else 0
 
