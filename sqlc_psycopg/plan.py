@@ -171,6 +171,7 @@ class Plan:
     tables: list[ModelClass]
     modules: list[ModulePlan]
     model_imports: set[str]
+    domains: list[str] = field(default_factory=list)
 
 
 def quote_ident(name: str) -> str:
@@ -207,6 +208,8 @@ class Planner:
         self.used_overrides: set[int] = set()
         self.composites: dict[tuple[str, str], ModelClass] = {}
         self.composite_deps: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        # Domains in use: psycopg knows no loader for arrays of a domain (their own type).
+        self.domains: set[str] = set()
 
     # -- names ------------------------------------------------------------------------------
 
@@ -289,8 +292,10 @@ class Planner:
             self.used_table_types.add(key)
             cls = M + self.class_names[("table", *key)]
             return Resolved(cls, cls, frozenset()), dims
-        base = self.found.domain(schema, name)
-        if base is not None and depth < 20:
+        domain = self.found.domain(schema, name)
+        if domain is not None and depth < 20:
+            key, base = domain
+            self.domains.add(_qualified(*key))
             resolved, more = self.resolve(base.schema, base.name, where, depth + 1)
             return resolved, dims + more + base.dims
         shown = f"{schema}.{name}" if schema else name
@@ -712,6 +717,7 @@ def build(
         tables=tables,
         modules=[modules[k] for k in sorted(modules)],
         model_imports=model_imports,
+        domains=sorted(planner.domains),
     )
 
 

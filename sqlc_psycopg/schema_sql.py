@@ -54,16 +54,22 @@ class SchemaTypes:
         """Return the fields of composite `schema.name` (schema may be empty), if known."""
         return _find(self.composites, schema, name)
 
-    def domain(self, schema: str, name: str) -> TypeName | None:
-        """Return the base type of domain `schema.name` (schema may be empty), if known."""
-        return _find(self.domains, schema, name)
+    def domain(self, schema: str, name: str) -> tuple[tuple[str, str], TypeName] | None:
+        """Return the key and base type of domain `schema.name` (schema may be empty)."""
+        key = _find_key(self.domains, schema, name)
+        return None if key is None else (key, self.domains[key])
+
+
+def _find_key(table: dict[tuple[str, str], _T], schema: str, name: str) -> tuple[str, str] | None:
+    if (schema, name) in table:
+        return (schema, name)
+    matches = [(s, n) for (s, n) in table if n == name and (not schema or not s)]
+    return matches[0] if len(matches) == 1 else None
 
 
 def _find(table: dict[tuple[str, str], _T], schema: str, name: str) -> _T | None:
-    if (schema, name) in table:
-        return table[(schema, name)]
-    matches = [v for (s, n), v in table.items() if n == name and (not schema or not s)]
-    return matches[0] if len(matches) == 1 else None
+    key = _find_key(table, schema, name)
+    return None if key is None else table[key]
 
 
 def _tokens(text: str) -> Iterator[tuple[str, str]]:

@@ -98,8 +98,11 @@ def test_schema_scan_finds_composites_domains_and_function_comments() -> None:
         ("nums", schema_sql.TypeName("", "numeric", 1)),
         ("m", schema_sql.TypeName("keen", "mood", 0)),
     ]
-    assert found.domain("", "email") == schema_sql.TypeName("", "citext", 0)
-    assert found.domain("public", "positive") == schema_sql.TypeName("", "int", 0)
+    assert found.domain("", "email") == (("keen", "email"), schema_sql.TypeName("", "citext", 0))
+    assert found.domain("public", "positive") == (
+        ("", "positive"),
+        schema_sql.TypeName("", "int", 0),
+    )
     assert found.function_comments == {("keen", "f"): "It's f."}
 
 

@@ -8,5 +8,7 @@ CREATE TABLE accounts (
   contact  email NOT NULL,
   balance  money4 NOT NULL,
   prio     priority,
-  backups  email[]
+  backups  email[],
+  levels   priority[],
+  steps    positive_int[][]
 );
