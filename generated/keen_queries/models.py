@@ -13,10 +13,12 @@ import ipaddress
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import Any, Generic, NamedTuple, TypeAlias, TypeVar, Union
+from typing import Any, Generic, LiteralString, NamedTuple, TypeAlias, TypeVar, Union
 
 import psycopg
 from psycopg.abc import AdaptContext
+from psycopg.types import TypeInfo
+from psycopg.types.array import register_array
 from psycopg.types.composite import CompositeInfo, register_composite
 from psycopg.types.enum import EnumInfo, register_enum
 
@@ -394,20 +396,24 @@ class DashboardMetric(NamedTuple):
 
 _ENUMS: tuple[tuple[str, type[enum.StrEnum]], ...] = ()
 _COMPOSITES: tuple[tuple[str, type[tuple[Any, ...]]], ...] = ()
+_DOMAINS: tuple[str, ...] = ()
 
 
 def register_types(conn: psycopg.Connection[Any]) -> None:
     """Register the enums and composite types above with psycopg, on `conn` only.
 
-    Rows then bring enums (and arrays of enums) back as the enum classes and composites as
-    their NamedTuple classes. It never touches psycopg's global adapters. Call it once per
-    connection, e.g. from a psycopg_pool `configure` callback: it runs one catalog query per
-    type.
+    Rows then bring enums (and arrays of enums) back as the enum classes, composites as their
+    NamedTuple classes, and arrays of domains as lists. It never touches psycopg's global
+    adapters. Call it once per connection, e.g. from a psycopg_pool `configure` callback: it
+    runs one catalog query per type.
     """
     for name, enum_cls in _ENUMS:
         _register_enum(EnumInfo.fetch(conn, name), name, conn, enum_cls)
     for name, cls in _COMPOSITES:
         _register_composite(CompositeInfo.fetch(conn, name), name, conn, cls)
+    for name in _DOMAINS:
+        with psycopg.RawCursor(conn) as cur:
+            _register_domain_array(cur.execute(_DOMAIN_ARRAY, (name,)).fetchone(), name, conn)
 
 
 async def register_types_async(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -419,6 +425,35 @@ async def register_types_async(conn: psycopg.AsyncConnection[Any]) -> None:
         _register_enum(await EnumInfo.fetch(conn, name), name, conn, enum_cls)
     for name, cls in _COMPOSITES:
         _register_composite(await CompositeInfo.fetch(conn, name), name, conn, cls)
+    for name in _DOMAINS:
+        async with psycopg.AsyncRawCursor(conn) as cur:
+            await cur.execute(_DOMAIN_ARRAY, (name,))
+            _register_domain_array(await cur.fetchone(), name, conn)
+
+
+# The array type of a domain and the type at the bottom of its chain of domains.
+_DOMAIN_ARRAY: LiteralString = """
+WITH RECURSIVE chain AS (
+    SELECT oid, typbasetype, typtype, typarray, 0 AS depth FROM pg_catalog.pg_type
+    WHERE oid = $1::pg_catalog.regtype
+  UNION ALL
+    SELECT t.oid, t.typbasetype, t.typtype, t.typarray, c.depth + 1
+    FROM chain AS c JOIN pg_catalog.pg_type AS t ON t.oid = c.typbasetype
+    WHERE c.typtype = 'd'
+)
+SELECT (SELECT typarray FROM chain WHERE depth = 0), oid FROM chain WHERE typtype <> 'd'
+"""
+
+
+def _register_domain_array(
+    row: tuple[Any, ...] | None, name: str, context: AdaptContext
+) -> None:
+    # PostgreSQL sends an array of a domain with the domain's own array type, which psycopg
+    # would return as text: load it as an array of the domain's base type.
+    if row is None:
+        raise psycopg.ProgrammingError(f"domain {name} not found in the database")
+    if row[0]:
+        register_array(TypeInfo(name, row[1], row[0]), context)
 
 
 def _register_enum(
