@@ -50,7 +50,10 @@ CREATE TABLE keen.credit_accounts (
     CHECK (suspended_reason IS NULL OR account_status <> 'active'),
   CONSTRAINT credit_accounts_last_entry_no_check CHECK (last_entry_no >= 0),
   CONSTRAINT credit_accounts_spent_check CHECK (spent_today >= 0 AND spent_this_month >= 0)
-);
+)
+-- Every ledger entry updates its account row: free room on each page lets the update stay on
+-- the page (HOT), without new entries in the three indexes (bench/credits: ~7 % per deduction).
+WITH (fillfactor = 50);
 
 CREATE TABLE keen.credit_transactions (
   id                        uuid          NOT NULL DEFAULT gen_random_uuid(),
