@@ -735,9 +735,11 @@ DECLARE
   v_fingerprint text;
   v_entry keen.credit_transactions;
 BEGIN
-  v_account := keen.lock_credit_account(v_user_id);
+  -- Before the lock: all of one account's deductions queue on it, so it is held no longer
+  -- than it must be.
   v_fingerprint := keen.credit_fingerprint('deduct', pg_catalog.jsonb_build_object(
     'amount', pg_catalog.trim_scale(v_amount), 'session_id', p_session_id, 'description', p_description));
+  v_account := keen.lock_credit_account(v_user_id);
   -- Looked up under the account lock: a concurrent retry waits and then finds the row.
   IF p_idempotency_key IS NOT NULL THEN
     v_entry := keen.find_idempotent_entry(v_account.id, p_idempotency_key, v_fingerprint);
