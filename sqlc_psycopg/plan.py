@@ -675,7 +675,7 @@ def build(
     seen: dict[str, str] = {}
     for query in request.queries:
         name = module_name(query.filename)
-        if name == "models" or name in RESERVED:
+        if name == "models":
             errors.append(f"{query.filename}: a query file cannot be named {name}.sql")
             continue
         module = modules.setdefault(name, ModulePlan(name, query.filename))
