@@ -25,6 +25,7 @@ from typing import Any, LiteralString, Self, TypedDict
 from uuid import UUID
 
 import psycopg
+from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
@@ -42,8 +43,18 @@ __all__ = [
 ]
 
 
-# The one statement of keen_sql that carries tenant context: role, tenant and timeouts,
-# all transaction-local, in one round trip. An empty tenant means "no tenant" (fail closed).
+# The one statement of keen_sql that carries tenant context, sent as a single simple query
+# with BEGIN: the transaction, the role, the tenant and the timeouts in one round trip, all
+# transaction-local. Values go in as quoted literals (the simple protocol has no parameters;
+# the tenant is a validated UUID). An empty tenant means "no tenant" (fail closed).
+BEGIN_CONTEXT = sql.SQL(
+    "BEGIN; SELECT pg_catalog.set_config('role', {role}, true),"
+    " pg_catalog.set_config('app.current_user_id', {tenant}, true),"
+    " pg_catalog.set_config('statement_timeout', {statement_timeout}, true),"
+    " pg_catalog.set_config('lock_timeout', {lock_timeout}, true)"
+)
+# The same context as a parameterised statement, for a transaction already begun (used by
+# keen_sql.events): "%s" are the role, the tenant and the two timeouts.
 SET_CONTEXT: LiteralString = (
     "SELECT pg_catalog.set_config('role', %s, true),"
     " pg_catalog.set_config('app.current_user_id', %s, true),"
@@ -67,12 +78,13 @@ def _tenant_id(user_id: UUID | str) -> str:
     return str(UUID(user_id))
 
 
-def _context_params(settings: Settings, user_id: str) -> tuple[str, str, str, str]:
-    return (
-        settings.app_role,
-        user_id,
-        f"{settings.statement_timeout_ms}ms",
-        f"{settings.lock_timeout_ms}ms",
+def _begin_context(settings: Settings, user_id: UUID | None) -> sql.Composed:
+    statement_timeout, lock_timeout = _timeout_params(settings)
+    return BEGIN_CONTEXT.format(
+        role=sql.Literal(settings.app_role),
+        tenant=sql.Literal("" if user_id is None else str(user_id)),
+        statement_timeout=sql.Literal(statement_timeout),
+        lock_timeout=sql.Literal(lock_timeout),
     )
 
 
@@ -92,7 +104,9 @@ def _pool_options(settings: Settings) -> _PoolOptions:
     """Return the pool arguments both pools take from the settings."""
     # prepare_threshold=None: never prepare server-side (PgBouncer 1.18 transaction mode
     # hands each transaction to any server connection, where the statement does not exist).
-    kwargs: dict[str, Any] = {"autocommit": False}
+    # Autocommit: psycopg sends no BEGIN of its own; tenant() opens the transaction itself,
+    # together with the context (BEGIN_CONTEXT).
+    kwargs: dict[str, Any] = {"autocommit": True}
     if not settings.prepare:
         kwargs["prepare_threshold"] = None
     return _PoolOptions(
@@ -167,14 +181,13 @@ class Database:
 
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(CONFIGURE, _timeout_params(self.settings))
-        conn.commit()
 
     @contextmanager
     def _transaction(self, user_id: UUID | None) -> Iterator[Queries]:
         with self.pool.connection() as conn:
             try:
-                tenant = "" if user_id is None else str(user_id)
-                conn.execute(SET_CONTEXT, _context_params(self.settings, tenant))
+                # Autocommit connection: the server transaction is the one BEGIN opens here.
+                conn.execute(_begin_context(self.settings, user_id), prepare=False)
                 yield Queries(conn, user_id)
                 if conn.info.transaction_status == TransactionStatus.INERROR:
                     raise TransactionAborted("a statement failed inside the block: rolled back")
@@ -238,7 +251,6 @@ class AsyncDatabase:
 
     async def _configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.execute(CONFIGURE, _timeout_params(self.settings))
-        await conn.commit()
 
     async def open(self) -> None:
         """Open the pool (idempotent)."""
@@ -248,8 +260,7 @@ class AsyncDatabase:
     async def _transaction(self, user_id: UUID | None) -> AsyncIterator[AsyncQueries]:
         async with self.pool.connection() as conn:
             try:
-                tenant = "" if user_id is None else str(user_id)
-                await conn.execute(SET_CONTEXT, _context_params(self.settings, tenant))
+                await conn.execute(_begin_context(self.settings, user_id), prepare=False)
                 yield AsyncQueries(conn, user_id)
                 if conn.info.transaction_status == TransactionStatus.INERROR:
                     raise TransactionAborted("a statement failed inside the block: rolled back")

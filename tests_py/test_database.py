@@ -77,7 +77,7 @@ def test_tenant_runs_as_keen_app_with_tenant_and_timeouts_local_to_the_transacti
         assert conn.execute(LEFTOVER).fetchone() == ("", "none", True)
 
 
-def test_role_and_tenant_are_set_in_one_round_trip_right_after_begin(
+def test_begin_role_and_tenant_travel_in_one_round_trip(
     db_url: str, tmp_path: Path
 ) -> None:
     settings = settings_for(db_url, pool_min_size=1, pool_max_size=1, pool_check=False)
@@ -99,10 +99,12 @@ def test_role_and_tenant_are_set_in_one_round_trip_right_after_begin(
         for m in sent
         if m[2].strip() in ("Query", "Sync")
     ]
-    assert [kind for kind, _ in trips] == ["Query", "Sync", "Query", "Query"]
-    assert '"BEGIN"' in trips[0][1] and '"COMMIT"' in trips[3][1]  # BEGIN, context, block, COMMIT
-    context = sent[kinds.index("Parse")][3]
-    assert "set_config('role'" in context and "set_config('app.current_user_id'" in context
+    # BEGIN with the context, the block's statement, COMMIT: nothing else.
+    assert [kind for kind, _ in trips] == ["Query", "Query", "Query"]
+    context, block, end = (text for _, text in trips)
+    assert context.startswith(' "BEGIN; SELECT pg_catalog.set_config(\'role\', \'keen_app\', true)')
+    assert "set_config('app.current_user_id', '" in context
+    assert "block starts" in block and end == ' "COMMIT"'
 
 
 def test_tenant_commits_when_the_block_ends(db: Database, user_id: uuid.UUID) -> None:
