@@ -12,6 +12,7 @@ transaction mode does with the server connection afterwards.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import (
@@ -25,7 +26,6 @@ from typing import Any, LiteralString, Self, TypedDict
 from uuid import UUID
 
 import psycopg
-from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
@@ -45,14 +45,41 @@ __all__ = [
 
 # The one statement of keen_sql that carries tenant context, sent as a single simple query
 # with BEGIN: the transaction, the role, the tenant and the timeouts in one round trip, all
-# transaction-local. Values go in as quoted literals (the simple protocol has no parameters;
-# the tenant is a validated UUID). An empty tenant means "no tenant" (fail closed).
-BEGIN_CONTEXT = sql.SQL(
-    "BEGIN; SELECT pg_catalog.set_config('role', {role}, true),"
-    " pg_catalog.set_config('app.current_user_id', {tenant}, true),"
-    " pg_catalog.set_config('statement_timeout', {statement_timeout}, true),"
-    " pg_catalog.set_config('lock_timeout', {lock_timeout}, true)"
+# transaction-local. The simple protocol takes no parameters, so the values are literals:
+# the tenant is the text of a validated UUID (or '' for none: fail closed), the role a
+# checked identifier, the timeouts integers. Built by plain concatenation (`_BeginContext`):
+# composing it with psycopg.sql per transaction costs more than the round trip it saves.
+BEGIN_CONTEXT: LiteralString = (
+    "BEGIN; SELECT pg_catalog.set_config('role', '{role}', true),"
+    " pg_catalog.set_config('app.current_user_id', '{tenant}', true),"
+    " pg_catalog.set_config('statement_timeout', '{statement_timeout}', true),"
+    " pg_catalog.set_config('lock_timeout', '{lock_timeout}', true)"
 )
+ROLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+
+
+class _BeginContext:
+    """BEGIN_CONTEXT with the settings filled in, split around the tenant."""
+
+    __slots__ = ("head", "tail")
+
+    def __init__(self, settings: Settings) -> None:
+        if not ROLE_NAME.fullmatch(settings.app_role):
+            raise ValueError(f"not a plain role name: {settings.app_role!r}")
+        statement_timeout, lock_timeout = _timeout_params(settings)
+        head, tail = BEGIN_CONTEXT.format(
+            role=settings.app_role,
+            tenant="\0",
+            statement_timeout=statement_timeout,
+            lock_timeout=lock_timeout,
+        ).split("\0")
+        self.head, self.tail = head.encode(), tail.encode()
+
+    def statement(self, user_id: UUID | None) -> bytes:
+        """The statement for tenant `user_id` (its UUID text: hex digits and dashes only)."""
+        return self.head + (b"" if user_id is None else str(user_id).encode()) + self.tail
+
+
 # The same context as a parameterised statement, for a transaction already begun (used by
 # keen_sql.events): "%s" are the role, the tenant and the two timeouts.
 SET_CONTEXT: LiteralString = (
@@ -76,16 +103,6 @@ def _tenant_id(user_id: UUID | str) -> str:
     if isinstance(user_id, UUID):
         return str(user_id)
     return str(UUID(user_id))
-
-
-def _begin_context(settings: Settings, user_id: UUID | None) -> sql.Composed:
-    statement_timeout, lock_timeout = _timeout_params(settings)
-    return BEGIN_CONTEXT.format(
-        role=sql.Literal(settings.app_role),
-        tenant=sql.Literal("" if user_id is None else str(user_id)),
-        statement_timeout=sql.Literal(statement_timeout),
-        lock_timeout=sql.Literal(lock_timeout),
-    )
 
 
 def _timeout_params(settings: Settings) -> tuple[str, str]:
@@ -170,6 +187,7 @@ class Database:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
+        self._begin = _BeginContext(self.settings)
         self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             self.settings.database_url,
             configure=self._configure,
@@ -187,7 +205,7 @@ class Database:
         with self.pool.connection() as conn:
             try:
                 # Autocommit connection: the server transaction is the one BEGIN opens here.
-                conn.execute(_begin_context(self.settings, user_id), prepare=False)
+                conn.execute(self._begin.statement(user_id), prepare=False)
                 yield Queries(conn, user_id)
                 if conn.info.transaction_status == TransactionStatus.INERROR:
                     raise TransactionAborted("a statement failed inside the block: rolled back")
@@ -240,6 +258,7 @@ class AsyncDatabase:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
+        self._begin = _BeginContext(self.settings)
         self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
             self.settings.database_url,
             configure=self._configure,
@@ -260,7 +279,7 @@ class AsyncDatabase:
     async def _transaction(self, user_id: UUID | None) -> AsyncIterator[AsyncQueries]:
         async with self.pool.connection() as conn:
             try:
-                await conn.execute(_begin_context(self.settings, user_id), prepare=False)
+                await conn.execute(self._begin.statement(user_id), prepare=False)
                 yield AsyncQueries(conn, user_id)
                 if conn.info.transaction_status == TransactionStatus.INERROR:
                     raise TransactionAborted("a statement failed inside the block: rolled back")

@@ -77,9 +77,7 @@ def test_tenant_runs_as_keen_app_with_tenant_and_timeouts_local_to_the_transacti
         assert conn.execute(LEFTOVER).fetchone() == ("", "none", True)
 
 
-def test_begin_role_and_tenant_travel_in_one_round_trip(
-    db_url: str, tmp_path: Path
-) -> None:
+def test_begin_role_and_tenant_travel_in_one_round_trip(db_url: str, tmp_path: Path) -> None:
     settings = settings_for(db_url, pool_min_size=1, pool_max_size=1, pool_check=False)
     trace = tmp_path / "libpq.trace"
     with Database(settings) as one, trace.open("w") as out:
@@ -92,7 +90,6 @@ def test_begin_role_and_tenant_travel_in_one_round_trip(
         conn.pgconn.untrace()
     # Frontend messages (F), tab-separated: direction, length, type, contents.
     sent = [line.split("\t") for line in trace.read_text().splitlines() if line.startswith("F")]
-    kinds = [m[2].strip() for m in sent]
     # A round trip ends with a simple Query or with the Sync after Parse/Bind/Execute.
     trips = [
         (m[2].strip(), m[3] if len(m) > 3 else "")
@@ -102,9 +99,14 @@ def test_begin_role_and_tenant_travel_in_one_round_trip(
     # BEGIN with the context, the block's statement, COMMIT: nothing else.
     assert [kind for kind, _ in trips] == ["Query", "Query", "Query"]
     context, block, end = (text for _, text in trips)
-    assert context.startswith(' "BEGIN; SELECT pg_catalog.set_config(\'role\', \'keen_app\', true)')
+    assert context.startswith(" \"BEGIN; SELECT pg_catalog.set_config('role', 'keen_app', true)")
     assert "set_config('app.current_user_id', '" in context
     assert "block starts" in block and end == ' "COMMIT"'
+
+
+def test_a_role_name_that_is_not_a_plain_identifier_is_refused(db_url: str) -> None:
+    with pytest.raises(ValueError):
+        Database(settings_for(db_url, app_role="keen_app', true); DROP TABLE x; --"))
 
 
 def test_tenant_commits_when_the_block_ends(db: Database, user_id: uuid.UUID) -> None:
