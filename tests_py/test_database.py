@@ -316,11 +316,11 @@ def test_the_documented_usage_example_runs_with_the_promised_types(
         assert isinstance(entry[0].created_at, datetime) and entry[0].created_at.tzinfo
 
 
-def test_a_service_login_can_act_as_keen_app_but_never_as_keen_owner(db_url: str) -> None:
+def test_a_noinherit_service_login_acts_only_as_keen_app_never_as_keen_owner(db_url: str) -> None:
     login = f"keen_test_svc_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(db_url, autocommit=True) as admin:
         admin.execute(
-            sql.SQL("CREATE ROLE {} LOGIN IN ROLE keen_app").format(sql.Identifier(login))
+            sql.SQL("CREATE ROLE {} LOGIN NOINHERIT IN ROLE keen_app").format(sql.Identifier(login))
         )
     try:
         url = db_url.replace("postgres@", f"{login}@", 1)
@@ -332,6 +332,11 @@ def test_a_service_login_can_act_as_keen_app_but_never_as_keen_owner(db_url: str
                     q.conn.execute("SELECT set_config('role', %s, true)", (role,))
             with pytest.raises(psycopg.errors.InsufficientPrivilege), svc.service() as q:
                 q.conn.execute("SELECT password_hash FROM keen.users")
+            # A NOINHERIT login holds no privileges of its own: a statement that escapes the
+            # tenant transaction (the block committed it itself) fails instead of running.
+            with pytest.raises(psycopg.errors.InsufficientPrivilege), svc.service() as q:
+                q.conn.commit()
+                q.conn.execute("SELECT count(*) FROM keen.auth_tokens")
     finally:
         with psycopg.connect(db_url, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(login)))
