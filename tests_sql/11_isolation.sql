@@ -2,7 +2,7 @@
 -- cross-tenant references, fail-closed without context, and the exact lists of SECURITY
 -- DEFINER functions, policies and grants (a new one cannot appear unnoticed).
 BEGIN;
-SELECT plan(147);
+SELECT plan(148);
 
 -- pgTAP itself must be callable while acting as keen_app (rolled back with the test).
 GRANT USAGE ON SCHEMA tap TO keen_app, keen_analytics;
@@ -210,6 +210,14 @@ SELECT is_empty(
     WHERE p.pronamespace = 'keen'::regnamespace
       AND NOT coalesce('search_path=""' = ANY (p.proconfig), false)$$,
   'every function in keen pins search_path to the empty string');
+SELECT is_empty(
+  $$SELECT c.relname FROM pg_class AS c
+    WHERE c.relnamespace = 'keen'::regnamespace AND c.relkind IN ('r', 'p')
+      AND EXISTS (SELECT FROM pg_attribute AS a WHERE a.attrelid = c.oid AND a.attname = 'user_id')
+      AND NOT EXISTS (SELECT FROM pg_index AS i JOIN pg_attribute AS a
+                        ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                      WHERE i.indrelid = c.oid AND a.attname = 'user_id')$$,
+  'every tenant table has an index leading with user_id, which the policies'' predicate uses');
 SELECT is_empty(
   $$SELECT c.relname FROM pg_class AS c
     WHERE c.relnamespace = 'keen'::regnamespace AND c.relowner <> 'keen_owner'::regrole
