@@ -316,7 +316,7 @@ class Queries:
     Attributes:
         conn: the pooled connection, inside the open transaction (raw SQL, savepoints).
         user_id: the tenant of the transaction; None for a service transaction.
-        analytics, credits, users: the generated modules' queries bound to `conn`.
+        analytics, credits, sessions, users: the generated modules' queries bound to `conn`.
     """
 
     __slots__ = ("analytics", "conn", "credits", "sessions", "user_id", "users")
