@@ -19,6 +19,7 @@ from keen_sql.config import Settings
 from keen_sql.database import Database
 from keen_sql.errors import (
     AccountNotActive,
+    AlreadyExists,
     InvalidArgument,
     NotFound,
     RefreshTokenReuse,
@@ -321,3 +322,48 @@ def test_login_to_a_suspended_account_raises_AccountNotActive(db: Database, db_u
         )
     with pytest.raises(AccountNotActive):
         security.login(db, f"susp_{tag}", "pw-12345", hasher=FAST)
+
+
+# ----- sign-up ----------------------------------------------------------------------------
+
+
+def test_concurrent_sign_ups_with_one_email_leave_one_user_the_rest_KE009(db: Database) -> None:
+    tag = uuid.uuid4().hex[:8]
+    start = threading.Barrier(CONCURRENT_CALLERS)
+    outcomes: list[object] = []
+
+    def sign_up(i: int) -> None:
+        start.wait()
+        try:
+            with db.service() as q:
+                row = q.users.register_user(
+                    p_email=f"race-{tag}@example.com" if i % 2 else f"RACE-{tag}@example.com",
+                    p_username=f"race_{tag}_{i}",
+                    p_password_hash="x" * 40,
+                    p_display_name=None,
+                    p_timezone="UTC",
+                )
+            outcomes.append(row)
+        except AlreadyExists as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=sign_up, args=(i,)) for i in range(CONCURRENT_CALLERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(outcomes) == CONCURRENT_CALLERS
+    assert sum(not isinstance(o, AlreadyExists) for o in outcomes) == 1
+    with db.service() as q:
+        assert q.users.login_lookup(p_login=f"race-{tag}@example.com") is not None
+
+
+def test_sign_up_with_an_unknown_time_zone_raises_KE013(db: Database) -> None:
+    with pytest.raises(InvalidArgument), db.service() as q:
+        q.users.register_user(
+            p_email=f"tz-{uuid.uuid4().hex[:8]}@example.com",
+            p_username=f"tz_{uuid.uuid4().hex[:8]}",
+            p_password_hash="x" * 40,
+            p_display_name=None,
+            p_timezone="Mars/Olympus_Mons",
+        )
