@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import ipaddress
 import secrets
@@ -23,10 +24,10 @@ from uuid import UUID
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from keen_queries.models import AuthToken
-from keen_queries.users import AuthenticateTokenRow
+from keen_queries.users import AuthenticateTokenRow, LoginLookupRow
 
 from keen_sql.bindings import Queries
-from keen_sql.database import Database
+from keen_sql.database import AsyncDatabase, Database
 from keen_sql.errors import AccountNotActive, NotFound, RefreshTokenReuse
 
 __all__ = [
@@ -38,9 +39,11 @@ __all__ = [
     "hash_token",
     "issue_token",
     "login",
+    "login_async",
     "new_token",
     "password_needs_rehash",
     "rotate_refresh_token",
+    "rotate_refresh_token_async",
     "verify_password",
 ]
 
@@ -142,6 +145,27 @@ def authenticate(
     return q.users.authenticate_token(p_token_hash=hash_token(token), p_ip=ip)
 
 
+def _verified(
+    found: LoginLookupRow | None, password: str, hasher: PasswordHasher
+) -> LoginResult | None:
+    """The outcome of a login once its user was looked up (no database access)."""
+    if found is None or found.user_id is None or found.password_hash is None:
+        verify_password(_DUMMY_HASH, password, hasher)
+        return None
+    if not verify_password(found.password_hash, password, hasher):
+        return None
+    if found.account_status != "active":
+        raise AccountNotActive(
+            f"account not active: user {found.user_id} is {found.account_status}"
+        )
+    return LoginResult(
+        user_id=found.user_id,
+        mfa_required=bool(found.mfa_enabled),
+        email_verified=bool(found.email_verified),
+        password_needs_rehash=password_needs_rehash(found.password_hash, hasher),
+    )
+
+
 def login(
     db: Database,
     login_name: str,
@@ -157,23 +181,38 @@ def login(
     """
     with db.service() as q:
         found = q.users.login_lookup(p_login=login_name)
-    if found is None or found.user_id is None or found.password_hash is None:
-        verify_password(_DUMMY_HASH, password, hasher)
-        return None
-    if not verify_password(found.password_hash, password, hasher):
-        return None
-    if found.account_status != "active":
-        raise AccountNotActive(
-            f"account not active: user {found.user_id} is {found.account_status}"
-        )
-    with db.tenant(found.user_id) as q:
-        q.users.record_login(p_ip=ip)
-    return LoginResult(
-        user_id=found.user_id,
-        mfa_required=bool(found.mfa_enabled),
-        email_verified=bool(found.email_verified),
-        password_needs_rehash=password_needs_rehash(found.password_hash, hasher),
-    )
+    result = _verified(found, password, hasher)
+    if result is not None:
+        with db.tenant(result.user_id) as q:
+            q.users.record_login(p_ip=ip)
+    return result
+
+
+async def login_async(
+    db: AsyncDatabase,
+    login_name: str,
+    password: str,
+    *,
+    ip: IPAddress | None = None,
+    hasher: PasswordHasher = DEFAULT_HASHER,
+) -> LoginResult | None:
+    """The asyncio twin of `login` (argon2 runs in a worker thread)."""
+    async with db.service() as q:
+        found = await q.users.login_lookup(p_login=login_name)
+    result = await asyncio.to_thread(_verified, found, password, hasher)
+    if result is not None:
+        async with db.tenant(result.user_id) as q:
+            await q.users.record_login(p_ip=ip)
+    return result
+
+
+def _refresh_owner(auth: AuthenticateTokenRow | None) -> UUID:
+    """The tenant of an authenticated refresh token; `NotFound` for anything else."""
+    if auth is None or auth.user_id is None or auth.token_type != "jwt_refresh":
+        raise NotFound("not found: refresh token is unknown, revoked, expired or replayed")
+    if auth.rate_limited:
+        raise NotFound("not found: refresh token is over its hourly rate limit")
+    return auth.user_id
 
 
 def rotate_refresh_token(
@@ -194,16 +233,13 @@ def rotate_refresh_token(
        it raises KE011; the token is then presented once more to authenticate_token, which
        now sees it rotated and revokes the family, and `RefreshTokenReuse` is raised.
     """
-    token_hash = hash_token(refresh_token)
+    token_hash, successor = hash_token(refresh_token), new_token()
     with db.service() as q:
         auth = q.users.authenticate_token(p_token_hash=token_hash, p_ip=ip)
-    if auth is None or auth.user_id is None or auth.token_type != "jwt_refresh":
-        raise NotFound("not found: refresh token is unknown, revoked, expired or replayed")
-    if auth.rate_limited:
-        raise NotFound("not found: refresh token is over its hourly rate limit")
-    successor = new_token()
+    # Only after the commit: raising inside the block would roll a family revocation back.
+    user_id = _refresh_owner(auth)
     try:
-        with db.tenant(auth.user_id) as q:
+        with db.tenant(user_id) as q:
             row = q.users.rotate_refresh_token(
                 p_token_hash=token_hash,
                 p_new_token_hash=hash_token(successor),
@@ -214,6 +250,36 @@ def rotate_refresh_token(
     except RefreshTokenReuse:
         with db.service() as q:  # the replay revokes the family, committed here
             q.users.authenticate_token(p_token_hash=token_hash, p_ip=ip)
+        raise
+    assert row is not None
+    return IssuedToken(successor, row)
+
+
+async def rotate_refresh_token_async(
+    db: AsyncDatabase,
+    refresh_token: str,
+    *,
+    ttl: timedelta = timedelta(days=30),
+    ip: IPAddress | None = None,
+    user_agent: str | None = None,
+) -> IssuedToken:
+    """The asyncio twin of `rotate_refresh_token` (same two transactions, same errors)."""
+    token_hash, successor = hash_token(refresh_token), new_token()
+    async with db.service() as q:
+        auth = await q.users.authenticate_token(p_token_hash=token_hash, p_ip=ip)
+    user_id = _refresh_owner(auth)
+    try:
+        async with db.tenant(user_id) as q:
+            row = await q.users.rotate_refresh_token(
+                p_token_hash=token_hash,
+                p_new_token_hash=hash_token(successor),
+                p_expires_at=datetime.now(UTC) + ttl,
+                p_ip=ip,
+                p_user_agent=user_agent,
+            )
+    except RefreshTokenReuse:
+        async with db.service() as q:
+            await q.users.authenticate_token(p_token_hash=token_hash, p_ip=ip)
         raise
     assert row is not None
     return IssuedToken(successor, row)

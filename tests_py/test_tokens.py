@@ -3,6 +3,7 @@ refresh-token rotation with reuse detection, and the login flow."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import threading
 import uuid
@@ -16,7 +17,7 @@ from keen_queries.users import AuthenticateTokenRow
 
 from keen_sql import security
 from keen_sql.config import Settings
-from keen_sql.database import Database
+from keen_sql.database import AsyncDatabase, Database
 from keen_sql.errors import (
     AccountNotActive,
     AlreadyExists,
@@ -367,3 +368,31 @@ def test_sign_up_with_an_unknown_time_zone_raises_KE013(db: Database) -> None:
             p_display_name=None,
             p_timezone="Mars/Olympus_Mons",
         )
+
+
+def test_async_login_and_rotation_follow_the_same_rules(db: Database, db_url: str) -> None:
+    tag = uuid.uuid4().hex[:8]
+    with db.service() as q:
+        row = q.users.register_user(
+            p_email=f"async-{tag}@example.com",
+            p_username=f"async_{tag}",
+            p_password_hash=security.hash_password("pw-async", FAST),
+            p_display_name=None,
+            p_timezone="UTC",
+        )
+    assert row is not None
+    first = _refresh_token(db, row.user_id)
+
+    async def scenario() -> tuple[security.LoginResult | None, bool, str]:
+        settings = Settings(database_url=db_url, pool_min_size=1, pool_max_size=2)
+        async with AsyncDatabase(settings) as adb:
+            ok = await security.login_async(adb, f"async_{tag}", "pw-async", hasher=FAST)
+            bad = await security.login_async(adb, f"async_{tag}", "nope", hasher=FAST)
+            second = await security.rotate_refresh_token_async(adb, first)
+            with pytest.raises(NotFound):
+                await security.rotate_refresh_token_async(adb, first)  # replay
+            return ok, bad is None, second.token
+
+    ok, refused, second = asyncio.run(scenario())
+    assert ok is not None and ok.user_id == row.user_id and refused
+    assert _authenticate(db, second) is None  # the replay revoked the family
