@@ -12,14 +12,24 @@ from keen_sql.database import Database
 from keen_sql.security import hash_token
 
 
-def register(db: Database, prefix: str = "t", timezone: str = "UTC") -> uuid.UUID:
-    """Sign a new user up through register_user (a service transaction); return its id."""
-    tag = f"{prefix}{uuid.uuid4().hex[:10]}"
+def register(
+    db: Database,
+    prefix: str = "t",
+    timezone: str = "UTC",
+    *,
+    username: str | None = None,
+    password_hash: str = "x" * 40,
+) -> uuid.UUID:
+    """Sign a new user up through register_user (a service transaction); return its id.
+
+    The username is `username` or `prefix` + random; the e-mail is `<username>@example.com`.
+    """
+    tag = username or f"{prefix}{uuid.uuid4().hex[:10]}"
     with db.service() as q:
         row = q.users.register_user(
             p_email=f"{tag}@example.com",
             p_username=tag,
-            p_password_hash="x" * 40,
+            p_password_hash=password_hash,
             p_display_name=None,
             p_timezone=timezone,
         )

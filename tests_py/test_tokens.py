@@ -287,19 +287,13 @@ def test_logout_revokes_the_refresh_token_family(db: Database, user_id: uuid.UUI
 
 def test_login_verifies_the_password_and_stamps_the_login(db: Database) -> None:
     tag = uuid.uuid4().hex[:8]
-    with db.service() as q:
-        row = q.users.register_user(
-            p_email=f"login-{tag}@example.com",
-            p_username=f"login_{tag}",
-            p_password_hash=security.hash_password("hunter22", FAST),
-            p_display_name=None,
-            p_timezone="UTC",
-        )
-    assert row is not None
+    user_id = register(
+        db, username=f"login_{tag}", password_hash=security.hash_password("hunter22", FAST)
+    )
     ip = ipaddress.ip_address("203.0.113.5")
-    result = security.login(db, f"LOGIN-{tag}@example.com", "hunter22", ip=ip, hasher=FAST)
-    assert result == security.LoginResult(row.user_id, False, False, False)
-    with db.tenant(row.user_id) as q:
+    result = security.login(db, f"LOGIN_{tag}@Example.COM", "hunter22", ip=ip, hasher=FAST)
+    assert result == security.LoginResult(user_id, False, False, False)
+    with db.tenant(user_id) as q:
         me = q.users.current_user()
     assert me is not None and me.last_login_ip == ip and me.last_login_at is not None
     assert security.login(db, f"login_{tag}", "wrong", hasher=FAST) is None
@@ -308,14 +302,7 @@ def test_login_verifies_the_password_and_stamps_the_login(db: Database) -> None:
 
 def test_login_to_a_suspended_account_raises_AccountNotActive(db: Database, db_url: str) -> None:
     tag = uuid.uuid4().hex[:8]
-    with db.service() as q:
-        q.users.register_user(
-            p_email=f"susp-{tag}@example.com",
-            p_username=f"susp_{tag}",
-            p_password_hash=security.hash_password("pw-12345", FAST),
-            p_display_name=None,
-            p_timezone="UTC",
-        )
+    register(db, username=f"susp_{tag}", password_hash=security.hash_password("pw-12345", FAST))
     with psycopg.connect(db_url) as admin:
         admin.execute(
             "UPDATE keen.users SET account_status = 'suspended' WHERE username = %s",
@@ -372,16 +359,10 @@ def test_sign_up_with_an_unknown_time_zone_raises_KE013(db: Database) -> None:
 
 def test_async_login_and_rotation_follow_the_same_rules(db: Database, db_url: str) -> None:
     tag = uuid.uuid4().hex[:8]
-    with db.service() as q:
-        row = q.users.register_user(
-            p_email=f"async-{tag}@example.com",
-            p_username=f"async_{tag}",
-            p_password_hash=security.hash_password("pw-async", FAST),
-            p_display_name=None,
-            p_timezone="UTC",
-        )
-    assert row is not None
-    first = _refresh_token(db, row.user_id)
+    user_id = register(
+        db, username=f"async_{tag}", password_hash=security.hash_password("pw-async", FAST)
+    )
+    first = _refresh_token(db, user_id)
 
     async def scenario() -> tuple[security.LoginResult | None, bool, str]:
         settings = Settings(database_url=db_url, pool_min_size=1, pool_max_size=2)
@@ -394,5 +375,5 @@ def test_async_login_and_rotation_follow_the_same_rules(db: Database, db_url: st
             return ok, bad is None, second.token
 
     ok, refused, second = asyncio.run(scenario())
-    assert ok is not None and ok.user_id == row.user_id and refused
+    assert ok is not None and ok.user_id == user_id and refused
     assert _authenticate(db, second) is None  # the replay revoked the family
