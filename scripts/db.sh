@@ -27,9 +27,10 @@ up() {
   if [[ ! -f $data/PG_VERSION ]]; then
     as_owner "$pgbin/initdb" -D "$data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
     # Settings of a throwaway development and test cluster: durable enough for a restart,
-    # fast enough for the test suite; plpgsql_check preloaded for its profiler.
+    # fast enough for the test suite; plpgsql_check preloaded for its profiler. Unix socket
+    # only (no TCP listener): two checkouts on one machine, or a system server, never clash.
     cat >>"$data/postgresql.conf" <<CONF
-listen_addresses = '127.0.0.1'
+listen_addresses = ''
 port = $port
 unix_socket_directories = '$run'
 max_connections = 300
