@@ -154,14 +154,22 @@ $$;
 
 CREATE FUNCTION keen.lock_event_stream(p_user_id uuid)
 RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 VOLATILE
 SET search_path = ''
 AS $$
+BEGIN
+  -- Only the caller's own stream (or any, in a transaction without tenant: the operators'
+  -- and the reaper's): a tenant's transaction must not be able to stall another's events.
+  IF p_user_id IS DISTINCT FROM coalesce(keen.current_user_id(), p_user_id) THEN
+    RAISE EXCEPTION 'event stream not found: %', p_user_id
+      USING ERRCODE = 'KE006', HINT = 'A transaction may lock only its own tenant''s event stream.';
+  END IF;
   -- Held until commit: one transaction at a time appends to a user's event log, so the
   -- user's event ids are assigned in commit order and "after id N" never skips a late
   -- commit. The class key 1801811572 is 'kevt'; the user's hash collides harmlessly.
-  SELECT pg_catalog.pg_advisory_xact_lock(1801811572, pg_catalog.hashtext(p_user_id::text))
+  PERFORM pg_catalog.pg_advisory_xact_lock(1801811572, pg_catalog.hashtext(p_user_id::text));
+END
 $$;
 
 CREATE FUNCTION keen.get_session(p_session_id text)

@@ -2,7 +2,7 @@
 -- cancellation of descendants, session_tree, listing, the event log, connections and the
 -- reaper, per tenant. One assertion per rule.
 BEGIN;
-SELECT plan(155);
+SELECT plan(157);
 
 -- ===== fixtures (as the owner) ===============================================
 -- alice runs sessions and pays for them; bob is the other tenant.
@@ -428,6 +428,10 @@ SELECT throws_ok($$SELECT * FROM keen.session_tree('t0000')$$, 'KE006', NULL, 'a
 SELECT throws_ok($$SELECT keen.open_connection(p_connection_id => 'b-ws', p_client_ip => '10.0.0.9', p_session_id => 'life')$$,
   'KE006', NULL, 'a connection cannot follow another tenant''s session');
 SELECT throws_ok($$SELECT keen.ping_connection('ws-0')$$, 'KE006', NULL, 'another tenant''s connection is not found');
+SELECT throws_ok($$SELECT keen.lock_event_stream('00000000-0000-4000-8000-0000000d0a01')$$, 'KE006', NULL,
+  'a tenant cannot take (and hold) another tenant''s event-stream lock');
+SELECT lives_ok($$SELECT keen.lock_event_stream('00000000-0000-4000-8000-0000000d0b01')$$,
+  'a tenant takes its own event-stream lock');
 SELECT lives_ok($$SELECT keen.start_session(p_session_id => 'root', p_vision => 'v', p_working_directory => '/w', p_git_branch => 'b')$$,
   'session ids are unique per tenant: bob may use alice''s id');
 SELECT results_eq($$SELECT session_id FROM keen.list_sessions()$$, $$VALUES ('root')$$, 'bob lists only his own session');
