@@ -43,51 +43,34 @@ __all__ = [
 ]
 
 
-# The one statement of keen_sql that carries tenant context, sent as a single simple query
-# with BEGIN: the transaction, the role, the tenant and the timeouts in one round trip, all
-# transaction-local. The simple protocol takes no parameters, so the values are literals:
-# the tenant is the text of a validated UUID (or '' for none: fail closed), the role a
-# checked identifier, the timeouts integers. Built by plain concatenation (`_BeginContext`):
-# composing it with psycopg.sql per transaction costs more than the round trip it saves.
-BEGIN_CONTEXT: LiteralString = (
-    "BEGIN; SELECT pg_catalog.set_config('role', '{role}', true),"
-    " pg_catalog.set_config('app.current_user_id', '{tenant}', true),"
-    " pg_catalog.set_config('statement_timeout', '{statement_timeout}', true),"
-    " pg_catalog.set_config('lock_timeout', '{lock_timeout}', true)"
-)
-ROLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
-
-
-class _BeginContext:
-    """BEGIN_CONTEXT with the settings filled in, split around the tenant."""
-
-    __slots__ = ("head", "tail")
-
-    def __init__(self, settings: Settings) -> None:
-        if not ROLE_NAME.fullmatch(settings.app_role):
-            raise ValueError(f"not a plain role name: {settings.app_role!r}")
-        statement_timeout, lock_timeout = _timeout_params(settings)
-        head, tail = BEGIN_CONTEXT.format(
-            role=settings.app_role,
-            tenant="\0",
-            statement_timeout=statement_timeout,
-            lock_timeout=lock_timeout,
-        ).split("\0")
-        self.head, self.tail = head.encode(), tail.encode()
-
-    def statement(self, user_id: UUID | None) -> bytes:
-        """The statement for tenant `user_id` (its UUID text: hex digits and dashes only)."""
-        return self.head + (b"" if user_id is None else str(user_id).encode()) + self.tail
-
-
-# The same context as a parameterised statement, for a transaction already begun (used by
-# keen_sql.events): "%s" are the role, the tenant and the two timeouts.
+# The one statement of keen_sql that carries tenant context: role, tenant and timeouts, all
+# transaction-local, bound as parameters ("%s": the role, the tenant's UUID text or '' for
+# none — fail closed — and the two timeouts). `Database.tenant()` pipelines it behind an
+# explicit BEGIN, so the transaction and its context cost one round trip; keen_sql.events
+# runs it inside a transaction it has begun.
+BEGIN: LiteralString = "BEGIN"
 SET_CONTEXT: LiteralString = (
     "SELECT pg_catalog.set_config('role', %s, true),"
     " pg_catalog.set_config('app.current_user_id', %s, true),"
     " pg_catalog.set_config('statement_timeout', %s, true),"
     " pg_catalog.set_config('lock_timeout', %s, true)"
 )
+ROLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+
+
+def _context_params(settings: Settings) -> tuple[str, str, str]:
+    """The role and timeouts of SET_CONTEXT; the role must be a plain identifier."""
+    if not ROLE_NAME.fullmatch(settings.app_role):
+        raise ValueError(f"not a plain role name: {settings.app_role!r}")
+    statement_timeout, lock_timeout = _timeout_params(settings)
+    return settings.app_role, statement_timeout, lock_timeout
+
+
+def _context(fixed: tuple[str, str, str], user_id: UUID | None) -> tuple[str, str, str, str]:
+    role, statement_timeout, lock_timeout = fixed
+    return role, "" if user_id is None else str(user_id), statement_timeout, lock_timeout
+
+
 # Session-level defaults for each new pooled connection: timeouts only, never a tenant.
 CONFIGURE: LiteralString = (
     "SELECT pg_catalog.set_config('statement_timeout', %s, false),"
@@ -122,7 +105,7 @@ def _pool_options(settings: Settings) -> _PoolOptions:
     # prepare_threshold=None: never prepare server-side (PgBouncer 1.18 transaction mode
     # hands each transaction to any server connection, where the statement does not exist).
     # Autocommit: psycopg sends no BEGIN of its own; tenant() opens the transaction itself,
-    # together with the context (BEGIN_CONTEXT).
+    # pipelined with the context (SET_CONTEXT).
     kwargs: dict[str, Any] = {"autocommit": True}
     if not settings.prepare:
         kwargs["prepare_threshold"] = None
@@ -187,7 +170,7 @@ class Database:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
-        self._begin = _BeginContext(self.settings)
+        self._context = _context_params(self.settings)
         self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             self.settings.database_url,
             configure=self._configure,
@@ -204,8 +187,11 @@ class Database:
     def _transaction(self, user_id: UUID | None) -> Iterator[Queries]:
         with self.pool.connection() as conn:
             try:
-                # Autocommit connection: the server transaction is the one BEGIN opens here.
-                conn.execute(self._begin.statement(user_id), prepare=False)
+                # Autocommit connection: the server transaction is the one BEGIN opens here;
+                # pipelined with the context, both travel in one round trip.
+                with conn.pipeline():
+                    conn.execute(BEGIN, prepare=False)
+                    conn.execute(SET_CONTEXT, _context(self._context, user_id), prepare=False)
                 yield Queries(conn, user_id)
                 if conn.info.transaction_status == TransactionStatus.INERROR:
                     raise TransactionAborted("a statement failed inside the block: rolled back")
@@ -258,7 +244,7 @@ class AsyncDatabase:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
-        self._begin = _BeginContext(self.settings)
+        self._context = _context_params(self.settings)
         self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
             self.settings.database_url,
             configure=self._configure,
@@ -279,7 +265,9 @@ class AsyncDatabase:
     async def _transaction(self, user_id: UUID | None) -> AsyncIterator[AsyncQueries]:
         async with self.pool.connection() as conn:
             try:
-                await conn.execute(self._begin.statement(user_id), prepare=False)
+                async with conn.pipeline():
+                    await conn.execute(BEGIN, prepare=False)
+                    await conn.execute(SET_CONTEXT, _context(self._context, user_id), prepare=False)
                 yield AsyncQueries(conn, user_id)
                 if conn.info.transaction_status == TransactionStatus.INERROR:
                     raise TransactionAborted("a statement failed inside the block: rolled back")

@@ -77,7 +77,9 @@ def test_tenant_runs_as_keen_app_with_tenant_and_timeouts_local_to_the_transacti
         assert conn.execute(LEFTOVER).fetchone() == ("", "none", True)
 
 
-def test_begin_role_and_tenant_travel_in_one_round_trip(db_url: str, tmp_path: Path) -> None:
+def test_begin_role_and_tenant_travel_in_one_round_trip_as_parameters(
+    db_url: str, tmp_path: Path
+) -> None:
     settings = settings_for(db_url, pool_min_size=1, pool_max_size=1, pool_check=False)
     trace = tmp_path / "libpq.trace"
     with Database(settings) as one, trace.open("w") as out:
@@ -85,7 +87,8 @@ def test_begin_role_and_tenant_travel_in_one_round_trip(db_url: str, tmp_path: P
         conn.pgconn.trace(out.fileno())
         conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
         one.pool.putconn(conn)
-        with one.tenant(uuid.uuid4()) as q:
+        tenant = uuid.uuid4()
+        with one.tenant(tenant) as q:
             q.conn.execute("SELECT 'block starts'")
         conn.pgconn.untrace()
     # Frontend messages (F), tab-separated: direction, length, type, contents.
@@ -96,12 +99,21 @@ def test_begin_role_and_tenant_travel_in_one_round_trip(db_url: str, tmp_path: P
         for m in sent
         if m[2].strip() in ("Query", "Sync")
     ]
-    # BEGIN with the context, the block's statement, COMMIT: nothing else.
-    assert [kind for kind, _ in trips] == ["Query", "Query", "Query"]
-    context, block, end = (text for _, text in trips)
-    assert context.startswith(" \"BEGIN; SELECT pg_catalog.set_config('role', 'keen_app', true)")
-    assert "set_config('app.current_user_id', '" in context
+    # BEGIN and the context pipelined (one Sync), the block's statement, COMMIT: nothing else.
+    assert [kind for kind, _ in trips] == ["Sync", "Query", "Query"]
+    _, block, end = (text for _, text in trips)
     assert "block starts" in block and end == ' "COMMIT"'
+    # Before the Sync: BEGIN and the context statement, whose tenant is a bound parameter,
+    # never part of the SQL text.
+    parses = [
+        m[3]
+        for m in sent[: next(i for i, m in enumerate(sent) if m[2].strip() == "Sync")]
+        if m[2].strip() == "Parse"
+    ]
+    assert len(parses) == 2
+    assert '"BEGIN"' in parses[0]
+    assert "set_config('app.current_user_id', $2, true)" in parses[1]
+    assert str(tenant) not in "".join(parses)
 
 
 def test_a_role_name_that_is_not_a_plain_identifier_is_refused(db_url: str) -> None:
