@@ -19,9 +19,23 @@ cleanup() { profiler off; rm -rf "$KEEN_PLPGSQL_COVERAGE"; }
 trap cleanup EXIT
 profiler on
 
+# sqlc runs the plugin as a subprocess without environment: a wrapper with absolute paths,
+# first on sqlc's PATH (tests_py/plugin/corpus.py), records its coverage beside pytest-cov's.
+plugin_dir=$KEEN_PLPGSQL_COVERAGE/bin
+mkdir -p "$plugin_dir"
+cat >"$plugin_dir/sqlc-gen-psycopg" <<WRAPPER
+#!/bin/sh
+exec "$root/.venv/bin/python" -m coverage run --parallel-mode --source="$root/sqlc_psycopg" \\
+  --data-file="$root/.coverage" -m sqlc_psycopg
+WRAPPER
+chmod +x "$plugin_dir/sqlc-gen-psycopg"
+export KEEN_SQLC_PLUGIN_DIR=$plugin_dir
+rm -f .coverage .coverage.*
+
 status=0
 scripts/test_sql.sh || status=1
-.venv/bin/pytest -q -p no:cacheprovider --cov=keen_sql --cov=sqlc_psycopg --cov-report=term \
-  --cov-fail-under="$fail_under" || status=1
+.venv/bin/pytest -q -p no:cacheprovider --cov=keen_sql --cov=sqlc_psycopg --cov-report= || status=1
+.venv/bin/python -m coverage combine --append -q .coverage.* 2>/dev/null || true
+.venv/bin/python -m coverage report --fail-under="$fail_under" || status=1
 .venv/bin/python tests_py/support/plpgsql_coverage.py "$KEEN_PLPGSQL_COVERAGE" "$fail_under" || status=1
 exit $status

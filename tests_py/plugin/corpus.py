@@ -126,7 +126,10 @@ def run_sqlc(
         (workdir / "sqlc.json").write_text(
             json.dumps(config(cases, db_urls, plugin_per_case), indent=1)
         )
-        env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
+        # KEEN_SQLC_PLUGIN_DIR (set by `make coverage`) holds a wrapper of the plugin command
+        # that records the plugin's coverage: sqlc runs it as a subprocess.
+        first = os.environ.get("KEEN_SQLC_PLUGIN_DIR", str(VENV_BIN))
+        env = {**os.environ, "PATH": f"{first}:{VENV_BIN}:{os.environ.get('PATH', '')}"}
         return subprocess.run(
             [str(VENV_BIN / "sqlc"), "generate", "-f", "sqlc.json"],
             cwd=workdir,
