@@ -8,7 +8,7 @@ from __future__ import annotations
 import subprocess
 import uuid
 from collections.abc import Iterator
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -23,7 +23,9 @@ def url_for(base_url: str, dbname: str) -> str:
     """Return `base_url` pointed at the database `dbname` (path or `dbname=` query)."""
     parts = urlsplit(base_url)
     query = [(k, v) for k, v in parse_qsl(parts.query) if k != "dbname"]
-    return urlunsplit(parts._replace(path="/" + dbname, query=urlencode(query, safe="/")))
+    return urlunsplit(
+        parts._replace(path="/" + quote(dbname, safe=""), query=urlencode(query, safe="/"))
+    )
 
 
 def create_database(admin_url: str, name: str, template: str | None = None) -> str:

@@ -33,7 +33,7 @@ def dump(url: str, name: str) -> None:
         return
     try:
         conn = psycopg.connect(url, autocommit=True)
-    except psycopg.OperationalError:
+    except psycopg.Error:
         return  # the test dropped its database itself (backup → drop → restore)
     with conn:
         has_keen = conn.execute("SELECT to_regnamespace('keen') IS NOT NULL").fetchone()
