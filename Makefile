@@ -44,12 +44,13 @@ verify: generate ## fail when generated/ is not what `make generate` writes
 	@git diff --exit-code --stat -- generated/ || { echo "generated/ is stale: run make generate and commit" >&2; exit 1; }
 	@test -z "$$(git status --porcelain -- generated/)" || { git status --porcelain -- generated/; echo "generated/ has untracked or stale files" >&2; exit 1; }
 
-lint: db-up ## squawk on migrations, ruff, mypy --strict, plpgsql_check on every function
+lint: db-up ## squawk, ruff, mypy --strict, plpgsql_check on every function, docs/reference current
 	@$(VENV)/squawk --config .squawk.toml migrations/*.sql
 	@$(VENV)/ruff check .
 	@$(VENV)/ruff format --check .
 	@$(VENV)/mypy keen_sql sqlc_psycopg generated/keen_queries tests_py scripts
 	@$(PY) scripts/plpgsql_check.py --database-url '$(DB_URL)'
+	@$(PY) scripts/gen_docs.py --check --database-url '$(DB_URL)'
 
 test-sql: db-up ## pgTAP suite over tests_sql/ on a fresh database
 	@scripts/test_sql.sh

@@ -1126,4 +1126,53 @@ COMMENT ON FUNCTION keen.tg_session_events__notify() IS 'Trigger: NOTIFY keen_ev
 COMMENT ON FUNCTION keen.tg_websocket_connections__sync_session() IS
   'Trigger: recomputes agent_sessions.websocket_connections of the sessions a connection change touches.';
 
+COMMENT ON COLUMN keen.agent_sessions.user_id IS 'The tenant owning the session.';
+COMMENT ON COLUMN keen.agent_sessions.git_branch IS 'Git branch the agent works on.';
+COMMENT ON COLUMN keen.agent_sessions.vision IS 'The instructions the agent was started with.';
+COMMENT ON COLUMN keen.agent_sessions.working_directory IS 'Directory the agent works in.';
+COMMENT ON COLUMN keen.agent_sessions.current_phase IS 'EXPLORE, PLAN, SUMMON or COMPLETE; moves forward only.';
+COMMENT ON COLUMN keen.agent_sessions.start_time IS 'When the session started.';
+COMMENT ON COLUMN keen.agent_sessions.end_time IS 'When it completed, failed or was cancelled; NULL while running.';
+COMMENT ON COLUMN keen.agent_sessions.last_activity_at IS 'Time of the last progress report or state change.';
+COMMENT ON COLUMN keen.agent_sessions.phase_started_at IS 'When the current phase began.';
+COMMENT ON COLUMN keen.agent_sessions.iteration_count IS 'Agent iterations so far (sum of reported increments).';
+COMMENT ON COLUMN keen.agent_sessions.tool_calls_count IS 'Tool calls so far (sum of reported increments).';
+COMMENT ON COLUMN keen.agent_sessions.tokens_used IS 'Model tokens so far (sum of reported increments).';
+COMMENT ON COLUMN keen.agent_sessions.context_window_size IS 'Model context window in tokens.';
+COMMENT ON COLUMN keen.agent_sessions.files_modified IS 'Paths the session modified (recorded at completion).';
+COMMENT ON COLUMN keen.agent_sessions.files_created IS 'Paths the session created (recorded at completion).';
+COMMENT ON COLUMN keen.agent_sessions.files_deleted IS 'Paths the session deleted (recorded at completion).';
+COMMENT ON COLUMN keen.agent_sessions.execution_status IS 'running, completed, failed or cancelled; running is the only state that changes.';
+COMMENT ON COLUMN keen.agent_sessions.error_message IS 'Why a failed session failed.';
+COMMENT ON COLUMN keen.agent_sessions.completion_report IS 'The agents final report as JSON.';
+COMMENT ON COLUMN keen.agent_sessions.streaming_enabled IS 'Whether progress is streamed to connected clients.';
+COMMENT ON COLUMN keen.agent_sessions.streaming_time IS 'Milliseconds spent streaming, when reported.';
+COMMENT ON COLUMN keen.agent_sessions.agent_options IS 'The agents options as JSON.';
+COMMENT ON COLUMN keen.session_events.user_id IS 'The tenant owning the session (RLS: a listener never sees another tenants events).';
+COMMENT ON COLUMN keen.session_events.session_id IS 'The session (uuid id) the event belongs to.';
+COMMENT ON COLUMN keen.session_events.event_type IS 'What happened, e.g. session.started, session.progress, session.completed.';
+COMMENT ON COLUMN keen.session_events.payload IS 'The events details as JSON (read from the log, never sent in NOTIFY).';
+COMMENT ON COLUMN keen.websocket_connections.user_id IS 'The tenant the connection belongs to.';
+COMMENT ON COLUMN keen.websocket_connections.session_id IS 'The session (uuid id) the connection follows, if one.';
+COMMENT ON COLUMN keen.websocket_connections.client_ip IS 'Client address.';
+COMMENT ON COLUMN keen.websocket_connections.user_agent IS 'Client user agent.';
+COMMENT ON COLUMN keen.websocket_connections.client_type IS 'web, cli, ide or api.';
+COMMENT ON COLUMN keen.websocket_connections.connected_at IS 'When the connection was opened.';
+COMMENT ON COLUMN keen.websocket_connections.last_ping_at IS 'Last sign of life; the reaper closes connections silent for too long.';
+COMMENT ON COLUMN keen.websocket_connections.disconnected_at IS 'When the connection was closed or reaped; NULL while active.';
+COMMENT ON COLUMN keen.websocket_connections.subscribed_events IS 'Event types the client wants; empty for all.';
+COMMENT ON COLUMN keen.websocket_connections.session_filters IS 'External session ids the client follows; NULL for all.';
+COMMENT ON COLUMN keen.websocket_connections.connection_status IS 'active, closed or stale (reaped).';
+COMMENT ON COLUMN keen.session_limits.singleton IS 'Always true: the table holds one row.';
+
+COMMENT ON COLUMN keen.agent_sessions.id IS 'Primary key.';
+COMMENT ON COLUMN keen.agent_sessions.created_at IS 'When the row was inserted.';
+COMMENT ON COLUMN keen.agent_sessions.updated_at IS 'When the row was last updated (trigger _100_set_updated_at).';
+COMMENT ON COLUMN keen.session_events.id IS 'Global event id; a user''s ids follow commit order, so a listener resumes after one.';
+COMMENT ON COLUMN keen.session_events.created_at IS 'When the row was inserted.';
+COMMENT ON COLUMN keen.session_limits.updated_at IS 'When an operator last changed the limits.';
+COMMENT ON COLUMN keen.websocket_connections.id IS 'Primary key.';
+COMMENT ON COLUMN keen.websocket_connections.created_at IS 'When the row was inserted.';
+COMMENT ON COLUMN keen.websocket_connections.updated_at IS 'When the row was last updated (trigger _100_set_updated_at).';
+
 RESET ROLE;

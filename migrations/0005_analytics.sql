@@ -639,4 +639,16 @@ COMMENT ON FUNCTION keen.tg_users__rebucket_usage_stats() IS
 -- Readers get figures (24 zero hours) at once instead of "has not been populated".
 REFRESH MATERIALIZED VIEW keen.dashboard_metrics;
 
+COMMENT ON COLUMN keen.daily_usage_stats.user_id IS 'The tenant of the figures.';
+COMMENT ON COLUMN keen.daily_usage_stats.sessions_started IS 'Sessions started that day.';
+COMMENT ON COLUMN keen.daily_usage_stats.sessions_completed IS 'Sessions completed that day (counted on their end day).';
+COMMENT ON COLUMN keen.daily_usage_stats.sessions_failed IS 'Sessions failed that day (counted on their end day).';
+COMMENT ON COLUMN keen.daily_usage_stats.sessions_cancelled IS 'Sessions cancelled that day (counted on their end day).';
+COMMENT ON COLUMN keen.daily_usage_stats.tokens_used IS 'Tokens of the sessions started that day.';
+COMMENT ON COLUMN keen.daily_usage_stats.tool_calls IS 'Tool calls of the sessions started that day.';
+COMMENT ON COLUMN keen.daily_usage_stats.total_cost IS 'Cost (6 decimals) of the sessions started that day.';
+COMMENT ON COLUMN keen.daily_usage_stats.credits_purchased IS 'Credits bought that day (purchase entries).';
+
+COMMENT ON COLUMN keen.daily_usage_stats.updated_at IS 'When the figures last changed.';
+
 RESET ROLE;

@@ -529,4 +529,38 @@ COMMENT ON FUNCTION keen.rotate_refresh_token(text, text, timestamptz, inet, tex
 COMMENT ON FUNCTION keen.revoke_token(uuid) IS
   'Revokes one of the caller''s tokens (a refresh token with its whole family); returns it. KE006 when not the caller''s.';
 
+COMMENT ON COLUMN keen.users.display_name IS 'Name shown in the dashboard; free text, optional.';
+COMMENT ON COLUMN keen.users.role IS 'user, admin or super_admin; is_admin derives from it. Grants no bypass of RLS or billing.';
+COMMENT ON COLUMN keen.users.admin_privileges IS 'Admin capabilities as JSON (informational; enforced by the services).';
+COMMENT ON COLUMN keen.users.email_verified IS 'True once the e-mail address is confirmed; then no verification token remains.';
+COMMENT ON COLUMN keen.users.email_verification_token IS 'Pending e-mail confirmation token (hash); NULL once verified. Hidden from keen_app.';
+COMMENT ON COLUMN keen.users.account_status IS 'active, suspended or deleted; only active users may log in.';
+COMMENT ON COLUMN keen.users.mfa_enabled IS 'Whether login needs a second factor; requires mfa_secret.';
+COMMENT ON COLUMN keen.users.mfa_secret IS 'TOTP secret of the second factor; hidden from keen_app.';
+COMMENT ON COLUMN keen.users.recovery_codes IS 'Hashes of one-time MFA recovery codes; hidden from keen_app.';
+COMMENT ON COLUMN keen.users.preferences IS 'The users settings as JSON.';
+COMMENT ON COLUMN keen.users.subscription_tier IS 'individual, team or enterprise.';
+COMMENT ON COLUMN keen.users.subscription_status IS 'active, past_due or cancelled (billing state of the subscription).';
+COMMENT ON COLUMN keen.users.last_login_at IS 'Time of the last successful login (keen.record_login).';
+COMMENT ON COLUMN keen.users.last_login_ip IS 'Client address of the last successful login.';
+COMMENT ON COLUMN keen.auth_tokens.user_id IS 'The tenant owning the token.';
+COMMENT ON COLUMN keen.auth_tokens.token_type IS 'jwt_refresh, api_key or session.';
+COMMENT ON COLUMN keen.auth_tokens.token_name IS 'Label chosen by the user (e.g. for an API key).';
+COMMENT ON COLUMN keen.auth_tokens.scopes IS 'Permission scopes granted to the token.';
+COMMENT ON COLUMN keen.auth_tokens.expires_at IS 'When the token stops authenticating; NULL for never.';
+COMMENT ON COLUMN keen.auth_tokens.last_used_at IS 'Time of the last successful authentication.';
+COMMENT ON COLUMN keen.auth_tokens.usage_count IS 'Successful authentications, all time.';
+COMMENT ON COLUMN keen.auth_tokens.created_ip IS 'Client address that created the token.';
+COMMENT ON COLUMN keen.auth_tokens.last_used_ip IS 'Client address of the last authentication.';
+COMMENT ON COLUMN keen.auth_tokens.user_agent IS 'User agent that created the token.';
+COMMENT ON COLUMN keen.auth_tokens.revoked_at IS 'When the token was revoked (logout, rotation, reuse detection); final.';
+COMMENT ON COLUMN keen.auth_tokens.rate_limit_per_hour IS 'Most authentications per fixed one-hour window.';
+
+COMMENT ON COLUMN keen.auth_tokens.id IS 'Primary key.';
+COMMENT ON COLUMN keen.auth_tokens.created_at IS 'When the row was inserted.';
+COMMENT ON COLUMN keen.auth_tokens.updated_at IS 'When the row was last updated (trigger _100_set_updated_at).';
+COMMENT ON COLUMN keen.users.id IS 'Primary key: the user''s id, which every tenant row carries as user_id.';
+COMMENT ON COLUMN keen.users.created_at IS 'When the row was inserted.';
+COMMENT ON COLUMN keen.users.updated_at IS 'When the row was last updated (trigger _100_set_updated_at).';
+
 RESET ROLE;

@@ -102,7 +102,7 @@ def schema_reference(conn: psycopg.Connection, problems: Problems) -> str:
             "| --- | --- | --- | --- | --- |",
         ]
         for col, typ, notnull, default, generated, ccomment in conn.execute(COLUMNS, (oid,)):
-            if not ccomment and kind != "m" and col not in {"created_at", "updated_at", "id"}:
+            if not ccomment and kind != "m":
                 problems.missing.append(f"column keen.{name}.{col}")
             shown = f"generated: `{default}`" if generated else (f"`{default}`" if default else "")
             out.append(

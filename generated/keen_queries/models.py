@@ -57,12 +57,32 @@ class User(NamedTuple):
     """A keen user: the tenant. Created by keen.register_user().
 
     Attributes:
+        id: Primary key: the user's id, which every tenant row carries as user_id.
         user_id: Always equal to id: the tenant key every tenant table shares.
         email: Login e-mail; unique case-insensitively (users_lower_email_key).
         username: Login name; unique case-insensitively (users_lower_username_key).
         password_hash: argon2id hash made in Python; never the password.
+        display_name: Name shown in the dashboard; free text, optional.
+        role: user, admin or super_admin; is_admin derives from it. Grants no bypass of RLS or
+        billing.
         is_admin: Derived from role, so the two can never disagree.
+        admin_privileges: Admin capabilities as JSON (informational; enforced by the services).
+        email_verified: True once the e-mail address is confirmed; then no verification token
+        remains.
+        email_verification_token: Pending e-mail confirmation token (hash); NULL once verified.
+        Hidden from keen_app.
+        account_status: active, suspended or deleted; only active users may log in.
+        mfa_enabled: Whether login needs a second factor; requires mfa_secret.
+        mfa_secret: TOTP secret of the second factor; hidden from keen_app.
+        recovery_codes: Hashes of one-time MFA recovery codes; hidden from keen_app.
         timezone: IANA time zone; daily and monthly limits are counted in it.
+        preferences: The users settings as JSON.
+        subscription_tier: individual, team or enterprise.
+        subscription_status: active, past_due or cancelled (billing state of the subscription).
+        created_at: When the row was inserted.
+        updated_at: When the row was last updated (trigger _100_set_updated_at).
+        last_login_at: Time of the last successful login (keen.record_login).
+        last_login_ip: Client address of the last successful login.
     """
 
     id: uuid.UUID
@@ -94,14 +114,29 @@ class AuthToken(NamedTuple):
     """API keys, refresh tokens and session tokens; only a SHA-256 hash is stored.
 
     Attributes:
+        id: Primary key.
+        user_id: The tenant owning the token.
+        token_type: jwt_refresh, api_key or session.
         token_hash: Lower-case hex SHA-256 of the token; globally unique.
+        token_name: Label chosen by the user (e.g. for an API key).
+        scopes: Permission scopes granted to the token.
+        expires_at: When the token stops authenticating; NULL for never.
+        last_used_at: Time of the last successful authentication.
+        usage_count: Successful authentications, all time.
+        created_ip: Client address that created the token.
+        last_used_ip: Client address of the last authentication.
+        user_agent: User agent that created the token.
+        revoked_at: When the token was revoked (logout, rotation, reuse detection); final.
         revoked_reason: revoked (by its owner), rotated (replaced_by holds the successor) or
         reuse_detected (family revoked).
         is_active: Derived: true until the token is revoked.
+        rate_limit_per_hour: Most authentications per fixed one-hour window.
         rate_window_start: Start of the current one-hour rate-limit window.
         rate_window_count: Uses counted in the current rate-limit window.
         family_id: Refresh-token family: every rotation of one login.
         replaced_by: The refresh token that replaced this one on rotation.
+        created_at: When the row was inserted.
+        updated_at: When the row was last updated (trigger _100_set_updated_at).
     """
 
     id: uuid.UUID
@@ -132,16 +167,42 @@ class AgentSession(NamedTuple):
     """One agent run; child sessions form a tree per task.
 
     Attributes:
+        id: Primary key.
+        user_id: The tenant owning the session.
         session_id: External, caller-chosen id; unique per tenant.
         parent_session_id: The parent session (same tenant, by composite key); NULL for a root.
         session_depth: 0 for a root, parent's depth + 1 otherwise.
+        git_branch: Git branch the agent works on.
+        vision: The instructions the agent was started with.
+        working_directory: Directory the agent works in.
+        current_phase: EXPLORE, PLAN, SUMMON or COMPLETE; moves forward only.
+        start_time: When the session started.
+        end_time: When it completed, failed or was cancelled; NULL while running.
+        last_activity_at: Time of the last progress report or state change.
+        phase_started_at: When the current phase began.
+        iteration_count: Agent iterations so far (sum of reported increments).
+        tool_calls_count: Tool calls so far (sum of reported increments).
         total_cost: Cost in credits with 6 decimals; charged to the 4-decimal ledger on
         completion.
+        tokens_used: Model tokens so far (sum of reported increments).
+        context_window_size: Model context window in tokens.
+        files_modified: Paths the session modified (recorded at completion).
+        files_created: Paths the session created (recorded at completion).
+        files_deleted: Paths the session deleted (recorded at completion).
+        execution_status: running, completed, failed or cancelled; running is the only state that
+        changes.
         success: Derived from execution_status, so the two can never disagree.
+        error_message: Why a failed session failed.
+        completion_report: The agents final report as JSON.
+        streaming_enabled: Whether progress is streamed to connected clients.
+        streaming_time: Milliseconds spent streaming, when reported.
         websocket_connections: connection_id of the active connections following this session,
         sorted; kept in step by trigger _500_sync_session of websocket_connections, read-only
         otherwise.
+        agent_options: The agents options as JSON.
         last_event_seq: Number of the last event in this session's log.
+        created_at: When the row was inserted.
+        updated_at: When the row was last updated (trigger _100_set_updated_at).
     """
 
     id: uuid.UUID
@@ -182,7 +243,14 @@ class SessionEvent(NamedTuple):
     """Durable per-session event log; NOTIFY keen_events announces each row.
 
     Attributes:
+        id: Global event id; a user's ids follow commit order, so a listener resumes after one.
+        user_id: The tenant owning the session (RLS: a listener never sees another tenants
+        events).
+        session_id: The session (uuid id) the event belongs to.
         seq: Event number within its session: 1, 2, 3… without gaps.
+        event_type: What happened, e.g. session.started, session.progress, session.completed.
+        payload: The events details as JSON (read from the log, never sent in NOTIFY).
+        created_at: When the row was inserted.
     """
 
     id: int
@@ -198,7 +266,21 @@ class WebsocketConnection(NamedTuple):
     """Live WebSocket/CLI/IDE connections following a user's sessions.
 
     Attributes:
+        id: Primary key.
+        user_id: The tenant the connection belongs to.
+        session_id: The session (uuid id) the connection follows, if one.
         connection_id: The WebSocket server's id of the connection; unique per tenant.
+        client_ip: Client address.
+        user_agent: Client user agent.
+        client_type: web, cli, ide or api.
+        connected_at: When the connection was opened.
+        last_ping_at: Last sign of life; the reaper closes connections silent for too long.
+        disconnected_at: When the connection was closed or reaped; NULL while active.
+        subscribed_events: Event types the client wants; empty for all.
+        session_filters: External session ids the client follows; NULL for all.
+        connection_status: active, closed or stale (reaped).
+        created_at: When the row was inserted.
+        updated_at: When the row was last updated (trigger _100_set_updated_at).
     """
 
     id: uuid.UUID
@@ -222,8 +304,10 @@ class SessionLimit(NamedTuple):
     """Limits on session trees (one row, set by operators); NULL means no limit.
 
     Attributes:
+        singleton: Always true: the table holds one row.
         max_depth: Deepest session_depth a child may have (a root is 0).
         max_children: Most children (of any status) one session may start.
+        updated_at: When an operator last changed the limits.
     """
 
     singleton: bool
@@ -236,10 +320,19 @@ class CreditAccount(NamedTuple):
     """A user's prepaid credit account; its balance is the sum of its ledger.
 
     Attributes:
+        id: Primary key.
+        user_id: The tenant owning the account (one account per user).
         current_balance: Credits on the account; equals the sum of its ledger amounts.
         held_amount: Credits reserved by active holds; available = current_balance - held_amount.
+        lifetime_purchased: Sum of all purchases, refunds and positive adjustments.
+        lifetime_spent: Sum of all usage and negative adjustments (positive figure).
         daily_limit: Most credits spendable per day in the user's time zone; NULL for none.
         monthly_limit: Most credits spendable per month in the user's time zone; NULL for none.
+        auto_recharge_enabled: Whether a deduction below the threshold queues a recharge request.
+        auto_recharge_threshold: Balance under which a recharge request is queued.
+        auto_recharge_amount: Credits a recharge request asks the billing service to buy.
+        account_status: active, suspended or closed; only active accounts move credits.
+        suspended_reason: Why the account is not active.
         last_entry_no: entry_no of the account's latest ledger row.
         spent_today_date: Local day (users.timezone) that spent_today counts.
         spent_today: Usage posted on spent_today_date; derived from the ledger by the guard
@@ -247,6 +340,8 @@ class CreditAccount(NamedTuple):
         spent_month_start: First local day of the month that spent_this_month counts.
         spent_this_month: Usage posted in the month from spent_month_start; derived from the
         ledger.
+        created_at: When the row was inserted.
+        updated_at: When the row was last updated (trigger _100_set_updated_at).
     """
 
     id: uuid.UUID
@@ -275,11 +370,27 @@ class CreditTransaction(NamedTuple):
     """The append-only credit ledger: no UPDATE, no DELETE, no TRUNCATE.
 
     Attributes:
+        id: Primary key.
+        user_id: The tenant owning the entry.
+        account_id: The credit account the entry belongs to.
         entry_no: Position in the account's ledger, without gaps.
+        transaction_type: purchase, usage, refund or adjustment.
         amount: Signed change of the balance: positive in, negative out.
         balance_before: The balance before this entry (the previous entry's balance_after).
+        balance_after: The balance after this entry: balance_before + amount, never negative.
+        claude_cost_usd: Underlying model cost in USD, when known (6 decimals).
+        markup_multiplier: Markup applied to claude_cost_usd, when known.
         session_id: The agent session (uuid id) this entry pays for, if any.
+        hold_id: The hold this usage entry captured, if any (captured once).
+        description: Human-readable reason of the entry.
+        metadata: Callers details of the entry as JSON.
         idempotency_key: Caller's key: a retry returns this row instead of charging again.
+        request_fingerprint: Hash of the calls arguments: a retried key with other arguments
+        raises KE005.
+        stripe_payment_intent_id: The payment that bought these credits; globally unique, so one
+        payment credits once.
+        created_at: When the entry was posted (set by the ledger trigger).
+        created_by_ip: Client address of the request, when known.
     """
 
     id: uuid.UUID
@@ -304,7 +415,24 @@ class CreditTransaction(NamedTuple):
 
 
 class CreditHold(NamedTuple):
-    """Credits reserved for a running agent; captured, released or expired."""
+    """Credits reserved for a running agent; captured, released or expired.
+
+    Attributes:
+        id: Primary key.
+        user_id: The tenant owning the hold.
+        account_id: The credit account the hold reserves credits on.
+        session_id: The agent session (uuid id) the hold is for, if any.
+        amount: Credits reserved.
+        captured_amount: Credits charged when captured (at most amount); NULL until captured.
+        status: active, captured, released or expired; only active holds change.
+        idempotency_key: Callers key: a retry returns this hold instead of reserving again.
+        request_fingerprint: Hash of the calls arguments: a retried key with other arguments
+        raises KE005.
+        expires_at: When an uncaptured hold expires (keen.sweep_expired_holds releases it).
+        capture_transaction_id: The ledger entry that captured the hold.
+        created_at: When the row was inserted.
+        resolved_at: When the hold left the active state.
+    """
 
     id: uuid.UUID
     user_id: uuid.UUID
@@ -322,7 +450,23 @@ class CreditHold(NamedTuple):
 
 
 class RechargeRequest(NamedTuple):
-    """Transactional outbox of auto-recharges for the billing service."""
+    """Transactional outbox of auto-recharges for the billing service.
+
+    Attributes:
+        id: Primary key.
+        user_id: The tenant whose account needs a recharge.
+        account_id: The credit account to recharge.
+        amount: Credits to buy (the accounts auto_recharge_amount at the time).
+        status: pending, processing, completed or failed; at most one open per account.
+        triggered_by_transaction_id: The deduction that took the balance under the threshold.
+        balance_at_request: The balance right after that deduction.
+        attempts: How often the billing service claimed the request.
+        failure_reason: Why the billing service failed the request.
+        purchase_transaction_id: The purchase entry that completed the request.
+        created_at: When the row was inserted.
+        claimed_at: When the billing service last claimed the request.
+        resolved_at: When the request was completed or failed.
+    """
 
     id: uuid.UUID
     user_id: uuid.UUID
@@ -344,11 +488,21 @@ class DailyUsageStat(NamedTuple):
     triggers.
 
     Attributes:
+        user_id: The tenant of the figures.
         date_bucket: The user's calendar day (users.timezone): sessions count on their start day,
         outcomes on their end day, ledger rows on theirs.
+        sessions_started: Sessions started that day.
+        sessions_completed: Sessions completed that day (counted on their end day).
+        sessions_failed: Sessions failed that day (counted on their end day).
+        sessions_cancelled: Sessions cancelled that day (counted on their end day).
+        tokens_used: Tokens of the sessions started that day.
+        tool_calls: Tool calls of the sessions started that day.
+        total_cost: Cost (6 decimals) of the sessions started that day.
+        credits_purchased: Credits bought that day (purchase entries).
         credits_spent: Credits charged by usage ledger rows (positive).
         credits_refunded: Credits returned by refund ledger rows.
         credits_adjusted: Net of the day's adjustment ledger rows, signed.
+        updated_at: When the figures last changed.
     """
 
     user_id: uuid.UUID
