@@ -2,7 +2,7 @@
 -- cancellation of descendants, session_tree, listing, the event log, connections and the
 -- reaper, per tenant. One assertion per rule.
 BEGIN;
-SELECT plan(157);
+SELECT plan(159);
 
 -- ===== fixtures (as the owner) ===============================================
 -- alice runs sessions and pays for them; bob is the other tenant.
@@ -179,7 +179,21 @@ SELECT results_eq(
 SELECT results_eq(
   $$SELECT credits_purchased, credits_spent FROM keen.daily_usage_stats$$,
   $$VALUES (25.0000::numeric, 3.7500::numeric)$$,
-  'the day''s usage stats count the purchase and the session''s charge (session counters: analytics triggers)');
+  'the day''s usage stats count the purchase and the session''s charge');
+-- The session counters are added at commit (deferred constraint triggers, docs/analytics.md):
+-- fire them now to read the figures inside this test's transaction.
+SET CONSTRAINTS keen._500_track_usage_stats, keen._500_track_usage_stats_update IMMEDIATE;
+SELECT results_eq(
+  $$SELECT sessions_started, sessions_completed, sessions_failed, tokens_used, tool_calls, total_cost
+      FROM keen.daily_usage_stats$$,
+  $$SELECT count(*)::integer, (count(*) FILTER (WHERE execution_status = 'completed'))::integer,
+           (count(*) FILTER (WHERE execution_status = 'failed'))::integer,
+           sum(tokens_used)::bigint, sum(tool_calls_count)::bigint, sum(total_cost)
+      FROM keen.agent_sessions$$,
+  'the day''s usage stats count every session started, the completed one, tokens, tool calls and cost');
+SELECT is((SELECT sessions_completed FROM keen.daily_usage_stats), 1,
+  'the lifecycle session is the day''s one completed session');
+SET CONSTRAINTS ALL DEFERRED;
 SELECT results_eq(
   $$SELECT seq, event_type, payload->>'charged' FROM keen.session_events
      WHERE session_id = (SELECT id FROM keen.agent_sessions WHERE session_id = 'life') AND seq = 3$$,
