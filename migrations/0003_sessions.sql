@@ -510,6 +510,7 @@ DECLARE
   v_cancelled keen.agent_sessions;
   v_row keen.agent_sessions;
   v_level uuid[];
+  v_hold_id uuid;
 BEGIN
   PERFORM keen.lock_event_stream(v_user_id);
   v_session := keen.lock_session(p_session_id);
@@ -538,6 +539,14 @@ BEGIN
     LOOP
       PERFORM keen.append_session_event(v_row, 'session.cancelled',
         pg_catalog.jsonb_build_object('cancelled_with', v_session.id));
+      -- A cancelled session charges nothing: its holds go back to the available balance.
+      FOR v_hold_id IN
+        SELECT h.id FROM keen.credit_holds AS h
+         WHERE h.session_id = v_row.id AND h.status = 'active'
+         ORDER BY h.created_at, h.id
+      LOOP
+        PERFORM keen.release_hold(p_hold_id => v_hold_id);
+      END LOOP;
       IF v_row.id = v_session.id THEN
         v_cancelled := v_row;
       END IF;
@@ -1102,7 +1111,7 @@ COMMENT ON FUNCTION keen.update_session_progress(text, text, integer, integer, b
 COMMENT ON FUNCTION keen.complete_session(text, boolean, numeric, text[], text[], text[], jsonb, text) IS
   'Ends a running session as completed or failed, records its files and report, and charges its cost (p_total_cost, else the accumulated total, raised to 4 decimals) in the same transaction: captures its active hold, deducts the rest with key session:<id>, releases other holds. Idempotent for the same arguments; otherwise KE007 once finished. Event session.completed or session.failed.';
 COMMENT ON FUNCTION keen.cancel_session(text) IS
-  'Cancels a running session and all its running descendants (idempotent for a cancelled one; KE007 for a finished one). Event session.cancelled per session.';
+  'Cancels a running session and all its running descendants, releasing their holds (idempotent for a cancelled one; KE007 for a finished one). Event session.cancelled per session.';
 COMMENT ON FUNCTION keen.session_tree(text) IS
   'The session and all its descendants in one query: depth (0 for the given one), path of external ids, depth-first with siblings in start order.';
 COMMENT ON FUNCTION keen.list_sessions(text, timestamptz, uuid, integer) IS

@@ -2,7 +2,7 @@
 -- cancellation of descendants, session_tree, listing, the event log, connections and the
 -- reaper, per tenant. One assertion per rule.
 BEGIN;
-SELECT plan(159);
+SELECT plan(161);
 
 -- ===== fixtures (as the owner) ===============================================
 -- alice runs sessions and pays for them; bob is the other tenant.
@@ -274,8 +274,16 @@ SELECT lives_ok($$SELECT keen.start_session(p_session_id => 'under-done', p_visi
   'a grandchild starts under child-2');
 SELECT lives_ok($$SELECT keen.complete_session(p_session_id => 'child-2', p_success => true, p_total_cost => 0)$$,
   'child-2 completes while its own child still runs');
+SELECT lives_ok($$SELECT keen.hold_credits(p_session_id => (SELECT id FROM keen.agent_sessions WHERE session_id = 'grandchild'),
+                                         p_amount => 2.00, p_idempotency_key => 'grandchild-hold')$$,
+  'a hold is reserved for the running grandchild');
 SELECT results_eq($$SELECT session_id, execution_status FROM keen.cancel_session('root')$$,
   $$VALUES ('root', 'cancelled')$$, 'cancel_session cancels the session');
+SELECT results_eq(
+  $$SELECT h.status, (SELECT held_amount FROM keen.credit_accounts)
+      FROM keen.credit_holds AS h WHERE h.idempotency_key = 'grandchild-hold'$$,
+  $$VALUES ('released', 0.0000::numeric)$$,
+  'cancelling releases the holds of the cancelled sessions: nothing stays reserved, nothing is charged');
 SELECT results_eq(
   $$SELECT session_id, execution_status, end_time IS NOT NULL FROM keen.agent_sessions
      WHERE session_id IN ('child', 'grandchild', 'child-2', 'child-3', 'under-done') ORDER BY session_id$$,
