@@ -190,6 +190,9 @@ UNIQUE_CONSTRAINTS: dict[str, type[KeenError]] = {
     "users_lower_username_key": AlreadyExists,
     "agent_sessions_user_id_session_id_key": AlreadyExists,
     "websocket_connections_user_id_connection_id_key": AlreadyExists,
+    # A payment credits once, platform-wide: the same payment intent under another key or
+    # for another user is refused (a retry with the same key returns the original entry).
+    "credit_transactions_stripe_payment_intent_id_key": AlreadyExists,
 }
 
 

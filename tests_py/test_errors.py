@@ -6,6 +6,7 @@ import re
 import threading
 import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -14,6 +15,7 @@ import pytest
 from keen_sql import errors
 from keen_sql.config import ROOT, Settings
 from keen_sql.database import Database
+from tests_py.tenants import register
 
 REGISTRY = ROOT / "docs" / "errors.md"
 ROW = re.compile(
@@ -131,6 +133,33 @@ def test_duplicate_chosen_key_becomes_AlreadyExists_KE009_naming_the_constraint(
     mapped = errors.translate(caught.value)
     assert isinstance(mapped, errors.AlreadyExists)
     assert (mapped.sqlstate, mapped.constraint) == ("KE009", "users_lower_email_key")
+
+
+def test_payment_intent_credited_twice_raises_AlreadyExists_KE009(db: Database) -> None:
+    intent = f"pi_{uuid.uuid4().hex}"
+    first, second = register(db, "pay"), register(db, "pay")
+    with db.tenant(first) as q:
+        q.credits.add_credits(
+            p_amount=Decimal("5"),
+            p_transaction_type="purchase",
+            p_description="top-up",
+            p_idempotency_key="order-1",
+            p_stripe_payment_intent_id=intent,
+            p_metadata=None,
+        )
+    with pytest.raises(errors.AlreadyExists) as caught, db.tenant(second) as q:
+        q.credits.add_credits(
+            p_amount=Decimal("5"),
+            p_transaction_type="purchase",
+            p_description="top-up",
+            p_idempotency_key="order-9",
+            p_stripe_payment_intent_id=intent,
+            p_metadata=None,
+        )
+    assert caught.value.constraint == "credit_transactions_stripe_payment_intent_id_key"
+    with db.tenant(second) as q:
+        balance = q.credits.credit_balance()
+    assert balance is not None and balance.current_balance == 0
 
 
 def test_domain_error_leaves_tenant_block_as_its_class_chained_to_psycopg(db: Database) -> None:
