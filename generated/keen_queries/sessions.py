@@ -35,8 +35,8 @@ def cancel_session(
     """Cancels a running session and all its running descendants; a cancelled one comes back
     unchanged.
 
-    Cancels a running session and all its running descendants (idempotent for a cancelled one;
-    KE007 for a finished one). Event session.cancelled per session.
+    Cancels a running session and all its running descendants, releasing their holds (idempotent
+    for a cancelled one; KE007 for a finished one). Event session.cancelled per session.
     """
     with psycopg.RawCursor(conn, row_factory=_CANCEL_SESSION_ROWS) as _cur:
         _cur.execute(CANCEL_SESSION, (p_session_id,))
@@ -51,8 +51,8 @@ async def cancel_session_async(
     """Cancels a running session and all its running descendants; a cancelled one comes back
     unchanged.
 
-    Cancels a running session and all its running descendants (idempotent for a cancelled one;
-    KE007 for a finished one). Event session.cancelled per session.
+    Cancels a running session and all its running descendants, releasing their holds (idempotent
+    for a cancelled one; KE007 for a finished one). Event session.cancelled per session.
 
     The async twin of `cancel_session`.
     """
