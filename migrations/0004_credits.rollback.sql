@@ -3,7 +3,7 @@ SET ROLE keen_owner;
 -- Functions first: their signatures depend on the tables' row types.
 DROP FUNCTION keen.fail_recharge_request(uuid, text);
 DROP FUNCTION keen.complete_recharge_request(uuid, text);
-DROP FUNCTION keen.claim_recharge_requests(integer);
+DROP FUNCTION keen.claim_recharge_requests(integer, interval);
 DROP FUNCTION keen.sweep_expired_holds();
 DROP FUNCTION keen.verify_ledger();
 DROP FUNCTION keen.configure_auto_recharge(boolean, numeric, numeric);

@@ -1152,16 +1152,24 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION keen.claim_recharge_requests(p_limit integer DEFAULT 10)
+CREATE FUNCTION keen.claim_recharge_requests(
+  p_limit integer DEFAULT 10,
+  p_reclaim_after interval DEFAULT '15 minutes')
 RETURNS SETOF keen.recharge_requests
 LANGUAGE sql
 VOLATILE
 SET search_path = ''
 AS $$
-  -- SKIP LOCKED: several billing workers claim disjoint requests.
+  -- SKIP LOCKED: several billing workers claim disjoint requests. A request left in
+  -- 'processing' longer than p_reclaim_after (its worker died) is claimed again, so one
+  -- crashed worker cannot block an account's auto-recharge for good; completing is
+  -- idempotent, so a late first worker and the second one credit once.
   UPDATE keen.recharge_requests AS r
      SET status = 'processing', claimed_at = pg_catalog.now(), attempts = r.attempts + 1
-   WHERE r.id IN (SELECT q.id FROM keen.recharge_requests AS q WHERE q.status = 'pending'
+   WHERE r.id IN (SELECT q.id FROM keen.recharge_requests AS q
+                   WHERE q.status = 'pending'
+                      OR (q.status = 'processing'
+                          AND q.claimed_at < pg_catalog.now() - coalesce(p_reclaim_after, interval '15 minutes'))
                    ORDER BY q.created_at LIMIT p_limit FOR UPDATE SKIP LOCKED)
   RETURNING r.*
 $$;
@@ -1383,7 +1391,7 @@ COMMENT ON FUNCTION keen.configure_auto_recharge(boolean, numeric, numeric) IS
   'Turns auto-recharge on or off; threshold and amount keep their values when NULL.';
 COMMENT ON FUNCTION keen.verify_ledger() IS 'Operators: one row per violated ledger invariant; empty when healthy.';
 COMMENT ON FUNCTION keen.sweep_expired_holds() IS 'Operators: expires lapsed holds, freeing their credits; returns how many.';
-COMMENT ON FUNCTION keen.claim_recharge_requests(integer) IS 'Billing service: claims up to p_limit pending recharge requests (SKIP LOCKED).';
+COMMENT ON FUNCTION keen.claim_recharge_requests(integer, interval) IS 'Billing service: claims up to p_limit pending recharge requests, and those left processing longer than p_reclaim_after (SKIP LOCKED).';
 COMMENT ON FUNCTION keen.complete_recharge_request(uuid, text) IS
   'Billing service: credits the recharge as a purchase and closes the request; repeated calls return the same entry.';
 COMMENT ON FUNCTION keen.fail_recharge_request(uuid, text) IS 'Billing service: closes a recharge request as failed.';

@@ -27,8 +27,11 @@ SELECT c.sufficient, c.current_balance, c.available_balance, c.required, c.short
 FROM keen.check_credits(p_amount => sqlc.arg(p_amount)::numeric) AS c;
 
 -- name: ClaimRechargeRequests :many
--- Billing operators: claims up to p_limit pending auto-recharge requests (SKIP LOCKED).
-SELECT * FROM keen.claim_recharge_requests(p_limit => sqlc.arg(p_limit)::integer);
+-- Billing operators: claims up to p_limit pending auto-recharge requests, and stale processing ones (SKIP LOCKED).
+SELECT * FROM keen.claim_recharge_requests(
+  p_limit => sqlc.arg(p_limit)::integer,
+  p_reclaim_after => sqlc.narg(p_reclaim_after)::interval
+);
 
 -- name: CompleteRechargeRequest :one
 -- Billing operators: credits a recharge as a purchase and closes its request; repeatable.

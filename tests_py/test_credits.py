@@ -336,7 +336,7 @@ def test_deduction_under_threshold_records_one_request_and_notifies_keen_recharg
             deduct(q, "1")
         notes = list(listener.notifies(timeout=2.0, stop_after=1))
         with psycopg.connect(db_url) as ops:
-            claimed = credits.claim_recharge_requests(ops, p_limit=1000)
+            claimed = credits.claim_recharge_requests(ops, p_limit=1000, p_reclaim_after=None)
             mine = [r for r in claimed if r.user_id == user]
             assert len(mine) == 1 and notes[0].payload == str(mine[0].id)
             purchase = credits.complete_recharge_request(

@@ -1,7 +1,7 @@
 -- Credits: the ledger, deductions, purchases, holds, limits, auto-recharge, append-only and
 -- the guards that keep every invariant whoever writes. One assertion per rule.
 BEGIN;
-SELECT plan(161);
+SELECT plan(163);
 
 -- ===== fixtures (as the owner) ===============================================
 -- alice (UTC) and bob are ordinary tenants; carol lives at UTC+14 and has limits; dave holds
@@ -347,6 +347,13 @@ SELECT is((SELECT count(*) FROM keen.recharge_requests), 1::bigint, '... records
 RESET ROLE;
 SELECT is((SELECT status FROM keen.claim_recharge_requests(p_limit => 100) WHERE user_id = '00000000-0000-4000-8000-0000000c0e01'),
   'processing', 'the billing service claims the pending request');
+SELECT is((SELECT count(*) FROM keen.claim_recharge_requests(p_limit => 100) WHERE user_id = '00000000-0000-4000-8000-0000000c0e01'),
+  0::bigint, 'a request being processed is not claimed twice ...');
+UPDATE keen.recharge_requests SET claimed_at = now() - interval '1 hour'
+ WHERE user_id = '00000000-0000-4000-8000-0000000c0e01';
+SELECT results_eq($$SELECT status, attempts FROM keen.claim_recharge_requests(p_limit => 100, p_reclaim_after => '30 minutes')
+                     WHERE user_id = '00000000-0000-4000-8000-0000000c0e01'$$,
+  $$VALUES ('processing', 2)$$, '... until its worker has been silent longer than p_reclaim_after: then it is claimed again');
 SELECT is((SELECT amount FROM keen.complete_recharge_request(
              (SELECT id FROM keen.recharge_requests WHERE user_id = '00000000-0000-4000-8000-0000000c0e01'), 'pi_recharge_1')),
   50.0000::numeric, 'completing a request credits its amount as a purchase');

@@ -195,7 +195,10 @@ async def check_credits_async(
         return await _cur.fetchone()
 
 
-CLAIM_RECHARGE_REQUESTS: LiteralString = "SELECT id, user_id, account_id, amount, status, triggered_by_transaction_id, balance_at_request, attempts, failure_reason, purchase_transaction_id, created_at, claimed_at, resolved_at FROM keen.claim_recharge_requests(p_limit => $1::integer)"
+CLAIM_RECHARGE_REQUESTS: LiteralString = """SELECT id, user_id, account_id, amount, status, triggered_by_transaction_id, balance_at_request, attempts, failure_reason, purchase_transaction_id, created_at, claimed_at, resolved_at FROM keen.claim_recharge_requests(
+  p_limit => $1::integer,
+  p_reclaim_after => $2::interval
+)"""
 
 
 _CLAIM_RECHARGE_REQUESTS_ROWS = models.row_factory(models.RechargeRequest)
@@ -205,13 +208,16 @@ def claim_recharge_requests(
     conn: psycopg.Connection[Any],
     *,
     p_limit: int,
+    p_reclaim_after: datetime.timedelta | None,
 ) -> list[models.RechargeRequest]:
-    """Billing operators: claims up to p_limit pending auto-recharge requests (SKIP LOCKED).
+    """Billing operators: claims up to p_limit pending auto-recharge requests, and stale processing
+    ones (SKIP LOCKED).
 
-    Billing service: claims up to p_limit pending recharge requests (SKIP LOCKED).
+    Billing service: claims up to p_limit pending recharge requests, and those left processing
+    longer than p_reclaim_after (SKIP LOCKED).
     """
     with psycopg.RawCursor(conn, row_factory=_CLAIM_RECHARGE_REQUESTS_ROWS) as _cur:
-        _cur.execute(CLAIM_RECHARGE_REQUESTS, (p_limit,))
+        _cur.execute(CLAIM_RECHARGE_REQUESTS, (p_limit, p_reclaim_after))
         return _cur.fetchall()
 
 
@@ -219,15 +225,18 @@ async def claim_recharge_requests_async(
     conn: psycopg.AsyncConnection[Any],
     *,
     p_limit: int,
+    p_reclaim_after: datetime.timedelta | None,
 ) -> list[models.RechargeRequest]:
-    """Billing operators: claims up to p_limit pending auto-recharge requests (SKIP LOCKED).
+    """Billing operators: claims up to p_limit pending auto-recharge requests, and stale processing
+    ones (SKIP LOCKED).
 
-    Billing service: claims up to p_limit pending recharge requests (SKIP LOCKED).
+    Billing service: claims up to p_limit pending recharge requests, and those left processing
+    longer than p_reclaim_after (SKIP LOCKED).
 
     The async twin of `claim_recharge_requests`.
     """
     async with psycopg.AsyncRawCursor(conn, row_factory=_CLAIM_RECHARGE_REQUESTS_ROWS) as _cur:
-        await _cur.execute(CLAIM_RECHARGE_REQUESTS, (p_limit,))
+        await _cur.execute(CLAIM_RECHARGE_REQUESTS, (p_limit, p_reclaim_after))
         return await _cur.fetchall()
 
 
@@ -235,15 +244,18 @@ def claim_recharge_requests_iter(
     conn: psycopg.Connection[Any],
     *,
     p_limit: int,
+    p_reclaim_after: datetime.timedelta | None,
 ) -> Iterator[models.RechargeRequest]:
-    """Billing operators: claims up to p_limit pending auto-recharge requests (SKIP LOCKED).
+    """Billing operators: claims up to p_limit pending auto-recharge requests, and stale processing
+    ones (SKIP LOCKED).
 
-    Billing service: claims up to p_limit pending recharge requests (SKIP LOCKED).
+    Billing service: claims up to p_limit pending recharge requests, and those left processing
+    longer than p_reclaim_after (SKIP LOCKED).
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
     with psycopg.RawCursor(conn, row_factory=_CLAIM_RECHARGE_REQUESTS_ROWS) as _cur:
-        for _row in _cur.stream(CLAIM_RECHARGE_REQUESTS, (p_limit,)):
+        for _row in _cur.stream(CLAIM_RECHARGE_REQUESTS, (p_limit, p_reclaim_after)):
             yield _row
 
 
@@ -251,15 +263,18 @@ async def claim_recharge_requests_iter_async(
     conn: psycopg.AsyncConnection[Any],
     *,
     p_limit: int,
+    p_reclaim_after: datetime.timedelta | None,
 ) -> AsyncIterator[models.RechargeRequest]:
-    """Billing operators: claims up to p_limit pending auto-recharge requests (SKIP LOCKED).
+    """Billing operators: claims up to p_limit pending auto-recharge requests, and stale processing
+    ones (SKIP LOCKED).
 
-    Billing service: claims up to p_limit pending recharge requests (SKIP LOCKED).
+    Billing service: claims up to p_limit pending recharge requests, and those left processing
+    longer than p_reclaim_after (SKIP LOCKED).
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
     async with psycopg.AsyncRawCursor(conn, row_factory=_CLAIM_RECHARGE_REQUESTS_ROWS) as _cur:
-        async for _row in _cur.stream(CLAIM_RECHARGE_REQUESTS, (p_limit,)):
+        async for _row in _cur.stream(CLAIM_RECHARGE_REQUESTS, (p_limit, p_reclaim_after)):
             yield _row
 
 
