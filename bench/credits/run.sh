@@ -9,20 +9,14 @@ root=$(cd "$here/../.." && pwd)
 secs=${1:-20}
 clients=${2:-8}
 threads=2
-url=${KEEN_DATABASE_URL:-$("$root/scripts/db.sh" url)}
-name=keen_bench_credits_$$
-dburl=$(cd "$root" && "$root/.venv/bin/python" -c 'import sys; from tests_py.support.databases import url_for; print(url_for(sys.argv[1], sys.argv[2]))' "$url" "$name")
-cleanup() { psql -X -q "$url" -c "DROP DATABASE IF EXISTS $name WITH (FORCE)" >/dev/null 2>&1 || true; }
-trap cleanup EXIT
-
-psql -X -q -v ON_ERROR_STOP=1 "$url" -c "CREATE DATABASE $name" >/dev/null
-"$root/.venv/bin/keen-sql" --database-url "$dburl" migrate >/dev/null
+source "$root/scripts/scratch_db.sh"
+scratch_db bench_credits
 psql -X -q -v ON_ERROR_STOP=1 "$dburl" -f "$here/setup.sql" >/dev/null
 # tpcb-like at scale 10: ten branches, so 8 clients do not all queue on one branch row.
 pgbench -q -i -s 10 "$dburl" >/dev/null 2>&1
 
 tps() { sed -n 's/^tps = \([0-9.]*\) .*/\1/p' | head -1; }
-log=$(mktemp); trap 'rm -f "$log"; cleanup' EXIT
+log=$(mktemp); trap 'rm -f "$log"; scratch_db_drop' EXIT
 run() {  # $1 label, rest: pgbench arguments; prints the tps, logs a line
   local label=$1; shift
   local out t lat

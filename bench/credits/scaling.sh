@@ -8,14 +8,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 secs=${1:-8}
-url=${KEEN_DATABASE_URL:-$("$root/scripts/db.sh" url)}
-name=keen_bench_scaling_$$
-dburl=$(cd "$root" && "$root/.venv/bin/python" -c 'import sys; from tests_py.support.databases import url_for; print(url_for(sys.argv[1], sys.argv[2]))' "$url" "$name")
-cleanup() { psql -X -q "$url" -c "DROP DATABASE IF EXISTS $name WITH (FORCE)" >/dev/null 2>&1 || true; }
-trap cleanup EXIT
-
-psql -X -q -v ON_ERROR_STOP=1 "$url" -c "CREATE DATABASE $name" >/dev/null
-"$root/.venv/bin/keen-sql" --database-url "$dburl" migrate >/dev/null
+source "$root/scripts/scratch_db.sh"
+scratch_db bench_scaling
 psql -X -q -v ON_ERROR_STOP=1 "$dburl" -f "$here/setup.sql" >/dev/null
 pgbench -q -i -s 10 "$dburl" >/dev/null 2>&1
 

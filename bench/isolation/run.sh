@@ -14,14 +14,8 @@ iterations=${1:-2000}
 tenants=${TENANTS:-10000}
 sessions=${SESSIONS:-1000000}
 entries=${ENTRIES:-20}
-url=${KEEN_DATABASE_URL:-$("$root/scripts/db.sh" url)}
-name=keen_bench_isolation_$$
-dburl=$(cd "$root" && "$root/.venv/bin/python" -c 'import sys; from tests_py.support.databases import url_for; print(url_for(sys.argv[1], sys.argv[2]))' "$url" "$name")
-cleanup() { psql -X -q "$url" -c "DROP DATABASE IF EXISTS $name WITH (FORCE)" >/dev/null 2>&1 || true; }
-trap cleanup EXIT
-
-psql -X -q -v ON_ERROR_STOP=1 "$url" -c "CREATE DATABASE $name" >/dev/null
-"$root/.venv/bin/keen-sql" --database-url "$dburl" migrate >/dev/null
+source "$root/scripts/scratch_db.sh"
+scratch_db bench_isolation
 q() { psql -X -tAq -v ON_ERROR_STOP=1 "$dburl" -c "$1"; }
 
 machine="$(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GB RAM, $(q 'SELECT version()' | cut -d' ' -f1-2); shared_buffers=$(q 'SHOW shared_buffers'), fsync=$(q 'SHOW fsync')"

@@ -13,14 +13,8 @@ root=$(cd "$here/../.." && pwd)
 secs=${1:-10}
 clients=${2:-8}
 threads=2
-url=${KEEN_DATABASE_URL:-$("$root/scripts/db.sh" url)}
-name=keen_bench_sessions_$$
-dburl=$(cd "$root" && "$root/.venv/bin/python" -c 'import sys; from tests_py.support.databases import url_for; print(url_for(sys.argv[1], sys.argv[2]))' "$url" "$name")
-cleanup() { psql -X -q "$url" -c "DROP DATABASE IF EXISTS $name WITH (FORCE)" >/dev/null 2>&1 || true; }
-trap cleanup EXIT
-
-psql -X -q -v ON_ERROR_STOP=1 "$url" -c "CREATE DATABASE $name" >/dev/null
-"$root/.venv/bin/keen-sql" --database-url "$dburl" migrate >/dev/null
+source "$root/scripts/scratch_db.sh"
+scratch_db bench_sessions
 setup_start=$(date +%s.%N)
 psql -X -q -v ON_ERROR_STOP=1 "$dburl" -f "$here/setup.sql" >/dev/null
 setup_secs=$(echo "$(date +%s.%N) - $setup_start" | bc -l)
