@@ -41,12 +41,15 @@ def create_database(admin_url: str, name: str, template: str | None = None) -> s
 def drop_database(admin_url: str, name: str) -> None:
     """Drop database `name`, disconnecting whoever is still on it.
 
-    Under `make coverage` the database's PL/pgSQL statement counts are recorded first.
+    Under `make coverage` the database's PL/pgSQL statement counts are recorded first; the
+    database is dropped whatever happens to that record.
     """
-    plpgsql_coverage.dump(url_for(admin_url, name), name)
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        stmt = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        conn.execute(stmt)
+    try:
+        plpgsql_coverage.dump(url_for(admin_url, name), name)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            stmt = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            conn.execute(stmt)
 
 
 def scratch_name(kind: str) -> str:
