@@ -29,7 +29,7 @@ from keen_sql.events import (
     _Stream,
     parse_notification,
 )
-from tests_py.support.ledger import make_user
+from tests_py.support.ledger import new_user
 from tests_py.test_isolation_pgbouncer import pgbouncer_url  # noqa: F401 - a fixture
 
 SESSIONS = 8
@@ -41,12 +41,6 @@ def db(db_url: str) -> Iterator[Database]:
     """Tenant transactions on this module's database."""
     with Database(Settings(database_url=db_url, pool_max_size=SESSIONS + 2)) as database:
         yield database
-
-
-def new_user(db_url: str) -> uuid.UUID:
-    """A fresh tenant."""
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        return make_user(conn)
 
 
 def run_session(db: Database, user_id: uuid.UUID, name: str) -> None:

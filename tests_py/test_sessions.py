@@ -22,7 +22,7 @@ from keen_sql import cli
 from keen_sql.config import Settings
 from keen_sql.database import Database
 from keen_sql.errors import InvalidStateTransition, NotFound
-from tests_py.support.ledger import make_user
+from tests_py.support.ledger import new_user
 
 THREADS = 8
 OPS_PER_THREAD = 40
@@ -33,12 +33,6 @@ def db(db_url: str) -> Iterator[Database]:
     """Tenant transactions on this module's database."""
     with Database(Settings(database_url=db_url, pool_max_size=THREADS + 2)) as database:
         yield database
-
-
-def new_user(db_url: str) -> uuid.UUID:
-    """A fresh tenant."""
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        return make_user(conn)
 
 
 def start(db: Database, user: uuid.UUID, name: str, parent: str | None = None) -> None:

@@ -27,16 +27,6 @@ TENANT: str = (
 PASSWORD_HASH = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$" + "h" * 43
 
 
-def has_function(conn: psycopg.Connection[Any], name: str) -> bool:
-    """True when the function `keen.<name>` exists (any signature)."""
-    row = conn.execute(
-        "SELECT EXISTS (SELECT FROM pg_catalog.pg_proc"
-        " WHERE pronamespace = 'keen'::regnamespace AND proname = %s)",
-        (name,),
-    ).fetchone()
-    return bool(row and row[0])
-
-
 @contextmanager
 def as_tenant(conn: psycopg.Connection[Any], user_id: uuid.UUID) -> Iterator[None]:
     """One transaction on an autocommit superuser connection, acting as keen_app for a tenant."""
@@ -46,70 +36,39 @@ def as_tenant(conn: psycopg.Connection[Any], user_id: uuid.UUID) -> Iterator[Non
 
 
 def make_user(conn: psycopg.Connection[Any], tag: str | None = None) -> uuid.UUID:
-    """Create a user with a credit account (register_user when present); return its id."""
+    """Create a user with its credit account through keen.register_user; return its id."""
     tag = tag or uuid.uuid4().hex[:12]
-    email, username = f"{tag}@example.com", f"user_{tag}"
-    if has_function(conn, "register_user"):
-        row = conn.execute(
-            "SELECT keen.register_user(p_email => %s, p_username => %s, p_password_hash => %s)",
-            (email, username, PASSWORD_HASH),
-        ).fetchone()
-        assert row is not None
-        return uuid.UUID(str(row[0]))
-    with conn.transaction():
-        row = conn.execute(
-            "INSERT INTO keen.users (email, username, password_hash) VALUES (%s, %s, %s)"
-            " RETURNING id",
-            (email, username, PASSWORD_HASH),
-        ).fetchone()
-        assert row is not None
-        conn.execute("INSERT INTO keen.credit_accounts (user_id) VALUES (%s)", (row[0],))
+    row = conn.execute(
+        "SELECT keen.register_user(p_email => %s, p_username => %s, p_password_hash => %s)",
+        (f"{tag}@example.com", f"user_{tag}", PASSWORD_HASH),
+    ).fetchone()
+    assert row is not None
     return uuid.UUID(str(row[0]))
 
 
+def new_user(url: str) -> uuid.UUID:
+    """`make_user` on its own autocommit connection to the database at `url`."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        return make_user(conn)
+
+
 def post(conn: psycopg.Connection[Any], amount: Decimal, key: str) -> None:
-    """Post one ledger entry for the transaction's tenant: credit if positive, else a debit.
+    """Post one ledger entry for the transaction's tenant: a purchase if positive, else usage.
 
     Runs inside the caller's tenant transaction (context set), as keen_app or superuser.
     """
-    if amount > 0 and has_function(conn, "add_credits"):
+    if amount > 0:
         conn.execute(
             "SELECT * FROM keen.add_credits(p_amount => %s, p_transaction_type => 'purchase',"
             " p_description => 'ops drill', p_idempotency_key => %s)",
             (amount, key),
         )
-        return
-    if amount < 0 and has_function(conn, "deduct_credits"):
+    else:
         conn.execute(
             "SELECT * FROM keen.deduct_credits(p_amount => %s, p_description => 'ops drill',"
             " p_idempotency_key => %s)",
             (-amount, key),
         )
-        return
-    account = conn.execute(
-        "SELECT id, current_balance, last_entry_no FROM keen.credit_accounts"
-        " WHERE user_id = keen.current_user_id() FOR UPDATE"
-    ).fetchone()
-    assert account is not None, "no credit account for the tenant"
-    account_id, balance, last = account
-    conn.execute(
-        "INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type,"
-        " amount, balance_before, balance_after, description, idempotency_key)"
-        " VALUES (keen.current_user_id(), %s, %s, %s, %s, %s, %s, 'ops drill', %s)",
-        (
-            account_id,
-            last + 1,
-            "purchase" if amount > 0 else "usage",
-            amount,
-            balance,
-            balance + amount,
-            key,
-        ),
-    )
-    conn.execute(
-        "UPDATE keen.credit_accounts SET current_balance = %s, last_entry_no = %s WHERE id = %s",
-        (balance + amount, last + 1, account_id),
-    )
 
 
 def credit(q: Queries, amount: Decimal, key: str) -> CreditTransaction | None:
