@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +22,8 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from keen_sql import migrations  # noqa: E402
 from keen_sql.config import database_url  # noqa: E402
-from tests_py.support.databases import create_database, drop_database  # noqa: E402
+from tests_py.support.databases import scratch_database  # noqa: E402
 
 OUT = ROOT / "docs" / "reference"
 
@@ -199,18 +197,12 @@ def main() -> int:
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
     admin = args.database_url or database_url()
-    name = f"keen_test_docs_{uuid.uuid4().hex[:8]}"
-    url = create_database(admin, name)
     problems = Problems([])
-    try:
-        migrations.apply(url)
-        with psycopg.connect(url) as conn:
-            files = {
-                "schema.md": schema_reference(conn, problems),
-                "sql_api.md": api_reference(conn, problems),
-            }
-    finally:
-        drop_database(admin, name)
+    with scratch_database(admin, "docs", migrate=True) as (_, url), psycopg.connect(url) as conn:
+        files = {
+            "schema.md": schema_reference(conn, problems),
+            "sql_api.md": api_reference(conn, problems),
+        }
     status = 0
     for missing in problems.missing:
         print(f"gen_docs: no COMMENT on {missing}", file=sys.stderr)

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-import uuid
 from pathlib import Path
 
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from keen_sql import migrations
 from keen_sql.config import database_url
-from tests_py.support.databases import create_database, drop_database
+from tests_py.support.databases import scratch_database
 
 # Every PL/pgSQL function of keen, with one table each trigger function is attached to
 # (plpgsql_check needs the relation to resolve NEW and OLD).
@@ -66,13 +64,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--database-url", default=None)
     admin = parser.parse_args().database_url or database_url()
-    name = f"keen_test_plpgsql_check_{uuid.uuid4().hex[:8]}"
-    url = create_database(admin, name)
-    try:
-        migrations.apply(url)
+    with scratch_database(admin, "plpgsql_check", migrate=True) as (_, url):
         findings = check(url)
-    finally:
-        drop_database(admin, name)
     for line in findings:
         print(line, file=sys.stderr)
     return 1 if findings else 0

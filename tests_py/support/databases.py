@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -67,46 +68,45 @@ def admin_url() -> str:
     return database_url()
 
 
+@contextmanager
+def scratch_database(
+    admin_url: str, kind: str, *, template: str | None = None, migrate: bool = False
+) -> Iterator[tuple[str, str]]:
+    """Create `keen_test_<kind>_<random>` (a clone of `template`, or migrated when `migrate`);
+    yield its name and URL; drop it afterwards, whatever happened."""
+    name = scratch_name(kind)
+    url = create_database(admin_url, name, template=template)
+    try:
+        if migrate:
+            migrations.apply(url)
+        yield name, url
+    finally:
+        drop_database(admin_url, name)
+
+
 @pytest.fixture(scope="session")
 def template_db(admin_url: str) -> Iterator[str]:
     """Name of a database migrated once per run, used as the template of every clone."""
-    name = scratch_name("tpl")
-    url = create_database(admin_url, name)
-    migrations.apply(url)
-    try:
+    with scratch_database(admin_url, "tpl", migrate=True) as (name, _):
         yield name
-    finally:
-        drop_database(admin_url, name)
 
 
 @pytest.fixture(scope="module")
 def db_url(admin_url: str, template_db: str) -> Iterator[str]:
     """URL of a migrated database of this test module's own (superuser connection)."""
-    name = scratch_name("mod")
-    url = create_database(admin_url, name, template=template_db)
-    try:
+    with scratch_database(admin_url, "mod", template=template_db) as (_, url):
         yield url
-    finally:
-        drop_database(admin_url, name)
 
 
 @pytest.fixture
 def fresh_db_url(admin_url: str, template_db: str) -> Iterator[str]:
     """URL of a migrated database of this one test's own."""
-    name = scratch_name("fn")
-    url = create_database(admin_url, name, template=template_db)
-    try:
+    with scratch_database(admin_url, "fn", template=template_db) as (_, url):
         yield url
-    finally:
-        drop_database(admin_url, name)
 
 
 @pytest.fixture
 def empty_db_url(admin_url: str) -> Iterator[str]:
     """URL of an empty database (no migrations) of this one test's own."""
-    name = scratch_name("empty")
-    url = create_database(admin_url, name)
-    try:
+    with scratch_database(admin_url, "empty") as (_, url):
         yield url
-    finally:
-        drop_database(admin_url, name)
