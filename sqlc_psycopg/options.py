@@ -22,7 +22,8 @@ _TYPE_NODES = (
     ast.Load,
     ast.Constant,
 )
-_TOP_KEYS = {"emit_sync", "emit_async", "overrides"}
+_TOP_KEYS = {"emit_sync", "emit_async", "rows", "overrides"}
+ROW_FORMS = ("tuple", "named")
 _OVERRIDE_KEYS = {"db_type", "column", "query", "param", "py_type", "nullable"}
 
 
@@ -94,6 +95,7 @@ class Options:
 
     emit_sync: bool = True
     emit_async: bool = True
+    rows: str = "tuple"  # "tuple": psycopg's own tuples, typed; "named": NamedTuple classes
     overrides: tuple[Override, ...] = ()
 
 
@@ -176,8 +178,14 @@ def parse(raw: bytes) -> Options:
     emit_async = _bool(data, "emit_async", True, "plugin options")
     if not (emit_sync or emit_async):
         raise PluginError("plugin options: emit_sync and emit_async cannot both be false")
+    rows = data.get("rows", "tuple")
+    if rows not in ROW_FORMS:
+        raise PluginError(
+            f"plugin options: 'rows' must be one of {', '.join(ROW_FORMS)}, not {rows!r}"
+        )
     return Options(
         emit_sync=emit_sync,
         emit_async=emit_async,
+        rows=rows,
         overrides=tuple(_override(i, o) for i, o in enumerate(overrides)),
     )

@@ -64,6 +64,9 @@ RESERVED = {
     "register_composite",
     "RowFactory",
     "row_factory",
+    "TupleRow",
+    "tuple_row",
+    "cast",
     "register_types",
     "register_types_async",
     "JsonValue",
@@ -112,6 +115,7 @@ class ModelClass:
     fields: list[Field]
     pg_name: str = ""  # for composites: the type name psycopg registers
     sql_name: str = ""  # the table or type it models, for docstrings
+    plain: bool = False  # a query row in the `rows: tuple` form: a tuple type alias
 
 
 @dataclass(slots=True)
@@ -584,7 +588,8 @@ class QueryPlanner:
             t = self.p.column_type(c, cw, extra=override)
             module.imports |= t.resolved.imports
             fields.append(Field(py_name, t.annotation, c.comment))
-        same = self._same_table(query.columns, fields)
+        plain = self.p.options.rows == "tuple"
+        same = None if plain else self._same_table(query.columns, fields)
         if same is not None:
             plan.row_ref = M + same
             return
@@ -592,7 +597,7 @@ class QueryPlanner:
         if cls_name in taken:
             raise PluginError(f"{where}: duplicate name {cls_name} in module {module.name}")
         taken.add(cls_name)
-        plan.row_class = ModelClass(cls_name, f"A row of {query.name}.", fields)
+        plan.row_class = ModelClass(cls_name, f"A row of {query.name}.", fields, plain=plain)
         plan.row_ref = cls_name
 
     def _same_table(self, columns: tuple[Column, ...], fields: list[Field]) -> str | None:

@@ -1,7 +1,8 @@
 """Python source of the generated package, written from a `plan.Plan`.
 
-Every generated module is plain, typed Python: NamedTuple rows, module-level `LiteralString`
-SQL constants, and functions that run the SQL unchanged through psycopg's raw cursors.
+Every generated module is plain, typed Python: rows typed as tuple aliases (psycopg's own
+tuples) or NamedTuple classes (`rows: named`), module-level `LiteralString` SQL constants, and
+functions that run the SQL unchanged through psycopg's raw cursors.
 """
 
 from __future__ import annotations
@@ -102,6 +103,19 @@ def named_tuple(cls: ModelClass, fallback: str, in_models: bool) -> str:
         ignore = "  # type: ignore[assignment]" if f.name in TUPLE_METHODS else ""
         out.append(f"    {f.name}: {ann(f.annotation, in_models)}{ignore}\n")
     return "".join(out)
+
+
+def tuple_alias(cls: ModelClass) -> str:
+    """The type of a query row in the `rows: tuple` form: psycopg's own tuple, typed."""
+    out = [f"{cls.name}: TypeAlias = tuple[\n"]
+    out += [f"    {ann(f.annotation, False)},  # {f.name}\n" for f in cls.fields]
+    out.append("]\n")
+    made = any(f.embed_width for f in cls.fields)
+    doc = f"{cls.doc} A plain tuple{'' if made else ' (psycopg builds it)'} of:\n"
+    for i, f in enumerate(cls.fields):
+        comment = " ".join(f.comment.split())
+        doc += f"\n    {i} {f.name}" + (f": {comment}" if comment else "")
+    return "".join(out) + docstring(doc, "")
 
 
 def enum_class(cls: EnumClass) -> str:
@@ -318,8 +332,13 @@ class QueryWriter:
         abc_names: set[str] = set()
         rows_names: set[str] = set()
         for q in m.queries:
-            if q.row_class or q.params_class:
+            if q.params_class or (q.row_class and not q.row_class.plain):
                 typing_names.add("NamedTuple")
+            if q.row_class and q.row_class.plain:
+                typing_names.add("TypeAlias")
+                if not _embeds(q):
+                    typing_names.add("cast")
+                    rows_names.add("tuple_row")
             if q.params_class:
                 abc_names.add("Iterable")
             if q.query.cmd == ":execresult":
@@ -327,7 +346,7 @@ class QueryWriter:
             if q.query.cmd == ":many":
                 abc_names |= {"Iterator"} if self.sync else set()
                 abc_names |= {"AsyncIterator"} if self.async_ else set()
-            if q.row_class and any(f.embed_width for f in q.row_class.fields):
+            if _embeds(q):
                 abc_names.add("Sequence")
         froms: dict[str, set[str]] = {
             "typing": typing_names,
@@ -349,7 +368,9 @@ class QueryWriter:
     def query(self, q: QueryPlan) -> str:
         """Constant, classes, row factory and functions of one query."""
         out = [f"\n\n{q.const}: LiteralString = {string_literal(q.sql)}\n"]
-        if q.row_class is not None:
+        if q.row_class is not None and q.row_class.plain:
+            out += ["\n\n", tuple_alias(q.row_class)]
+        elif q.row_class is not None:
             out += ["\n\n", named_tuple(q.row_class, f"A row of {q.query.name}.", False)]
         if q.params_class is not None:
             out += ["\n\n", named_tuple(q.params_class, q.params_class.doc, False)]
@@ -376,7 +397,9 @@ class QueryWriter:
         """The module-level row factory of the query's rows."""
         row = ann(q.row_ref, False)
         cls = q.row_class
-        if cls is None or not any(f.embed_width for f in cls.fields):
+        if cls is None or not _embeds(q):
+            if cls is not None and cls.plain:  # psycopg skips its row maker for `tuple`
+                return f'\n\n{self.rows_name(q)} = cast("models.RowFactory[{row}]", tuple_row)\n'
             return f"\n\n{self.rows_name(q)} = models.row_factory({row})\n"
         args, pos = [], 0
         for f in cls.fields:
@@ -388,9 +411,10 @@ class QueryWriter:
                 args.append(f"values[{pos}]")
                 pos += 1
         maker = f"_make_{q.func}_row"
+        make = "" if cls.plain else row
         return (
             f"\n\ndef {maker}(values: Sequence[Any]) -> {row}:\n"
-            f"    return {row}(\n" + "".join(f"        {a},\n" for a in args) + "    )\n"
+            f"    return {make}(\n" + "".join(f"        {a},\n" for a in args) + "    )\n"
             f"\n\n{self.rows_name(q)} = models.RowFactory({maker})\n"
         )
 
@@ -505,6 +529,11 @@ class QueryWriter:
             ":execrows": "return _cur.rowcount",
         }.get(cmd)
         return [*lines, f"    {tail}"] if tail else lines
+
+
+def _embeds(q: QueryPlan) -> bool:
+    """Whether the query's row has sqlc.embed fields (built from several result values)."""
+    return q.row_class is not None and any(f.embed_width for f in q.row_class.fields)
 
 
 def _split_top(text: str) -> list[str]:

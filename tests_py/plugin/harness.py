@@ -36,7 +36,10 @@ def conforms(value: object, hint: object, where: str = "value") -> None:
     args = typing.get_args(hint)
     if hint is Any:
         return
-    if isinstance(hint, typing.ForwardRef) and hint.__forward_arg__ == "JsonValue":
+    # JsonValue refers to itself: "JsonValue" in a runtime alias, a ForwardRef once evaluated.
+    if hint == "JsonValue" or (
+        isinstance(hint, typing.ForwardRef) and hint.__forward_arg__ == "JsonValue"
+    ):
         assert _is_json(value), f"{where}: {value!r} is not a JSON value"
         return
     if hint is None or hint is type(None):
@@ -65,6 +68,15 @@ def conforms(value: object, hint: object, where: str = "value") -> None:
         return
     if origin is tuple:
         assert isinstance(value, tuple), f"{where}: {value!r} is not a tuple"
+        if args[-1:] == (Ellipsis,):
+            for i, item in enumerate(value):
+                conforms(item, args[0], f"{where}[{i}]")
+            return
+        # A row of the `rows: tuple` form: psycopg's own tuple, not a subclass built per row.
+        assert type(value) is tuple, f"{where}: {value!r} is a {type(value).__name__}, not tuple"
+        assert len(value) == len(args), f"{where}: {len(value)} values for {len(args)} types"
+        for i, (item, arg) in enumerate(zip(value, args, strict=True)):
+            conforms(item, arg, f"{where}[{i}]")
         return
     if origin in (Range, Multirange):
         assert isinstance(value, origin), f"{where}: {value!r} is not a {origin.__name__}"
@@ -98,13 +110,30 @@ def row_conforms(row: object, where: str = "row") -> None:
         conforms(getattr(row, name), hint, f"{where}.{name}")
 
 
-def check_result(value: object) -> None:
-    """Apply `row_conforms` to the rows inside a generated function's result."""
-    if isinstance(value, tuple) and hasattr(value, "_fields"):
+def check_result(value: object, fetch: Fetch, row: Any = None) -> None:
+    """Check the rows inside a generated function's result against their annotations.
+
+    NamedTuple rows carry their field types; rows of the `rows: tuple` form are plain tuples
+    whose type (the generated `…Row` alias) the case passes as `row`.
+    """
+    if fetch not in ("one", "many", "batchone", "batchmany"):
+        return
+    if row is not None:
+        optional, many = row | None, types.GenericAlias(list, (row,))
+        shape = {
+            "one": optional,
+            "many": many,
+            "batchone": types.GenericAlias(list, (optional,)),
+            "batchmany": types.GenericAlias(list, (many,)),
+        }[fetch]
+        conforms(value, shape, "result")
+    elif isinstance(value, tuple) and hasattr(value, "_fields"):
         row_conforms(value)
     elif isinstance(value, list):
         for item in value:
-            check_result(item)
+            check_result(item, fetch)
+    else:
+        assert not isinstance(value, tuple), f"{value!r}: a tuple row; pass its type as row="
 
 
 def flatten(row: object) -> tuple[Any, ...]:
@@ -169,12 +198,13 @@ class Harness:
         fetch: Fetch = "many",
         mutates: bool = False,
         embeds: bool = False,
+        row: Any = None,
     ) -> T:
         """Run raw psycopg, then the generated `call`; assert same values and promised types."""
         want = self.expected(statement, params, fetch, mutates)
         got = call()
         self.conn.commit()
-        compare(got, want, fetch, embeds)
+        compare(got, want, fetch, embeds, row)
         self.checks += 1
         return got
 
@@ -196,6 +226,7 @@ class AsyncHarness:
         fetch: Fetch = "many",
         mutates: bool = False,
         embeds: bool = False,
+        row: Any = None,
     ) -> T:
         """Run raw psycopg, then the generated coroutine; assert same values and types."""
         async with psycopg.AsyncRawCursor(self.raw) as cur:
@@ -205,17 +236,17 @@ class AsyncHarness:
                 await (self.raw.rollback() if mutates else self.raw.commit())
         got = await call()
         await self.conn.commit()
-        compare(got, want, fetch, embeds)
+        compare(got, want, fetch, embeds, row)
         self.checks += 1
         return got
 
 
-def compare(got: object, want: object, fetch: Fetch, embeds: bool) -> None:
+def compare(got: object, want: object, fetch: Fetch, embeds: bool, row: Any = None) -> None:
     """Assert a generated result equals raw psycopg's and has the promised types."""
     if fetch == "status":
         assert isinstance(got, psycopg.RawCursor | psycopg.AsyncRawCursor)
         got = (got.rowcount, got.statusmessage)
-    check_result(got)
+    check_result(got, fetch, row)
     assert _equal(_normalize(got, embeds), want), f"generated {got!r} != raw {want!r}"
     if isinstance(got, list) and isinstance(want, list):
         for g, w in zip(got, want, strict=True):

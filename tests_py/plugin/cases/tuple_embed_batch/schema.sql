@@ -1,0 +1,6 @@
+CREATE TABLE authors (id integer PRIMARY KEY, name text NOT NULL);
+CREATE TABLE books (
+  id        integer PRIMARY KEY,
+  author_id integer NOT NULL REFERENCES authors,
+  title     text NOT NULL
+);
