@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/plugin/bench.py [--rounds 41] [--calls 200] [--rows 1,10,100,1000]
 
-It generates bench/plugin/query.sql with the plugin (sqlc, into a temporary directory),
+It generates bench/plugin/query.sql with the plugin (sqlc, into a temporary directory) twice:
+with the default rows (psycopg's own tuples, typed) and with `rows: named` (NamedTuple rows),
 creates a scratch database on ${KEEN_DATABASE_URL:-the embedded cluster} with 10 000 rows,
 then, on one autocommit connection, times in every round the generated function and raw
 psycopg (`RawCursor`, the same SQL constant, default tuple rows) back to back, `--calls` calls
@@ -19,6 +20,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import importlib
+import json
 import os
 import platform
 import statistics
@@ -44,14 +46,29 @@ HERE = Path(__file__).resolve().parent
 
 
 def generate(workdir: Path) -> None:
-    """Generate the bench package `bench_queries` into `workdir` with sqlc and the plugin."""
+    """Generate bench/query.sql into `workdir` with sqlc and the plugin, once per row form.
+
+    `bench_queries` has the default rows (psycopg's own tuples, typed); `bench_named` has
+    `rows: named` (a NamedTuple class per row).
+    """
     (workdir / "bench").symlink_to(HERE)
-    (workdir / "sqlc.json").write_text(
-        '{"version": "2", "plugins": [{"name": "psycopg", "process": '
-        '{"cmd": "sqlc-gen-psycopg", "format": "json"}}], "sql": [{"engine": "postgresql", '
-        '"schema": "bench/schema.sql", "queries": "bench/query.sql", "codegen": '
-        '[{"out": "bench_queries", "plugin": "psycopg"}]}]}'
-    )
+    codegen = [
+        {"out": "bench_queries", "plugin": "psycopg"},
+        {"out": "bench_named", "plugin": "psycopg", "options": {"rows": "named"}},
+    ]
+    config = {
+        "version": "2",
+        "plugins": [{"name": "psycopg", "process": {"cmd": "sqlc-gen-psycopg", "format": "json"}}],
+        "sql": [
+            {
+                "engine": "postgresql",
+                "schema": "bench/schema.sql",
+                "queries": "bench/query.sql",
+                "codegen": codegen,
+            }
+        ],
+    }
+    (workdir / "sqlc.json").write_text(json.dumps(config))
     venv = ROOT / ".venv" / "bin"
     env = {**os.environ, "PATH": f"{venv}:{os.environ.get('PATH', '')}"}
     command = [str(venv / "sqlc"), "generate", "-f", "sqlc.json"]
@@ -93,10 +110,11 @@ def main(argv: list[str] | None = None) -> int:
             generate(Path(tmp))
             sys.path.insert(0, tmp)
             q = importlib.import_module("bench_queries.query")
+            named = importlib.import_module("bench_named.query")
             with psycopg.connect(url, autocommit=True) as conn:
                 seed(conn)
                 sizes = [int(n) for n in args.rows.split(",")]
-                results = run(q, conn, args.rounds, args.calls, sizes)
+                results = run(q, named, conn, args.rounds, args.calls, sizes)
     finally:
         drop_database(base, name)
     report(results, args)
@@ -133,9 +151,12 @@ def _frozen_rows(cursor: object) -> Callable[[Any], FrozenAccount]:
 
 
 def run(
-    q: Any, conn: psycopg.Connection[Any], rounds: int, calls: int, sizes: list[int]
+    q: Any, named: Any, conn: psycopg.Connection[Any], rounds: int, calls: int, sizes: list[int]
 ) -> list[Result]:
-    """Time every variant, generated and raw alternating (order swapped every round)."""
+    """Time every variant, generated and raw alternating (order swapped every round).
+
+    `q` is the package of the default row form, `named` the one of `rows: named`.
+    """
 
     def raw_one() -> object:
         with psycopg.RawCursor(conn) as cur:
@@ -150,11 +171,15 @@ def run(
 
         return call
 
-    def gen_many(n: int) -> Callable[[], object]:
-        return lambda: q.list_accounts(conn, first=100, n=n)
+    def gen_many(module: Any, n: int) -> Callable[[], object]:
+        return lambda: module.list_accounts(conn, first=100, n=n)
 
     variants: list[Variant] = [(":one", lambda: q.get_account(conn, id=4242), raw_one)]
-    variants += [(f":many ({n} rows)", gen_many(n), raw_many(n)) for n in sizes]
+    variants += [(f":many ({n} rows)", gen_many(q, n), raw_many(n)) for n in sizes]
+    variants.append((":one, `rows: named`", lambda: named.get_account(conn, id=4242), raw_one))
+    variants += [
+        (f":many ({n} rows), `rows: named`", gen_many(named, n), raw_many(n)) for n in sizes
+    ]
     if 100 in sizes:  # what frozen dataclass rows would cost (not generated; for the design)
 
         def frozen_many() -> object:
@@ -162,7 +187,9 @@ def run(
                 cur.execute(q.LIST_ACCOUNTS, (100, 100))
                 return cur.fetchall()
 
-        variants.append((":many (100 rows) as frozen dataclasses", frozen_many, raw_many(100)))
+        variants.append(
+            (":many (100 rows) as frozen dataclasses (not generated)", frozen_many, raw_many(100))
+        )
     for _, gen, raw in variants:  # same results; warm up (prepared statements, caches)
         assert _plain(gen()) == _plain(raw())
         timed(gen, 20)
