@@ -1314,8 +1314,10 @@ GRANT EXECUTE ON FUNCTION
   keen.set_spending_limits(numeric, numeric),
   keen.configure_auto_recharge(boolean, numeric, numeric),
   keen.round_cost(numeric),
-  -- Helpers the functions and triggers above call as the invoker; each touches only the
-  -- caller's own rows (RLS) or none.
+  -- Helpers the functions and triggers above call as the invoker: PostgreSQL checks EXECUTE
+  -- on every nested call against current_user, so keen_app must hold it (revoking one
+  -- breaks its callers with 42501). Each touches only the caller's own rows (RLS) or none,
+  -- so calling one directly gives keen_app nothing its table grants do not.
   keen.validate_credit_amount(numeric, text),
   keen.credit_local_date(uuid, timestamptz),
   keen.lock_credit_account(uuid),
@@ -1324,9 +1326,11 @@ GRANT EXECUTE ON FUNCTION
   keen.check_idempotency_key(text),
   keen.find_idempotent_entry(uuid, text, text),
   keen.require_agent_session(uuid),
-  keen.check_spending_limits(keen.credit_accounts, numeric),
-  keen.in_migration()
+  keen.check_spending_limits(keen.credit_accounts, numeric)
 TO keen_app;
+-- Not granted: in_migration (called only by the append-only trigger, which keen_app never
+-- reaches: it has no UPDATE, DELETE or TRUNCATE on the ledger) and the billing and operator
+-- functions.
 
 -- ===== comments ==============================================================
 COMMENT ON TABLE keen.credit_accounts IS 'A user''s prepaid credit account; its balance is the sum of its ledger.';

@@ -2,7 +2,7 @@
 -- cross-tenant references, fail-closed without context, and the exact lists of SECURITY
 -- DEFINER functions, policies and grants (a new one cannot appear unnoticed).
 BEGIN;
-SELECT plan(148);
+SELECT plan(154);
 
 -- pgTAP itself must be callable while acting as keen_app (rolled back with the test).
 GRANT USAGE ON SCHEMA tap TO keen_app, keen_analytics;
@@ -117,9 +117,13 @@ BEGIN
 END
 $$;
 
--- Tenant API functions (granted to keen_app, not SECURITY DEFINER, not a listed helper)
--- that do not raise KE010 when called with NULL arguments and no tenant context.
-CREATE FUNCTION pg_temp.functions_without_ke010(p_helpers text[]) RETURNS text[] LANGUAGE plpgsql AS $$
+-- Calls, as the current role with NULL arguments, every function in keen that keen_app may
+-- execute (p_granted: the tenant API — not SECURITY DEFINER, not a trigger, not listed in
+-- p_skip) or may not (NOT p_granted: all of them, triggers too); returns those whose error
+-- does not match p_expected. In the target list, not FROM: trigger functions are refused in
+-- FROM before any privilege check.
+CREATE FUNCTION pg_temp.calls_not_raising(p_granted boolean, p_skip text[], p_expected text)
+RETURNS text[] LANGUAGE plpgsql AS $$
 DECLARE
   v_fn record;
   v_res text;
@@ -127,18 +131,18 @@ DECLARE
 BEGIN
   FOR v_fn IN
     SELECT p.oid::regprocedure::text AS signature,
-           format('SELECT * FROM %s(%s)', p.oid::regproc,
+           format('SELECT %s(%s)', p.oid::regproc,
                   coalesce((SELECT string_agg('NULL::' || format_type(t, NULL), ', ' ORDER BY i)
                             FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY AS u(t, i)), '')) AS call
     FROM pg_proc AS p
-    WHERE p.pronamespace = 'keen'::regnamespace AND NOT p.prosecdef AND p.prokind = 'f'
-      AND p.prorettype <> 'trigger'::regtype
-      AND has_function_privilege('keen_app', p.oid, 'EXECUTE')
-      AND p.oid::regprocedure::text <> ALL (p_helpers)
+    WHERE p.pronamespace = 'keen'::regnamespace AND p.prokind = 'f'
+      AND has_function_privilege('keen_app', p.oid, 'EXECUTE') = p_granted
+      AND (NOT p_granted OR (NOT p.prosecdef AND p.prorettype <> 'trigger'::regtype))
+      AND p.oid::regprocedure::text <> ALL (p_skip)
     ORDER BY 1
   LOOP
     v_res := pg_temp.attempt(v_fn.call);
-    IF v_res !~ '^KE010' THEN
+    IF v_res !~ p_expected THEN
       v_bad := v_bad || (v_fn.signature || ': ' || v_res);
     END IF;
   END LOOP;
@@ -342,7 +346,6 @@ SELECT set_eq(
     'function keen.get_session(text) EXECUTE keen_app',
     'function keen.hold_credits(uuid,numeric,text,interval) EXECUTE keen_app',
     'function keen.idempotent_id(uuid,text,text) EXECUTE keen_app',
-    'function keen.in_migration() EXECUTE keen_app',
     'function keen.ledger_usage(keen.credit_transactions,text) EXECUTE keen_app',
     'function keen.list_session_events(bigint,text,integer) EXECUTE keen_app',
     'function keen.list_sessions(text,timestamp with time zone,uuid,integer) EXECUTE keen_app',
@@ -587,6 +590,21 @@ SELECT throws_ok($$UPDATE keen.credit_transactions SET description = 'x'$$, '425
 SELECT throws_ok($$DELETE FROM keen.credit_transactions$$, '42501', NULL, 'keen_app cannot DELETE from the ledger');
 SELECT throws_ok($$TRUNCATE keen.credit_transactions$$, '42501', NULL, 'keen_app cannot TRUNCATE the ledger');
 
+-- internal helpers, called directly: refused, or no further than the tenant's own rows
+SELECT is(pg_temp.calls_not_raising(false, '{}', '^42501 permission denied for function'), '{}'::text[],
+  'every keen function not granted to keen_app (operators, billing, triggers, in_migration) refuses it with 42501');
+SELECT throws_ok($$SELECT keen.in_migration()$$, '42501', NULL,
+  'keen_app cannot call in_migration (it never reaches the append-only trigger that does)');
+SELECT throws_ok($$SELECT keen.rebuild_usage_stats(current_setting('test.user_a')::uuid)$$, '42501', NULL,
+  'keen_app cannot rewrite daily_usage_stats with rebuild_usage_stats');
+SELECT throws_ok($$SELECT keen.lock_credit_account(current_setting('test.user_b')::uuid)$$, 'KE006', NULL,
+  'lock_credit_account of another tenant''s account raises KE006 (RLS hides it)');
+SELECT throws_ok($$SELECT keen.lock_event_stream(current_setting('test.user_b')::uuid)$$, 'KE006', NULL,
+  'lock_event_stream of another tenant''s stream raises KE006');
+SELECT throws_like($$SELECT keen.add_usage_deltas(ARRAY[ROW(current_setting('test.user_b')::uuid, current_date,
+  1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)::keen.usage_delta])$$,
+  'new row violates row-level security policy%', 'add_usage_deltas cannot touch another tenant''s figures (RLS)');
+
 -- ===== as another tenant (B) =================================================
 DO $$ BEGIN PERFORM set_config('app.current_user_id', current_setting('test.user_b'), true); END $$;
 SELECT is((SELECT count(*) FROM keen.agent_sessions WHERE session_id LIKE 's-a%'), 0::bigint,
@@ -597,9 +615,9 @@ SELECT is((SELECT array_agg(username) FROM keen.users), ARRAY['tenant_b'::text],
 DO $$ BEGIN PERFORM set_config('app.current_user_id', '', true); END $$;
 SELECT is(keen.current_user_id(), NULL, 'an empty setting (what a committed local setting leaves) means no tenant');
 SELECT is((SELECT count(*) FROM keen.auth_tokens), 0::bigint, 'an empty setting shows no rows and raises no cast error');
-SELECT is(pg_temp.functions_without_ke010(ARRAY[
+SELECT is(pg_temp.calls_not_raising(true, ARRAY[
     -- pure helpers and lookups that read nothing of a tenant without one
-    'keen.current_user_id()', 'keen.require_user_id()', 'keen.in_migration()',
+    'keen.current_user_id()', 'keen.require_user_id()',
     'keen.round_cost(numeric)', 'keen.validate_credit_amount(numeric,text)',
     'keen.credit_fingerprint(text,jsonb)', 'keen.idempotent_id(uuid,text,text)',
     'keen.check_idempotency_key(text)', 'keen.session_phase_rank(text)',
@@ -610,7 +628,7 @@ SELECT is(pg_temp.functions_without_ke010(ARRAY[
     -- internal helpers taking ids: under RLS they find nothing without a tenant
     'keen.find_idempotent_entry(uuid,text,text)', 'keen.lock_credit_account(uuid)',
     'keen.require_agent_session(uuid)', 'keen.add_usage_deltas(keen.usage_delta[])'
-  ]), '{}'::text[],
+  ], '^KE010'), '{}'::text[],
   'every tenant API function raises KE010 without tenant context');
 RESET ROLE;
 SELECT throws_ok($$SELECT keen.current_user_id() FROM (SELECT set_config('app.current_user_id', 'not-a-uuid', true)) AS s$$,

@@ -183,7 +183,8 @@ SELECT throws_ok($$UPDATE keen.credit_transactions SET amount = -0.01 WHERE entr
   'the service cannot UPDATE ledger rows');
 SELECT throws_ok($$DELETE FROM keen.credit_transactions$$, '42501', NULL, 'the service cannot DELETE ledger rows');
 SELECT throws_ok($$TRUNCATE keen.credit_transactions$$, '42501', NULL, 'the service cannot TRUNCATE the ledger');
-SELECT is(keen.in_migration(), false, 'the service is never a migration');
+SELECT throws_ok($$SELECT keen.in_migration()$$, '42501', NULL,
+  'the service cannot even ask whether it is a migration (in_migration is not granted to keen_app)');
 
 -- ===== as another tenant =====================================================
 SET LOCAL app.current_user_id = '00000000-0000-4000-8000-0000000c0b01';
