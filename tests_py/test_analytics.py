@@ -135,8 +135,10 @@ def dashboard_data(db_url: str, users: list[uuid.UUID]) -> Iterator[str]:
             "INSERT INTO keen.agent_sessions (user_id, session_id, git_branch, vision,"
             " working_directory, start_time, end_time, execution_status, tokens_used, total_cost)"
             " SELECT (%s::uuid[])[1 + g %% %s], 'bulk-' || g, 'main', 'v', '/w',"
-            "   now() - (g %% 1400) * interval '1 minute',"
-            "   now() - (g %% 1400) * interval '1 minute' + (g %% 97) * interval '1 second',"
+            # Every session ends in the past (at most 96 s after a start 2 to 1,401 minutes
+            # ago): an end_time after the refresh's hour would fall outside the view's hours.
+            "   now() - (2 + g %% 1400) * interval '1 minute',"
+            "   now() - (2 + g %% 1400) * interval '1 minute' + (g %% 97) * interval '1 second',"
             "   (ARRAY['completed', 'failed', 'cancelled'])[1 + g %% 3],"
             "   g %% 1000, (g %% 50) / 10.0"
             " FROM generate_series(1, 60000) AS g",
