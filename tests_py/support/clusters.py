@@ -4,7 +4,8 @@ server (PITR, restarts under load, replicas), never done to the shared embedded 
 Like scripts/db.sh: initdb and pg_ctl run as the unprivileged `postgres` OS user when the
 tests run as root; each cluster listens only on a Unix socket in its own directory, so no
 port can clash. `cluster_dir()` removes everything, stopping every cluster it made, even when
-the test fails.
+the test fails; a run killed before it could (SIGKILL) leaves its clusters running, and the
+next `cluster_dir()` stops and removes them (`sweep_orphans`).
 """
 
 from __future__ import annotations
@@ -220,10 +221,59 @@ class ClusterDir:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+_OWNER = "owner.pid"  # in a cluster directory: the pid of the test process that made it
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def sweep_orphans(temp: Path) -> list[Path]:
+    """Stop and remove the cluster directories under `temp` whose test process is gone.
+
+    Only directories this module made (`keen_*` with an owner file) are touched; a live
+    owner's directory is left alone, whoever it is. Returns the directories removed.
+    """
+    removed = []
+    for root in sorted(temp.glob("keen_*")):
+        try:
+            owner = int((root / _OWNER).read_text())
+        except (OSError, ValueError):
+            continue
+        if _alive(owner):
+            continue
+        for pid_file in root.glob("*/postmaster.pid"):
+            with suppress(Exception):
+                run_pg(
+                    [
+                        str(PG_BIN / "pg_ctl"),
+                        "-D",
+                        str(pid_file.parent),
+                        "-m",
+                        "immediate",
+                        "-w",
+                        "stop",
+                    ],
+                    timeout=60,
+                )
+        shutil.rmtree(root, ignore_errors=True)
+        removed.append(root)
+    return removed
+
+
 @contextmanager
 def cluster_dir(prefix: str) -> Iterator[ClusterDir]:
     """Yield a fresh `ClusterDir` under the system temp dir; clean it up whatever happens."""
-    root = Path(tempfile.mkdtemp(prefix=f"keen_{prefix}_"))
+    temp = Path(tempfile.gettempdir())
+    sweep_orphans(temp)
+    root = Path(tempfile.mkdtemp(prefix=f"keen_{prefix}_", dir=temp))
+    (root / _OWNER).write_text(str(os.getpid()))
     root.chmod(0o755)
     give_to_postgres(root)
     clusters = ClusterDir(root)
