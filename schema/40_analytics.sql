@@ -436,22 +436,27 @@ VOLATILE
 SET search_path = ''
 AS $$
 DECLARE
+  v_deltas keen.usage_delta[] := p_deltas;
   v_delta keen.usage_delta;
 BEGIN
   -- Per (user, day), in key order (the lock order), skipping days whose figures do not
   -- change: add under the row lock (creating the row first if need be), so no update is lost.
   -- (Not one INSERT … ON CONFLICT DO UPDATE: the CHECK is tested on the proposed row
   -- before the conflict is found, and a decrement is a negative proposed row.)
-  FOR v_delta IN
-    SELECT x.user_id, x.date_bucket, pg_catalog.sum(x.sessions_started),
-           pg_catalog.sum(x.sessions_completed), pg_catalog.sum(x.sessions_failed),
-           pg_catalog.sum(x.sessions_cancelled), pg_catalog.sum(x.tokens_used),
-           pg_catalog.sum(x.tool_calls), pg_catalog.sum(x.total_cost),
-           pg_catalog.sum(x.credits_purchased), pg_catalog.sum(x.credits_spent),
-           pg_catalog.sum(x.credits_refunded), pg_catalog.sum(x.credits_adjusted)
-    FROM pg_catalog.unnest(p_deltas) AS x
-    GROUP BY x.user_id, x.date_bucket
-    ORDER BY x.user_id, x.date_bucket
+  -- One delta (a ledger row's first of the day, a session's start) needs no aggregation.
+  IF pg_catalog.cardinality(v_deltas) > 1 THEN
+    v_deltas := ARRAY(
+      SELECT ROW(x.user_id, x.date_bucket, pg_catalog.sum(x.sessions_started),
+                 pg_catalog.sum(x.sessions_completed), pg_catalog.sum(x.sessions_failed),
+                 pg_catalog.sum(x.sessions_cancelled), pg_catalog.sum(x.tokens_used),
+                 pg_catalog.sum(x.tool_calls), pg_catalog.sum(x.total_cost),
+                 pg_catalog.sum(x.credits_purchased), pg_catalog.sum(x.credits_spent),
+                 pg_catalog.sum(x.credits_refunded), pg_catalog.sum(x.credits_adjusted))::keen.usage_delta
+      FROM pg_catalog.unnest(v_deltas) AS x
+      GROUP BY x.user_id, x.date_bucket
+      ORDER BY x.user_id, x.date_bucket);
+  END IF;
+  FOREACH v_delta IN ARRAY coalesce(v_deltas, '{}')
   LOOP
     CONTINUE WHEN (v_delta.sessions_started, v_delta.sessions_completed, v_delta.sessions_failed,
                    v_delta.sessions_cancelled, v_delta.tokens_used, v_delta.tool_calls,
@@ -519,10 +524,26 @@ RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
+DECLARE
+  -- The ledger is append-only: only inserts arrive here. A ledger row is one (user, day)
+  -- delta, never all zero (amount <> 0).
+  v_delta keen.usage_delta := (keen.ledger_usage(NEW, coalesce(
+    (SELECT u.timezone FROM keen.users AS u WHERE u.id = NEW.user_id), 'UTC')))[1];
 BEGIN
-  -- The ledger is append-only: only inserts arrive here.
-  PERFORM keen.add_usage_deltas(keen.ledger_usage(NEW, coalesce(
-    (SELECT u.timezone FROM keen.users AS u WHERE u.id = NEW.user_id), 'UTC')));
+  -- The common case, the day's row exists: add to it under its row lock, as
+  -- keen.add_usage_deltas would, without its aggregation (one statement instead of three).
+  UPDATE keen.daily_usage_stats AS d
+  SET credits_purchased = d.credits_purchased + v_delta.credits_purchased,
+      credits_spent = d.credits_spent + v_delta.credits_spent,
+      credits_refunded = d.credits_refunded + v_delta.credits_refunded,
+      credits_adjusted = d.credits_adjusted + v_delta.credits_adjusted,
+      updated_at = pg_catalog.now()
+  WHERE d.user_id = v_delta.user_id AND d.date_bucket = v_delta.date_bucket;
+  IF NOT FOUND THEN
+    -- The day's first figures: the general path creates the row (and handles the race
+    -- with a concurrent creator).
+    PERFORM keen.add_usage_deltas(ARRAY[v_delta]);
+  END IF;
   RETURN NULL;
 END
 $$;

@@ -93,11 +93,8 @@ SELECT has_check('keen', 'credit_accounts', 'keen.credit_accounts has CHECK cons
 SELECT set_eq(
   $$SELECT conname::text FROM pg_constraint WHERE conrelid = 'keen.credit_accounts'::regclass AND contype = 'c'$$,
   ARRAY[
-    'credit_accounts_account_status_check', 'credit_accounts_auto_recharge_check',
-    'credit_accounts_current_balance_check', 'credit_accounts_daily_limit_check',
-    'credit_accounts_held_amount_check', 'credit_accounts_last_entry_no_check',
-    'credit_accounts_lifetime_check', 'credit_accounts_monthly_limit_check',
-    'credit_accounts_spent_check', 'credit_accounts_suspended_reason_check'],
+    'credit_accounts_account_status_check', 'credit_accounts_figures_check',
+    'credit_accounts_suspended_reason_check'],
   'keen.credit_accounts has exactly its named CHECK constraints');
 -- indexes
 SELECT indexes_are('keen', 'credit_accounts', ARRAY[
@@ -197,9 +194,7 @@ SELECT has_check('keen', 'credit_transactions', 'keen.credit_transactions has CH
 SELECT set_eq(
   $$SELECT conname::text FROM pg_constraint WHERE conrelid = 'keen.credit_transactions'::regclass AND contype = 'c'$$,
   ARRAY[
-    'credit_transactions_amount_check', 'credit_transactions_amount_sign_check',
-    'credit_transactions_balance_check', 'credit_transactions_entry_no_check',
-    'credit_transactions_idempotency_key_check',
+    'credit_transactions_figures_check', 'credit_transactions_idempotency_key_check',
     'credit_transactions_transaction_type_check'],
   'keen.credit_transactions has exactly its named CHECK constraints');
 -- indexes

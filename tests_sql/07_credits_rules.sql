@@ -1,7 +1,7 @@
 -- Data rules of credit_accounts, credit_transactions, credit_holds and recharge_requests:
 -- every row that breaks one fails with its constraint's SQLSTATE and name, and writes nothing.
 BEGIN;
-SELECT plan(45);
+SELECT plan(61);
 
 -- ===== fixtures (as the owner) ===============================================
 -- The constraints are the last line of defence under the functions and triggers (whose
@@ -53,33 +53,53 @@ SELECT throws_ok(
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description)
     VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 9, 'adjustment', 0, 100, 100, 'x')$$,
-  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_amount_check"',
+  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_figures_check"',
   'a zero amount is refused');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description)
     VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 9, 'adjustment', 'NaN', 'NaN', 'NaN', 'x')$$,
-  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_amount_check"',
+  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_figures_check"',
   'a NaN amount is refused');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description)
     VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 9, 'usage', 10, 100, 110, 'x')$$,
-  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_amount_sign_check"',
+  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_figures_check"',
   'usage takes credits out: a positive usage is refused');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description)
     VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 9, 'purchase', -10, 100, 90, 'x')$$,
-  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_amount_sign_check"',
+  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_figures_check"',
   'a purchase brings credits in: a negative purchase is refused');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description)
     VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 9, 'usage', -10, 100, 80, 'x')$$,
-  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_balance_check"',
+  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_figures_check"',
   'balance_after is balance_before plus the amount');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description)
     VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 9, 'usage', -150, 100, -50, 'x')$$,
-  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_balance_check"',
+  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_figures_check"',
   'no entry takes the balance below zero');
+SELECT throws_ok(
+  $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description)
+    VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 9, 'refund', -5, 100, 95, 'x')$$,
+  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_figures_check"',
+  'a refund brings credits in: a negative refund is refused');
+SELECT throws_ok(
+  $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description)
+    VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 9, 'usage', 0, 100, 100, 'x')$$,
+  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_figures_check"',
+  'a zero usage is refused');
+SELECT throws_ok(
+  $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description)
+    VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 9, 'adjustment', 1, 'NaN', 'NaN', 'x')$$,
+  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_figures_check"',
+  'NaN balances are refused (NaN = NaN + 1 and NaN >= 0 would pass)');
+SELECT throws_ok(
+  $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description)
+    VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 9, 'purchase', 'NaN', 100, 'NaN', 'x')$$,
+  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_figures_check"',
+  'a NaN purchase is refused (NaN > 0 would pass)');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description)
     VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0b', 9, 'purchase', 10, 0, 10, 'x')$$,
@@ -109,7 +129,7 @@ SELECT throws_ok(
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description)
     VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 0, 'purchase', 10, 100, 110, 'x')$$,
-  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_entry_no_check"',
+  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_figures_check"',
   'entry numbers start at 1');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description, idempotency_key)
@@ -139,28 +159,77 @@ SELECT throws_ok(
   'a user has one credit account');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_accounts (user_id, current_balance) VALUES ('00000000-0000-4000-8000-000000000cc0', -1)$$,
-  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_current_balance_check"',
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
   'a negative balance is refused');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_accounts (user_id, current_balance) VALUES ('00000000-0000-4000-8000-000000000cc0', 'NaN')$$,
-  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_current_balance_check"',
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
   'a NaN balance is refused');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_accounts (user_id, current_balance, held_amount) VALUES ('00000000-0000-4000-8000-000000000cc0', 10, 11)$$,
-  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_held_amount_check"',
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
   'holds cannot exceed the balance: available never goes below zero');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_accounts (user_id, lifetime_spent) VALUES ('00000000-0000-4000-8000-000000000cc0', -1)$$,
-  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_lifetime_check"',
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
   'lifetime totals cannot be negative');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_accounts (user_id, daily_limit) VALUES ('00000000-0000-4000-8000-000000000cc0', 0)$$,
-  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_daily_limit_check"',
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
   'a daily limit is positive or absent');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_accounts (user_id, monthly_limit) VALUES ('00000000-0000-4000-8000-000000000cc0', -5)$$,
-  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_monthly_limit_check"',
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
   'a monthly limit is positive or absent');
+SELECT throws_ok(
+  $$INSERT INTO keen.credit_accounts (user_id, held_amount) VALUES ('00000000-0000-4000-8000-000000000cc0', -1)$$,
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  'a negative held amount is refused');
+SELECT throws_ok(
+  $$INSERT INTO keen.credit_accounts (user_id, lifetime_purchased) VALUES ('00000000-0000-4000-8000-000000000cc0', -1)$$,
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  'a negative lifetime purchased total is refused');
+SELECT throws_ok(
+  $$INSERT INTO keen.credit_accounts (user_id, lifetime_purchased) VALUES ('00000000-0000-4000-8000-000000000cc0', 'NaN')$$,
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  'a NaN lifetime total is refused');
+SELECT throws_ok(
+  $$INSERT INTO keen.credit_accounts (user_id, lifetime_spent) VALUES ('00000000-0000-4000-8000-000000000cc0', 'NaN')$$,
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  'a NaN lifetime spent total is refused');
+SELECT throws_ok(
+  $$INSERT INTO keen.credit_accounts (user_id, daily_limit) VALUES ('00000000-0000-4000-8000-000000000cc0', 'NaN')$$,
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  'a NaN daily limit is refused');
+SELECT throws_ok(
+  $$INSERT INTO keen.credit_accounts (user_id, monthly_limit) VALUES ('00000000-0000-4000-8000-000000000cc0', 'NaN')$$,
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  'a NaN monthly limit is refused');
+SELECT throws_ok(
+  $$INSERT INTO keen.credit_accounts (user_id, daily_limit, monthly_limit) VALUES ('00000000-0000-4000-8000-000000000cc0', NULL, 0)$$,
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  'a zero monthly limit is refused beside an absent daily limit');
+SELECT throws_ok(
+  $$INSERT INTO keen.credit_accounts (user_id, auto_recharge_threshold) VALUES ('00000000-0000-4000-8000-000000000cc0', -1)$$,
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  'a negative auto-recharge threshold is refused');
+SELECT throws_ok(
+  $$INSERT INTO keen.credit_accounts (user_id, last_entry_no) VALUES ('00000000-0000-4000-8000-000000000cc0', -1)$$,
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  'a negative last entry number is refused');
+SELECT throws_ok(
+  $$INSERT INTO keen.credit_accounts (user_id, spent_today) VALUES ('00000000-0000-4000-8000-000000000cc0', -1)$$,
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  'a negative day''s spending counter is refused');
+SELECT throws_ok(
+  $$INSERT INTO keen.credit_accounts (user_id, spent_this_month) VALUES ('00000000-0000-4000-8000-000000000cc0', -1)$$,
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  'a negative month''s spending counter is refused');
+SELECT lives_ok(
+  $$INSERT INTO keen.credit_accounts (user_id, current_balance, held_amount, daily_limit, monthly_limit, auto_recharge_threshold)
+    VALUES ('00000000-0000-4000-8000-000000000cc0', 0, 0, 0.0001, NULL, 0)$$,
+  'the figures'' edges are accepted: zero balance and holds, the smallest limit, an absent limit, a zero threshold');
+DELETE FROM keen.credit_accounts WHERE user_id = '00000000-0000-4000-8000-000000000cc0';
 SELECT throws_ok(
   $$INSERT INTO keen.credit_accounts (user_id, account_status) VALUES ('00000000-0000-4000-8000-000000000cc0', 'frozen')$$,
   '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_account_status_check"',
@@ -171,7 +240,7 @@ SELECT throws_ok(
   'an active account has no suspension reason');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_accounts (user_id, auto_recharge_amount) VALUES ('00000000-0000-4000-8000-000000000cc0', 0)$$,
-  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_auto_recharge_check"',
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
   'an auto-recharge amount is positive');
 
 -- ===== credit_holds ==========================================================

@@ -1,7 +1,7 @@
 -- Analytics: daily usage stats kept by triggers, usage_report, session_cost_breakdown,
 -- verify/rebuild, and the dashboard materialized view (refresh, figures, who may read it).
 BEGIN;
-SELECT plan(87);
+SELECT plan(97);
 
 -- pgTAP itself must be callable while acting as keen_app / keen_analytics (rolled back).
 GRANT USAGE ON SCHEMA tap TO keen_app, keen_analytics;
@@ -310,6 +310,43 @@ SELECT results_eq(
   $$VALUES (2::bigint, 1::bigint, 1.5::numeric, 1200::float8, 1740::float8)$$,
   'an hour''s failures, average cost of completed sessions and p50/p95 durations');
 SELECT is_empty($$SELECT * FROM keen.verify_usage_stats()$$, 'verify_usage_stats is still empty with the dashboard sessions');
+
+-- ===== the ledger's day at both ends of the clock ============================
+-- UTC+14 and UTC-11 are always on two different calendar dates: at least one differs from the
+-- UTC date. Each user's first entry of the day creates the stats row (the general path),
+-- the next ones add to it (the one-UPDATE path); both must bucket by the user's own day.
+DO $$ BEGIN
+  PERFORM set_config('test.k', keen.register_user(
+    p_email => 'kiri@example.com', p_username => 'kiri', p_password_hash => repeat('k', 40),
+    p_timezone => 'Pacific/Kiritimati')::text, true);
+  PERFORM set_config('test.p', keen.register_user(
+    p_email => 'pago@example.com', p_username => 'pago', p_password_hash => repeat('p', 40),
+    p_timezone => 'Pacific/Pago_Pago')::text, true);
+END $$;
+SET LOCAL ROLE keen_app;
+SELECT set_config('app.current_user_id', current_setting('test.k'), true);
+SELECT lives_ok($$SELECT keen.add_credits(p_amount => 10, p_transaction_type => 'purchase')$$,
+  'kiri (UTC+14) buys 10 credits: the day''s first entry');
+SELECT lives_ok($$SELECT keen.deduct_credits(p_amount => 1)$$, 'kiri is charged 1');
+SELECT lives_ok($$SELECT keen.deduct_credits(p_amount => 2)$$, 'kiri is charged 2');
+SELECT set_config('app.current_user_id', current_setting('test.p'), true);
+SELECT lives_ok($$SELECT keen.add_credits(p_amount => 10, p_transaction_type => 'purchase')$$,
+  'pago (UTC-11) buys 10 credits: the day''s first entry');
+SELECT lives_ok($$SELECT keen.deduct_credits(p_amount => 1)$$, 'pago is charged 1');
+SELECT lives_ok($$SELECT keen.add_credits(p_amount => 0.25, p_transaction_type => 'refund')$$, 'pago is refunded 0.25');
+SELECT lives_ok($$SELECT keen.add_credits(p_amount => 0.5, p_transaction_type => 'adjustment')$$, 'pago is adjusted by 0.5');
+RESET ROLE;
+SELECT isnt((now() AT TIME ZONE 'Pacific/Kiritimati')::date, (now() AT TIME ZONE 'Pacific/Pago_Pago')::date,
+  'the two users'' local days differ now');
+SELECT results_eq(
+  $$SELECT date_bucket, credits_purchased, credits_spent, credits_refunded, credits_adjusted
+    FROM keen.daily_usage_stats
+    WHERE user_id IN (current_setting('test.k')::uuid, current_setting('test.p')::uuid)
+    ORDER BY user_id = current_setting('test.p')::uuid$$,
+  $$VALUES ((now() AT TIME ZONE 'Pacific/Kiritimati')::date, 10::numeric, 3::numeric, 0::numeric, 0::numeric),
+           ((now() AT TIME ZONE 'Pacific/Pago_Pago')::date, 10, 1, 0.25, 0.5)$$,
+  'ledger rows count on the user''s local day, the first creating the row and the next adding to it');
+SELECT is_empty($$SELECT * FROM keen.verify_usage_stats()$$, 'verify_usage_stats is empty after both users'' entries');
 
 SELECT * FROM finish();
 ROLLBACK;
