@@ -123,6 +123,45 @@ def test_parallel_sessions_and_credits_leave_verify_usage_stats_empty(
     assert sum(r.sessions_started or 0 for r in report) > 0
 
 
+def test_first_ledger_entry_of_the_day_waits_for_a_concurrent_creator_of_the_row(
+    db_url: str,
+) -> None:
+    """The ledger trigger's one-UPDATE path sees no row while another transaction is creating
+    it; the general path's INSERT … ON CONFLICT then waits for that transaction and adds."""
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        user_id = make_user(admin)
+        with as_tenant(admin, user_id):
+            admin.execute("SELECT * FROM keen.add_credits(p_amount => 10)")
+        admin.execute("DELETE FROM keen.daily_usage_stats WHERE user_id = %s", (user_id,))
+
+    def deduct() -> None:
+        with psycopg.connect(db_url, autocommit=True) as conn, as_tenant(conn, user_id):
+            conn.execute("SELECT * FROM keen.deduct_credits(p_amount => 1)")
+
+    with psycopg.connect(db_url) as creator, ThreadPoolExecutor(max_workers=1) as pool:
+        # The day's row, as recomputed (the purchase), created and left uncommitted.
+        creator.execute(
+            "INSERT INTO keen.daily_usage_stats (user_id, date_bucket, credits_purchased)"
+            " SELECT r.user_id, r.date_bucket, r.credits_purchased"
+            " FROM keen.recompute_usage_stats(%s) AS r",
+            (user_id,),
+        )
+        charged = pool.submit(deduct)
+        time.sleep(1.0)
+        assert not charged.done(), "the deduction waits for the uncommitted stats row"
+        creator.commit()
+        charged.result(timeout=30)
+
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        assert admin.execute("SELECT * FROM keen.verify_usage_stats()").fetchall() == []
+        row = admin.execute(
+            "SELECT count(*), sum(credits_purchased), sum(credits_spent)"
+            " FROM keen.daily_usage_stats WHERE user_id = %s",
+            (user_id,),
+        ).fetchone()
+    assert row == (1, Decimal(10), Decimal(1))
+
+
 @pytest.fixture(scope="module")
 def dashboard_data(db_url: str, users: list[uuid.UUID]) -> Iterator[str]:
     """Enough sessions in the last 24 hours for a refresh to take a while.
