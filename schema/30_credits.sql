@@ -41,7 +41,9 @@ CREATE TABLE keen.credit_accounts (
     LEAST(current_balance, held_amount, lifetime_purchased, lifetime_spent,
           auto_recharge_threshold, spent_today, spent_this_month) >= 0
     AND LEAST(daily_limit, monthly_limit, auto_recharge_amount) > 0
-    AND GREATEST(current_balance, lifetime_purchased, lifetime_spent, daily_limit, monthly_limit) < 'NaN'
+    AND GREATEST(current_balance, held_amount, lifetime_purchased, lifetime_spent, daily_limit,
+                 monthly_limit, auto_recharge_threshold, auto_recharge_amount, spent_today,
+                 spent_this_month) < 'NaN'
     AND held_amount <= current_balance
     AND last_entry_no >= 0),
   CONSTRAINT credit_accounts_account_status_check

@@ -1,7 +1,7 @@
 -- Data rules of credit_accounts, credit_transactions, credit_holds and recharge_requests:
 -- every row that breaks one fails with its constraint's SQLSTATE and name, and writes nothing.
 BEGIN;
-SELECT plan(61);
+SELECT plan(65);
 
 -- ===== fixtures (as the owner) ===============================================
 -- The constraints are the last line of defence under the functions and triggers (whose
@@ -225,6 +225,22 @@ SELECT throws_ok(
   $$INSERT INTO keen.credit_accounts (user_id, spent_this_month) VALUES ('00000000-0000-4000-8000-000000000cc0', -1)$$,
   '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
   'a negative month''s spending counter is refused');
+SELECT throws_ok(
+  $$INSERT INTO keen.credit_accounts (user_id, auto_recharge_threshold) VALUES ('00000000-0000-4000-8000-000000000cc0', 'NaN')$$,
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  'a NaN auto-recharge threshold is refused');
+SELECT throws_ok(
+  $$INSERT INTO keen.credit_accounts (user_id, auto_recharge_amount) VALUES ('00000000-0000-4000-8000-000000000cc0', 'NaN')$$,
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  'a NaN auto-recharge amount is refused');
+SELECT throws_ok(
+  $$INSERT INTO keen.credit_accounts (user_id, spent_today) VALUES ('00000000-0000-4000-8000-000000000cc0', 'NaN')$$,
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  'a NaN day''s spending counter is refused');
+SELECT throws_ok(
+  $$INSERT INTO keen.credit_accounts (user_id, spent_this_month) VALUES ('00000000-0000-4000-8000-000000000cc0', 'NaN')$$,
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  'a NaN month''s spending counter is refused');
 SELECT lives_ok(
   $$INSERT INTO keen.credit_accounts (user_id, current_balance, held_amount, daily_limit, monthly_limit, auto_recharge_threshold)
     VALUES ('00000000-0000-4000-8000-000000000cc0', 0, 0, 0.0001, NULL, 0)$$,

@@ -1,7 +1,7 @@
 -- Credits: the ledger, deductions, purchases, holds, limits, auto-recharge, append-only and
 -- the guards that keep every invariant whoever writes. One assertion per rule.
 BEGIN;
-SELECT plan(163);
+SELECT plan(165);
 
 -- ===== fixtures (as the owner) ===============================================
 -- alice (UTC) and bob are ordinary tenants; carol lives at UTC+14 and has limits; dave holds
@@ -338,6 +338,10 @@ SELECT results_eq($$SELECT auto_recharge_enabled, auto_recharge_threshold, auto_
                   $$VALUES (true, 20.0000::numeric, 50.0000::numeric)$$, 'configure_auto_recharge turns it on');
 SELECT throws_ok($$SELECT keen.configure_auto_recharge(p_enabled => true, p_amount => 0)$$, 'KE004', NULL,
   'a zero recharge amount raises KE004');
+SELECT throws_ok($$UPDATE keen.credit_accounts SET auto_recharge_threshold = 'NaN'$$, '23514', NULL,
+  'the service cannot set a NaN recharge threshold by a direct UPDATE (it would break every deduction)');
+SELECT throws_ok($$UPDATE keen.credit_accounts SET auto_recharge_amount = 'NaN'$$, '23514', NULL,
+  'nor a NaN recharge amount');
 SELECT lives_ok($$SELECT keen.deduct_credits(p_amount => 5)$$, 'a deduction that stays above the threshold ...');
 SELECT is((SELECT count(*) FROM keen.recharge_requests), 0::bigint, '... records no recharge request');
 SELECT lives_ok($$SELECT keen.deduct_credits(p_amount => 10)$$, 'a deduction that takes the balance under the threshold ...');
