@@ -22,10 +22,12 @@ from contextlib import (
     contextmanager,
 )
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, LiteralString, Self, TypedDict
 from uuid import UUID
 
 import psycopg
+from keen_queries import credits, models
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
@@ -49,6 +51,7 @@ __all__ = [
 # explicit BEGIN, so the transaction and its context cost one round trip; keen_sql.events
 # runs it inside a transaction it has begun.
 BEGIN: LiteralString = "BEGIN"
+COMMIT: LiteralString = "COMMIT"
 SET_CONTEXT: LiteralString = (
     "SELECT pg_catalog.set_config('role', %s, true),"
     " pg_catalog.set_config('app.current_user_id', %s, true),"
@@ -155,10 +158,52 @@ def _health(
     )
 
 
+# `Database.deduct_credits`: the generated statement and its row type, run in one pipeline.
+_DEDUCTION_ROWS = models.row_factory(models.CreditTransaction)
+
+
+def _deduction(row: models.CreditTransaction | None) -> models.CreditTransaction:
+    if row is None:  # keen.deduct_credits returns its entry or raises
+        raise RuntimeError("keen.deduct_credits returned no row")
+    return row
+
+
 def _raise_mapped(exc: psycopg.Error) -> None:
     mapped = translate(exc)
     if mapped is not exc:
         raise mapped from exc
+
+
+@contextmanager
+def _rolled_back_on_error(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """Roll back the connection's transaction when the block raises; map database errors."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        if not conn.closed:
+            conn.rollback()
+        _raise_mapped(exc)
+        raise
+    except BaseException:
+        if not conn.closed:
+            conn.rollback()
+        raise
+
+
+@asynccontextmanager
+async def _rolled_back_on_error_async(conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[None]:
+    """The async twin of `_rolled_back_on_error`."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        if not conn.closed:
+            await conn.rollback()
+        _raise_mapped(exc)
+        raise
+    except BaseException:
+        if not conn.closed:
+            await conn.rollback()
+        raise
 
 
 class Database:
@@ -185,26 +230,16 @@ class Database:
 
     @contextmanager
     def _transaction(self, user_id: UUID | None) -> Iterator[Queries]:
-        with self.pool.connection() as conn:
-            try:
-                # Autocommit connection: the server transaction is the one BEGIN opens here;
-                # pipelined with the context, both travel in one round trip.
-                with conn.pipeline():
-                    conn.execute(BEGIN, prepare=False)
-                    conn.execute(SET_CONTEXT, _context(self._context, user_id), prepare=False)
-                yield Queries(conn, user_id)
-                if conn.info.transaction_status == TransactionStatus.INERROR:
-                    raise TransactionAborted("a statement failed inside the block: rolled back")
-                conn.commit()
-            except psycopg.Error as exc:
-                if not conn.closed:
-                    conn.rollback()
-                _raise_mapped(exc)
-                raise
-            except BaseException:
-                if not conn.closed:
-                    conn.rollback()
-                raise
+        with self.pool.connection() as conn, _rolled_back_on_error(conn):
+            # Autocommit connection: the server transaction is the one BEGIN opens here;
+            # pipelined with the context, both travel in one round trip.
+            with conn.pipeline():
+                conn.execute(BEGIN, prepare=False)
+                conn.execute(SET_CONTEXT, _context(self._context, user_id), prepare=False)
+            yield Queries(conn, user_id)
+            if conn.info.transaction_status == TransactionStatus.INERROR:
+                raise TransactionAborted("a statement failed inside the block: rolled back")
+            conn.commit()
 
     def tenant(self, user_id: UUID | str) -> AbstractContextManager[Queries]:
         """Open one transaction as `keen_app` for tenant `user_id`; yield its `Queries`.
@@ -217,6 +252,36 @@ class Database:
     def service(self) -> AbstractContextManager[Queries]:
         """Open one transaction as `keen_app` without tenant: sign-up, login, token lookup."""
         return self._transaction(None)
+
+    def deduct_credits(
+        self,
+        user_id: UUID | str,
+        *,
+        p_amount: Decimal,
+        p_session_id: UUID | None = None,
+        p_description: str | None = None,
+        p_idempotency_key: str | None = None,
+    ) -> models.CreditTransaction:
+        """Charge tenant `user_id` in a transaction of its own, in one round trip.
+
+        The same call as ``q.credits.deduct_credits`` inside ``db.tenant(user_id)``, but
+        BEGIN, the context, the call and COMMIT travel in one pipeline: the account's row
+        lock is released by the server's COMMIT without waiting for the client, which
+        matters when many agents charge one account (bench/credits/REPORT.md, hot).
+        Errors arrive as their `keen_sql.errors` class, with nothing written.
+        """
+        context = _context(self._context, UUID(_tenant_id(user_id)))
+        params = (p_amount, p_session_id, p_description, p_idempotency_key)
+        with self.pool.connection() as conn:
+            cur = psycopg.RawCursor(conn, row_factory=_DEDUCTION_ROWS)
+            # On an error the server skips everything after the failed statement, COMMIT
+            # included, until the pipeline's Sync: the transaction is left to roll back.
+            with _rolled_back_on_error(conn), conn.pipeline():
+                conn.execute(BEGIN, prepare=False)
+                conn.execute(SET_CONTEXT, context, prepare=False)
+                cur.execute(credits.DEDUCT_CREDITS, params)
+                conn.execute(COMMIT, prepare=False)
+            return _deduction(cur.fetchone())
 
     def health(self, timeout: float = 5.0) -> Health:
         """Check that a pooled connection answers; never raises for a database failure."""
@@ -263,24 +328,14 @@ class AsyncDatabase:
 
     @asynccontextmanager
     async def _transaction(self, user_id: UUID | None) -> AsyncIterator[AsyncQueries]:
-        async with self.pool.connection() as conn:
-            try:
-                async with conn.pipeline():
-                    await conn.execute(BEGIN, prepare=False)
-                    await conn.execute(SET_CONTEXT, _context(self._context, user_id), prepare=False)
-                yield AsyncQueries(conn, user_id)
-                if conn.info.transaction_status == TransactionStatus.INERROR:
-                    raise TransactionAborted("a statement failed inside the block: rolled back")
-                await conn.commit()
-            except psycopg.Error as exc:
-                if not conn.closed:
-                    await conn.rollback()
-                _raise_mapped(exc)
-                raise
-            except BaseException:
-                if not conn.closed:
-                    await conn.rollback()
-                raise
+        async with self.pool.connection() as conn, _rolled_back_on_error_async(conn):
+            async with conn.pipeline():
+                await conn.execute(BEGIN, prepare=False)
+                await conn.execute(SET_CONTEXT, _context(self._context, user_id), prepare=False)
+            yield AsyncQueries(conn, user_id)
+            if conn.info.transaction_status == TransactionStatus.INERROR:
+                raise TransactionAborted("a statement failed inside the block: rolled back")
+            await conn.commit()
 
     def tenant(self, user_id: UUID | str) -> AbstractAsyncContextManager[AsyncQueries]:
         """Open one transaction as `keen_app` for tenant `user_id`; yield its `AsyncQueries`."""
@@ -289,6 +344,27 @@ class AsyncDatabase:
     def service(self) -> AbstractAsyncContextManager[AsyncQueries]:
         """Open one transaction as `keen_app` without tenant."""
         return self._transaction(None)
+
+    async def deduct_credits(
+        self,
+        user_id: UUID | str,
+        *,
+        p_amount: Decimal,
+        p_session_id: UUID | None = None,
+        p_description: str | None = None,
+        p_idempotency_key: str | None = None,
+    ) -> models.CreditTransaction:
+        """The async twin of `Database.deduct_credits`: one transaction, one round trip."""
+        context = _context(self._context, UUID(_tenant_id(user_id)))
+        params = (p_amount, p_session_id, p_description, p_idempotency_key)
+        async with self.pool.connection() as conn:
+            cur = psycopg.AsyncRawCursor(conn, row_factory=_DEDUCTION_ROWS)
+            async with _rolled_back_on_error_async(conn), conn.pipeline():
+                await conn.execute(BEGIN, prepare=False)
+                await conn.execute(SET_CONTEXT, context, prepare=False)
+                await cur.execute(credits.DEDUCT_CREDITS, params)
+                await conn.execute(COMMIT, prepare=False)
+            return _deduction(await cur.fetchone())
 
     async def health(self, timeout: float = 5.0) -> Health:
         """Check that a pooled connection answers; never raises for a database failure."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from keen_queries import credits, models
+from psycopg import pq
 
 from keen_sql import cli, errors
 from keen_sql.config import Settings
@@ -155,6 +157,121 @@ def test_async_twin_deducts_with_decimal_and_maps_KE001(db_url: str) -> None:
         return row.balance_after
 
     assert asyncio.run(scenario()) == Decimal("1.9999")
+
+
+# ----- one round trip: Database.deduct_credits -----------------------------------------
+
+
+def test_one_trip_deduction_commits_returns_its_entry_and_honours_the_key(
+    db: Database, db_url: str
+) -> None:
+    (user,) = open_accounts(db_url, 1)
+    with db.tenant(user) as q:
+        add(q, "10")
+    row = db.deduct_credits(user, p_amount=Decimal("2.5"), p_idempotency_key="trip-1")
+    assert (row.transaction_type, row.amount, row.balance_after) == (
+        "usage",
+        Decimal("-2.5"),
+        Decimal("7.5"),
+    )
+    again = db.deduct_credits(str(user), p_amount=Decimal("2.5"), p_idempotency_key="trip-1")
+    assert again.id == row.id  # the key's entry, not a second charge
+    assert balance(db, user).current_balance == Decimal("7.5")
+    assert verify_ledger(db_url) == []
+
+
+def test_one_trip_deduction_sends_begin_to_commit_before_reading_any_reply(db_url: str) -> None:
+    """libpq's protocol trace: every message up to COMMIT and Sync leaves before one comes back."""
+    (user,) = open_accounts(db_url, 1)
+    settings = Settings(database_url=db_url, pool_min_size=1, pool_max_size=1)
+    with Database(settings) as one, tempfile.TemporaryFile("w+") as trace:
+        with one.tenant(user) as q:
+            add(q, "5")
+        with one.pool.connection() as conn:  # the pool's only connection: traced from now on
+            conn.pgconn.trace(trace.fileno())
+            conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+        one.deduct_credits(user, p_amount=Decimal("1"))
+        with one.pool.connection() as conn:
+            conn.pgconn.untrace()
+        assert balance(one, user).current_balance == Decimal("4")
+        trace.seek(0)
+        messages = [
+            line.split("\t") for line in trace.read().splitlines() if line[:2] in ("F\t", "B\t")
+        ]
+    # A line is direction, length, message type and, for most types, its contents.
+    begin = next(i for i, m in enumerate(messages) if m[2] == "Parse" and '"BEGIN"' in m[3])
+    first_reply = next(i for i, m in enumerate(messages[begin:], begin) if m[0] == "B")
+    sent = messages[begin:first_reply]
+    assert any(m[2] == "Parse" and '"COMMIT"' in m[3] for m in sent), sent
+    assert "Sync" in [m[2] for m in sent], sent
+    done = [m[3].strip() for m in messages[first_reply:] if m[2] == "CommandComplete"]
+    assert done[:4] == ['"BEGIN"', '"SELECT 1"', '"SELECT 1"', '"COMMIT"'], done
+
+
+@pytest.mark.parametrize(
+    ("amount", "error"),
+    [("11", errors.InsufficientCredits), ("0", errors.InvalidAmount)],
+)
+def test_one_trip_errors_arrive_mapped_write_nothing_and_leave_the_connection_clean(
+    db_url: str, amount: str, error: type[Exception]
+) -> None:
+    (user,) = open_accounts(db_url, 1)
+    settings = Settings(database_url=db_url, pool_min_size=1, pool_max_size=1)
+    with Database(settings) as one:  # one connection: the next call reuses the failed one
+        with one.tenant(user) as q:
+            add(q, "10")
+        with pytest.raises(error):
+            one.deduct_credits(user, p_amount=Decimal(amount), p_idempotency_key="trip-bad")
+        with one.tenant(user) as q:
+            rows = q.credits.list_credit_transactions(p_limit=10)
+        assert [r.transaction_type for r in rows] == ["purchase"]
+        # The failed key is not pinned, and the same connection serves the next charge.
+        row = one.deduct_credits(user, p_amount=Decimal("1"), p_idempotency_key="trip-bad")
+        assert row.balance_after == Decimal("9")
+
+
+def test_one_trip_deductions_racing_on_one_account_never_overdraw(
+    db: Database, db_url: str
+) -> None:
+    (user,) = open_accounts(db_url, 1)
+    with db.tenant(user) as q:
+        add(q, "1.00")
+    start = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def worker() -> None:
+        start.wait()
+        for _ in range(20):  # 8 threads, 20 charges of 0.01 each: 1.60 asked of 1.00
+            try:
+                db.deduct_credits(user, p_amount=Decimal("0.01"))
+                outcomes.append("ok")
+            except errors.InsufficientCredits:
+                outcomes.append("KE001")
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert (outcomes.count("ok"), outcomes.count("KE001")) == (100, 60)
+    assert balance(db, user).current_balance == Decimal("0.00")
+    assert verify_ledger(db_url) == []
+
+
+def test_one_trip_async_twin_charges_and_maps_KE001(db: Database, db_url: str) -> None:
+    (user,) = open_accounts(db_url, 1)
+    with db.tenant(user) as q:
+        add(q, "3")
+
+    async def scenario() -> models.CreditTransaction:
+        settings = Settings(database_url=db_url, pool_min_size=1, pool_max_size=1)
+        async with AsyncDatabase(settings) as adb:
+            with pytest.raises(errors.InsufficientCredits):
+                await adb.deduct_credits(user, p_amount=Decimal("5"))
+            return await adb.deduct_credits(user, p_amount=Decimal("1.0001"))
+
+    assert asyncio.run(scenario()).balance_after == Decimal("1.9999")
+    assert verify_ledger(db_url) == []
 
 
 # ----- the original design's race -------------------------------------------------------
