@@ -30,18 +30,23 @@ run() {  # $1 label, rest: pgbench arguments; prints the tps, logs a line
 echo "machine: $(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GB RAM, load $(cut -d' ' -f1-3 /proc/loadavg);" \
   "$(psql -X -tAq "$dburl" -c 'SELECT version()' | cut -d' ' -f1-2), fsync=$(psql -X -tAq "$dburl" -c 'SHOW fsync');" \
   "$clients clients, $threads pgbench threads, $secs s per run, -M prepared"
-# Interleaved (tpcb, spread, hot, hot-1stmt, tpcb): background load on the shared machine hits both sides.
+# Interleaved (tpcb, spread, hot, hot-1stmt, spread-1trip, hot-1trip, tpcb): background load on the shared machine hits both sides.
 t1=$(run tpcb-like -b tpcb-like)
 spread=$(run spread -f "$here/deduct_spread.sql")
 hot=$(run hot -f "$here/deduct_hot.sql")
 # Informational (not the target's figure): the hot deduction as one implicit-transaction
 # statement, so the account lock is not held across the client's COMMIT round trip.
 hot1=$(run hot-1stmt -f "$here/deduct_hot_one_statement.sql")
+# keen_sql's one-round-trip call (Database.deduct_credits): the same transaction, pipelined.
+spread1=$(run spread-1trip -f "$here/deduct_spread_one_trip.sql")
+hot1trip=$(run hot-1trip -f "$here/deduct_hot_one_trip.sql")
 t2=$(run tpcb-like -b tpcb-like)
 cat "$log"
 tpcb=$(echo "($t1 + $t2) / 2" | bc -l)
 printf 'spread / tpcb-like = %.2f (target >= 1.0)\nhot / tpcb-like    = %.2f (target >= 0.5)\n' \
   "$(echo "$spread / $tpcb" | bc -l)" "$(echo "$hot / $tpcb" | bc -l)"
+printf 'Database.deduct_credits (one round trip): spread / tpcb-like = %.2f, hot / tpcb-like = %.2f\n' \
+  "$(echo "$spread1 / $tpcb" | bc -l)" "$(echo "$hot1trip / $tpcb" | bc -l)"
 printf 'hot-1stmt / tpcb-like = %.2f (informational: one statement per deduction, not keen_sql'"'"'s transaction shape)\n' \
   "$(echo "$hot1 / $tpcb" | bc -l)"
 echo "verify_ledger() violations after the runs: $(psql -X -tAq "$dburl" -c 'SELECT count(*) FROM keen.verify_ledger()')"
