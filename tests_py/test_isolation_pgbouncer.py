@@ -14,14 +14,17 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 import pytest
 
+from keen_sql import errors
 from keen_sql.config import Settings
 from keen_sql.database import Database
 from tests_py.test_isolation import (
@@ -156,3 +159,54 @@ def test_prepared_statements_off_behind_pgbouncer(bounced_db: Database) -> None:
         with bounced_db.service() as q:
             assert q.conn.prepare_threshold is None
             q.conn.execute("SELECT 1").fetchone()
+
+
+def test_one_trip_deductions_through_pgbouncer_charge_each_tenant_exactly(
+    bounced_db: Database,
+) -> None:
+    """Database.deduct_credits' pipeline (BEGIN … COMMIT, one Sync) through transaction pooling:
+    8 threads charge 4 tenants, overdrafts included; every tenant ends at its exact balance."""
+    tenants = seed_tenants(bounced_db, 4)
+    for tenant in tenants:
+        with bounced_db.tenant(tenant) as q:
+            q.credits.add_credits(
+                p_amount=Decimal("0.50"),
+                p_transaction_type=None,
+                p_description=None,
+                p_idempotency_key=None,
+                p_stripe_payment_intent_id=None,
+                p_metadata=None,
+            )
+    refused: list[str] = []
+    unexpected: list[str] = []
+    lock = threading.Lock()
+
+    def work(n: int) -> None:
+        for i in range(40):  # 8 threads x 40 = 320 charges of 0.01, 80 per tenant of 50
+            tenant = tenants[(n + i) % len(tenants)]
+            try:
+                row = bounced_db.deduct_credits(tenant, p_amount=Decimal("0.01"))
+            except errors.InsufficientCredits:
+                with lock:
+                    refused.append(str(tenant))
+            except Exception as exc:  # a thread's failure is the test's
+                with lock:
+                    unexpected.append(repr(exc))
+            else:
+                if row.user_id != tenant:
+                    with lock:
+                        unexpected.append(f"charged {row.user_id} for {tenant}")
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert unexpected == []
+    assert sorted(refused) == sorted(str(t) for t in tenants for _ in range(30))
+    for tenant in tenants:
+        with bounced_db.tenant(tenant) as q:
+            account = q.credits.credit_balance()
+            charges = q.credits.list_credit_transactions(p_limit=100)
+        assert account is not None and account.current_balance == Decimal("0.00")
+        assert {r.user_id for r in charges} == {tenant} and len(charges) == 51
