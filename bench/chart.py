@@ -31,7 +31,7 @@ def main(data: Path, out: Path) -> None:
     ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.set_xlabel("pgbench clients (2 cores)")
     ax.set_ylabel("transactions per second")
-    ax.set_title("Ledger throughput: deduct_credits spread vs one hot account vs tpcb-like")
+    ax.set_title("Ledger throughput: deduct_credits spread, one hot account, tpcb-like")
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()

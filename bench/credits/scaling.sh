@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Ledger throughput by number of clients: pgbench's tpcb-like, deduct_credits spread over
-# 10,000 accounts and deduct_credits on one hot account, at 1, 2, 4 and 8 clients, each
+# 10,000 accounts, deduct_credits on one hot account, and the same hot charge in one round trip
+# (Database.deduct_credits), at 1, 2, 4 and 8 clients, each
 # client count measured back to back in one run. Writes bench/credits/scaling.csv and draws
 # bench/credits/scaling.png (bench/chart.py). Own database, dropped afterwards.
 # Usage: bench/credits/scaling.sh [seconds per run, default 8]
@@ -21,11 +22,12 @@ csv=$here/scaling.csv
 echo "clients,workload,tps" >"$csv"
 for clients in 1 2 4 8; do
   threads=$(( clients < 2 ? 1 : 2 ))
-  for workload in tpcb-like spread hot; do
+  for workload in tpcb-like spread hot hot-1trip; do
     case $workload in
       tpcb-like) script=(-b tpcb-like) ;;
       spread) script=(-f "$here/deduct_spread.sql") ;;
       hot) script=(-f "$here/deduct_hot.sql") ;;
+      hot-1trip) script=(-f "$here/deduct_hot_one_trip.sql") ;;
     esac
     tps=$(pgbench -n -M prepared -c "$clients" -j "$threads" -T "$secs" "${script[@]}" "$dburl" 2>&1 \
           | sed -n 's/^tps = \([0-9.]*\) .*/\1/p' | head -1)
