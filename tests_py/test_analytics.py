@@ -20,7 +20,7 @@ from psycopg import errors
 from keen_sql import cli
 from keen_sql.config import Settings
 from keen_sql.database import Database
-from tests_py.support.ledger import as_tenant, make_user
+from tests_py.support.ledger import as_tenant, credit, make_user
 
 THREADS = 8
 USERS = 3
@@ -95,14 +95,7 @@ def test_parallel_sessions_and_credits_leave_verify_usage_stats_empty(
                 _session_day(db, user_id, f"t{n}-s{i}", ok=i % 4 != 0)
                 if i % 5 == 0:
                     with db.tenant(user_id) as q:
-                        q.credits.add_credits(
-                            p_amount=Decimal(1),
-                            p_transaction_type="purchase",
-                            p_description=None,
-                            p_idempotency_key=None,
-                            p_stripe_payment_intent_id=None,
-                            p_metadata=None,
-                        )
+                        credit(q, Decimal(1))
 
         _run_threads(worker, THREADS)
         with db.tenant(users[0]) as q:

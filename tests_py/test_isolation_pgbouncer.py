@@ -27,6 +27,7 @@ import pytest
 from keen_sql import errors
 from keen_sql.config import Settings
 from keen_sql.database import Database
+from tests_py.support.ledger import credit
 from tests_py.test_isolation import (
     POOL_SIZE,
     assert_isolated,
@@ -169,14 +170,7 @@ def test_one_trip_deductions_through_pgbouncer_charge_each_tenant_exactly(
     tenants = seed_tenants(bounced_db, 4)
     for tenant in tenants:
         with bounced_db.tenant(tenant) as q:
-            q.credits.add_credits(
-                p_amount=Decimal("0.50"),
-                p_transaction_type=None,
-                p_description=None,
-                p_idempotency_key=None,
-                p_stripe_payment_intent_id=None,
-                p_metadata=None,
-            )
+            credit(q, Decimal("0.50"))
     refused: list[str] = []
     unexpected: list[str] = []
     lock = threading.Lock()

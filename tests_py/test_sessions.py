@@ -22,7 +22,7 @@ from keen_sql import cli
 from keen_sql.config import Settings
 from keen_sql.database import Database
 from keen_sql.errors import InvalidStateTransition, NotFound
-from tests_py.support.ledger import new_user
+from tests_py.support.ledger import credit, new_user
 
 THREADS = 8
 OPS_PER_THREAD = 40
@@ -51,15 +51,7 @@ def start(db: Database, user: uuid.UUID, name: str, parent: str | None = None) -
 def test_lifecycle_returns_the_promised_types_and_charges_once(db: Database, db_url: str) -> None:
     user = new_user(db_url)
     with db.tenant(user) as t:
-        t.call(
-            cq.add_credits,
-            p_amount=Decimal("25.00"),
-            p_transaction_type="purchase",
-            p_description=None,
-            p_idempotency_key=None,
-            p_stripe_payment_intent_id=None,
-            p_metadata=None,
-        )
+        credit(t, Decimal("25.00"))
         started = t.call(
             q.start_session,
             p_session_id="life",
@@ -178,15 +170,7 @@ def test_8_threads_on_one_tree_leave_one_state_per_session_and_no_double_charge(
 ) -> None:
     user = new_user(db_url)
     with db.tenant(user) as t:
-        t.call(
-            cq.add_credits,
-            p_amount=Decimal("1000"),
-            p_transaction_type="purchase",
-            p_description=None,
-            p_idempotency_key=None,
-            p_stripe_payment_intent_id=None,
-            p_metadata=None,
-        )
+        credit(t, Decimal("1000"))
     # root, 3 children, 9 grandchildren, 27 great-grandchildren.
     names = ["n0"]
     start(db, user, "n0")

@@ -71,7 +71,7 @@ def post(conn: psycopg.Connection[Any], amount: Decimal, key: str) -> None:
         )
 
 
-def credit(q: Queries, amount: Decimal, key: str) -> CreditTransaction | None:
+def credit(q: Queries, amount: Decimal, key: str | None = None) -> CreditTransaction | None:
     """Buy `amount` credits in a `Database` tenant transaction, the way services do."""
     return q.credits.add_credits(
         p_amount=amount,
