@@ -11,6 +11,7 @@ import ast
 import json
 import textwrap
 from collections.abc import Iterable
+from typing import TypeGuard
 
 from sqlc_psycopg import __version__
 from sqlc_psycopg.plan import (
@@ -73,8 +74,6 @@ def docstring(text: str, indent: str) -> str:
         ) or [""]
     if len(lines) == 1 and len(indent) + len(lines[0]) + 6 <= WIDTH:
         return f'{indent}"""{lines[0]}"""\n'
-    if len(lines) == 1 and len(indent) + len(body) + 6 <= WIDTH:
-        return f'{indent}"""{body}"""\n'
     out = [f'{indent}"""{lines[0]}']
     out += [f"{indent}{line}".rstrip() for line in lines[1:]]
     out.append(f'{indent}"""')
@@ -110,8 +109,7 @@ def tuple_alias(cls: ModelClass) -> str:
     out = [f"{cls.name}: TypeAlias = tuple[\n"]
     out += [f"    {ann(f.annotation, False)},  # {f.name}\n" for f in cls.fields]
     out.append("]\n")
-    made = any(f.embed_width for f in cls.fields)
-    doc = f"{cls.doc} A plain tuple{'' if made else ' (psycopg builds it)'} of:\n"
+    doc = f"{cls.doc} A plain tuple{'' if _embeds(cls) else ' (psycopg builds it)'} of:\n"
     for i, f in enumerate(cls.fields):
         comment = " ".join(f.comment.split())
         doc += f"\n    {i} {f.name}" + (f": {comment}" if comment else "")
@@ -336,7 +334,7 @@ class QueryWriter:
                 typing_names.add("NamedTuple")
             if q.row_class and q.row_class.plain:
                 typing_names.add("TypeAlias")
-                if not _embeds(q):
+                if not _embeds(q.row_class):
                     typing_names.add("cast")
                     rows_names.add("tuple_row")
             if q.params_class:
@@ -346,7 +344,7 @@ class QueryWriter:
             if q.query.cmd == ":many":
                 abc_names |= {"Iterator"} if self.sync else set()
                 abc_names |= {"AsyncIterator"} if self.async_ else set()
-            if _embeds(q):
+            if _embeds(q.row_class):
                 abc_names.add("Sequence")
         froms: dict[str, set[str]] = {
             "typing": typing_names,
@@ -397,7 +395,7 @@ class QueryWriter:
         """The module-level row factory of the query's rows."""
         row = ann(q.row_ref, False)
         cls = q.row_class
-        if cls is None or not _embeds(q):
+        if not _embeds(cls):
             if cls is not None and cls.plain:  # psycopg skips its row maker for `tuple`
                 return f'\n\n{self.rows_name(q)} = cast("models.RowFactory[{row}]", tuple_row)\n'
             return f"\n\n{self.rows_name(q)} = models.row_factory({row})\n"
@@ -531,9 +529,9 @@ class QueryWriter:
         return [*lines, f"    {tail}"] if tail else lines
 
 
-def _embeds(q: QueryPlan) -> bool:
-    """Whether the query's row has sqlc.embed fields (built from several result values)."""
-    return q.row_class is not None and any(f.embed_width for f in q.row_class.fields)
+def _embeds(cls: ModelClass | None) -> TypeGuard[ModelClass]:
+    """Whether a row class has sqlc.embed fields (each built from several result values)."""
+    return cls is not None and any(f.embed_width for f in cls.fields)
 
 
 def _split_top(text: str) -> list[str]:
