@@ -51,6 +51,11 @@ def run_pg(args: Sequence[str], timeout: float = 120.0) -> str:
     return done.stdout
 
 
+def pg_ctl_stop(data: Path, mode: str) -> None:
+    """`pg_ctl stop` of the cluster in `data` (`fast`, or `immediate`), waiting for it."""
+    run_pg([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", mode, "-w", "stop"])
+
+
 @dataclass
 class Cluster:
     """One cluster: its data directory, socket directory, port and log file."""
@@ -90,7 +95,7 @@ class Cluster:
     def stop(self, mode: str = "fast") -> None:
         """Stop the server (`fast`, or `immediate` to simulate a crash); no-op when stopped."""
         if self.running():
-            run_pg([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"])
+            pg_ctl_stop(self.data, mode)
 
     def restart(self, mode: str = "fast") -> None:
         """Stop and start the server again (all its connections are cut)."""
@@ -250,18 +255,7 @@ def sweep_orphans(temp: Path) -> list[Path]:
             continue
         for pid_file in root.glob("*/postmaster.pid"):
             with suppress(Exception):
-                run_pg(
-                    [
-                        str(PG_BIN / "pg_ctl"),
-                        "-D",
-                        str(pid_file.parent),
-                        "-m",
-                        "immediate",
-                        "-w",
-                        "stop",
-                    ],
-                    timeout=60,
-                )
+                pg_ctl_stop(pid_file.parent, "immediate")
         shutil.rmtree(root, ignore_errors=True)
         removed.append(root)
     return removed
