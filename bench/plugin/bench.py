@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from keen_sql.config import database_url  # noqa: E402
-from tests_py.support.databases import create_database, drop_database  # noqa: E402
+from tests_py.support.databases import scratch_database  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -102,21 +102,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--rows", default="1,10,100,1000", help=":many sizes, comma-separated")
     args = parser.parse_args(argv)
-    base = database_url()
-    name = f"keen_bench_plugin_{uuid.uuid4().hex[:8]}"
-    url = create_database(base, name)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            generate(Path(tmp))
-            sys.path.insert(0, tmp)
-            q = importlib.import_module("bench_queries.query")
-            named = importlib.import_module("bench_named.query")
-            with psycopg.connect(url, autocommit=True) as conn:
-                seed(conn)
-                sizes = [int(n) for n in args.rows.split(",")]
-                results = run(q, named, conn, args.rounds, args.calls, sizes)
-    finally:
-        drop_database(base, name)
+    with (
+        scratch_database(database_url(), "bench_plugin") as (_, url),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        generate(Path(tmp))
+        sys.path.insert(0, tmp)
+        q = importlib.import_module("bench_queries.query")
+        named = importlib.import_module("bench_named.query")
+        with psycopg.connect(url, autocommit=True) as conn:
+            seed(conn)
+            sizes = [int(n) for n in args.rows.split(",")]
+            results = run(q, named, conn, args.rounds, args.calls, sizes)
     report(results, args)
     return 0
 
