@@ -1,4 +1,4 @@
-"""The `keen-sql` command line: migrations, status, operations and the demonstration."""
+"""The `keen-sql` command line: migrations, status and operations."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 from keen_queries import analytics, credits, sessions
 
-from keen_sql import backup, demo, health, migrations
+from keen_sql import backup, health, migrations
 from keen_sql.config import database_url
 
 Command = Callable[[argparse.Namespace], int]
@@ -75,10 +75,6 @@ def _health(args: argparse.Namespace) -> int:
     report = health.check_health(args.database_url, replica_url=args.replica_url, thresholds=limits)
     print(json.dumps(report.to_dict(), indent=2, default=str) if args.json else report.render())
     return 0 if report.ok else 1
-
-
-def _demo(args: argparse.Namespace) -> int:
-    return demo.run(args.database_url)
 
 
 def _analytics_refresh(args: argparse.Namespace) -> int:
@@ -153,9 +149,6 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--all", action="store_true", help="roll back every migration")
     rb.set_defaults(func=_rollback)
     sub.add_parser("status", help="list migrations").set_defaults(func=_status)
-    sub.add_parser("demo", help="migrate, then show the migrations and the schema").set_defaults(
-        func=_demo
-    )
     bk = sub.add_parser("backup", help="pg_dump (custom format) with a manifest beside it")
     bk.add_argument("--output-dir", type=Path, default=Path("backups"), help="default backups/")
     bk.set_defaults(func=_backup)

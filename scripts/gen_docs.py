@@ -22,8 +22,9 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from keen_dev.databases import scratch_database  # noqa: E402
+
 from keen_sql.config import database_url  # noqa: E402
-from tests_py.support.databases import scratch_database  # noqa: E402
 
 OUT = ROOT / "docs" / "reference"
 

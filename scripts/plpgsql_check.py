@@ -14,8 +14,9 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from keen_dev.databases import scratch_database
+
 from keen_sql.config import database_url
-from tests_py.support.databases import scratch_database
 
 # Every PL/pgSQL function of keen, with one table each trigger function is attached to
 # (plpgsql_check needs the relation to resolve NEW and OLD).

@@ -39,8 +39,9 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from keen_dev.databases import scratch_database  # noqa: E402
+
 from keen_sql.config import database_url  # noqa: E402
-from tests_py.support.databases import scratch_database  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 

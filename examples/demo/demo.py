@@ -1,4 +1,4 @@
-"""`keen-sql demo`: migrate, then show what the database holds.
+"""The demonstration's start (`make run`): migrate, then show what the database holds.
 
 For now it prints the applied migrations and a summary of the schema `keen` (tables with
 their rows and row-level security, functions with their security and who may call them);
@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg import sql
 
-from keen_sql import migrations, showcase
+from examples.demo import showcase
+from keen_sql import migrations
 
 # Operator utility: the catalog of the schema `keen`, one row per table or view.
 _RELATIONS = """

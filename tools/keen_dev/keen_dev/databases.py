@@ -15,9 +15,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from keen_dev import plpgsql_coverage
 from keen_sql import migrations
 from keen_sql.config import ROOT, database_url
-from tests_py.support import plpgsql_coverage
 
 
 def url_for(base_url: str, dbname: str) -> str:

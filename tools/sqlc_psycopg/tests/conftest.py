@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests_py.plugin import corpus
+from tests import corpus
 
 
 @dataclass(frozen=True)

@@ -14,19 +14,19 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
-
-from tests_py.support.databases import create_database, drop_database, scratch_name
+from keen_dev.databases import create_database, drop_database, scratch_name
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
+ROOT = HERE.parent  # the plugin project (tools/sqlc_psycopg)
 CASES = HERE / "cases"
 ERRORS = HERE / "errors"
-VENV_BIN = ROOT / ".venv" / "bin"
+VENV_BIN = Path(sys.executable).parent  # where sqlc, mypy and the plugin command are
 
 
 @dataclass(frozen=True)

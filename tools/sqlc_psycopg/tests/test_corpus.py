@@ -8,11 +8,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from keen_dev.databases import create_database, drop_database, scratch_name
 
-from tests_py.plugin import corpus
-from tests_py.plugin.conftest import Built
-from tests_py.plugin.harness import AsyncHarness, Harness
-from tests_py.support.databases import create_database, drop_database, scratch_name
+from tests import corpus
+from tests.conftest import Built
+from tests.harness import AsyncHarness, Harness
 
 CASES = corpus.load(corpus.CASES)
 

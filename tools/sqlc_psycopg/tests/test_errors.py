@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests_py.plugin import corpus
+from tests import corpus
 
 ERROR_CASES = corpus.load(corpus.ERRORS)
 

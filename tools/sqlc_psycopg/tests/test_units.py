@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-
 from sqlc_psycopg import names, options, pgtypes, protocol, render, schema_sql
 from sqlc_psycopg.__main__ import generate
 from sqlc_psycopg.errors import PluginError
-from tests_py.plugin import corpus, harness
-from tests_py.plugin.conftest import Built
+
+from tests import corpus, harness
+from tests.conftest import Built
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from psycopg.types.json import Jsonb
 
 from case_batch_exec import query
 
-from tests_py.plugin.harness import AsyncHarness, Harness
+from tests.harness import AsyncHarness, Harness
 
 
 def check(h: Harness) -> None:

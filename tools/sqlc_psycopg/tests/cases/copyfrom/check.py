@@ -5,7 +5,7 @@ from psycopg.types.json import Jsonb
 
 from case_copyfrom import models, query
 
-from tests_py.plugin.harness import AsyncHarness, Harness
+from tests.harness import AsyncHarness, Harness
 
 Color = models.Color
 

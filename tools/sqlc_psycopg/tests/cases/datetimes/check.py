@@ -3,7 +3,7 @@ from typing import assert_type
 
 from case_datetimes import models, query
 
-from tests_py.plugin.harness import AsyncHarness, Harness
+from tests.harness import AsyncHarness, Harness
 
 UTC = dt.timezone.utc
 AT = dt.datetime(2024, 2, 29, 23, 59, 59, 123456, tzinfo=dt.timezone(dt.timedelta(hours=2)))

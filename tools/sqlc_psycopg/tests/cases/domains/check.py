@@ -6,7 +6,7 @@ import pytest
 
 from case_domains import models, query
 
-from tests_py.plugin.harness import AsyncHarness, Harness
+from tests.harness import AsyncHarness, Harness
 
 
 def check(h: Harness) -> None:

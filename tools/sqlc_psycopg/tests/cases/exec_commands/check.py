@@ -5,7 +5,7 @@ from psycopg.rows import TupleRow
 
 from case_exec_commands import query
 
-from tests_py.plugin.harness import AsyncHarness, Harness
+from tests.harness import AsyncHarness, Harness
 
 
 def check(h: Harness) -> None:

@@ -2,7 +2,7 @@ from typing import assert_type
 
 from case_insert_returning import models, query
 
-from tests_py.plugin.harness import AsyncHarness, Harness, collect
+from tests.harness import AsyncHarness, Harness, collect
 
 
 def check(h: Harness) -> None:

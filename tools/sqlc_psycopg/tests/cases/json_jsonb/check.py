@@ -4,7 +4,7 @@ from psycopg.types.json import Json, Jsonb
 
 from case_json_jsonb import models, query
 
-from tests_py.plugin.harness import AsyncHarness, Harness
+from tests.harness import AsyncHarness, Harness
 
 
 def check(h: Harness) -> None:

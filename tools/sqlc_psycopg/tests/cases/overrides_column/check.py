@@ -5,7 +5,7 @@ from psycopg.types.json import Json
 
 from case_overrides_column import models, query
 
-from tests_py.plugin.harness import AsyncHarness, Harness
+from tests.harness import AsyncHarness, Harness
 
 
 def check(h: Harness) -> None:

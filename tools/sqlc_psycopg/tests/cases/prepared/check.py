@@ -2,7 +2,7 @@ from typing import LiteralString
 
 from case_prepared import query
 
-from tests_py.plugin.harness import AsyncHarness, Harness
+from tests.harness import AsyncHarness, Harness
 
 PREPARED: LiteralString = "SELECT count(*) FROM pg_prepared_statements WHERE statement = $1"
 

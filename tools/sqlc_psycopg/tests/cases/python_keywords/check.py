@@ -2,7 +2,7 @@ from typing import assert_type
 
 from case_python_keywords import models, query
 
-from tests_py.plugin.harness import AsyncHarness, Harness
+from tests.harness import AsyncHarness, Harness
 
 
 def check(h: Harness) -> None:

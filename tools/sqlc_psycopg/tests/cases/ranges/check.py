@@ -7,7 +7,7 @@ from psycopg.types.range import Range
 
 from case_ranges import models, query
 
-from tests_py.plugin.harness import AsyncHarness, Harness
+from tests.harness import AsyncHarness, Harness
 
 UTC = dt.timezone.utc
 

@@ -1,6 +1,6 @@
 from case_sync_only import query
 
-from tests_py.plugin.harness import Harness
+from tests.harness import Harness
 
 
 def check(h: Harness) -> None:

@@ -8,7 +8,7 @@ from psycopg.types.json import Jsonb
 
 from case_tuple_rows import models, query
 
-from tests_py.plugin.harness import AsyncHarness, Harness, collect
+from tests.harness import AsyncHarness, Harness, collect
 
 OWNER = uuid.UUID("8d0c9a8e-2f7a-4c49-9d3f-4a3b7e2f1c00")
 SEEN = datetime.datetime(2024, 5, 1, 12, 30, tzinfo=datetime.UTC)

@@ -3,7 +3,7 @@ from typing import assert_type
 
 from case_unnamed_params import query
 
-from tests_py.plugin.harness import AsyncHarness, Harness
+from tests.harness import AsyncHarness, Harness
 
 
 def check(h: Harness) -> None:
