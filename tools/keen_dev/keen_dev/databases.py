@@ -5,10 +5,12 @@ Tests only ever touch databases they created here, named `keen_test_*`, and drop
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -17,7 +19,24 @@ from psycopg import sql
 
 from keen_dev import plpgsql_coverage
 from keen_sql import migrations
-from keen_sql.config import ROOT, database_url
+
+# The checkout these helpers belong to (tools/keen_dev/keen_dev/databases.py).
+CHECKOUT = Path(__file__).resolve().parents[3]
+
+
+def embedded_url(*, start: bool = False) -> str:
+    """The superuser URL of the checkout's embedded cluster (scripts/db.sh), started first
+    when `start`: the checkout's default server, never the installed library's."""
+    db_sh = str(CHECKOUT / "scripts" / "db.sh")
+    if start:
+        subprocess.run([db_sh, "up"], check=True, capture_output=True)
+    return subprocess.run([db_sh, "url"], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def server_url(*, start: bool = True) -> str:
+    """The server the checkout's tests, scripts and benchmarks use: KEEN_DATABASE_URL, else
+    the embedded cluster (started unless `start` is False)."""
+    return os.environ.get("KEEN_DATABASE_URL") or embedded_url(start=start)
 
 
 def url_for(base_url: str, dbname: str) -> str:
@@ -61,11 +80,7 @@ def scratch_name(kind: str) -> str:
 @pytest.fixture(scope="session")
 def admin_url() -> str:
     """Superuser URL of the server under test; starts the embedded cluster when none is set."""
-    import os
-
-    if not os.environ.get("KEEN_DATABASE_URL"):
-        subprocess.run([str(ROOT / "scripts" / "db.sh"), "up"], check=True, capture_output=True)
-    return database_url()
+    return server_url()
 
 
 @contextmanager
