@@ -8,7 +8,7 @@ DB_URL = $(or $(KEEN_DATABASE_URL),$(shell scripts/db.sh url))
 export KEEN_DATABASE_URL := $(KEEN_DATABASE_URL)
 
 .PHONY: help setup db-up db-down migrate rollback status health backup generate verify lint test test-sql \
-        test-py run check coverage docs
+        test-py run check check-wheel coverage docs
 
 help: ## list the targets
 	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -61,10 +61,13 @@ test-py: db-up ## pytest over tests_py/
 
 test: test-sql test-py ## the whole test suite (pgTAP, then pytest)
 
-run: db-up ## start the database, migrate and run the demonstration
+run: db-up ## start the database, migrate and run the demonstration (examples/demo)
 	@$(PY) -m examples.demo --database-url '$(DB_URL)'
 
 check: lint verify test ## lint, generated-code check and tests
+
+check-wheel: db-up ## build the wheel, install it in a fresh venv elsewhere, migrate and use it
+	@scripts/check_wheel.sh
 
 docs: db-up ## regenerate docs/reference/ (schema and SQL API) from the catalog
 	@$(PY) scripts/gen_docs.py --database-url '$(DB_URL)'
