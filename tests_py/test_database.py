@@ -22,10 +22,11 @@ from typing import Any
 import keen_queries
 import psycopg
 import pytest
+from keen_dev.databases import CHECKOUT as ROOT
 from psycopg import pq, sql
 
 from keen_sql import bindings
-from keen_sql.config import ROOT, Settings
+from keen_sql.config import Settings
 from keen_sql.database import AsyncDatabase, Database, TransactionAborted
 from keen_sql.errors import NoTenantContext, NotFound
 from keen_sql.security import hash_token

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from keen_dev.databases import CHECKOUT
 
 from keen_sql import errors
-from keen_sql.config import ROOT, Settings
+from keen_sql.config import Settings
 from keen_sql.database import Database, Queries
 from tests_py.tenants import register
 
-REGISTRY = ROOT / "docs" / "errors.md"
+REGISTRY = CHECKOUT / "docs" / "errors.md"
 ROW = re.compile(
     r"^\| `(?P<code>[0-9A-Z]{5})` \| (?P<meaning>[^|]+) \| (?P<raisers>[^|]+) \| `(?P<cls>\w+)` \|$"
 )

@@ -321,3 +321,13 @@ def test_a_users_event_ids_follow_commit_order_while_other_users_never_wait(
         second_id = t.call(q.get_session, p_session_id="order-2")
     assert first_id is not None and second_id is not None
     assert ids[first_id.id] < ids[second_id.id], "ids are drawn in commit order"
+
+
+def test_listener_after_id_none_starts_from_the_first_event(db: Database, db_url: str) -> None:
+    user = new_user(db_url)
+    run_session(db, user, "from-start")
+    with EventListener(db_url, user, after_id=None) as listener:
+        events = list(listener.events(idle_timeout=0.5))
+    assert [e.id for e in events] == [e.id for e in logged(db, user)]
+    assert len(events) == PROGRESS + 2
+    assert listener.last_event_id == events[-1].id
