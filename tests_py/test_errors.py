@@ -140,21 +140,21 @@ def test_payment_intent_credited_twice_raises_AlreadyExists_KE009(db: Database) 
     first, second = register(db, "pay"), register(db, "pay")
     with db.tenant(first) as q:
         q.credits.add_credits(
-            p_amount=Decimal("5"),
-            p_transaction_type="purchase",
-            p_description="top-up",
-            p_idempotency_key="order-1",
-            p_stripe_payment_intent_id=intent,
-            p_metadata=None,
+            amount=Decimal("5"),
+            transaction_type="purchase",
+            description="top-up",
+            idempotency_key="order-1",
+            stripe_payment_intent_id=intent,
+            metadata=None,
         )
     with pytest.raises(errors.AlreadyExists) as caught, db.tenant(second) as q:
         q.credits.add_credits(
-            p_amount=Decimal("5"),
-            p_transaction_type="purchase",
-            p_description="top-up",
-            p_idempotency_key="order-9",
-            p_stripe_payment_intent_id=intent,
-            p_metadata=None,
+            amount=Decimal("5"),
+            transaction_type="purchase",
+            description="top-up",
+            idempotency_key="order-9",
+            stripe_payment_intent_id=intent,
+            metadata=None,
         )
     assert caught.value.constraint == "credit_transactions_stripe_payment_intent_id_key"
     with db.tenant(second) as q:
@@ -175,7 +175,7 @@ def test_domain_error_is_raised_at_the_call_site_of_a_bound_query(db: Database) 
         # A savepoint lets the block handle the error and go on in the same transaction,
         # with the tenant context intact.
         with pytest.raises(errors.NotFound), q.conn.transaction():
-            q.users.revoke_token(p_token_id=uuid.uuid4())
+            q.users.revoke_token(token_id=uuid.uuid4())
         assert q.conn.execute("SELECT keen.current_user_id()").fetchone() == (tenant,)
 
 
