@@ -27,7 +27,8 @@ def check(h: Harness) -> None:
         mutates=True,
     )
     assert_type(item, models.Item)
-    assert item == (1, "pen", None, Decimal(0))
+    assert_type(item.list_, list[int])  # a field named list would hide the builtin
+    assert item == (1, "pen", None, Decimal(0), [])
     params = inspect.signature(query.put_item).parameters
     assert [(n, p.default) for n, p in params.items() if n != "conn"] == [
         ("id", inspect.Parameter.empty),

@@ -2,7 +2,8 @@ CREATE TABLE items (
   id    integer PRIMARY KEY,
   name  text NOT NULL,
   note  text,
-  price numeric NOT NULL CHECK (price >= 0)
+  price numeric NOT NULL CHECK (price >= 0),
+  list  integer[] NOT NULL DEFAULT '{}'  -- a column named like a builtin: field list_
 );
 
 CREATE FUNCTION item_stats()
