@@ -116,20 +116,22 @@ def test_lifecycle_25_00_minus_3_75_leaves_21_25_and_a_ledger_that_adds_up(
 
 def test_session_tree_of_a_root_two_children_and_a_grandchild(db: Database) -> None:
     user = new_tenant(db, "5")
+    # One transaction each: siblings are listed in start order (start_time is the
+    # transaction's time), depth first.
     with db.tenant(user) as q:
-        for sid, parent in (("r", ""), ("r/a", "r"), ("r/b", "r"), ("r/a/x", "r/a")):
-            if parent:
-                q.sessions.start_session(
-                    session_id=sid,
-                    vision=sid,
-                    working_directory="/w",
-                    git_branch="main",
-                    parent_session_id=parent,
-                )
-            else:
-                q.sessions.start_session(
-                    session_id=sid, vision=sid, working_directory="/w", git_branch="main"
-                )
+        q.sessions.start_session(
+            session_id="r", vision="root", working_directory="/w", git_branch="main"
+        )
+    for sid, parent in (("r/a", "r"), ("r/b", "r"), ("r/a/x", "r/a")):
+        with db.tenant(user) as q:
+            q.sessions.start_session(
+                session_id=sid,
+                vision=sid,
+                working_directory="/w",
+                git_branch="main",
+                parent_session_id=parent,
+            )
+    with db.tenant(user) as q:
         tree = q.sessions.session_tree(session_id="r")
         sub = q.sessions.session_tree(session_id="r/a")
     assert [(n.session_id, n.depth, n.path) for n in tree] == [
