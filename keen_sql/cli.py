@@ -127,26 +127,26 @@ def _credits_verify(args: argparse.Namespace) -> int:
 def _credits_sweep(args: argparse.Namespace) -> int:
     # An operator utility: expire lapsed holds (schedule every minute).
     with psycopg.connect(args.database_url, autocommit=True) as conn:
-        row = credits.sweep_expired_holds(conn)
-    print(f"{row.expired if row else 0} expired hold(s) released")
+        expired = credits.sweep_expired_holds(conn)
+    print(f"{expired} expired hold(s) released")
     return OK
 
 
 def _sessions_reap(args: argparse.Namespace) -> int:
     # The WebSocket server's housekeeping: connections silent for too long become stale.
     with psycopg.connect(args.database_url, autocommit=True) as conn:
-        row = sessions.reap_stale_connections(conn, p_idle=datetime.timedelta(seconds=args.idle_s))
-    print(f"{row.reaped if row else 0} stale connection(s) reaped")
+        reaped = sessions.reap_stale_connections(conn, idle=datetime.timedelta(seconds=args.idle_s))
+    print(f"{reaped} stale connection(s) reaped")
     return OK
 
 
 def _sessions_prune(args: argparse.Namespace) -> int:
     # An operator utility: the event log's retention (schedule daily).
     with psycopg.connect(args.database_url, autocommit=True) as conn:
-        row = sessions.prune_session_events(
-            conn, p_older_than=datetime.timedelta(days=args.older_than_days)
+        pruned = sessions.prune_session_events(
+            conn, older_than=datetime.timedelta(days=args.older_than_days)
         )
-    print(f"{row.pruned if row else 0} session event(s) pruned")
+    print(f"{pruned} session event(s) pruned")
     return OK
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import (
     AbstractAsyncContextManager,
     AbstractContextManager,
@@ -23,8 +23,7 @@ from contextlib import (
     contextmanager,
 )
 from dataclasses import dataclass
-from decimal import Decimal
-from typing import Any, LiteralString, Self, TypedDict
+from typing import Any, Concatenate, LiteralString, ParamSpec, Self, TypedDict, TypeVar
 from uuid import UUID
 
 import psycopg
@@ -182,14 +181,63 @@ def _health(
     )
 
 
-# `Database.deduct_credits`: the generated statement and its row type, run in one pipeline.
-_DEDUCTION_ROWS = models.row_factory(models.CreditTransaction)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def _deduction(row: models.CreditTransaction | None) -> models.CreditTransaction:
-    if row is None:  # keen.deduct_credits returns its entry or raises
-        raise RuntimeError("keen.deduct_credits returned no row")
-    return row
+@dataclass(frozen=True, slots=True)
+class _OneTrip:
+    """A generated `:one` query run in a transaction of its own, in one round trip: its
+    statement, the generated function binding its keyword arguments, and its row factory."""
+
+    name: str
+    statement: LiteralString
+    rows: models.RowFactory[Any]
+
+
+def _one_trip(
+    name: str,
+    statement: LiteralString,
+    params: Callable[P, tuple[Any, ...]],
+    rows: models.RowFactory[R],
+) -> Callable[Concatenate[Database, UUID | str, P], R]:
+    """A `Database` method running one generated `:one` query for a tenant in one round trip;
+    it takes the generated function's own keyword arguments (`params` binds them)."""
+    query = _OneTrip(name, statement, rows)
+
+    def call(self: Database, user_id: UUID | str, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        row: R = self._run_one_trip(user_id, query, params(*args, **kwargs))
+        return row
+
+    return call
+
+
+def _one_trip_async(
+    name: str,
+    statement: LiteralString,
+    params: Callable[P, tuple[Any, ...]],
+    rows: models.RowFactory[R],
+) -> Callable[Concatenate[AsyncDatabase, UUID | str, P], Awaitable[R]]:
+    """The async twin of `_one_trip`."""
+    query = _OneTrip(name, statement, rows)
+
+    async def call(
+        self: AsyncDatabase, user_id: UUID | str, /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        row: R = await self._run_one_trip(user_id, query, params(*args, **kwargs))
+        return row
+
+    return call
+
+
+_DEDUCT_DOC = """Charge tenant `user_id` in a transaction of its own, in one round trip.
+
+        Takes the arguments of ``q.credits.deduct_credits`` (inside ``db.tenant(user_id)``),
+        but BEGIN, the context, the call and COMMIT travel in one pipeline: the account's row
+        lock is released by the server's COMMIT without waiting for the client, which matters
+        when many agents charge one account (bench/credits/REPORT.md, hot). Errors arrive as
+        their `keen_sql.errors` class, with nothing written.
+        """
 
 
 def _raise_mapped(exc: psycopg.Error) -> None:
@@ -287,35 +335,29 @@ class Database:
         """Open one transaction as `keen_app` without tenant: sign-up, login, token lookup."""
         return self._transaction(None)
 
-    def deduct_credits(
-        self,
-        user_id: UUID | str,
-        *,
-        p_amount: Decimal,
-        p_session_id: UUID | None = None,
-        p_description: str | None = None,
-        p_idempotency_key: str | None = None,
-    ) -> models.CreditTransaction:
-        """Charge tenant `user_id` in a transaction of its own, in one round trip.
-
-        The same call as ``q.credits.deduct_credits`` inside ``db.tenant(user_id)``, but
-        BEGIN, the context, the call and COMMIT travel in one pipeline: the account's row
-        lock is released by the server's COMMIT without waiting for the client, which
-        matters when many agents charge one account (bench/credits/REPORT.md, hot).
-        Errors arrive as their `keen_sql.errors` class, with nothing written.
-        """
+    def _run_one_trip(self, user_id: UUID | str, query: _OneTrip, params: tuple[Any, ...]) -> Any:
         context = _context(self._context, UUID(_tenant_id(user_id)))
-        params = (p_amount, p_session_id, p_description, p_idempotency_key)
         with self.pool.connection() as conn:
-            cur = psycopg.RawCursor(conn, row_factory=_DEDUCTION_ROWS)
+            cur = psycopg.RawCursor(conn, row_factory=query.rows)
             # On an error the server skips everything after the failed statement, COMMIT
             # included, until the pipeline's Sync: the transaction is left to roll back.
             with _rolled_back_on_error(conn), conn.pipeline():
                 conn.execute(BEGIN, prepare=False)
                 conn.execute(SET_CONTEXT, context, prepare=False)
-                cur.execute(credits.DEDUCT_CREDITS, params)
+                cur.execute(query.statement, params)
                 conn.execute(COMMIT, prepare=False)
-            return _deduction(cur.fetchone())
+            row = cur.fetchone()
+        if row is None:
+            raise models.NoRowError(query.name)
+        return row
+
+    deduct_credits = _one_trip(
+        "DeductCredits",
+        credits.DEDUCT_CREDITS,
+        credits.deduct_credits_params,
+        credits.DEDUCT_CREDITS_ROWS,
+    )
+    deduct_credits.__doc__ = _DEDUCT_DOC
 
     def health(self, timeout: float = 5.0) -> Health:
         """Check that a pooled connection answers; never raises for a database failure."""
@@ -385,26 +427,29 @@ class AsyncDatabase:
         """Open one transaction as `keen_app` without tenant."""
         return self._transaction(None)
 
-    async def deduct_credits(
-        self,
-        user_id: UUID | str,
-        *,
-        p_amount: Decimal,
-        p_session_id: UUID | None = None,
-        p_description: str | None = None,
-        p_idempotency_key: str | None = None,
-    ) -> models.CreditTransaction:
-        """The async twin of `Database.deduct_credits`: one transaction, one round trip."""
+    async def _run_one_trip(
+        self, user_id: UUID | str, query: _OneTrip, params: tuple[Any, ...]
+    ) -> Any:
         context = _context(self._context, UUID(_tenant_id(user_id)))
-        params = (p_amount, p_session_id, p_description, p_idempotency_key)
         async with self.pool.connection() as conn:
-            cur = psycopg.AsyncRawCursor(conn, row_factory=_DEDUCTION_ROWS)
+            cur = psycopg.AsyncRawCursor(conn, row_factory=query.rows)
             async with _rolled_back_on_error_async(conn), conn.pipeline():
                 await conn.execute(BEGIN, prepare=False)
                 await conn.execute(SET_CONTEXT, context, prepare=False)
-                await cur.execute(credits.DEDUCT_CREDITS, params)
+                await cur.execute(query.statement, params)
                 await conn.execute(COMMIT, prepare=False)
-            return _deduction(await cur.fetchone())
+            row = await cur.fetchone()
+        if row is None:
+            raise models.NoRowError(query.name)
+        return row
+
+    deduct_credits = _one_trip_async(
+        "DeductCredits",
+        credits.DEDUCT_CREDITS,
+        credits.deduct_credits_params,
+        credits.DEDUCT_CREDITS_ROWS,
+    )
+    deduct_credits.__doc__ = "The async twin of `Database.deduct_credits`: one round trip."
 
     async def health(self, timeout: float = 5.0) -> Health:
         """Check that a pooled connection answers; never raises for a database failure."""

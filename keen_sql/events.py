@@ -212,7 +212,7 @@ class EventListener:
         with conn.transaction():
             conn.execute(SET_CONTEXT, s.context())
             rows = q.list_session_events(
-                conn, p_after_id=s.last_event_id, p_session_id=s.session_id, p_limit=s.batch_size
+                conn, after_id=s.last_event_id, session_id=s.session_id, limit=s.batch_size
             )
         return s.fresh(rows)
 
@@ -350,7 +350,7 @@ class AsyncEventListener:
         async with conn.transaction():
             await conn.execute(SET_CONTEXT, s.context())
             rows = await q.list_session_events_async(
-                conn, p_after_id=s.last_event_id, p_session_id=s.session_id, p_limit=s.batch_size
+                conn, after_id=s.last_event_id, session_id=s.session_id, limit=s.batch_size
             )
         return s.fresh(rows)
 

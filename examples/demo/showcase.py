@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 
@@ -28,8 +28,6 @@ from keen_sql.database import Database
 from keen_sql.errors import InsufficientCredits, KeenError
 from keen_sql.events import EventListener, SessionEvent
 from keen_sql.security import authenticate, hash_password, issue_token
-
-T = TypeVar("T")
 
 
 @contextmanager
@@ -61,13 +59,6 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
 
 def _numeric(text: str) -> bool:
     return text.replace(".", "", 1).replace("-", "", 1).isdigit()
-
-
-def required(value: T | None, what: str) -> T:
-    """Return `value`, or fail loudly when a query that must return a row returned none."""
-    if value is None:
-        raise RuntimeError(f"demo: {what} returned no row")
-    return value
 
 
 def refused(q: Queries, attempt: Callable[[], object]) -> str:
@@ -103,25 +94,21 @@ class Listener(threading.Thread):
 def signup(db: Database, name: str, run: str, credits: Decimal) -> uuid.UUID:
     """Register a tenant with a fresh e-mail and buy it `credits`; return its user id."""
     with db.service() as q:
-        user = required(
-            q.users.register_user(
-                p_email=f"{name}.{run}@example.com",
-                p_username=f"{name}_{run}",
-                p_password_hash=hash_password(f"{name}-{run}-correct-horse"),
-                p_display_name=name.title(),
-                p_timezone="Europe/Berlin" if name == "ada" else "America/New_York",
-            ),
-            "register_user",
+        user_id = q.users.register_user(
+            email=f"{name}.{run}@example.com",
+            username=f"{name}_{run}",
+            password_hash=hash_password(f"{name}-{run}-correct-horse"),
+            display_name=name.title(),
+            timezone="Europe/Berlin" if name == "ada" else "America/New_York",
         )
-    user_id = required(user.user_id, "register_user.user_id")
     with db.tenant(user_id) as q:
         q.credits.add_credits(
-            p_amount=credits,
-            p_transaction_type="purchase",
-            p_description="card top-up",
-            p_idempotency_key=f"order-{run}-{name}",
-            p_stripe_payment_intent_id=f"pi_{run}_{name}",
-            p_metadata={"channel": "demo"},
+            amount=credits,
+            transaction_type="purchase",
+            description="card top-up",
+            idempotency_key=f"order-{run}-{name}",
+            stripe_payment_intent_id=f"pi_{run}_{name}",
+            metadata={"channel": "demo"},
         )
     print(f"   {name}: user {user_id}, bought {credits} credits")
     return user_id
@@ -130,50 +117,46 @@ def signup(db: Database, name: str, run: str, credits: Decimal) -> uuid.UUID:
 def start(q: Queries, sid: str, vision: str, parent: str | None) -> None:
     """Start one session of the tree."""
     q.sessions.start_session(
-        p_session_id=sid,
-        p_vision=vision,
-        p_working_directory=f"/work/{sid}",
-        p_git_branch=f"keen/{sid}",
-        p_parent_session_id=parent,
+        session_id=sid,
+        vision=vision,
+        working_directory=f"/work/{sid}",
+        git_branch=f"keen/{sid}",
+        parent_session_id=parent,
     )
 
 
 def progress(q: Queries, sid: str, phase: str, tokens: int, cost: str) -> None:
     """Report one step of progress of a session."""
     q.sessions.update_session_progress(
-        p_session_id=sid,
-        p_phase=phase,
-        p_iterations=1,
-        p_tool_calls=3,
-        p_tokens=tokens,
-        p_cost=Decimal(cost),
+        session_id=sid,
+        phase=phase,
+        iterations=1,
+        tool_calls=3,
+        tokens=tokens,
+        cost=Decimal(cost),
     )
 
 
 def complete(q: Queries, sid: str, cost: str, created: list[str]) -> None:
     """Complete a session with its final cost; the database charges it."""
     q.sessions.complete_session(
-        p_session_id=sid,
-        p_success=True,
-        p_total_cost=Decimal(cost),
-        p_files_created=created,
-        p_files_modified=["README.md"],
-        p_files_deleted=None,
-        p_completion_report={"summary": f"{sid} done"},
-        p_error_message=None,
+        session_id=sid,
+        success=True,
+        total_cost=Decimal(cost),
+        files_created=created,
+        files_modified=["README.md"],
+        completion_report={"summary": f"{sid} done"},
     )
 
 
 def list_all(q: Queries) -> list[Any]:
     """The first page of the tenant's sessions, of any status."""
-    return q.sessions.list_sessions(
-        p_status=None, p_before_start_time=None, p_before_id=None, p_limit=10
-    )
+    return q.sessions.list_sessions(limit=10)
 
 
 def print_tree(q: Queries, root: str) -> None:
     """Print the session tree as an indented tree with status, tokens and cost."""
-    rows = q.sessions.session_tree(p_session_id=root)
+    rows = q.sessions.session_tree(session_id=root)
     for row in rows:
         depth = row.depth or 0
         branch = "" if depth == 0 else "   " * (depth - 1) + "└─ "
@@ -185,7 +168,7 @@ def print_tree(q: Queries, root: str) -> None:
 
 def print_ledger(q: Queries) -> None:
     """Print the tenant's ledger, oldest first."""
-    rows = list(reversed(q.credits.list_credit_transactions(p_limit=50)))
+    rows = list(reversed(q.credits.list_credit_transactions(limit=50)))
     table(
         ["#", "type", "amount", "balance", "session", "description"],
         [
@@ -232,15 +215,12 @@ def scenario(database_url: str) -> int:
         with step("2. ada runs a session tree: a root agent summons children, one summons its own"):
             with db.tenant(ada) as q:
                 start(q, root, "Add OAuth login to the web app", None)
-                session = required(q.sessions.get_session(p_session_id=root), "get_session")
-                hold = required(
-                    q.credits.hold_credits(
-                        p_session_id=session.id,
-                        p_amount=Decimal("6.00"),
-                        p_idempotency_key=f"hold-{root}",
-                        p_expires_in=timedelta(hours=1),
-                    ),
-                    "hold_credits",
+                session = q.sessions.get_session(session_id=root)
+                hold = q.credits.hold_credits(
+                    session_id=session.id,
+                    amount=Decimal("6.00"),
+                    idempotency_key=f"hold-{root}",
+                    expires_in=timedelta(hours=1),
                 )
                 print(f"   hold of {hold.amount} credits reserved for {root}")
                 progress(q, root, "PLAN", 1200, "0.40")
@@ -252,7 +232,7 @@ def scenario(database_url: str) -> int:
                 progress(q, f"{root}.backend", "PLAN", 3000, "0.90")
                 progress(q, f"{root}.frontend", "PLAN", 2500, "0.70")
                 progress(q, f"{root}.backend.tests", "PLAN", 900, "0.35")
-                balance = required(q.credits.check_credits(p_amount=Decimal("20")), "check_credits")
+                balance = q.credits.check_credits(amount=Decimal("20"))
                 print(
                     f"   check_credits(20): sufficient={balance.sufficient}, "
                     f"available {balance.available_balance} of {balance.current_balance}"
@@ -270,7 +250,7 @@ def scenario(database_url: str) -> int:
                 print_tree(q, root)
                 print("   ada's ledger:")
                 print_ledger(q)
-                bal = required(q.credits.credit_balance(), "credit_balance")
+                bal = q.credits.credit_balance()
                 print(
                     f"   balance {bal.current_balance}, held {bal.held_amount}, "
                     f"spent today {bal.spent_today}"
@@ -287,7 +267,7 @@ def scenario(database_url: str) -> int:
                 check(
                     bal.held_amount == 0, "the root's hold was captured (3.75) and the rest freed"
                 )
-                breakdown = q.analytics.session_cost_breakdown(p_session_id=root)
+                breakdown = q.analytics.session_cost_breakdown(session_id=root)
                 check(
                     breakdown[0].tree_cost == Decimal("6.034567"),
                     f"the task's cost (root + descendants) is {breakdown[0].tree_cost}",
@@ -295,10 +275,8 @@ def scenario(database_url: str) -> int:
             try:
                 with db.tenant(ada) as q:
                     q.credits.deduct_credits(
-                        p_amount=Decimal("1000"),
-                        p_session_id=None,
-                        p_description="too much",
-                        p_idempotency_key=None,
+                        amount=Decimal("1000"),
+                        description="too much",
                     )
                 check(False, "an overdraft is refused")
             except InsufficientCredits as exc:
@@ -332,7 +310,7 @@ def scenario(database_url: str) -> int:
             with db.tenant(grace) as q:
                 print(
                     f"   read ada's session by id:       "
-                    f"{refused(q, lambda: q.sessions.get_session(p_session_id=root))}"
+                    f"{refused(q, lambda: q.sessions.get_session(session_id=root))}"
                 )
                 print(f"   list sessions:                  {refused(q, lambda: list_all(q))}")
             with db.tenant(grace) as q:
@@ -344,7 +322,7 @@ def scenario(database_url: str) -> int:
                     "SELECT count(*) FROM keen.agent_sessions WHERE user_id = %s", [ada]
                 ).fetchone()
                 check(rows[0] == 0, "a raw SELECT of ada's rows as grace sees 0 rows")
-                ledger = q.credits.list_credit_transactions(p_limit=50)
+                ledger = q.credits.list_credit_transactions(limit=50)
                 check(
                     all(r.user_id == grace for r in ledger) and len(ledger) == 1,
                     "grace's ledger holds her one purchase and nothing of ada's",
@@ -353,7 +331,7 @@ def scenario(database_url: str) -> int:
                 hold_attempt = refused(
                     q,
                     lambda: q.credits.capture_hold(
-                        p_hold_id=hold.id, p_amount=Decimal("1"), p_description="steal"
+                        hold_id=hold.id, amount=Decimal("1"), description="steal"
                     ),
                 )
                 print(f"   capture ada's hold:             {hold_attempt}")
@@ -370,7 +348,7 @@ def scenario(database_url: str) -> int:
             for name, user in (("ada", ada), ("grace", grace)):
                 with db.tenant(user) as q:
                     report = q.analytics.usage_report(
-                        p_from=today - timedelta(days=2), p_to=today + timedelta(days=1)
+                        from_=today - timedelta(days=2), to=today + timedelta(days=1)
                     )
                 print(f"   {name}:")
                 table(

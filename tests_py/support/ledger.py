@@ -71,22 +71,22 @@ def post(conn: psycopg.Connection[Any], amount: Decimal, key: str) -> None:
 def credit(q: Queries, amount: Decimal, key: str | None = None) -> CreditTransaction | None:
     """Buy `amount` credits in a `Database` tenant transaction, the way services do."""
     return q.credits.add_credits(
-        p_amount=amount,
-        p_transaction_type=None,
-        p_description="ops drill",
-        p_idempotency_key=key,
-        p_stripe_payment_intent_id=None,
-        p_metadata=None,
+        amount=amount,
+        transaction_type=None,
+        description="ops drill",
+        idempotency_key=key,
+        stripe_payment_intent_id=None,
+        metadata=None,
     )
 
 
 def spend(q: Queries, amount: Decimal, key: str) -> CreditTransaction | None:
     """Charge `amount` credits of usage in a `Database` tenant transaction."""
     return q.credits.deduct_credits(
-        p_amount=amount,
-        p_session_id=None,
-        p_description="ops drill",
-        p_idempotency_key=key,
+        amount=amount,
+        session_id=None,
+        description="ops drill",
+        idempotency_key=key,
     )
 
 

@@ -12,8 +12,8 @@ def generate(request: protocol.Request) -> dict[str, str]:
     """Return the files (name → text) of the package generated for `request`."""
     opts = options.parse(request.plugin_options)
     found = schema_sql.read(request.schema_paths)
-    purposes = schema_sql.purpose_lines(request.query_paths)
-    return render.render(plan.build(request, opts, found, purposes))
+    sources = schema_sql.query_sources(request.query_paths)
+    return render.render(plan.build(request, opts, found, sources))
 
 
 def main() -> None:

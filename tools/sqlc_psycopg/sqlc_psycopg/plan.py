@@ -6,6 +6,7 @@ collects every error of the input so that one run reports them all.
 
 from __future__ import annotations
 
+import builtins
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -71,8 +72,31 @@ RESERVED = {
     "register_types_async",
     "JsonValue",
     "JsonParam",
+    "NoRowError",
+    "ErrorHook",
+    "raise_mapped",
+    "self",
+    "on_error",
+    "itemgetter",
+    "bound",
 }
 MODELS_RESERVED = RESERVED - {"models"}
+# Builtins: a generated function or field of that name would shadow it (`def list` breaks every
+# later `list[…]` annotation of the module); they get a trailing `_` (`list_`).
+BUILTINS = {n for n in dir(builtins) if not n.startswith("_")}
+# Names the annotations of a class body use: a field of that name would hide them.
+ANNOTATION_NAMES = {
+    *("list", "dict", "tuple", "int", "float", "str", "bytes", "bool", "object"),
+    *("decimal", "uuid", "datetime", "ipaddress", "typing", "psycopg", "models", "enum"),
+    *("Any", "JsonValue", "JsonParam"),
+}
+# Module names the generated package keeps for itself: a query file may not be named so.
+PACKAGE_MODULES = {"models", "bound"}
+# What a column or parameter sqlc could not type, or of a type the plugin does not know, is
+# annotated (results: anything psycopg returns; parameters: anything psycopg can adapt).
+FALLBACK_RESULT = "typing.Any"
+FALLBACK_PARAM = "object"
+ANNOTATIONS = {"lookup", "not-null", "nullable"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +107,7 @@ class Resolved:
     param: str
     imports: frozenset[str]
     json: str | None = None
+    fallback: str = ""  # the SQL type when it has no Python type: annotated Any / object
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +119,19 @@ class Typed:
     nullable: bool
     dims: int
 
+    @property
+    def note(self) -> str:
+        """A comment naming the SQL type of a fallback annotation; "" otherwise."""
+        return _fallback_note(self.resolved.fallback)
+
+
+def _fallback_note(sql_type: str) -> str:
+    if not sql_type:
+        return ""
+    if sql_type.lower() in pgtypes.POLYMORPHIC:
+        return f"sqlc could not type it ({sql_type or 'no type'}): add a cast"
+    return f"SQL type {sql_type}: no Python type known (add an override)"
+
 
 @dataclass(slots=True)
 class Field:
@@ -104,6 +142,7 @@ class Field:
     comment: str = ""
     embed_width: int = 0  # > 0: an sqlc.embed, built from that many result values
     imports: frozenset[str] = frozenset()
+    note: str = ""  # a fallback annotation's comment (the SQL type)
 
 
 @dataclass(slots=True)
@@ -137,6 +176,8 @@ class Param:
     json: str | None
     dims: int
     nullable: bool
+    optional: bool = False  # sqlc.narg: a keyword argument defaulting to None
+    note: str = ""  # a fallback annotation's comment (the SQL type)
 
 
 @dataclass(slots=True)
@@ -152,6 +193,9 @@ class QueryPlan:
     row_class: ModelClass | None = None
     params_class: ModelClass | None = None
     sql: str = ""  # the statement psycopg runs (COPY … FROM STDIN for :copyfrom)
+    lookup: bool = False  # `-- @lookup`: :one / :batchone give None for no row
+    scalar: Field | None = None  # a single-column result: its value, not a row
+    names: dict[str, str] = field(default_factory=dict)  # variant → function name
 
 
 @dataclass(slots=True)
@@ -162,6 +206,9 @@ class ModulePlan:
     source: str
     queries: list[QueryPlan] = field(default_factory=list)
     imports: set[str] = field(default_factory=set)
+    bound: str = ""  # the class binding the module's queries to a connection
+    bound_async: str = ""  # its async twin
+    attribute: str = ""  # its attribute on bound.Queries
 
 
 @dataclass(slots=True)
@@ -302,22 +349,12 @@ class Planner:
             self.domains.add(_qualified(*key))
             resolved, more = self.resolve(base.schema, base.name, where, depth + 1)
             return resolved, dims + more + base.dims
+        # sqlc-gen-go types these `interface{}`: the value still arrives, as psycopg loads it
+        # (the text of a type it has no loader for). Annotated Any / object, with a comment.
         shown = f"{schema}.{name}" if schema else name
-        if name.lower() in pgtypes.POLYMORPHIC:
-            raise PluginError(
-                f"{where}: sqlc could not infer a type (it says {shown!r}); "
-                "add a cast in the query, e.g. sqlc.arg(x)::bigint or count(*)::int"
-            )
-        hint = ""
-        if self.found.unread:
-            hint = (
-                f" (schema path(s) {', '.join(self.found.unread)} not found from "
-                "the working directory: run sqlc from the directory of its config file)"
-            )
-        raise PluginError(
-            f"{where}: unknown type {shown!r}; add an override "
-            f'{{"db_type": "{shown}", "py_type": "..."}} to the plugin options{hint}'
-        )
+        return Resolved(
+            FALLBACK_RESULT, FALLBACK_PARAM, frozenset({"typing"}), fallback=shown or "unknown"
+        ), 0
 
     def composite(self, key: tuple[str, str], where: str) -> ModelClass:
         """Return (planning it on first use) the class of composite type `key`."""
@@ -340,14 +377,18 @@ class Planner:
                 f"{where}: composite type {_qualified(*key)}: sqlc does not pass its fields and "
                 f"no CREATE TYPE … AS (…) for it was found in the schema files{unread}"
             )
-        field_names = names.unique(names.identifier(n) for n, _ in fields)
+        field_names = names.unique(field_name(n) for n, _ in fields)
         for py_name, (_, t) in zip(field_names, fields, strict=True):
             resolved, dims = self.resolve(t.schema, t.name, f"{where}: composite {cls.name}")
             dep = self.user_key(self.composite_defs, t.schema, t.name)
             if dep is not None:
                 self.composite_deps[key].add(dep)
             ann = _wrap(resolved.result, dims + t.dims, nullable=True)
-            cls.fields.append(Field(py_name, ann, imports=resolved.imports))
+            cls.fields.append(
+                Field(
+                    py_name, ann, imports=resolved.imports, note=_fallback_note(resolved.fallback)
+                )
+            )
         return cls
 
     # -- columns and parameters -------------------------------------------------------------
@@ -384,6 +425,8 @@ class Planner:
             if override.nullable is not None:
                 nullable = override.nullable
         element = resolved.param if param else resolved.result
+        if resolved.fallback and (override is None or override.py_type is None):
+            return Typed(element, resolved, nullable, 0)
         return Typed(_wrap(element, dims, nullable), resolved, nullable, dims)
 
     # -- models -----------------------------------------------------------------------------
@@ -393,13 +436,20 @@ class Planner:
         table = self.tables[key]
         name = self.class_names[("table", *key)]
         fields = []
-        py_names = names.unique(names.identifier(c.name) for c in table.columns)
+        py_names = names.unique(field_name(c.name) for c in table.columns)
         for py_name, column in zip(py_names, table.columns, strict=True):
             where = f"table {_qualified(*key)} column {column.name}"
             column = _with_table(column, key)
             typed = self.column_type(column, where)
             fields.append(
-                Field(py_name, typed.annotation, column.comment, 0, typed.resolved.imports)
+                Field(
+                    py_name,
+                    typed.annotation,
+                    column.comment,
+                    0,
+                    typed.resolved.imports,
+                    typed.note,
+                )
             )
         return ModelClass(name, table.comment, fields, sql_name=_qualified(*key))
 
@@ -407,6 +457,44 @@ class Planner:
         """Return the catalog key of a table reference."""
         schema, name, _ = pgtypes.split_name(ident.schema, ident.name)
         return self.user_key(self.tables, schema, name)
+
+
+def function_name(query_name: str) -> str:
+    """The function of a query: snake_case, never a builtin or a name the module uses."""
+    func = names.snake(query_name)
+    return func + "_" if func in RESERVED or func in BUILTINS else func
+
+
+def field_name(column_name: str) -> str:
+    """A NamedTuple field: a class body's annotations would see a field named `list`,
+    `uuid` or `decimal` instead of the builtin or module, so those get a trailing `_`."""
+    name = names.identifier(column_name)
+    return name + "_" if name in ANNOTATION_NAMES else name
+
+
+def _annotated(
+    override: Override | None, column: str, notes: Annotations, query: str
+) -> Override | None:
+    """A column's override with the query's @not-null / @nullable applied (an option's
+    `nullable` wins: it is the more specific)."""
+    if column in notes.nullable:
+        nullable = True
+    elif column in notes.not_null or "*" in notes.not_null:
+        nullable = False
+    else:
+        return override
+    if override is not None and override.nullable is not None:
+        return override
+    return Override(
+        index=-1 if override is None else override.index,
+        db_type=None,
+        column=None,
+        query=query,
+        name=column,
+        is_param=False,
+        py_type=None if override is None else override.py_type,
+        nullable=nullable,
+    )
 
 
 def _is_record(column: Column) -> bool:
@@ -438,18 +526,68 @@ def module_name(filename: str) -> str:
     return names.identifier(stem.replace("-", "_").replace(".", "_"))
 
 
+@dataclass(frozen=True, slots=True)
+class Annotations:
+    """The `-- @…` lines under a query's name line (docs/sqlc_plugin.md, Annotations)."""
+
+    lookup: bool = False
+    not_null: frozenset[str] = frozenset()  # "*": every result column
+    nullable: frozenset[str] = frozenset()
+
+
+def parse_annotations(lines: Iterable[str], where: str) -> tuple[str, Annotations]:
+    """Split comment lines into the docstring and the `@` annotations."""
+    doc: list[str] = []
+    lookup = False
+    lists: dict[str, set[str]] = {"not-null": set(), "nullable": set()}
+    for line in lines:
+        stripped = line.strip()
+        if not stripped.startswith("@"):
+            doc.append(line)
+            continue
+        m = re.fullmatch(r"@([A-Za-z_-]+)\s*:?\s*(.*)", stripped)
+        word = m.group(1).lower() if m else stripped
+        if word.startswith("sqlc-"):  # sqlc's own flags (`@sqlc-vet-disable`)
+            continue
+        if m is None or word not in ANNOTATIONS:
+            raise PluginError(
+                f"{where}: unknown annotation {stripped!r} (known: "
+                + ", ".join("@" + a for a in sorted(ANNOTATIONS))
+                + ")"
+            )
+        items = {i.strip() for i in m.group(2).split(",") if i.strip()}
+        if word == "lookup":
+            if items:
+                raise PluginError(f"{where}: @lookup takes no arguments")
+            lookup = True
+        elif not items:
+            raise PluginError(f"{where}: @{word} needs column names (or *)")
+        else:
+            lists[word] |= items
+    both = lists["not-null"] & lists["nullable"]
+    if both or "*" in lists["nullable"]:
+        raise PluginError(f"{where}: columns both @not-null and @nullable: {sorted(both) or '*'}")
+    notes = Annotations(lookup, frozenset(lists["not-null"]), frozenset(lists["nullable"]))
+    return _doc_lines(doc), notes
+
+
 class QueryPlanner:
     """Plans the queries of the request on top of a `Planner`."""
 
-    def __init__(self, planner: Planner, purposes: Mapping[tuple[str, str], str]) -> None:
+    def __init__(
+        self, planner: Planner, sources: Mapping[tuple[str, str], schema_sql.QuerySource]
+    ) -> None:
         self.p = planner
-        self.purposes = purposes
+        self.sources = sources
         self.table_models: dict[tuple[str, str], ModelClass] = {}
 
-    def doc(self, query: Query) -> str:
-        """The query's purpose lines (or sqlc's comments), then COMMENT ON of functions called."""
-        key = (PurePosixPath(query.filename).name, query.name)
-        parts = [self.purposes[key] if key in self.purposes else _doc_lines(query.comments)]
+    def source(self, query: Query) -> schema_sql.QuerySource | None:
+        """What the query file says about `query` (None when it could not be read)."""
+        return self.sources.get((PurePosixPath(query.filename).name, query.name))
+
+    def doc(self, query: Query, purpose: str) -> str:
+        """The query's purpose lines, then the COMMENT ON of every function it calls."""
+        parts = [purpose]
         for schema, name in _CALL.findall(query.text):
             comment = _find_comment(self.p.found.function_comments, schema, name)
             if comment and comment not in parts:
@@ -471,47 +609,62 @@ class QueryPlanner:
                 self.p.used_overrides.add(o.index)
         return columns, params
 
-    def plan(self, query: Query, module: ModulePlan, taken: set[str]) -> QueryPlan:
-        """Plan one query; `taken` holds the module-level names already used."""
+    def plan(self, query: Query, module: ModulePlan, taken: set[str], bases: set[str]) -> QueryPlan:
+        """Plan one query; `taken` holds the module-level names already used, `bases` the
+        function names of all the module's queries (derived names make way for them)."""
         where = f"{query.filename}: query {query.name}"
         if query.cmd not in COMMANDS:
             raise PluginError(f"{where}: command {query.cmd} is not supported on PostgreSQL")
-        func = names.snake(query.name)
+        func = function_name(query.name)
         const = names.constant(query.name)
-        own = [const, func]
-        if self.p.options.emit_async:
-            own.append(f"{func}_async")
-        if query.cmd == ":many":
-            own += [f"{func}_iter"] + ([f"{func}_iter_async"] if self.p.options.emit_async else [])
-        clash = [n for n in own if n in taken]
+        clash = [n for n in (const, func) if n in taken]
         if clash:
             raise PluginError(
                 f"{where}: duplicate query name: {', '.join(clash)} already defined in "
                 f"module {module.name}"
             )
-        taken.update(own)
+        taken.update((const, func))
+        source = self.source(query)
+        lines = source.lines if source is not None else tuple(query.comments)
+        purpose, notes = parse_annotations(lines, where)
+        if notes.lookup and query.cmd not in (":one", ":batchone"):
+            raise PluginError(f"{where}: @lookup is for :one and :batchone queries")
+        variants = {"": func}
+        wanted = []
+        if self.p.options.emit_async:
+            wanted.append("_async")
+        if query.cmd == ":many":
+            wanted += ["_iter"] + (["_iter_async"] if self.p.options.emit_async else [])
+        if query.params and query.cmd not in PARAMS_CLASS_COMMANDS:
+            wanted.append("_params")
+        for suffix in wanted:
+            variants[suffix] = names.unique([func.rstrip("_") + suffix], taken | bases)[0]
+            taken.add(variants[suffix])
+        if query.cmd in ROW_COMMANDS:
+            variants["ROWS"] = names.unique([const + "_ROWS"], taken | bases)[0]
+            taken.add(variants["ROWS"])
         col_over, par_over = self._query_overrides(query)
         plan = QueryPlan(
             query=query,
             func=func,
             const=const,
-            doc=self.doc(query),
-            params=self._params(query, where, par_over, module),
+            doc=self.doc(query, purpose),
+            params=self._params(query, where, par_over, module, source),
             sql=query.text,
+            lookup=notes.lookup,
+            names=variants,
         )
         if query.cmd in ROW_COMMANDS:
-            self._row(plan, where, col_over, module, taken)
+            self._row(plan, where, col_over, module, taken, notes)
         elif query.columns and query.cmd == ":copyfrom":
             raise PluginError(f"{where}: :copyfrom cannot return columns")
         if query.cmd in PARAMS_CLASS_COMMANDS:
-            cls_name = names.camel(query.name) + "Params"
-            if cls_name in taken:
-                raise PluginError(f"{where}: duplicate name {cls_name} in module {module.name}")
+            cls_name = names.unique([names.camel(query.name) + "Params"], taken)[0]
             taken.add(cls_name)
             plan.params_class = ModelClass(
                 cls_name,
                 f"Parameters of one {query.name} row.",
-                [Field(p.name, p.annotation) for p in plan.params],
+                [Field(p.name, p.annotation, note=p.note) for p in plan.params],
             )
             if not plan.params:
                 raise PluginError(f"{where}: {query.cmd} needs at least one parameter")
@@ -521,10 +674,19 @@ class QueryPlanner:
         unknown += [n for n in par_over if n not in {p.column.name for p in query.params}]
         if unknown:
             raise PluginError(f"{where}: overrides name no such column or parameter: {unknown}")
+        columns = {c.name for c in query.columns}
+        unknown = sorted((notes.not_null | notes.nullable) - columns - {"*"})
+        if unknown:
+            raise PluginError(f"{where}: @not-null / @nullable name no such column: {unknown}")
         return plan
 
     def _params(
-        self, query: Query, where: str, overrides: dict[str, Override], module: ModulePlan
+        self,
+        query: Query,
+        where: str,
+        overrides: dict[str, Override],
+        module: ModulePlan,
+        source: schema_sql.QuerySource | None,
     ) -> list[Param]:
         params = sorted(query.params, key=lambda p: p.number)
         if [p.number for p in params] != list(range(1, len(params) + 1)):
@@ -540,12 +702,18 @@ class QueryPlanner:
             names.identifier(p.column.name) if p.column.name else f"p{p.number}" for p in params
         ]
         py_names = names.unique([n + "_" if n in RESERVED else n for n in wanted], taken=())
+        nargs = source.nargs if source is not None else frozenset()
         out = []
         for py_name, p in zip(py_names, params, strict=True):
             pw = f"{where} parameter ${p.number} ({p.column.name or 'unnamed'})"
             t = self.p.column_type(p.column, pw, param=True, extra=overrides.get(p.column.name))
             module.imports |= t.resolved.imports
-            out.append(Param(py_name, t.annotation, t.resolved.json, t.dims, t.nullable))
+            optional = (
+                t.nullable and p.column.name in nargs and query.cmd not in PARAMS_CLASS_COMMANDS
+            )
+            out.append(
+                Param(py_name, t.annotation, t.resolved.json, t.dims, t.nullable, optional, t.note)
+            )
         return out
 
     def _row(
@@ -555,6 +723,7 @@ class QueryPlanner:
         overrides: dict[str, Override],
         module: ModulePlan,
         taken: set[str],
+        notes: Annotations,
     ) -> None:
         query = plan.query
         if not query.columns:
@@ -566,7 +735,7 @@ class QueryPlanner:
                 embed_name = self.p.class_names[("table", *key)] if key else c.name
                 wanted.append(names.snake(embed_name))
             else:
-                wanted.append(names.identifier(c.name) if c.name else f"column_{i}")
+                wanted.append(field_name(c.name) if c.name else f"column_{i}")
         py_names = names.unique(wanted)
         fields = []
         for py_name, c in zip(py_names, query.columns, strict=True):
@@ -578,24 +747,28 @@ class QueryPlanner:
                 model = self.table_model(key)
                 fields.append(Field(py_name, M + model.name, embed_width=len(model.fields)))
                 continue
-            override = overrides.get(c.name)
-            if override is None and _is_record(c):
+            override = _annotated(overrides.get(c.name), c.name, notes, query.name)
+            if (override is None or override.py_type is None) and _is_record(c):
                 raise PluginError(
                     f"{cw}: is an anonymous record; sqlc rewrites SELECT * FROM f(…) of a "
-                    "function RETURNS TABLE (…) or SETOF record to one record column. Name the "
-                    "columns (SELECT a, b FROM f(…)) or expand the call (SELECT (f(…)).*)"
+                    "function RETURNS TABLE (…) or SETOF record to one record column, while "
+                    "the server returns the function's columns. Name the columns "
+                    "(SELECT a, b FROM f(…)) or expand the call (SELECT (f(…)).*)"
                 )
             t = self.p.column_type(c, cw, extra=override)
             module.imports |= t.resolved.imports
-            fields.append(Field(py_name, t.annotation, c.comment))
+            fields.append(Field(py_name, t.annotation, c.comment, note=t.note))
+        if len(fields) == 1 and not fields[0].embed_width:
+            # One column: the value itself, as sqlc's own generators return it.
+            plan.scalar = fields[0]
+            plan.row_ref = f"tuple[{fields[0].annotation}]"
+            return
         plain = self.p.options.rows == "tuple"
         same = None if plain else self._same_table(query.columns, fields)
         if same is not None:
             plan.row_ref = M + same
             return
-        cls_name = names.camel(query.name) + "Row"
-        if cls_name in taken:
-            raise PluginError(f"{where}: duplicate name {cls_name} in module {module.name}")
+        cls_name = names.unique([names.camel(query.name) + "Row"], taken)[0]
         taken.add(cls_name)
         plan.row_class = ModelClass(cls_name, f"A row of {query.name}.", fields, plain=plain)
         plan.row_ref = cls_name
@@ -652,11 +825,11 @@ def build(
     request: Request,
     options: Options,
     found: schema_sql.SchemaTypes,
-    purposes: Mapping[tuple[str, str], str],
+    sources: Mapping[tuple[str, str], schema_sql.QuerySource],
 ) -> Plan:
     """Plan the package; raise PluginError listing every problem found."""
     planner = Planner(request, options, found)
-    qp = QueryPlanner(planner, purposes)
+    qp = QueryPlanner(planner, sources)
     errors: list[str] = []
     tables = []
     for key in planner.tables:
@@ -678,9 +851,14 @@ def build(
     modules: dict[str, ModulePlan] = {}
     taken: dict[str, set[str]] = {}
     seen: dict[str, str] = {}
+    bases: dict[str, set[str]] = {}
+    for query in request.queries:
+        bases.setdefault(module_name(query.filename), set()).update(
+            (function_name(query.name), names.constant(query.name))
+        )
     for query in request.queries:
         name = module_name(query.filename)
-        if name == "models":
+        if name in PACKAGE_MODULES:
             errors.append(f"{query.filename}: a query file cannot be named {name}.sql")
             continue
         module = modules.setdefault(name, ModulePlan(name, query.filename))
@@ -698,7 +876,9 @@ def build(
             continue
         seen[query.name] = query.filename
         try:
-            module.queries.append(qp.plan(query, module, taken.setdefault(name, set())))
+            module.queries.append(
+                qp.plan(query, module, taken.setdefault(name, set()), bases[name])
+            )
         except PluginError as exc:
             errors.append(str(exc))
     for o in options.overrides:
@@ -712,6 +892,18 @@ def build(
         qp.table_model(key).pg_name = _qualified(*key)
     if errors:
         raise PluginError("\n".join(errors))
+    attributes = names.unique(
+        (m + "_" if m in RESERVED else m for m in sorted(modules)),
+        taken=("conn", "on_error"),
+    )
+    for attribute, mod_name in zip(attributes, sorted(modules), strict=True):
+        module = modules[mod_name]
+        module.attribute = attribute
+        used = taken.setdefault(mod_name, set())
+        module.bound = names.unique([names.camel(mod_name) + "Queries"], used)[0]
+        used.add(module.bound)
+        module.bound_async = names.unique([f"Async{module.bound}"], used)[0]
+        used.add(module.bound_async)
     composites = _composite_order(planner)
     model_imports = {i for cls in (*tables, *composites) for f in cls.fields for i in f.imports}
     return Plan(

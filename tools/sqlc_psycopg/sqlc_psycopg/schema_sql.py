@@ -218,26 +218,50 @@ def read(paths: tuple[str, ...], root: Path | None = None) -> SchemaTypes:
 
 
 _NAME_LINE = re.compile(r"^\s*--\s*name:\s*(\S+)\s+:\w+")
+_NARG = re.compile(
+    r"\bsqlc\s*\.\s*narg\s*\(\s*(?:\"([^\"]+)\"|'([^']+)'|([A-Za-z_][A-Za-z0-9_$]*))\s*\)"
+)
 
 
-def purpose_lines(paths: tuple[str, ...], root: Path | None = None) -> dict[tuple[str, str], str]:
-    """(file name, query name) → the comment lines right after its `-- name:` line.
+@dataclass(frozen=True, slots=True)
+class QuerySource:
+    """What a query file says about one query beyond sqlc's request.
+
+    `lines` are the comment lines right after its `-- name:` line (purpose lines and
+    `@` annotations, in order); `nargs` the names given to `sqlc.narg(…)` in its text.
+    """
+
+    lines: tuple[str, ...]
+    nargs: frozenset[str]
+
+
+def query_sources(
+    paths: tuple[str, ...], root: Path | None = None
+) -> dict[tuple[str, str], QuerySource]:
+    """(file name, query name) → the query's comment lines under its name line, and its nargs.
 
     sqlc hands a query every comment above it, file banners included; the lines that follow
-    the name line are the ones that describe the query.
+    the name line are the ones that describe the query. sqlc replaces `sqlc.narg(x)` by `$n`
+    and marks it nullable, as it does a `sqlc.arg(x)` it infers nullable: the text tells them
+    apart.
     """
-    out: dict[tuple[str, str], str] = {}
+    out: dict[tuple[str, str], QuerySource] = {}
     for file in sql_files(paths, [], root):
         lines = file.read_text(encoding="utf-8").splitlines()
-        for i, line in enumerate(lines):
-            m = _NAME_LINE.match(line)
-            if not m:
-                continue
+        starts = [i for i, line in enumerate(lines) if _NAME_LINE.match(line)]
+        for n, i in enumerate(starts):
+            m = _NAME_LINE.match(lines[i])
+            assert m is not None
+            end = starts[n + 1] if n + 1 < len(starts) else len(lines)
             doc = []
-            for following in lines[i + 1 :]:
+            for following in lines[i + 1 : end]:
                 stripped = following.strip()
-                if not stripped.startswith("--") or _NAME_LINE.match(following):
+                if not stripped.startswith("--"):
                     break
                 doc.append(stripped[2:].strip())
-            out[(file.name, m.group(1))] = "\n".join(doc).strip()
+            nargs = {
+                next(g for g in found.groups() if g)
+                for found in _NARG.finditer("\n".join(lines[i + 1 : end]))
+            }
+            out[(file.name, m.group(1))] = QuerySource(tuple(doc), frozenset(nargs))
     return out

@@ -199,12 +199,13 @@ class Harness:
         mutates: bool = False,
         embeds: bool = False,
         row: Any = None,
+        value: Any = None,
     ) -> T:
         """Run raw psycopg, then the generated `call`; assert same values and promised types."""
         want = self.expected(statement, params, fetch, mutates)
         got = call()
         self.conn.commit()
-        compare(got, want, fetch, embeds, row)
+        compare(got, want, fetch, embeds, row, value)
         self.checks += 1
         return got
 
@@ -227,6 +228,7 @@ class AsyncHarness:
         mutates: bool = False,
         embeds: bool = False,
         row: Any = None,
+        value: Any = None,
     ) -> T:
         """Run raw psycopg, then the generated coroutine; assert same values and types."""
         async with psycopg.AsyncRawCursor(self.raw) as cur:
@@ -236,13 +238,29 @@ class AsyncHarness:
                 await (self.raw.rollback() if mutates else self.raw.commit())
         got = await call()
         await self.conn.commit()
-        compare(got, want, fetch, embeds, row)
+        compare(got, want, fetch, embeds, row, value)
         self.checks += 1
         return got
 
 
-def compare(got: object, want: object, fetch: Fetch, embeds: bool, row: Any = None) -> None:
-    """Assert a generated result equals raw psycopg's and has the promised types."""
+def compare(
+    got: object, want: object, fetch: Fetch, embeds: bool, row: Any = None, value: Any = None
+) -> None:
+    """Assert a generated result equals raw psycopg's and has the promised types.
+
+    `value`: the query has one column, whose type it is: the generated function returns the
+    value of that column where raw psycopg returns a one-value row.
+    """
+    if value is not None:
+        want = _unwrap(want, fetch)
+        shape = {"one": value, "many": types.GenericAlias(list, (value,))}.get(fetch)
+        if shape is None:
+            shape = types.GenericAlias(
+                list, ({"batchone": value}.get(fetch) or types.GenericAlias(list, (value,)),)
+            )
+        conforms(got, shape, "result")
+        assert _equal(got, want), f"generated {got!r} != raw {want!r}"
+        return
     if fetch == "status":
         assert isinstance(got, psycopg.RawCursor | psycopg.AsyncRawCursor)
         got = (got.rowcount, got.statusmessage)
@@ -253,6 +271,16 @@ def compare(got: object, want: object, fetch: Fetch, embeds: bool, row: Any = No
             _same_types(_normalize(g, embeds), w)
     elif got is not None and want is not None:
         _same_types(_normalize(got, embeds), want)
+
+
+def _unwrap(want: Any, fetch: Fetch) -> Any:
+    """Raw psycopg's one-value rows as the values a single-column query returns."""
+    if fetch == "one":
+        assert want is None or len(want) == 1, want
+        return None if want is None else want[0]
+    if fetch in ("many", "batchone"):
+        return [_unwrap(w, "one") for w in want]
+    return [[_unwrap(w, "one") for w in ws] for ws in want]
 
 
 def _equal(a: object, b: object) -> bool:

@@ -32,7 +32,7 @@ def check(h: Harness) -> None:
         fetch="one",
         mutates=True,
     )
-    assert_type(row, query.SetNicknameRow | None)
+    assert_type(row, query.SetNicknameRow)
     assert row == (1, "Annie")
     params = inspect.signature(query.find_people).parameters
     assert list(params) == ["conn", "name_prefix", "min_age"]

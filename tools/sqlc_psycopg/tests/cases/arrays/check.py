@@ -21,8 +21,8 @@ def check(h: Harness) -> None:
             fetch="one",
             mutates=True,
         )
-        assert_type(row, models.Grid | None)
-        assert_type(row.cells if row else None, list[list[int]] | None)
+        assert_type(row, models.Grid)
+        assert_type(row.cells if row else None, list[list[int]])
         assert row is not None and row.cells == r[1]
     some = h.check(lambda: query.grids_by_ids(h.conn, ids=[3, 1, 9]), query.GRIDS_BY_IDS, ([3, 1, 9],))
     assert [r.id for r in some] == [1, 3]

@@ -14,7 +14,7 @@ def check(h: Harness) -> None:
         fetch="batchone",
         mutates=True,
     )
-    assert_type(added, list[models.Score | None])
+    assert_type(added, list[models.Score])
     assert added == [models.Score("ann", 1, 10), models.Score("ann", 2, 7)]
     h.execute("INSERT INTO scores VALUES ('bob', 1, 3)")
     who = [query.ScoresOfParams("ann"), query.ScoresOfParams("nobody"), query.ScoresOfParams("bob")]

@@ -14,7 +14,7 @@ def check(h: Harness) -> None:
         fetch="one",
         mutates=True,
     )
-    assert_type(row, models.Blob | None)
+    assert_type(row, models.Blob)
     assert row is not None and row.data == data
     assert_type(row.data, bytes)
     digest = h.check(lambda: query.blob_digest(h.conn, id=1), query.BLOB_DIGEST, (1,), fetch="one")

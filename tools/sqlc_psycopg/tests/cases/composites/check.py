@@ -17,7 +17,7 @@ def check(h: Harness) -> None:
         fetch="one",
         mutates=True,
     )
-    assert_type(row, models.Trip | None)
+    assert_type(row, models.Trip)
     assert row is not None and row.start == start and row.stops == stops
     assert type(row.start) is models.Place and type(row.start.at) is P
     assert row.start.mood is models.Mood.HAPPY

@@ -15,11 +15,13 @@ def check(h: Harness) -> None:
             fetch="one",
             mutates=True,
         )
-        assert_type(row, models.Ledger | None)
+        assert_type(row, models.Ledger)
     balance = h.check(
-        lambda: query.balance_of(h.conn, p_account="acc"), query.BALANCE_OF, ("acc",), fetch="one"
+        lambda: query.balance_of(h.conn, p_account="acc"), query.BALANCE_OF, ("acc",), fetch="one",
+        value=Decimal,
     )
-    assert balance is not None and balance.balance == Decimal("1.25")
+    assert_type(balance, Decimal)
+    assert balance == Decimal("1.25")
     lines = h.check(
         lambda: query.statement_of(h.conn, p_account="acc"), query.STATEMENT_OF, ("acc",)
     )

@@ -29,7 +29,7 @@ def check(h: Harness) -> None:
         fetch="one",
         mutates=True,
     )
-    assert_type(row, models.Slot | None)
+    assert_type(row, models.Slot)
     assert row is not None and row.at == AT and row.at.tzinfo is not None
     assert_type(row.span, dt.timedelta)
     assert row.local_at is not None and row.local_at.tzinfo is None

@@ -22,7 +22,7 @@ def check(h: Harness) -> None:
         fetch="one",
         mutates=True,
     )
-    assert_type(row, models.Account | None)
+    assert_type(row, models.Account)
     assert row is not None and row.balance == Decimal("10.5000") and row.prio is models.Level.HIGH
     assert_type(row.id, int)
     assert_type(row.balance, Decimal)

@@ -20,14 +20,15 @@ def check(h: Harness) -> None:
             fetch="one",
             mutates=True,
         )
-        assert_type(row, models.Role | None)
+        assert_type(row, models.Role)
         assert row is not None and row.perms == perms
         assert all(type(p) is Perm for p in row.perms)
     rows = h.check(lambda: query.roles_with(h.conn, perm=Perm.READ), query.ROLES_WITH, (Perm.READ,))
     assert_type(rows[0].perms, list[Perm])
     assert [r.name for r in rows] == ["editor", "viewer"]
-    every = h.check(lambda: query.all_perms(h.conn), query.ALL_PERMS, fetch="one")
-    assert every is not None and every.perms == list(Perm)
+    every = h.check(lambda: query.all_perms(h.conn), query.ALL_PERMS, fetch="one", value=list)
+    assert_type(every, list[Perm])
+    assert every == list(Perm)
 
 
 async def check_async(h: AsyncHarness) -> None:

@@ -19,7 +19,7 @@ def check(h: Harness) -> None:
             fetch="one",
             mutates=True,
         )
-        assert_type(row, models.Article | None)
+        assert_type(row, models.Article)
         assert row is not None and row.status is s and row.prev is p
     rows = h.check(
         lambda: query.by_status(h.conn, status=Status.IN_REVIEW),

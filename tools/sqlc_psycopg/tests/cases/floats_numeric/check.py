@@ -21,7 +21,7 @@ def check(h: Harness) -> None:
             fetch="one",
             mutates=True,
         )
-        assert_type(row, models.Measure | None)
+        assert_type(row, models.Measure)
     rows = h.check(
         lambda: query.scaled(h.conn, factor=Decimal(2), divisor=2.0),
         query.SCALED,

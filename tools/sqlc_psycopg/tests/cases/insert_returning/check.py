@@ -15,9 +15,10 @@ def check(h: Harness) -> None:
     assert_type(made, list[models.Task])
     assert made == [models.Task(1, "a", False), models.Task(2, "b", False)]
     gone = h.check(
-        lambda: query.delete_task(h.conn, id=2), query.DELETE_TASK, (2,), fetch="one", mutates=True
+        lambda: query.delete_task(h.conn, id=2), query.DELETE_TASK, (2,), fetch="one", mutates=True,
+        value=str,
     )
-    assert gone == ("b",)
+    assert gone == "b"
 
 
 async def check_async(h: AsyncHarness) -> None:

@@ -17,7 +17,7 @@ def check(h: Harness) -> None:
         fetch="one",
         mutates=True,
     )
-    assert_type(row, models.Misc | None)
+    assert_type(row, models.Misc)
     assert row is not None and row.ok is True and row.bits == "1010", row
     assert_type(row.cash, str | None)
     rows = h.check(lambda: query.truthy(h.conn, ok=True), query.TRUTHY, (True,))

@@ -13,12 +13,14 @@ def check(h: Harness) -> None:
                 team_members.ADD_MEMBER, (1, who), fetch="none", mutates=True)
     all_teams = h.check(lambda: teams.teams(h.conn), teams.TEAMS)
     assert_type(all_teams, list[models.Team])
-    names = h.check(lambda: team_members.members_of(h.conn, team_id=1), team_members.MEMBERS_OF, (1,))
-    assert [n.name for n in names] == ["a", "b"]
+    names = h.check(lambda: team_members.members_of(h.conn, team_id=1), team_members.MEMBERS_OF,
+                    (1,), value=str)
+    assert names == ["a", "b"]
 
 
 async def check_async(h: AsyncHarness) -> None:
     names = await h.check(
-        lambda: team_members.members_of_async(h.conn, team_id=1), team_members.MEMBERS_OF, (1,)
+        lambda: team_members.members_of_async(h.conn, team_id=1), team_members.MEMBERS_OF, (1,),
+        value=str,
     )
     assert len(names) == 2

@@ -20,7 +20,7 @@ def check(h: Harness) -> None:
             fetch="one",
             mutates=True,
         )
-        assert_type(row, models.Host | None)
+        assert_type(row, models.Host)
         assert row is not None and row.addr == c[1]
     rows = h.check(
         lambda: query.hosts_in(h.conn, net=ip.ip_network("10.0.0.0/8")),

@@ -1,5 +1,6 @@
 -- name: GetAuthor :one
 -- One author by id; None when there is none.
+-- @lookup
 SELECT * FROM authors WHERE id = $1;
 
 -- name: ListAuthors :many

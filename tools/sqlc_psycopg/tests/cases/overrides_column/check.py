@@ -16,7 +16,7 @@ def check(h: Harness) -> None:
         fetch="one",
         mutates=True,
     )
-    assert_type(row, models.Order | None)
+    assert_type(row, models.Order)
     assert row is not None
     assert_type(row.note, str)
     assert_type(row.meta, list[int] | None)

@@ -19,15 +19,14 @@ def check(h: Harness) -> None:
         fetch="one",
         mutates=True,
     )
-    assert_type(row, models.Setting | None)
-    assert row is not None
+    assert_type(row, models.Setting)
     assert_type(row.config, dict[str, Any])
     assert_type(row.history, list[dict[str, Any]] | None)
     assert_type(row.code, str | None)
-    configs = h.check(lambda: query.configs(h.conn), query.CONFIGS)
-    assert configs[0].config["theme"] == "dark"
+    configs = h.check(lambda: query.configs(h.conn), query.CONFIGS, value=dict)
+    assert configs[0]["theme"] == "dark"
 
 
 async def check_async(h: AsyncHarness) -> None:
-    configs = await h.check(lambda: query.configs_async(h.conn), query.CONFIGS)
-    assert_type(configs[0].config, dict[str, Any])
+    configs = await h.check(lambda: query.configs_async(h.conn), query.CONFIGS, value=dict)
+    assert_type(configs[0], dict[str, Any])

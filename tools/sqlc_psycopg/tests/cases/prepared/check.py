@@ -21,11 +21,11 @@ def check(h: Harness) -> None:
     # The connection decides: prepare_threshold=None never prepares server-side ...
     h.conn.prepare_threshold = None
     for _ in range(4):
-        h.check(lambda: query.get_value(h.conn, k="a"), query.GET_VALUE, ("a",), fetch="one")
+        h.check(lambda: query.get_value(h.conn, k="a"), query.GET_VALUE, ("a",), fetch="one", value=str)
     assert _prepared(h, query.GET_VALUE) == 0
     # ... and a threshold of 0 prepares from the first execution, without the code asking.
     h.conn.prepare_threshold = 0
-    h.check(lambda: query.get_value(h.conn, k="a"), query.GET_VALUE, ("a",), fetch="one")
+    h.check(lambda: query.get_value(h.conn, k="a"), query.GET_VALUE, ("a",), fetch="one", value=str)
     assert _prepared(h, query.GET_VALUE) == 1
     query.put_value(h.conn, k="b", v="2")
     h.conn.commit()
@@ -34,8 +34,9 @@ def check(h: Harness) -> None:
 
 async def check_async(h: AsyncHarness) -> None:
     h.conn.prepare_threshold = 0
-    row = await h.check(lambda: query.get_value_async(h.conn, k="b"), query.GET_VALUE, ("b",), fetch="one")
-    assert row == ("2",)
+    row = await h.check(lambda: query.get_value_async(h.conn, k="b"), query.GET_VALUE, ("b",),
+                        fetch="one", value=str)
+    assert row == "2"
     async with h.conn.cursor() as cur:
         await cur.execute("SELECT count(*) FROM pg_prepared_statements")
         count = await cur.fetchone()

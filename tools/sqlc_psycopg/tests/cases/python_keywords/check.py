@@ -27,7 +27,7 @@ def check(h: Harness) -> None:
         mutates=True,
     )
     row = h.check(lambda: query.get_odd(h.conn, class_=1), query.GET_ODD, (1,), fetch="one")
-    assert_type(row, models.OddTable | None)
+    assert_type(row, models.OddTable)
     assert row is not None
     assert_type(row.count, int)
     assert (row.class_, row.from_, row.def_, row.count, row.private_) == (1, "f", True, 3, "p")

@@ -36,7 +36,7 @@ def check(h: Harness) -> None:
         fetch="one",
         mutates=True,
     )
-    assert_type(row, models.Booking | None)
+    assert_type(row, models.Booking)
     assert row is not None
     assert_type(row.seats, Range[int])
     assert_type(row.gaps, Multirange[int] | None)

@@ -10,13 +10,13 @@ def check(h: Harness) -> None:
     h.execute("""INSERT INTO crm.invoices VALUES (1, 'Ann'), (2, 'Bob')""")
     h.execute("""INSERT INTO "UserProfiles" VALUES (7, 'Seven')""")
     b = h.check(lambda: query.billing_invoice(h.conn, id=1), query.BILLING_INVOICE, (1,), fetch="one")
-    assert_type(b, models.BillingInvoice | None)
+    assert_type(b, models.BillingInvoice)
     assert b is not None and b.state is models.State.PAID
     c = h.check(lambda: query.crm_invoice(h.conn, id=2), query.CRM_INVOICE, (2,), fetch="one")
-    assert_type(c, models.CrmInvoice | None)
+    assert_type(c, models.CrmInvoice)
     assert c is not None and c.Customer_Name == "Bob"
     p = h.check(lambda: query.profile(h.conn, userId=7), query.PROFILE, (7,), fetch="one")
-    assert_type(p, models.UserProfile | None)
+    assert_type(p, models.UserProfile)
     assert p == models.UserProfile(userId=7, displayName="Seven")
     paid = h.check(
         lambda: query.paid_invoices(h.conn, state=models.State.PAID),

@@ -16,7 +16,7 @@ def check(h: Harness) -> None:
         fetch="one",
         mutates=True,
     )
-    assert_type(row, models.Text | None)
+    assert_type(row, models.Text)
     assert row is not None and row.c == "ab " and row.x == "<a>x</a>"
     joined = h.check(
         lambda: query.concat(h.conn, suffix="!", id=1), query.CONCAT, ("!", 1), fetch="one"

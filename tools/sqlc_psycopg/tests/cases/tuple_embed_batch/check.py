@@ -14,7 +14,7 @@ def check(h: Harness) -> None:
     added = h.check(lambda: query.add_book(h.conn, books), query.ADD_BOOK,
                     [tuple(b) for b in books], fetch="batchone", mutates=True,
                     row=query.AddBookRow)
-    assert_type(added, list[query.AddBookRow | None])
+    assert_type(added, list[query.AddBookRow])
     assert added == [(10, "A"), (11, "B")]
     h.conn.commit()
     h.execute("INSERT INTO books VALUES (12, 1, 'C')")

@@ -18,16 +18,19 @@ def check(h: Harness) -> None:
         fetch="one",
         mutates=True,
     )
-    assert_type(row, models.Token | None)
+    assert_type(row, models.Token)
     assert row is not None and row.aliases == [B]
-    ids = h.check(lambda: query.tokens_of(h.conn, owners=[OWNER]), query.TOKENS_OF, ([OWNER],))
-    assert_type(ids, list[query.TokensOfRow])
-    assert ids == [(A,)]
-    assert h.check(lambda: query.tokens_of(h.conn, owners=[]), query.TOKENS_OF, ([],)) == []
+    ids = h.check(lambda: query.tokens_of(h.conn, owners=[OWNER]), query.TOKENS_OF, ([OWNER],),
+                  value=uuid.UUID)
+    assert_type(ids, list[uuid.UUID])
+    assert ids == [A]
+    assert h.check(lambda: query.tokens_of(h.conn, owners=[]), query.TOKENS_OF, ([],),
+                   value=uuid.UUID) == []
 
 
 async def check_async(h: AsyncHarness) -> None:
     ids = await h.check(
-        lambda: query.tokens_of_async(h.conn, owners=[OWNER, B]), query.TOKENS_OF, ([OWNER, B],)
+        lambda: query.tokens_of_async(h.conn, owners=[OWNER, B]), query.TOKENS_OF, ([OWNER, B],),
+        value=uuid.UUID,
     )
-    assert ids[0].id == A
+    assert ids[0] == A

@@ -12,8 +12,10 @@ def check(h: Harness) -> None:
     assert_type(rows, list[models.RegionTotal])
     assert [tuple(r) for r in rows] == [("eu", Decimal("3.5"), 2), ("us", Decimal(10), 1)]
     assert models.RegionTotal.__doc__ == "Sales summed per region."
-    one = h.check(lambda: query.region_total(h.conn, region="us"), query.REGION_TOTAL, ("us",), fetch="one")
-    assert one is not None and one.total == Decimal(10)
+    one = h.check(lambda: query.region_total(h.conn, region="us"), query.REGION_TOTAL, ("us",),
+                  fetch="one", value=Decimal)
+    assert_type(one, Decimal)
+    assert one == Decimal(10)
 
 
 async def check_async(h: AsyncHarness) -> None:
