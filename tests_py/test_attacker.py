@@ -154,19 +154,10 @@ def test_another_tenant_cannot_stall_an_event_stream(login_url: str, db: Databas
         with Database(victim) as vdb, vdb.tenant(b) as q:
             started = time.monotonic()
             row = q.sessions.start_session(
-                p_session_id="s-1",
-                p_vision="v",
-                p_working_directory="/w",
-                p_git_branch="main",
-                p_parent_session_id=None,
+                session_id="s-1", vision="v", working_directory="/w", git_branch="main"
             )
             q.sessions.update_session_progress(
-                p_session_id="s-1",
-                p_phase=None,
-                p_iterations=1,
-                p_tool_calls=0,
-                p_tokens=0,
-                p_cost=Decimal("0"),
+                session_id="s-1", iterations=1, tool_calls=0, tokens=0, cost=Decimal("0")
             )
             elapsed = time.monotonic() - started
     finally:

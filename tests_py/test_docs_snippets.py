@@ -17,8 +17,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-from keen_sql.config import ROOT
+from keen_dev.databases import CHECKOUT as ROOT
 
 # docs/sqlc_plugin.md shows generated code (bodies elided with `...`), not usage: it is not a
 # service's code and is left out; every other document with Python is checked.

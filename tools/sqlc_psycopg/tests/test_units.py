@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-
 from sqlc_psycopg import names, options, pgtypes, plan, protocol, render, schema_sql
 from sqlc_psycopg.__main__ import generate
 from sqlc_psycopg.errors import PluginError
