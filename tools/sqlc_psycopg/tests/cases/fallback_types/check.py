@@ -3,7 +3,7 @@ from typing import Any, assert_type
 
 from case_fallback_types import query
 
-from tests_py.plugin.harness import AsyncHarness, Harness
+from tests.harness import AsyncHarness, Harness
 
 
 def check(h: Harness) -> None:

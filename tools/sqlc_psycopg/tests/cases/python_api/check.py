@@ -7,7 +7,7 @@ import pytest
 
 from case_python_api import bound, models, query
 
-from tests_py.plugin.harness import AsyncHarness, Harness
+from tests.harness import AsyncHarness, Harness
 
 
 class Refused(Exception):
