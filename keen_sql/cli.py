@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 from keen_queries import analytics, credits, sessions
 
-from keen_sql import backup, demo, health, migrations
+from keen_sql import backup, demo, health, migrations, schedule
 from keen_sql.config import database_url
 
 Command = Callable[[argparse.Namespace], int]
@@ -75,6 +75,32 @@ def _health(args: argparse.Namespace) -> int:
     report = health.check_health(args.database_url, replica_url=args.replica_url, thresholds=limits)
     print(json.dumps(report.to_dict(), indent=2, default=str) if args.json else report.render())
     return 0 if report.ok else 1
+
+
+def _schedule(args: argparse.Namespace) -> int:
+    # The four periodic jobs in pg_cron (keen_sql/schedule.py); idempotent.
+    try:
+        if args.remove:
+            print(f"{schedule.unschedule(args.database_url)} pg_cron job(s) removed")
+            return 0
+        overrides = {}
+        for item in args.at:
+            task, equals, when = item.partition("=")
+            if not equals or not when.strip():
+                raise ValueError(f"--at wants TASK=CRON, got {item!r}")
+            overrides[task] = when
+        jobs = schedule.schedule(args.database_url, overrides)
+    except ValueError as exc:
+        print(
+            f"schedule: {exc} (tasks: {', '.join(j.task for j in schedule.JOBS)})", file=sys.stderr
+        )
+        return 2
+    except (schedule.ScheduleError, psycopg.Error) as exc:
+        print(f"schedule failed: {exc}".strip(), file=sys.stderr)
+        return 3
+    for name, jobid, when in jobs:
+        print(f"scheduled  {name:<40} {when:<14} (job {jobid})")
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -172,6 +198,16 @@ def build_parser() -> argparse.ArgumentParser:
     hc.add_argument("--long-transaction-s", type=float, default=60.0, help="default 60")
     hc.add_argument("--json", action="store_true", help="print the report as JSON")
     hc.set_defaults(func=_health)
+    sc = sub.add_parser("schedule", help="schedule the periodic jobs in pg_cron (idempotent)")
+    sc.add_argument(
+        "--at",
+        action="append",
+        default=[],
+        metavar="TASK=CRON",
+        help="another cron schedule for a task, e.g. prune-events='0 4 * * *' (repeatable)",
+    )
+    sc.add_argument("--remove", action="store_true", help="unschedule this database's jobs")
+    sc.set_defaults(func=_schedule)
     an = sub.add_parser("analytics", help="dashboard refresh and usage-stats check (operators)")
     an_sub = an.add_subparsers(dest="analytics_command", required=True)
     an_sub.add_parser(
