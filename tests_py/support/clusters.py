@@ -207,6 +207,13 @@ class ClusterDir:
         """
         data = self.root / name
         shutil.copytree(source, data, symlinks=True)
+        return self.adopt(name, data, **settings)
+
+    def adopt(self, name: str, data: Path, **settings: str) -> Cluster:
+        """A cluster of an existing data directory (a copy, or restored by a tool), not started.
+
+        Socket, port and `settings` go into postgresql.auto.conf, as in `from_copy`.
+        """
         give_to_postgres(data)
         cluster = self._new(name, data)
         lines = {
