@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import (
     AbstractAsyncContextManager,
     AbstractContextManager,
+    ExitStack,
     asynccontextmanager,
     contextmanager,
 )
@@ -34,6 +35,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 from keen_sql.bindings import AsyncQueries, Queries
 from keen_sql.config import Settings
 from keen_sql.errors import translate
+from keen_sql.replica import BEGIN_READ_ONLY, ReplicaRoute
 
 __all__ = [
     "AsyncDatabase",
@@ -216,17 +218,56 @@ class Database:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
         self._context = _context_params(self.settings)
-        self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-            self.settings.database_url,
+        self.pool = self._new_pool(self.settings.database_url, "keen-sql")
+
+        # Read-only transactions may go to a streaming replica (keen_sql/replica.py).
+        self.replica: ReplicaRoute | None = None
+        if self.settings.replica_url:
+            replica_pool = self._new_pool(self.settings.replica_url, "keen-sql-replica")
+            self.replica = ReplicaRoute(replica_pool, self.settings.replica_max_lag_s)
+
+    def _new_pool(self, url: str, name: str) -> ConnectionPool[psycopg.Connection[Any]]:
+        return ConnectionPool(
+            url,
             configure=self._configure,
             check=ConnectionPool.check_connection if self.settings.pool_check else None,
-            name="keen-sql",
+            name=name,
             open=True,
             **_pool_options(self.settings),
         )
 
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(CONFIGURE, _timeout_params(self.settings))
+
+    @contextmanager
+    def _read_only(self, user_id: UUID | None) -> Iterator[Queries]:
+        context = (SET_CONTEXT, _context(self._context, user_id))
+        with ExitStack() as stack:
+            conn = self.replica.begin(stack, [context]) if self.replica else None
+            if conn is not None:
+                stack.enter_context(_rolled_back_on_error(conn))
+            else:
+                conn = stack.enter_context(self.pool.connection())
+                stack.enter_context(_rolled_back_on_error(conn))
+                with conn.pipeline():
+                    conn.execute(BEGIN_READ_ONLY, prepare=False)
+                    conn.execute(*context, prepare=False)
+            yield Queries(conn, user_id)
+            if conn.info.transaction_status == TransactionStatus.INERROR:
+                raise TransactionAborted("a statement failed inside the block: rolled back")
+            conn.commit()
+
+    def read_only(self, user_id: UUID | str | None = None) -> AbstractContextManager[Queries]:
+        """Open one READ ONLY transaction, on the replica when it is fresh enough.
+
+        With `Settings.replica_url`, the transaction runs on the replica when its replay
+        lag is at most `Settings.replica_max_lag_s`, else (or when the replica cannot be
+        reached) on the primary; without, on the primary. For reports that tolerate that
+        lag: ``usage_report``, ``session_cost_breakdown``, the lists, and — with an analytics
+        login (``app_role="keen_analytics"``, no tenant) — ``dashboard_metrics``. A write
+        inside raises ``psycopg.errors.ReadOnlySqlTransaction`` (25006) on either server.
+        """
+        return self._read_only(None if user_id is None else UUID(_tenant_id(user_id)))
 
     @contextmanager
     def _transaction(self, user_id: UUID | None) -> Iterator[Queries]:
@@ -294,8 +335,10 @@ class Database:
         return _health(True, t0, self.pool.get_stats(), row)
 
     def close(self) -> None:
-        """Close the pool and every connection in it."""
+        """Close the pool (and the replica's) and every connection in them."""
         self.pool.close()
+        if self.replica is not None:
+            self.replica.close()
 
     def __enter__(self) -> Self:
         return self

@@ -90,11 +90,7 @@ def primary_and_replica() -> Iterator[tuple[Cluster, Cluster]]:
     """A throwaway primary (migrated `keen`) and a streaming replica of it."""
     with cluster_dir("replica") as clusters:
         primary = clusters.keen("primary", wal_level="replica", max_wal_senders="4")
-        base = clusters.base_backup(primary, "standby_base", "-R")
-        replica = clusters.from_copy("replica", base, hot_standby="on")
-        replica.start()
-        replica.wait_ready("keen")
-        yield primary, replica
+        yield primary, clusters.replica_of(primary, "replica")
 
 
 @pytest.mark.slow

@@ -225,6 +225,14 @@ class ClusterDir:
             f.writelines(f"{k} = {v}\n" for k, v in lines.items())
         return cluster
 
+    def replica_of(self, primary: Cluster, name: str) -> Cluster:
+        """A streaming replica of `primary` (`pg_basebackup -R`), started and accepting reads."""
+        base = self.base_backup(primary, f"{name}_base", "-R")
+        replica = self.from_copy(name, base, hot_standby="on")
+        replica.start()
+        replica.wait_ready("keen")
+        return replica
+
     def close(self) -> None:
         """Stop every cluster immediately and remove the directory."""
         for cluster in self.clusters:

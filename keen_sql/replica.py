@@ -1,0 +1,127 @@
+"""Read-only transactions on a streaming replica, with a stated maximum lag.
+
+`Database.read_only()` asks the `ReplicaRoute` of its `Database` for a replica connection.
+The route opens the transaction there (``BEGIN READ ONLY``), and in the same round trip
+measures how far the replica's replay is behind:
+
+- 0 when everything the replica has received is replayed and its WAL receiver runs;
+- else the time since the last replayed commit (``pg_last_xact_replay_timestamp()``), an
+  upper bound of the staleness while WAL waits to be replayed;
+- unknown (treated as too far) when no WAL receiver runs, no commit was replayed yet since
+  start, or the server is not in recovery at all (a promoted or misconfigured "replica").
+
+Within the bound the caller's block runs on the replica; beyond it, or when the replica
+cannot be reached within `WAIT_S`, the route hands back None and the block runs on the
+primary. An unreachable replica is left alone for `RETRY_S` before it is tried again, so a
+dead replica costs reports one short wait, not one per call.
+
+What the bound does not cover: WAL the primary has written but not yet sent (a transport
+delay, milliseconds on a healthy network; a connection that stalls without closing lasts
+until `wal_receiver_timeout`, 60 s by default, ends it). A caller that must read its own
+write of a moment ago uses `db.tenant()` on the primary.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from typing import Any, LiteralString
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+__all__ = ["RETRY_S", "WAIT_S", "ReplicaRoute"]
+
+log = logging.getLogger("keen_sql.replica")
+
+WAIT_S = 1.0  # at most this long for a replica connection before reading the primary
+RETRY_S = 5.0  # an unreachable replica is not tried again for this long
+
+BEGIN_READ_ONLY: LiteralString = "BEGIN READ ONLY"
+# In recovery; a WAL receiver running; the replay lag in seconds (NULL: unknown).
+REPLICA_LAG: LiteralString = (
+    "SELECT pg_catalog.pg_is_in_recovery(),"
+    " EXISTS (SELECT FROM pg_catalog.pg_stat_wal_receiver),"
+    " CASE WHEN pg_catalog.pg_last_wal_receive_lsn() = pg_catalog.pg_last_wal_replay_lsn()"
+    "      THEN 0::float8"
+    "      ELSE extract(epoch FROM pg_catalog.clock_timestamp()"
+    "                              - pg_catalog.pg_last_xact_replay_timestamp())::float8"
+    " END"
+)
+
+Statement = tuple[LiteralString, Sequence[Any]]
+
+
+class ReplicaRoute:
+    """A pool on the replica and the rule that decides whether a read may go there.
+
+    Attributes:
+        pool: the replica's connection pool.
+        max_lag_s: the largest replay lag (seconds) a read accepts.
+        last_lag_s: the lag measured by the latest attempt (None: unknown or unreachable).
+        reads, fallbacks: how many reads the replica served, and how many went to the primary.
+    """
+
+    def __init__(self, pool: ConnectionPool[psycopg.Connection[Any]], max_lag_s: float) -> None:
+        self.pool = pool
+        self.max_lag_s = max_lag_s
+        self.last_lag_s: float | None = None
+        self.reads = 0
+        self.fallbacks = 0
+        self._down_until = 0.0
+        self._lock = threading.Lock()
+
+    def _fallback(self, reason: str, down: bool = False) -> None:
+        with self._lock:
+            self.fallbacks += 1
+            if down:
+                self._down_until = time.monotonic() + RETRY_S
+        log.info("read-only transaction on the primary: %s", reason)
+
+    def begin(
+        self, stack: ExitStack, context: Sequence[Statement]
+    ) -> psycopg.Connection[Any] | None:
+        """Open a read-only transaction on the replica when it is fresh enough.
+
+        Returns the connection inside the open transaction (`context` statements run after
+        the lag check, in the same round trip), its return to the pool pushed on `stack`;
+        or None when the read belongs on the primary.
+        """
+        if time.monotonic() < self._down_until:
+            self._fallback("replica unreachable a moment ago")
+            return None
+        attempt = ExitStack()
+        try:
+            conn = attempt.enter_context(self.pool.connection(timeout=WAIT_S))
+            with conn.pipeline():
+                conn.execute(BEGIN_READ_ONLY, prepare=False)
+                cur = conn.execute(REPLICA_LAG, prepare=False)
+                for sql, params in context:
+                    conn.execute(sql, params, prepare=False)
+            row = cur.fetchone()
+        except (psycopg.Error, PoolTimeout) as exc:
+            attempt.close()
+            self.last_lag_s = None
+            self._fallback(f"replica unreachable ({type(exc).__name__})", down=True)
+            return None
+        in_recovery, receiving, lag = row if row else (False, False, None)
+        self.last_lag_s = lag if in_recovery and receiving else None
+        if self.last_lag_s is None or self.last_lag_s > self.max_lag_s:
+            conn.rollback()
+            attempt.close()
+            why = "not a streaming replica" if not (in_recovery and receiving) else "lag unknown"
+            if self.last_lag_s is not None:
+                why = f"lag {self.last_lag_s:.3f} s above {self.max_lag_s:g} s"
+            self._fallback(why)
+            return None
+        with self._lock:
+            self.reads += 1
+        stack.enter_context(attempt)
+        return conn
+
+    def close(self) -> None:
+        """Close the replica's pool."""
+        self.pool.close()
