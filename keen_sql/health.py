@@ -296,7 +296,11 @@ def _scheduled_jobs(database_url: str) -> Check:
     data["missing"] = missing
     failed = [j for j in jobs if j.failed]
     if failed:
-        parts = [f"{j.task} ({j.last_end}: {j.last_message})" for j in failed]
+        parts = [
+            f"{j.task} ({j.last_end.isoformat(timespec='seconds') if j.last_end else '?'}:"
+            f" {' '.join((j.last_message or '').split())})"
+            for j in failed
+        ]
         return Check("scheduled_jobs", "fail", f"last run failed: {'; '.join(parts)}", data)
     runs = sum(j.runs_24h for j in jobs)
     failures = sum(j.failures_24h for j in jobs)

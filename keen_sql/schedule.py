@@ -51,7 +51,7 @@ class Job:
     what: str
 
 
-# The four jobs; schedules in the server's time zone (pg_cron uses GMT unless cron.timezone).
+# The four jobs; pg_cron 1.4 reads schedules in GMT.
 JOBS: tuple[Job, ...] = (
     Job(
         "refresh-dashboard",

@@ -12,10 +12,6 @@ dir=$root/.pg
 data=$dir/data
 run=$dir/run
 port=${KEEN_EMBEDDED_PORT:-55432}
-# pg_cron (keen-sql schedule) is preloaded when installed (make setup installs it); its jobs
-# run in background workers, since the cluster has no TCP listener for pg_cron to dial.
-preload=plpgsql_check
-[[ -f $("$pgbin/pg_config" --pkglibdir)/pg_cron.so ]] && preload+=,pg_cron
 
 # initdb and postgres refuse to run as root: run them as the unprivileged 'postgres' user.
 as_owner() {
@@ -42,17 +38,18 @@ shared_buffers = 256MB
 fsync = off
 full_page_writes = off
 wal_level = replica
-shared_preload_libraries = '$preload'
-cron.use_background_workers = on
-max_worker_processes = 16
+shared_preload_libraries = 'plpgsql_check'
 log_min_messages = warning
 CONF
     [[ $(id -u) -eq 0 ]] && chown postgres: "$data/postgresql.conf"
   fi
   if ! as_owner "$pgbin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    preload_pg_cron || true
     as_owner "$pgbin/pg_ctl" -D "$data" -l "$dir/postgres.log" -w -t 60 start >/dev/null
+  elif preload_pg_cron; then
+    as_owner "$pgbin/pg_ctl" -D "$data" -l "$dir/postgres.log" -m fast -w -t 60 restart >/dev/null
+    echo "embedded PostgreSQL restarted to preload pg_cron"
   fi
-  preload_pg_cron
   if [[ -z $(psql -X -At "postgresql://postgres@/postgres?host=$run&port=$port" \
         -c "SELECT 1 FROM pg_database WHERE datname = 'keen'") ]]; then
     psql -X -q "postgresql://postgres@/postgres?host=$run&port=$port" -c "CREATE DATABASE keen" >/dev/null
@@ -60,19 +57,17 @@ CONF
   echo "embedded PostgreSQL up: $(url)"
 }
 
-# A cluster created before pg_cron was installed: preload it now (one restart, once).
+# pg_cron (keen-sql schedule), once installed (make setup installs it): preloaded, its jobs in
+# background workers (no TCP listener for it to dial). Added to a new cluster's settings and,
+# once, to a cluster made before pg_cron was installed; true when the settings were added.
 preload_pg_cron() {
-  local admin="postgresql://postgres@/postgres?host=$run&port=$port" loaded
-  [[ $preload == *pg_cron* ]] || return 0
-  loaded=$(psql -X -At "$admin" -c "SHOW shared_preload_libraries")
-  [[ $loaded == *pg_cron* ]] && return 0
-  psql -X -q "$admin" >/dev/null <<SQL
-ALTER SYSTEM SET shared_preload_libraries = '$preload';
-ALTER SYSTEM SET cron.use_background_workers = on;
-ALTER SYSTEM SET max_worker_processes = 16;
-SQL
-  as_owner "$pgbin/pg_ctl" -D "$data" -l "$dir/postgres.log" -m fast -w -t 60 restart >/dev/null
-  echo "embedded PostgreSQL restarted to preload pg_cron"
+  [[ -f $("$pgbin/pg_config" --pkglibdir)/pg_cron.so ]] || return 1
+  grep -q "^shared_preload_libraries = '.*pg_cron" "$data/postgresql.conf" && return 1
+  cat >>"$data/postgresql.conf" <<CONF
+shared_preload_libraries = 'plpgsql_check,pg_cron'
+cron.use_background_workers = on
+max_worker_processes = 16
+CONF
 }
 
 down() {

@@ -194,3 +194,41 @@ def test_unschedule_removes_only_this_databases_jobs(url: str) -> None:
         finally:
             conn.execute("SELECT cron.unschedule(%s)", (schedule.job_name(other, "prune-events"),))
     assert schedule.job_status(url) == []
+
+
+def test_health_warns_of_a_recovered_failure_an_inactive_job_and_a_missing_task(
+    url: str,
+) -> None:
+    schedule.schedule(url)
+    database, where = schedule.cron_url(url)
+    names = {j.task: schedule.job_name(database, j.task) for j in schedule.JOBS}
+    with psycopg.connect(where, autocommit=True) as conn:
+        # pg_cron's own record of two runs of sweep-holds: failed an hour ago, then succeeded.
+        conn.execute(
+            "INSERT INTO cron.job_run_details (jobid, runid, database, username, command, status,"
+            " return_message, start_time, end_time)"
+            " SELECT j.jobid, nextval('cron.runid_seq'), j.database, j.username, j.command, s,"
+            "        m, now() - t, now() - t + interval '1 second'"
+            " FROM cron.job AS j,"
+            "      (VALUES ('failed', 'ERROR: canceling statement due to lock timeout',"
+            "               interval '1 hour'),"
+            "              ('succeeded', '1 row', interval '30 minutes')) AS r(s, m, t)"
+            " WHERE j.jobname = %s ORDER BY t DESC",
+            (names["sweep-holds"],),
+        )
+    check = check_health(url).by_name("scheduled_jobs")
+    assert check.status == "warn", check
+    assert "sweep-holds failed 1x in 24 h" in check.summary
+    assert "2 run(s) and 1 failure(s) in 24 h" in check.summary
+
+    with psycopg.connect(where, autocommit=True) as conn:
+        conn.execute(
+            "SELECT cron.alter_job(jobid, active => false) FROM cron.job WHERE jobname = %s",
+            (names["reap-connections"],),
+        )
+        conn.execute("SELECT cron.unschedule(%s::text)", (names["prune-events"],))
+    check = check_health(url).by_name("scheduled_jobs")
+    assert check.status == "warn", check
+    assert "reap-connections inactive" in check.summary
+    assert "prune-events not scheduled (keen-sql schedule)" in check.summary
+    assert check.data["missing"] == ["prune-events"]
