@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import (
     AbstractAsyncContextManager,
     AbstractContextManager,
+    AsyncExitStack,
     ExitStack,
     asynccontextmanager,
     contextmanager,
@@ -35,7 +36,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 from keen_sql.bindings import AsyncQueries, Queries
 from keen_sql.config import Settings
 from keen_sql.errors import translate
-from keen_sql.replica import BEGIN_READ_ONLY, ReplicaRoute
+from keen_sql.replica import BEGIN_READ_ONLY, AsyncReplicaRoute, ReplicaRoute
 
 __all__ = [
     "AsyncDatabase",
@@ -353,11 +354,18 @@ class AsyncDatabase:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
         self._context = _context_params(self.settings)
-        self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
-            self.settings.database_url,
+        self.pool = self._new_pool(self.settings.database_url, "keen-sql-async")
+        self.replica: AsyncReplicaRoute | None = None
+        if self.settings.replica_url:
+            replica_pool = self._new_pool(self.settings.replica_url, "keen-sql-async-replica")
+            self.replica = AsyncReplicaRoute(replica_pool, self.settings.replica_max_lag_s)
+
+    def _new_pool(self, url: str, name: str) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
+        return AsyncConnectionPool(
+            url,
             configure=self._configure,
             check=AsyncConnectionPool.check_connection if self.settings.pool_check else None,
-            name="keen-sql-async",
+            name=name,
             open=False,
             **_pool_options(self.settings),
         )
@@ -366,8 +374,35 @@ class AsyncDatabase:
         await conn.execute(CONFIGURE, _timeout_params(self.settings))
 
     async def open(self) -> None:
-        """Open the pool (idempotent)."""
+        """Open the pool, and the replica's (idempotent)."""
         await self.pool.open()
+        if self.replica is not None:
+            await self.replica.open()
+
+    @asynccontextmanager
+    async def _read_only(self, user_id: UUID | None) -> AsyncIterator[AsyncQueries]:
+        context = (SET_CONTEXT, _context(self._context, user_id))
+        async with AsyncExitStack() as stack:
+            conn = await self.replica.begin(stack, [context]) if self.replica else None
+            if conn is not None:
+                await stack.enter_async_context(_rolled_back_on_error_async(conn))
+            else:
+                conn = await stack.enter_async_context(self.pool.connection())
+                await stack.enter_async_context(_rolled_back_on_error_async(conn))
+                async with conn.pipeline():
+                    await conn.execute(BEGIN_READ_ONLY, prepare=False)
+                    await conn.execute(*context, prepare=False)
+            yield AsyncQueries(conn, user_id)
+            if conn.info.transaction_status == TransactionStatus.INERROR:
+                raise TransactionAborted("a statement failed inside the block: rolled back")
+            await conn.commit()
+
+    def read_only(
+        self, user_id: UUID | str | None = None
+    ) -> AbstractAsyncContextManager[AsyncQueries]:
+        """The async twin of `Database.read_only`: one READ ONLY transaction, on the replica
+        when its lag is within `Settings.replica_max_lag_s`, else on the primary."""
+        return self._read_only(None if user_id is None else UUID(_tenant_id(user_id)))
 
     @asynccontextmanager
     async def _transaction(self, user_id: UUID | None) -> AsyncIterator[AsyncQueries]:
@@ -421,8 +456,10 @@ class AsyncDatabase:
         return _health(True, t0, self.pool.get_stats(), row)
 
     async def close(self) -> None:
-        """Close the pool and every connection in it."""
+        """Close the pool (and the replica's) and every connection in them."""
         await self.pool.close()
+        if self.replica is not None:
+            await self.replica.close()
 
     async def __aenter__(self) -> Self:
         await self.open()

@@ -1,6 +1,7 @@
 """Read-only transactions on a streaming replica, with a stated maximum lag.
 
-`Database.read_only()` asks the `ReplicaRoute` of its `Database` for a replica connection.
+`Database.read_only()` asks the `ReplicaRoute` of its `Database` for a replica connection
+(`AsyncDatabase.read_only()` its `AsyncReplicaRoute`).
 The route opens the transaction there (``BEGIN READ ONLY``), and in the same round trip
 measures how far the replica's replay is behind:
 
@@ -27,13 +28,13 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from contextlib import ExitStack
+from contextlib import AsyncExitStack, ExitStack
 from typing import Any, LiteralString
 
 import psycopg
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
-__all__ = ["RETRY_S", "WAIT_S", "ReplicaRoute"]
+__all__ = ["RETRY_S", "WAIT_S", "AsyncReplicaRoute", "ReplicaRoute"]
 
 log = logging.getLogger("keen_sql.replica")
 
@@ -55,18 +56,16 @@ REPLICA_LAG: LiteralString = (
 Statement = tuple[LiteralString, Sequence[Any]]
 
 
-class ReplicaRoute:
-    """A pool on the replica and the rule that decides whether a read may go there.
+class _Route:
+    """What both routes share: the bound, the counters and the decision.
 
     Attributes:
-        pool: the replica's connection pool.
         max_lag_s: the largest replay lag (seconds) a read accepts.
         last_lag_s: the lag measured by the latest attempt (None: unknown or unreachable).
         reads, fallbacks: how many reads the replica served, and how many went to the primary.
     """
 
-    def __init__(self, pool: ConnectionPool[psycopg.Connection[Any]], max_lag_s: float) -> None:
-        self.pool = pool
+    def __init__(self, max_lag_s: float) -> None:
         self.max_lag_s = max_lag_s
         self.last_lag_s: float | None = None
         self.reads = 0
@@ -81,6 +80,40 @@ class ReplicaRoute:
                 self._down_until = time.monotonic() + RETRY_S
         log.info("read-only transaction on the primary: %s", reason)
 
+    def _resting(self) -> bool:
+        """True (and counted) while an unreachable replica is left alone."""
+        if time.monotonic() < self._down_until:
+            self._fallback("replica unreachable a moment ago")
+            return True
+        return False
+
+    def _unreachable(self, exc: BaseException) -> None:
+        self.last_lag_s = None
+        self._fallback(f"replica unreachable ({type(exc).__name__})", down=True)
+
+    def _fresh(self, row: tuple[Any, ...] | None) -> bool:
+        """Judge REPLICA_LAG's row: True (counted as a replica read) when within the bound."""
+        in_recovery, receiving, lag = row if row else (False, False, None)
+        self.last_lag_s = lag if in_recovery and receiving else None
+        if self.last_lag_s is None:
+            why = "not a streaming replica" if not (in_recovery and receiving) else "lag unknown"
+            self._fallback(why)
+            return False
+        if self.last_lag_s > self.max_lag_s:
+            self._fallback(f"lag {self.last_lag_s:.3f} s above {self.max_lag_s:g} s")
+            return False
+        with self._lock:
+            self.reads += 1
+        return True
+
+
+class ReplicaRoute(_Route):
+    """A pool on the replica and the rule that decides whether a read may go there."""
+
+    def __init__(self, pool: ConnectionPool[psycopg.Connection[Any]], max_lag_s: float) -> None:
+        super().__init__(max_lag_s)
+        self.pool = pool
+
     def begin(
         self, stack: ExitStack, context: Sequence[Statement]
     ) -> psycopg.Connection[Any] | None:
@@ -90,8 +123,7 @@ class ReplicaRoute:
         the lag check, in the same round trip), its return to the pool pushed on `stack`;
         or None when the read belongs on the primary.
         """
-        if time.monotonic() < self._down_until:
-            self._fallback("replica unreachable a moment ago")
+        if self._resting():
             return None
         attempt = ExitStack()
         try:
@@ -104,24 +136,59 @@ class ReplicaRoute:
             row = cur.fetchone()
         except (psycopg.Error, PoolTimeout) as exc:
             attempt.close()
-            self.last_lag_s = None
-            self._fallback(f"replica unreachable ({type(exc).__name__})", down=True)
+            self._unreachable(exc)
             return None
-        in_recovery, receiving, lag = row if row else (False, False, None)
-        self.last_lag_s = lag if in_recovery and receiving else None
-        if self.last_lag_s is None or self.last_lag_s > self.max_lag_s:
+        if not self._fresh(row):
             conn.rollback()
             attempt.close()
-            why = "not a streaming replica" if not (in_recovery and receiving) else "lag unknown"
-            if self.last_lag_s is not None:
-                why = f"lag {self.last_lag_s:.3f} s above {self.max_lag_s:g} s"
-            self._fallback(why)
             return None
-        with self._lock:
-            self.reads += 1
         stack.enter_context(attempt)
         return conn
 
     def close(self) -> None:
         """Close the replica's pool."""
         self.pool.close()
+
+
+class AsyncReplicaRoute(_Route):
+    """The asyncio twin of `ReplicaRoute` (`AsyncDatabase.read_only()`)."""
+
+    def __init__(
+        self, pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]], max_lag_s: float
+    ) -> None:
+        super().__init__(max_lag_s)
+        self.pool = pool
+
+    async def begin(
+        self, stack: AsyncExitStack, context: Sequence[Statement]
+    ) -> psycopg.AsyncConnection[Any] | None:
+        """The async twin of `ReplicaRoute.begin`."""
+        if self._resting():
+            return None
+        attempt = AsyncExitStack()
+        try:
+            conn = await attempt.enter_async_context(self.pool.connection(timeout=WAIT_S))
+            async with conn.pipeline():
+                await conn.execute(BEGIN_READ_ONLY, prepare=False)
+                cur = await conn.execute(REPLICA_LAG, prepare=False)
+                for sql, params in context:
+                    await conn.execute(sql, params, prepare=False)
+            row = await cur.fetchone()
+        except (psycopg.Error, PoolTimeout) as exc:
+            await attempt.aclose()
+            self._unreachable(exc)
+            return None
+        if not self._fresh(row):
+            await conn.rollback()
+            await attempt.aclose()
+            return None
+        await stack.enter_async_context(attempt)
+        return conn
+
+    async def open(self) -> None:
+        """Open the replica's pool."""
+        await self.pool.open()
+
+    async def close(self) -> None:
+        """Close the replica's pool."""
+        await self.pool.close()

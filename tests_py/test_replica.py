@@ -6,6 +6,7 @@ clusters.py). Where a transaction ran is asked of the server itself (`pg_is_in_r
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ import pytest
 
 from keen_sql import replica as replica_module
 from keen_sql.config import Settings
-from keen_sql.database import Database, Queries
+from keen_sql.database import AsyncDatabase, Database, Queries
 from tests_py.support.clusters import Cluster, cluster_dir
 from tests_py.support.ledger import credit, new_user
 
@@ -201,3 +202,43 @@ def test_without_a_replica_read_only_runs_on_the_primary(servers: Servers) -> No
         with db.read_only(user) as q:
             assert _server(q) == "primary" and q.user_id == user
             assert _report(q)[0].credits_purchased == Decimal("0")
+
+
+def test_async_read_only_reads_the_replica_then_the_primary_beyond_the_bound(
+    servers: Servers,
+) -> None:
+    primary, replica = servers
+    user = new_user(primary.url("keen"))
+    with Database(_settings(servers)) as db, db.tenant(user) as q:
+        credit(q, Decimal("3"))
+    _caught_up(servers)
+    day = timedelta(days=1)
+
+    async def read(db: AsyncDatabase) -> tuple[bool, Decimal]:
+        async with db.read_only(user) as q:
+            cur = await q.conn.execute("SELECT pg_is_in_recovery()")
+            row = await cur.fetchone()
+            rows = await q.analytics.usage_report(
+                p_from=date.today() - day, p_to=date.today() + day
+            )
+        return row == (True,), _purchased(rows)
+
+    async def scenario() -> list[tuple[bool, Decimal]]:
+        async with AsyncDatabase(_settings(servers, max_lag_s=0.3)) as db:
+            seen = [await read(db)]
+            with replica.connect("keen") as standby:
+                standby.execute("SELECT pg_wal_replay_pause()")
+                try:
+                    new_user(primary.url("keen"))  # a commit the replica cannot replay
+                    await asyncio.sleep(0.6)
+                    seen.append(await read(db))
+                finally:
+                    standby.execute("SELECT pg_wal_replay_resume()")
+            assert db.replica is not None
+            assert (db.replica.reads, db.replica.fallbacks) == (1, 1)
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+                async with db.read_only(user) as q:
+                    await q.conn.execute("SELECT keen.add_credits(p_amount => 1)")
+        return seen
+
+    assert asyncio.run(scenario()) == [(True, Decimal("3")), (False, Decimal("3"))]
