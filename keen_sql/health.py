@@ -288,7 +288,12 @@ def _stale_connections(conn: psycopg.Connection[Any], limits: Thresholds) -> Che
 
 
 def _scheduled_jobs(database_url: str) -> Check:
-    jobs = schedule.job_status(database_url)
+    try:
+        jobs = schedule.job_status(database_url)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        # pg_cron's schema is not readable by every login; each login sees its own jobs.
+        summary = f"this login may not read pg_cron's jobs ({exc.diag.message_primary})"
+        return Check("scheduled_jobs", "warn", summary)
     if jobs is None:
         return Check("scheduled_jobs", "skip", "pg_cron not on this server (jobs run from cron?)")
     data: dict[str, Any] = {"jobs": [asdict(j) for j in jobs]}

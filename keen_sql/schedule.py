@@ -107,14 +107,20 @@ def job_name(database: str, task: str) -> str:
 
 
 def cron_database(conn: psycopg.Connection[Any]) -> str | None:
-    """The database where pg_cron keeps its jobs, or None when pg_cron is not preloaded."""
+    """The database where pg_cron keeps its jobs, or None when pg_cron is not running.
+
+    Read from the database pg_cron's launcher is connected to, else from
+    `cron.database_name`; a login that may see neither (not a superuser, nor a member of
+    pg_read_all_stats or pg_read_all_settings) gets the InsufficientPrivilege error, which
+    says that pg_cron is loaded but hidden from this login.
+    """
     row = conn.execute(
-        "SELECT pg_catalog.current_setting('shared_preload_libraries'),"
-        " pg_catalog.current_setting('cron.database_name', true)"
+        "SELECT datname FROM pg_catalog.pg_stat_activity WHERE backend_type = 'pg_cron launcher'"
     ).fetchone()
-    assert row is not None
-    libraries = {lib.strip().strip('"') for lib in str(row[0]).split(",")}
-    return str(row[1] or "postgres") if "pg_cron" in libraries else None
+    if row is not None:
+        return str(row[0])
+    row = conn.execute("SELECT pg_catalog.current_setting('cron.database_name', true)").fetchone()
+    return str(row[0]) if row and row[0] else None
 
 
 def cron_url(database_url: str) -> tuple[str, str]:

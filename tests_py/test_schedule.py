@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 import pytest
 from keen_queries import sessions as q
+from psycopg import sql
 
 from keen_sql import cli, schedule
 from keen_sql.config import Settings
@@ -232,3 +233,18 @@ def test_health_warns_of_a_recovered_failure_an_inactive_job_and_a_missing_task(
     assert "reap-connections inactive" in check.summary
     assert "prune-events not scheduled (keen-sql schedule)" in check.summary
     assert check.data["missing"] == ["prune-events"]
+
+
+def test_health_as_a_login_without_access_to_pg_cron_warns_instead_of_failing(url: str) -> None:
+    schedule.schedule(url)
+    name = f"keen_test_probe_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
+    try:
+        probe = url.replace("postgresql://postgres@", f"postgresql://{name}@", 1)
+        check = check_health(probe).by_name("scheduled_jobs")
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+    assert check.status == "warn", check
+    assert "may not read pg_cron's jobs (must be superuser or have privileges" in check.summary
