@@ -248,3 +248,37 @@ def test_health_as_a_login_without_access_to_pg_cron_warns_instead_of_failing(ur
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
     assert check.status == "warn", check
     assert "may not read pg_cron's jobs (must be superuser or have privileges" in check.summary
+
+
+def test_an_operator_login_with_the_documented_grants_schedules_its_own_jobs(url: str) -> None:
+    name = f"keen_test_ops_{uuid.uuid4().hex[:8]}"
+    database, where = schedule.cron_url(url)
+    role = sql.Identifier(name)
+    grants = [
+        sql.SQL("CREATE ROLE {} LOGIN IN ROLE keen_owner, pg_read_all_settings").format(role),
+        sql.SQL("GRANT USAGE ON SCHEMA cron TO {}").format(role),
+        sql.SQL(
+            "GRANT EXECUTE ON FUNCTION cron.schedule_in_database(text, text, text, text, text,"
+            " boolean) TO {}"
+        ).format(role),
+    ]
+    with psycopg.connect(where, autocommit=True) as conn:
+        for stmt in grants:
+            conn.execute(stmt)
+    login = url.replace("postgresql://postgres@", f"postgresql://{name}@", 1)
+    try:
+        jobs = schedule.schedule(login)
+        assert len(jobs) == len(schedule.JOBS)
+        with psycopg.connect(where, autocommit=True) as conn:
+            owners = conn.execute(
+                "SELECT DISTINCT username FROM cron.job WHERE starts_with(jobname, %s)",
+                (schedule.job_name(database, ""),),
+            ).fetchall()
+        assert owners == [(name,)], "the jobs run as the login that scheduled them"
+        assert len(schedule.job_status(login) or []) == len(schedule.JOBS)
+        assert schedule.unschedule(login) == len(schedule.JOBS)
+    finally:
+        with psycopg.connect(where, autocommit=True) as conn:
+            conn.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE username = %s", (name,))
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(role))
+            conn.execute(sql.SQL("DROP ROLE {}").format(role))
