@@ -1,7 +1,7 @@
 """Point-in-time recovery drill with pgBackRest, end to end (`make pitr-drill`).
 
 Usage: .venv/bin/python scripts/pitr_drill.py [--report build/pitr_drill.json]
-Runs tests_py/support/pitr.py's drill on a throwaway cluster; prints its figures as JSON
+Runs tools/keen_dev/keen_dev/pitr.py's drill on a throwaway cluster; prints its figures as JSON
 (also written to the report file); exits 1 when a step fails.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests_py.support import pitr
+from keen_dev import pitr
 
 
 def main() -> int:

@@ -1,4 +1,4 @@
-"""The point-in-time recovery drill with pgBackRest (tests_py/support/pitr.py), in `make test`.
+"""The point-in-time recovery drill with pgBackRest (keen_dev/pitr.py), in `make test`.
 
 The drill raises `DrillFailed` on any broken promise (ledger not exactly as of the target,
 invariant checks not empty, RLS not forced, a base backup pg_verifybackup does not accept or
@@ -11,8 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-
-from tests_py.support import pitr
+from keen_dev import pitr
 
 
 @pytest.mark.slow

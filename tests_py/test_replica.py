@@ -1,6 +1,6 @@
 """Read-only reports on a streaming replica (`Database.read_only`), with a maximum lag.
 
-A throwaway primary and a real replica built by `pg_basebackup -R` (tests_py/support/
+A throwaway primary and a real replica built by `pg_basebackup -R` (keen_dev/
 clusters.py). Where a transaction ran is asked of the server itself (`pg_is_in_recovery()`).
 """
 
@@ -10,18 +10,19 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
 import psycopg
 import pytest
+from keen_dev.clusters import Cluster, cluster_dir
+from keen_dev.ledger import credit, new_user
 
 from keen_sql import replica as replica_module
 from keen_sql.config import Settings
 from keen_sql.database import AsyncDatabase, Database, Queries
-from tests_py.support.clusters import Cluster, cluster_dir
-from tests_py.support.ledger import credit, new_user
 
 Servers = tuple[Cluster, Cluster]
 
@@ -153,6 +154,35 @@ def test_a_write_in_a_read_only_transaction_raises_25006_on_either_server(
                 credit(q, Decimal("1"))
             with db.read_only(user) as q:  # the connection is clean afterwards
                 assert _purchased(_report(q)) == Decimal("0")
+
+
+def test_the_replica_pool_resets_session_state_before_the_next_tenant(servers: Servers) -> None:
+    # As the primary's pool does (DISCARD ALL, then the pool's own settings): a session
+    # setting left by tenant A on a replica connection is gone when tenant B reads on it.
+    primary, _ = servers
+    a, b = new_user(primary.url("keen")), new_user(primary.url("keen"))
+    _caught_up(servers)
+    settings = replace(_settings(servers), pool_min_size=1, pool_max_size=1)
+    with Database(settings) as db:
+        assert db.replica is not None
+        with db.read_only(a) as q:
+            assert _server(q) == "replica"
+            pid = q.conn.info.backend_pid
+            q.conn.execute("SELECT pg_catalog.set_config('application_name', 'tenant-a', false)")
+            q.conn.execute("SELECT pg_catalog.set_config('statement_timeout', '0', false)")
+        deadline = time.monotonic() + 5
+        while (
+            db.replica.pool.get_stats().get("pool_available", 0) < 1 and time.monotonic() < deadline
+        ):
+            time.sleep(0.01)  # the reset runs in the pool's worker
+        with db.read_only(b) as q:
+            assert _server(q) == "replica"
+            assert q.conn.info.backend_pid == pid, "the test needs the same replica connection"
+            name = q.conn.execute("SELECT pg_catalog.current_setting('application_name')")
+            state = name.fetchone()
+            timeout = q.conn.execute("SHOW statement_timeout").fetchone()
+    assert state == (settings.application_name,)
+    assert timeout is not None and timeout[0] != "0"
 
 
 def test_a_replica_url_naming_a_primary_is_not_used(servers: Servers) -> None:

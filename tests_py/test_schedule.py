@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from keen_dev.ledger import credit, new_user
 from keen_queries import sessions as q
 from psycopg import sql
 
@@ -26,7 +27,6 @@ from keen_sql import cli, schedule
 from keen_sql.config import Settings
 from keen_sql.database import Database
 from keen_sql.health import check_health
-from tests_py.support.ledger import credit, new_user
 
 EVERY_MINUTE = [f"--at={job.task}=* * * * *" for job in schedule.JOBS]
 
