@@ -8,7 +8,7 @@ DB_URL = $(or $(KEEN_DATABASE_URL),$(shell scripts/db.sh url))
 export KEEN_DATABASE_URL := $(KEEN_DATABASE_URL)
 
 .PHONY: help setup db-up db-down migrate rollback status health backup generate verify lint test test-sql \
-        test-py run check check-wheel coverage docs
+        test-py run check check-wheel coverage docs schedule pitr-drill
 
 help: ## list the targets
 	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -33,6 +33,12 @@ status: db-up ## list migrations and whether they are applied
 
 health: db-up ## health checks of the configured database (docs/operations.md)
 	@$(VENV)/keen-sql --database-url '$(DB_URL)' health
+
+schedule: db-up ## schedule the periodic jobs in pg_cron (keen-sql schedule; idempotent)
+	@$(VENV)/keen-sql --database-url '$(DB_URL)' schedule
+
+pitr-drill: setup ## point-in-time recovery with pgBackRest on a throwaway cluster; prints the figures
+	@$(PY) scripts/pitr_drill.py
 
 backup: db-up ## pg_dump with a manifest into backups/ (restore: keen-sql restore DUMP --target-db NAME)
 	@$(VENV)/keen-sql --database-url '$(DB_URL)' backup --output-dir backups

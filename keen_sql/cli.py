@@ -27,7 +27,7 @@ import psycopg
 import psycopg_pool
 from keen_queries import analytics, credits, sessions
 
-from keen_sql import backup, health, migrations
+from keen_sql import backup, health, migrations, schedule
 from keen_sql.config import database_url
 
 Command = Callable[[argparse.Namespace], int]
@@ -91,6 +91,30 @@ def _health(args: argparse.Namespace) -> int:
     if report.by_name("server").status == "fail":
         raise CommandFailed(f"cannot connect to the database: {report.by_name('server').summary}")
     return OK if report.ok else FINDING
+
+
+def _schedule(args: argparse.Namespace) -> int:
+    # The periodic jobs in pg_cron (keen_sql/schedule.py); idempotent.
+    try:
+        if args.remove:
+            print(f"{schedule.unschedule(args.database_url)} pg_cron job(s) removed")
+            return OK
+        overrides = {}
+        for item in args.at:
+            task, equals, when = item.partition("=")
+            if not equals or not when.strip():
+                raise ValueError(f"--at wants TASK=CRON, got {item!r}")
+            overrides[task] = when
+        jobs = schedule.schedule(args.database_url, overrides)
+    except ValueError as exc:
+        tasks = ", ".join(j.task for j in schedule.JOBS)
+        print(f"keen-sql schedule: error: {exc} (tasks: {tasks})", file=sys.stderr)
+        return USAGE
+    except (schedule.ScheduleError, psycopg.Error) as exc:
+        raise CommandFailed(f"schedule failed: {_first_line(exc)}") from exc
+    for name, jobid, when in jobs:
+        print(f"scheduled  {name:<40} {when:<14} (job {jobid})")
+    return OK
 
 
 def _analytics_refresh(args: argparse.Namespace) -> int:
@@ -258,6 +282,16 @@ def build_parser() -> argparse.ArgumentParser:
     hc.add_argument("--long-transaction-s", type=float, default=60.0, help="default 60")
     hc.add_argument("--json", action="store_true", help="print the report as JSON")
     hc.set_defaults(func=_health)
+    sc = sub.add_parser("schedule", help="schedule the periodic jobs in pg_cron (idempotent)")
+    sc.add_argument(
+        "--at",
+        action="append",
+        default=[],
+        metavar="TASK=CRON",
+        help="another cron schedule for a task, e.g. prune-events='0 4 * * *' (repeatable)",
+    )
+    sc.add_argument("--remove", action="store_true", help="unschedule this database's jobs")
+    sc.set_defaults(func=_schedule)
     an = sub.add_parser("analytics", help="dashboard refresh and usage-stats check (operators)")
     an_sub = sub.add_subparsers(an, "analytics_command")
     an_sub.add_parser(

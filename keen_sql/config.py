@@ -64,6 +64,9 @@ class Settings:
     prepare: bool = True
     # Check each connection with an empty query when the pool hands it out (one round trip).
     pool_check: bool = True
+    # A streaming replica for `Database.read_only()`, and the replay lag it may have (s).
+    replica_url: str | None = None
+    replica_max_lag_s: float = 5.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -82,4 +85,6 @@ class Settings:
             lock_timeout_ms=_env_int("KEEN_LOCK_TIMEOUT_MS", 10_000),
             prepare=_env_bool("KEEN_PREPARE", True),
             pool_check=_env_bool("KEEN_POOL_CHECK", True),
+            replica_url=os.environ.get("KEEN_REPLICA_URL") or None,
+            replica_max_lag_s=_env_float("KEEN_REPLICA_MAX_LAG_S", 5.0),
         )

@@ -19,6 +19,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import (
     AbstractAsyncContextManager,
     AbstractContextManager,
+    AsyncExitStack,
+    ExitStack,
     asynccontextmanager,
     contextmanager,
 )
@@ -35,6 +37,7 @@ from keen_sql.bindings import AsyncQueries, Queries
 from keen_sql.config import Settings
 from keen_sql.context import SET_CONTEXT, TenantContext
 from keen_sql.errors import translate
+from keen_sql.replica import BEGIN_READ_ONLY, AsyncReplicaRoute, ReplicaRoute
 
 __all__ = [
     "AsyncDatabase",
@@ -289,12 +292,22 @@ class Database:
     def __init__(self, settings: Settings | str | None = None) -> None:
         self.settings = settings_for(settings)
         self._context = TenantContext.from_settings(self.settings)
-        self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-            self.settings.database_url,
+        self.pool = self._new_pool(self.settings.database_url, "keen-sql")
+
+        # Read-only transactions may go to a streaming replica (keen_sql/replica.py); its pool
+        # configures and resets its connections as the primary's does.
+        self.replica: ReplicaRoute | None = None
+        if self.settings.replica_url:
+            replica_pool = self._new_pool(self.settings.replica_url, "keen-sql-replica")
+            self.replica = ReplicaRoute(replica_pool, self.settings.replica_max_lag_s)
+
+    def _new_pool(self, url: str, name: str) -> ConnectionPool[psycopg.Connection[Any]]:
+        return ConnectionPool(
+            url,
             configure=self._configure,
             reset=self._reset,
             check=ConnectionPool.check_connection if self.settings.pool_check else None,
-            name="keen-sql",
+            name=name,
             open=True,
             **_pool_options(self.settings),
         )
@@ -309,6 +322,36 @@ class Database:
         # sends psycopg's pending DEALLOCATE ALL first, still in this background reset).
         conn._prepared.clear()
         self._configure(conn)
+
+    @contextmanager
+    def _read_only(self, user_id: UUID | None) -> Iterator[Queries]:
+        context = (SET_CONTEXT, _context(self._context, user_id))
+        with ExitStack() as stack:
+            conn = self.replica.begin(stack, [context]) if self.replica else None
+            if conn is not None:
+                stack.enter_context(_rolled_back_on_error(conn))
+            else:
+                conn = stack.enter_context(self.pool.connection())
+                stack.enter_context(_rolled_back_on_error(conn))
+                with conn.pipeline():
+                    conn.execute(BEGIN_READ_ONLY, prepare=False)
+                    conn.execute(*context, prepare=False)
+            yield Queries(conn, user_id)
+            if conn.info.transaction_status == TransactionStatus.INERROR:
+                raise TransactionAborted("a statement failed inside the block: rolled back")
+            conn.commit()
+
+    def read_only(self, user_id: UUID | str | None = None) -> AbstractContextManager[Queries]:
+        """Open one READ ONLY transaction, on the replica when it is fresh enough.
+
+        With `Settings.replica_url`, the transaction runs on the replica when its replay
+        lag is at most `Settings.replica_max_lag_s`, else (or when the replica cannot be
+        reached) on the primary; without, on the primary. For reports that tolerate that
+        lag: ``usage_report``, ``session_cost_breakdown``, the lists, and — with an analytics
+        login (``app_role="keen_analytics"``, no tenant) — ``dashboard_metrics``. A write
+        inside raises ``psycopg.errors.ReadOnlySqlTransaction`` (25006) on either server.
+        """
+        return self._read_only(None if user_id is None else UUID(_tenant_id(user_id)))
 
     @contextmanager
     def _transaction(self, user_id: UUID | None) -> Iterator[Queries]:
@@ -370,8 +413,10 @@ class Database:
         return _health(True, t0, self.pool.get_stats(), row)
 
     def close(self) -> None:
-        """Close the pool and every connection in it."""
+        """Close the pool (and the replica's) and every connection in them."""
         self.pool.close()
+        if self.replica is not None:
+            self.replica.close()
 
     def __enter__(self) -> Self:
         return self
@@ -386,12 +431,19 @@ class AsyncDatabase:
     def __init__(self, settings: Settings | str | None = None) -> None:
         self.settings = settings_for(settings)
         self._context = TenantContext.from_settings(self.settings)
-        self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
-            self.settings.database_url,
+        self.pool = self._new_pool(self.settings.database_url, "keen-sql-async")
+        self.replica: AsyncReplicaRoute | None = None
+        if self.settings.replica_url:
+            replica_pool = self._new_pool(self.settings.replica_url, "keen-sql-async-replica")
+            self.replica = AsyncReplicaRoute(replica_pool, self.settings.replica_max_lag_s)
+
+    def _new_pool(self, url: str, name: str) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
+        return AsyncConnectionPool(
+            url,
             configure=self._configure,
             reset=self._reset,
             check=AsyncConnectionPool.check_connection if self.settings.pool_check else None,
-            name="keen-sql-async",
+            name=name,
             open=False,
             **_pool_options(self.settings),
         )
@@ -405,8 +457,35 @@ class AsyncDatabase:
         await self._configure(conn)
 
     async def open(self) -> None:
-        """Open the pool (idempotent)."""
+        """Open the pool, and the replica's (idempotent)."""
         await self.pool.open()
+        if self.replica is not None:
+            await self.replica.open()
+
+    @asynccontextmanager
+    async def _read_only(self, user_id: UUID | None) -> AsyncIterator[AsyncQueries]:
+        context = (SET_CONTEXT, _context(self._context, user_id))
+        async with AsyncExitStack() as stack:
+            conn = await self.replica.begin(stack, [context]) if self.replica else None
+            if conn is not None:
+                await stack.enter_async_context(_rolled_back_on_error_async(conn))
+            else:
+                conn = await stack.enter_async_context(self.pool.connection())
+                await stack.enter_async_context(_rolled_back_on_error_async(conn))
+                async with conn.pipeline():
+                    await conn.execute(BEGIN_READ_ONLY, prepare=False)
+                    await conn.execute(*context, prepare=False)
+            yield AsyncQueries(conn, user_id)
+            if conn.info.transaction_status == TransactionStatus.INERROR:
+                raise TransactionAborted("a statement failed inside the block: rolled back")
+            await conn.commit()
+
+    def read_only(
+        self, user_id: UUID | str | None = None
+    ) -> AbstractAsyncContextManager[AsyncQueries]:
+        """The async twin of `Database.read_only`: one READ ONLY transaction, on the replica
+        when its lag is within `Settings.replica_max_lag_s`, else on the primary."""
+        return self._read_only(None if user_id is None else UUID(_tenant_id(user_id)))
 
     @asynccontextmanager
     async def _transaction(self, user_id: UUID | None) -> AsyncIterator[AsyncQueries]:
@@ -463,8 +542,10 @@ class AsyncDatabase:
         return _health(True, t0, self.pool.get_stats(), row)
 
     async def close(self) -> None:
-        """Close the pool and every connection in it."""
+        """Close the pool (and the replica's) and every connection in them."""
         await self.pool.close()
+        if self.replica is not None:
+            await self.replica.close()
 
     async def __aenter__(self) -> Self:
         await self.open()

@@ -108,14 +108,32 @@ CONF
     if as_root; then chown postgres: "$data/postgresql.conf"; fi
   fi
   if ! as_owner "$pgbin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    preload_pg_cron || true
     as_owner "$pgbin/pg_ctl" -D "$data" -l "$dir/postgres.log" -w -t 60 start >/dev/null 2>&1 ||
       fail "the cluster in $data did not start: $(tail -n 1 "$dir/postgres.log" 2>/dev/null || echo 'no log') (full log: $dir/postgres.log)"
+  elif preload_pg_cron; then
+    as_owner "$pgbin/pg_ctl" -D "$data" -l "$dir/postgres.log" -m fast -w -t 60 restart >/dev/null 2>&1 ||
+      fail "the cluster in $data did not restart: $(tail -n 1 "$dir/postgres.log" 2>/dev/null || echo 'no log') (full log: $dir/postgres.log)"
+    echo "embedded PostgreSQL restarted to preload pg_cron"
   fi
   local admin="postgresql://postgres@/postgres?host=$run&port=$port"
   if [[ -z $(psql -X -At "$admin" -c "SELECT 1 FROM pg_database WHERE datname = 'keen'") ]]; then
     psql -X -q "$admin" -c "CREATE DATABASE keen" >/dev/null
   fi
   echo "embedded PostgreSQL up: $(url)"
+}
+
+# pg_cron (keen-sql schedule), once installed (make setup installs it): preloaded, its jobs in
+# background workers (no TCP listener for it to dial). Added to a new cluster's settings and,
+# once, to a cluster made before pg_cron was installed; true when the settings were added.
+preload_pg_cron() {
+  [[ -f $("$pgbin/pg_config" --pkglibdir)/pg_cron.so ]] || return 1
+  grep -q "^shared_preload_libraries = '.*pg_cron" "$data/postgresql.conf" && return 1
+  cat >>"$data/postgresql.conf" <<CONF
+shared_preload_libraries = 'plpgsql_check,pg_cron'
+cron.use_background_workers = on
+max_worker_processes = 16
+CONF
 }
 
 down() {

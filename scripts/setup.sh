@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(postgresql-15 postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl
-          postgresql-15-plpgsql-check pgbouncer)
+          postgresql-15-plpgsql-check pgbouncer
+          postgresql-15-cron pgbackrest)  # the scheduler and the PITR tool (docs/operations.md)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

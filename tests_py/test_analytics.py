@@ -14,13 +14,13 @@ from typing import Any
 
 import psycopg
 import pytest
+from keen_dev.ledger import as_tenant, credit, make_user
 from keen_queries import sessions
 from psycopg import errors
 
 from keen_sql import cli
 from keen_sql.config import Settings
 from keen_sql.database import Database
-from tests_py.support.ledger import as_tenant, credit, make_user
 
 THREADS = 8
 USERS = 3

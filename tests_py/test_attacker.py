@@ -15,13 +15,13 @@ from decimal import Decimal
 
 import psycopg
 import pytest
+from keen_dev.ledger import credit
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from keen_sql import errors
 from keen_sql.config import Settings
 from keen_sql.database import Database
-from tests_py.support.ledger import credit
 from tests_py.tenants import register
 
 

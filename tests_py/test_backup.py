@@ -11,12 +11,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from keen_dev import ledger
 from keen_dev.databases import drop_database, scratch_name
 from psycopg import sql
 
 from keen_sql import backup, cli
 from keen_sql.backup import BackupError, Manifest, RestoreRefused
-from tests_py.support import ledger
 
 
 @pytest.fixture

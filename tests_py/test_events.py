@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from keen_dev.ledger import new_user
 from keen_queries import sessions as q
 from keen_queries.models import SessionEvent
 
@@ -27,7 +28,6 @@ from keen_sql.events import (
     EventListener,
     _Stream,
 )
-from tests_py.support.ledger import new_user
 from tests_py.test_isolation_pgbouncer import pgbouncer_url  # noqa: F401 - a fixture
 
 SESSIONS = 8

@@ -23,11 +23,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 import pytest
+from keen_dev.ledger import credit
 
 from keen_sql import errors
 from keen_sql.config import Settings
 from keen_sql.database import Database
-from tests_py.support.ledger import credit
 from tests_py.tenants import register
 from tests_py.test_isolation import (
     POOL_SIZE,

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from keen_dev.clusters import cluster_dir
 from keen_dev.databases import CHECKOUT, create_database, drop_database, scratch_name
 
 from keen_sql import migrations
-from tests_py.support.clusters import cluster_dir
 from tests_py.support.schema import (
     OUR_ROLES,
     apply_schema,

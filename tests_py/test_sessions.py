@@ -15,6 +15,7 @@ from decimal import Decimal
 
 import psycopg
 import pytest
+from keen_dev.ledger import credit, new_user
 from keen_queries import credits as cq
 from keen_queries import sessions as q
 
@@ -22,7 +23,6 @@ from keen_sql import cli
 from keen_sql.config import Settings
 from keen_sql.database import Database
 from keen_sql.errors import InvalidStateTransition, NotFound
-from tests_py.support.ledger import credit, new_user
 
 THREADS = 8
 OPS_PER_THREAD = 40

@@ -207,6 +207,13 @@ class ClusterDir:
         """
         data = self.root / name
         shutil.copytree(source, data, symlinks=True)
+        return self.adopt(name, data, **settings)
+
+    def adopt(self, name: str, data: Path, **settings: str) -> Cluster:
+        """A cluster of an existing data directory (a copy, or restored by a tool), not started.
+
+        Socket, port and `settings` go into postgresql.auto.conf, as in `from_copy`.
+        """
         give_to_postgres(data)
         cluster = self._new(name, data)
         lines = {
@@ -217,6 +224,14 @@ class ClusterDir:
         with (data / "postgresql.auto.conf").open("a") as f:
             f.writelines(f"{k} = {v}\n" for k, v in lines.items())
         return cluster
+
+    def replica_of(self, primary: Cluster, name: str) -> Cluster:
+        """A streaming replica of `primary` (`pg_basebackup -R`), started and accepting reads."""
+        base = self.base_backup(primary, f"{name}_base", "-R")
+        replica = self.from_copy(name, base, hot_standby="on")
+        replica.start()
+        replica.wait_ready("keen")
+        return replica
 
     def close(self) -> None:
         """Stop every cluster immediately and remove the directory."""
