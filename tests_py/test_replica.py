@@ -68,7 +68,7 @@ def _server(q: Queries) -> str:
 
 def _report(q: Queries) -> list[Any]:
     day = timedelta(days=1)
-    return q.analytics.usage_report(p_from=date.today() - day, p_to=date.today() + day)
+    return q.analytics.usage_report(from_=date.today() - day, to=date.today() + day)
 
 
 def _purchased(rows: list[Any]) -> Decimal:
@@ -248,9 +248,7 @@ def test_async_read_only_reads_the_replica_then_the_primary_beyond_the_bound(
         async with db.read_only(user) as q:
             cur = await q.conn.execute("SELECT pg_is_in_recovery()")
             row = await cur.fetchone()
-            rows = await q.analytics.usage_report(
-                p_from=date.today() - day, p_to=date.today() + day
-            )
+            rows = await q.analytics.usage_report(from_=date.today() - day, to=date.today() + day)
         return row == (True,), _purchased(rows)
 
     async def scenario() -> list[tuple[bool, Decimal]]:

@@ -49,28 +49,28 @@ def _prepare(db: Database, url: str) -> dict[str, Any]:
     with db.tenant(user) as t:
         credit(t, Decimal("10"))
         hold = t.credits.hold_credits(
-            p_session_id=None,
-            p_amount=Decimal("4"),
-            p_idempotency_key=None,
-            p_expires_in=datetime.timedelta(seconds=1),
+            session_id=None,
+            amount=Decimal("4"),
+            idempotency_key=None,
+            expires_in=datetime.timedelta(seconds=1),
         )
         t.call(
             q.start_session,
-            p_session_id="cron-watched",
-            p_vision="v",
-            p_working_directory="/w",
-            p_git_branch="main",
-            p_parent_session_id=None,
+            session_id="cron-watched",
+            vision="v",
+            working_directory="/w",
+            git_branch="main",
+            parent_session_id=None,
         )
         t.call(
             q.open_connection,
-            p_connection_id="ws-silent",
-            p_client_ip=ipaddress.ip_address("10.0.0.1"),
-            p_user_agent=None,
-            p_client_type=None,
-            p_session_id="cron-watched",
-            p_subscribed_events=None,
-            p_session_filters=None,
+            connection_id="ws-silent",
+            client_ip=ipaddress.ip_address("10.0.0.1"),
+            user_agent=None,
+            client_type=None,
+            session_id="cron-watched",
+            subscribed_events=None,
+            session_filters=None,
         )
     assert hold is not None
     with psycopg.connect(url, autocommit=True) as conn:
