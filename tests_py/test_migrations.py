@@ -19,6 +19,10 @@ from tests_py.support.schema import (
     snapshot_diff,
 )
 
+# Numbers assigned to a branch whose migration has not landed here yet (0009: the security
+# branch); drop a number once its file is in migrations/.
+RESERVED_NUMBERS = frozenset({9})
+
 MIGRATION_NAME = re.compile(
     r"^(?P<number>\d{4})_(?P<slug>[a-z0-9]+(?:_[a-z0-9]+)*)(?P<rollback>\.rollback)?\.sql$"
 )
@@ -115,4 +119,5 @@ def test_migration_files_are_numbered_twins_with_a_leading_comment() -> None:
         assert re.match(r"^-- \S", first_line), f"{path.name}: must open with a describing comment"
 
     assert forward == rollback, "every migration needs its rollback twin (same number and name)"
-    assert sorted(forward) == list(range(1, len(forward) + 1)), "numbers must run 0001, 0002, …"
+    numbers = sorted(forward.keys() | RESERVED_NUMBERS)
+    assert numbers == list(range(1, len(numbers) + 1)), "numbers must run 0001, 0002, …"
