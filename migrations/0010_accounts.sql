@@ -81,10 +81,10 @@ VOLATILE  -- it raises: never folded into a plan as a constant
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  -- Quotes at most 24 characters of the value: enough to recognise it, never a whole secret.
-  RAISE EXCEPTION 'invalid argument: % %', p_what,
-    CASE WHEN p_value IS NULL THEN '<null>'
-         ELSE quote_literal(left(p_value, 24)) || CASE WHEN length(p_value) > 24 THEN '…' ELSE '' END END
+  -- Quotes at most 24 characters of the value: enough to recognise it, never a whole secret
+  -- (callers pass NULL for a value never to be shown).
+  RAISE EXCEPTION 'invalid argument: %', p_what || CASE WHEN p_value IS NULL THEN ''
+      ELSE ' ' || quote_literal(left(p_value, 24)) || CASE WHEN length(p_value) > 24 THEN '…' ELSE '' END END
     USING ERRCODE = 'KE013', HINT = p_hint;
 END
 $$;
@@ -98,7 +98,7 @@ AS $$
 BEGIN
   IF p_hash IS NULL OR p_hash !~ '^[0-9a-f]{64}$' THEN
     -- Never quotes the value: it may be the plaintext the caller forgot to hash.
-    PERFORM keen.invalid_argument(p_what, '', 'Pass keen_sql.security.hash_token(value): 64 lower-case hex digits, never the value.');
+    PERFORM keen.invalid_argument(p_what, NULL, 'Pass keen_sql.security.hash_token(value): 64 lower-case hex digits, never the value.');
   END IF;
 END
 $$;
@@ -219,7 +219,7 @@ DECLARE
   v_revoked integer := 0;
 BEGIN
   IF p_password_hash IS NULL OR length(p_password_hash) NOT BETWEEN 20 AND 512 THEN
-    PERFORM keen.invalid_argument('password hash', '', 'Pass keen_sql.security.hash_password(password): 20-512 characters.');
+    PERFORM keen.invalid_argument('password hash', NULL, 'Pass keen_sql.security.hash_password(password): 20-512 characters.');
   END IF;
   PERFORM keen.lock_account(v_user_id);
   UPDATE keen.users AS u SET password_hash = p_password_hash WHERE u.user_id = v_user_id;
@@ -335,14 +335,14 @@ BEGIN
   IF p_secret_ciphertext IS NULL OR p_secret_ciphertext !~ '^[A-Za-z0-9_.-]{1,64}:[A-Za-z0-9+/_=-]{40,}$'
      OR length(p_secret_ciphertext) > 4160 THEN
     -- Never quoted: it may be a plaintext secret.
-    PERFORM keen.invalid_argument('MFA secret ciphertext', '',
+    PERFORM keen.invalid_argument('MFA secret ciphertext', NULL,
       'Pass "<key id>:<base64 ciphertext>" encrypted by the service; the database never sees the secret or the key.');
   END IF;
   IF cardinality(p_recovery_code_hashes) IS NULL OR cardinality(p_recovery_code_hashes) NOT BETWEEN 1 AND 20
      OR array_position(p_recovery_code_hashes, NULL) IS NOT NULL
      OR array_to_string(p_recovery_code_hashes, ' ') !~ '^([0-9a-f]{64}( |$))+$'
      OR (SELECT count(DISTINCT h) FROM unnest(p_recovery_code_hashes) AS h) <> cardinality(p_recovery_code_hashes) THEN
-    PERFORM keen.invalid_argument('recovery code hashes', '',
+    PERFORM keen.invalid_argument('recovery code hashes', NULL,
       '1-20 distinct keen_sql.security.hash_token(code) digests, never the codes.');
   END IF;
   v_user := keen.lock_account(v_user_id);
@@ -750,7 +750,7 @@ COMMENT ON COLUMN keen.users.avatar_url IS 'https:// URL of the user''s picture 
 COMMENT ON COLUMN keen.users.billing_customer_id IS 'The billing provider''s customer id (e.g. Stripe cus_…); unique; set by keen.set_billing().';
 COMMENT ON COLUMN keen.users.email_verification_expires_at IS 'When the pending verification token stops working; set exactly with the token.';
 COMMENT ON COLUMN keen.users.suspended_reason IS 'Why an operator suspended the user (keen.suspend_user); only while suspended.';
-COMMENT ON FUNCTION keen.invalid_argument(text, text, text) IS 'Raises KE013 naming the argument and at most 24 characters of its value.';
+COMMENT ON FUNCTION keen.invalid_argument(text, text, text) IS 'Raises KE013 naming the argument and at most 24 characters of its value (none when NULL).';
 COMMENT ON FUNCTION keen.check_secret_hash(text, text) IS 'KE013 unless the value is a lower-case hex SHA-256 (never quotes it).';
 COMMENT ON FUNCTION keen.check_token_expiry(timestamp with time zone) IS 'KE013 unless the expiry is in the next 30 days.';
 COMMENT ON FUNCTION keen.lock_account(uuid, boolean) IS

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any, LiteralString, NamedTuple
 
 import psycopg
+from psycopg.types.json import Jsonb as _Jsonb
 
 from . import models
 
@@ -74,6 +75,167 @@ async def authenticate_token_async(
     """
     async with psycopg.AsyncRawCursor(conn, row_factory=_AUTHENTICATE_TOKEN_ROWS) as _cur:
         await _cur.execute(AUTHENTICATE_TOKEN, (p_token_hash, p_ip))
+        return await _cur.fetchone()
+
+
+CHANGE_EMAIL: LiteralString = """SELECT keen.change_email(
+  p_email => $1::text,
+  p_token_hash => $2::text,
+  p_expires_at => $3::timestamptz
+)"""
+
+
+def change_email(
+    conn: psycopg.Connection[Any],
+    *,
+    email: str,
+    token_hash: str,
+    expires_at: datetime.datetime,
+) -> None:
+    """Changes the caller's e-mail (unverified until confirmed) and stores the new verification
+    token's hash.
+
+    Changes the caller's e-mail (unverified) and stores a verification token hash. KE009 taken,
+    KE013 malformed e-mail, hash or expiry.
+    """
+    with psycopg.RawCursor(conn) as _cur:
+        _cur.execute(CHANGE_EMAIL, (email, token_hash, expires_at))
+
+
+async def change_email_async(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    email: str,
+    token_hash: str,
+    expires_at: datetime.datetime,
+) -> None:
+    """Changes the caller's e-mail (unverified until confirmed) and stores the new verification
+    token's hash.
+
+    Changes the caller's e-mail (unverified) and stores a verification token hash. KE009 taken,
+    KE013 malformed e-mail, hash or expiry.
+
+    The async twin of `change_email`.
+    """
+    async with psycopg.AsyncRawCursor(conn) as _cur:
+        await _cur.execute(CHANGE_EMAIL, (email, token_hash, expires_at))
+
+
+CHANGE_PASSWORD: LiteralString = """SELECT keen.change_password(
+  p_password_hash => $1::text,
+  p_revoke_tokens => $2::boolean
+) AS revoked_tokens"""
+
+
+class ChangePasswordRow(NamedTuple):
+    """A row of ChangePassword."""
+
+    revoked_tokens: int
+
+
+_CHANGE_PASSWORD_ROWS = models.row_factory(ChangePasswordRow)
+
+
+def change_password(
+    conn: psycopg.Connection[Any],
+    *,
+    password_hash: str,
+    revoke_tokens: bool | None,
+) -> ChangePasswordRow | None:
+    """Stores the caller's new password hash; revokes every active token unless revoke_tokens is
+    false.
+
+    Stores the caller's new password hash; with p_revoke_tokens (default) revokes every active
+    token. Returns how many were revoked. KE013 bad hash, KE012 inactive user.
+    """
+    with psycopg.RawCursor(conn, row_factory=_CHANGE_PASSWORD_ROWS) as _cur:
+        _cur.execute(CHANGE_PASSWORD, (password_hash, revoke_tokens))
+        return _cur.fetchone()
+
+
+async def change_password_async(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    password_hash: str,
+    revoke_tokens: bool | None,
+) -> ChangePasswordRow | None:
+    """Stores the caller's new password hash; revokes every active token unless revoke_tokens is
+    false.
+
+    Stores the caller's new password hash; with p_revoke_tokens (default) revokes every active
+    token. Returns how many were revoked. KE013 bad hash, KE012 inactive user.
+
+    The async twin of `change_password`.
+    """
+    async with psycopg.AsyncRawCursor(conn, row_factory=_CHANGE_PASSWORD_ROWS) as _cur:
+        await _cur.execute(CHANGE_PASSWORD, (password_hash, revoke_tokens))
+        return await _cur.fetchone()
+
+
+CLOSE_ACCOUNT: LiteralString = "SELECT keen.close_account()"
+
+
+def close_account(conn: psycopg.Connection[Any]) -> None:
+    """Closes the caller's account: erases personal data, keeps the ledger and usage history.
+
+    Closes the caller's account: erases e-mail, username, names, avatar, secrets, tokens,
+    connections and personal audit values; closes the credit account; the ledger and usage
+    history stay. KE007 running sessions or active holds.
+    """
+    with psycopg.RawCursor(conn) as _cur:
+        _cur.execute(CLOSE_ACCOUNT)
+
+
+async def close_account_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Closes the caller's account: erases personal data, keeps the ledger and usage history.
+
+    Closes the caller's account: erases e-mail, username, names, avatar, secrets, tokens,
+    connections and personal audit values; closes the credit account; the ledger and usage
+    history stay. KE007 running sessions or active holds.
+
+    The async twin of `close_account`.
+    """
+    async with psycopg.AsyncRawCursor(conn) as _cur:
+        await _cur.execute(CLOSE_ACCOUNT)
+
+
+CONFIRM_EMAIL: LiteralString = "SELECT keen.confirm_email(p_token_hash => $1::text) AS user_id"
+
+
+class ConfirmEmailRow(NamedTuple):
+    """A row of ConfirmEmail."""
+
+    user_id: uuid.UUID
+
+
+_CONFIRM_EMAIL_ROWS = models.row_factory(ConfirmEmailRow)
+
+
+def confirm_email(conn: psycopg.Connection[Any], *, token_hash: str) -> ConfirmEmailRow | None:
+    """Confirms an e-mail by the verification token's hash (no tenant needed); returns the user id.
+
+    E-mail confirmation (SECURITY DEFINER, no tenant needed): marks the e-mail verified for a
+    pending, unexpired token hash; returns the user id. KE006 unknown, used or expired.
+    """
+    with psycopg.RawCursor(conn, row_factory=_CONFIRM_EMAIL_ROWS) as _cur:
+        _cur.execute(CONFIRM_EMAIL, (token_hash,))
+        return _cur.fetchone()
+
+
+async def confirm_email_async(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    token_hash: str,
+) -> ConfirmEmailRow | None:
+    """Confirms an e-mail by the verification token's hash (no tenant needed); returns the user id.
+
+    E-mail confirmation (SECURITY DEFINER, no tenant needed): marks the e-mail verified for a
+    pending, unexpired token hash; returns the user id. KE006 unknown, used or expired.
+
+    The async twin of `confirm_email`.
+    """
+    async with psycopg.AsyncRawCursor(conn, row_factory=_CONFIRM_EMAIL_ROWS) as _cur:
+        await _cur.execute(CONFIRM_EMAIL, (token_hash,))
         return await _cur.fetchone()
 
 
@@ -164,7 +326,8 @@ async def create_auth_token_async(
 
 CURRENT_USER: LiteralString = """SELECT u.id, u.email, u.username, u.display_name, u.role, u.is_admin, u.email_verified,
        u.account_status, u.mfa_enabled, u.timezone, u.preferences, u.subscription_tier,
-       u.subscription_status, u.created_at, u.updated_at, u.last_login_at, u.last_login_ip
+       u.subscription_status, u.created_at, u.updated_at, u.last_login_at, u.last_login_ip,
+       u.avatar_url, u.billing_customer_id, u.suspended_reason
 FROM keen.users AS u"""
 
 
@@ -188,6 +351,9 @@ class CurrentUserRow(NamedTuple):
     updated_at: datetime.datetime
     last_login_at: datetime.datetime | None
     last_login_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None
+    avatar_url: str | None
+    billing_customer_id: str | None
+    suspended_reason: str | None
 
 
 _CURRENT_USER_ROWS = models.row_factory(CurrentUserRow)
@@ -207,6 +373,126 @@ async def current_user_async(conn: psycopg.AsyncConnection[Any]) -> CurrentUserR
     """
     async with psycopg.AsyncRawCursor(conn, row_factory=_CURRENT_USER_ROWS) as _cur:
         await _cur.execute(CURRENT_USER)
+        return await _cur.fetchone()
+
+
+DISABLE_MFA: LiteralString = "SELECT keen.disable_mfa()"
+
+
+def disable_mfa(conn: psycopg.Connection[Any]) -> None:
+    """Turns the caller's MFA off and forgets the secret and the recovery codes.
+
+    Turns the caller's MFA off and forgets the secret and recovery codes. KE007 not enrolled.
+    """
+    with psycopg.RawCursor(conn) as _cur:
+        _cur.execute(DISABLE_MFA)
+
+
+async def disable_mfa_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Turns the caller's MFA off and forgets the secret and the recovery codes.
+
+    Turns the caller's MFA off and forgets the secret and recovery codes. KE007 not enrolled.
+
+    The async twin of `disable_mfa`.
+    """
+    async with psycopg.AsyncRawCursor(conn) as _cur:
+        await _cur.execute(DISABLE_MFA)
+
+
+ENABLE_MFA: LiteralString = "SELECT keen.enable_mfa()"
+
+
+def enable_mfa(conn: psycopg.Connection[Any]) -> None:
+    """Turns the caller's enrolled MFA on (after the service checked a code of the new secret).
+
+    Turns the caller's enrolled MFA on. KE007 not enrolled or already on.
+    """
+    with psycopg.RawCursor(conn) as _cur:
+        _cur.execute(ENABLE_MFA)
+
+
+async def enable_mfa_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Turns the caller's enrolled MFA on (after the service checked a code of the new secret).
+
+    Turns the caller's enrolled MFA on. KE007 not enrolled or already on.
+
+    The async twin of `enable_mfa`.
+    """
+    async with psycopg.AsyncRawCursor(conn) as _cur:
+        await _cur.execute(ENABLE_MFA)
+
+
+ENROLL_MFA: LiteralString = """SELECT keen.enroll_mfa(
+  p_secret_ciphertext => $1::text,
+  p_recovery_code_hashes => $2::text[]
+)"""
+
+
+def enroll_mfa(
+    conn: psycopg.Connection[Any],
+    *,
+    secret_ciphertext: str,
+    recovery_code_hashes: list[str],
+) -> None:
+    """Stores the caller's MFA secret as the service's ciphertext and the recovery codes' hashes.
+
+    Stores the caller's MFA secret as the service's ciphertext and 1-20 recovery code hashes; MFA
+    is on after enable_mfa(). KE007 MFA enabled, KE013 malformed input.
+    """
+    with psycopg.RawCursor(conn) as _cur:
+        _cur.execute(ENROLL_MFA, (secret_ciphertext, recovery_code_hashes))
+
+
+async def enroll_mfa_async(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    secret_ciphertext: str,
+    recovery_code_hashes: list[str],
+) -> None:
+    """Stores the caller's MFA secret as the service's ciphertext and the recovery codes' hashes.
+
+    Stores the caller's MFA secret as the service's ciphertext and 1-20 recovery code hashes; MFA
+    is on after enable_mfa(). KE007 MFA enabled, KE013 malformed input.
+
+    The async twin of `enroll_mfa`.
+    """
+    async with psycopg.AsyncRawCursor(conn) as _cur:
+        await _cur.execute(ENROLL_MFA, (secret_ciphertext, recovery_code_hashes))
+
+
+GET_MFA_SECRET: LiteralString = "SELECT keen.get_mfa_secret() AS secret_ciphertext"
+
+
+class GetMfaSecretRow(NamedTuple):
+    """A row of GetMfaSecret."""
+
+    secret_ciphertext: str
+
+
+_GET_MFA_SECRET_ROWS = models.row_factory(GetMfaSecretRow)
+
+
+def get_mfa_secret(conn: psycopg.Connection[Any]) -> GetMfaSecretRow | None:
+    """The caller's MFA secret ciphertext (None when not enrolled), for the service to decrypt.
+
+    The caller's MFA secret ciphertext (NULL when none), for the service to decrypt and check a
+    code. KE012 inactive user.
+    """
+    with psycopg.RawCursor(conn, row_factory=_GET_MFA_SECRET_ROWS) as _cur:
+        _cur.execute(GET_MFA_SECRET)
+        return _cur.fetchone()
+
+
+async def get_mfa_secret_async(conn: psycopg.AsyncConnection[Any]) -> GetMfaSecretRow | None:
+    """The caller's MFA secret ciphertext (None when not enrolled), for the service to decrypt.
+
+    The caller's MFA secret ciphertext (NULL when none), for the service to decrypt and check a
+    code. KE012 inactive user.
+
+    The async twin of `get_mfa_secret`.
+    """
+    async with psycopg.AsyncRawCursor(conn, row_factory=_GET_MFA_SECRET_ROWS) as _cur:
+        await _cur.execute(GET_MFA_SECRET)
         return await _cur.fetchone()
 
 
@@ -281,6 +567,73 @@ async def list_auth_tokens_iter_async(
             yield _row
 
 
+LIST_USER_AUDIT_LOG: LiteralString = """SELECT l.id, l.user_id, l.actor, l.action, l.changes, l.ip, l.actor_role, l.created_at
+FROM keen.user_audit_log AS l
+WHERE l.id < coalesce($1::bigint, 9223372036854775807)
+ORDER BY l.id DESC
+LIMIT $2::integer"""
+
+
+_LIST_USER_AUDIT_LOG_ROWS = models.row_factory(models.UserAuditLog)
+
+
+def list_user_audit_log(
+    conn: psycopg.Connection[Any],
+    *,
+    before_id: int | None,
+    max_rows: int,
+) -> list[models.UserAuditLog]:
+    """The account changes the caller may read (a tenant its own), newest first, before an id."""
+    with psycopg.RawCursor(conn, row_factory=_LIST_USER_AUDIT_LOG_ROWS) as _cur:
+        _cur.execute(LIST_USER_AUDIT_LOG, (before_id, max_rows))
+        return _cur.fetchall()
+
+
+async def list_user_audit_log_async(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    before_id: int | None,
+    max_rows: int,
+) -> list[models.UserAuditLog]:
+    """The account changes the caller may read (a tenant its own), newest first, before an id.
+
+    The async twin of `list_user_audit_log`.
+    """
+    async with psycopg.AsyncRawCursor(conn, row_factory=_LIST_USER_AUDIT_LOG_ROWS) as _cur:
+        await _cur.execute(LIST_USER_AUDIT_LOG, (before_id, max_rows))
+        return await _cur.fetchall()
+
+
+def list_user_audit_log_iter(
+    conn: psycopg.Connection[Any],
+    *,
+    before_id: int | None,
+    max_rows: int,
+) -> Iterator[models.UserAuditLog]:
+    """The account changes the caller may read (a tenant its own), newest first, before an id.
+
+    Streams the rows (psycopg single-row mode) instead of fetching them all.
+    """
+    with psycopg.RawCursor(conn, row_factory=_LIST_USER_AUDIT_LOG_ROWS) as _cur:
+        for _row in _cur.stream(LIST_USER_AUDIT_LOG, (before_id, max_rows)):
+            yield _row
+
+
+async def list_user_audit_log_iter_async(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    before_id: int | None,
+    max_rows: int,
+) -> AsyncIterator[models.UserAuditLog]:
+    """The account changes the caller may read (a tenant its own), newest first, before an id.
+
+    Streams the rows (psycopg single-row mode) instead of fetching them all.
+    """
+    async with psycopg.AsyncRawCursor(conn, row_factory=_LIST_USER_AUDIT_LOG_ROWS) as _cur:
+        async for _row in _cur.stream(LIST_USER_AUDIT_LOG, (before_id, max_rows)):
+            yield _row
+
+
 LOGIN_LOOKUP: LiteralString = """SELECT l.user_id, l.password_hash, l.mfa_enabled, l.account_status, l.email_verified
 FROM keen.login_lookup(p_login => $1::text) AS l"""
 
@@ -324,6 +677,29 @@ async def login_lookup_async(
     async with psycopg.AsyncRawCursor(conn, row_factory=_LOGIN_LOOKUP_ROWS) as _cur:
         await _cur.execute(LOGIN_LOOKUP, (p_login,))
         return await _cur.fetchone()
+
+
+REACTIVATE_USER: LiteralString = "SELECT keen.reactivate_user(p_user_id => $1::uuid)"
+
+
+def reactivate_user(conn: psycopg.Connection[Any], *, user_id: uuid.UUID) -> None:
+    """Operator: reactivates a suspended user.
+
+    Operator: reactivates a suspended user. KE006 unknown, KE007 not suspended.
+    """
+    with psycopg.RawCursor(conn) as _cur:
+        _cur.execute(REACTIVATE_USER, (user_id,))
+
+
+async def reactivate_user_async(conn: psycopg.AsyncConnection[Any], *, user_id: uuid.UUID) -> None:
+    """Operator: reactivates a suspended user.
+
+    Operator: reactivates a suspended user. KE006 unknown, KE007 not suspended.
+
+    The async twin of `reactivate_user`.
+    """
+    async with psycopg.AsyncRawCursor(conn) as _cur:
+        await _cur.execute(REACTIVATE_USER, (user_id,))
 
 
 RECORD_LOGIN: LiteralString = "SELECT keen.record_login(p_ip => $1::inet) AS last_login_at"
@@ -531,4 +907,297 @@ async def rotate_refresh_token_async(
             ROTATE_REFRESH_TOKEN,
             (p_token_hash, p_new_token_hash, p_expires_at, p_ip, p_user_agent),
         )
+        return await _cur.fetchone()
+
+
+SET_BILLING: LiteralString = """SELECT keen.set_billing(
+  p_user_id => $1::uuid,
+  p_billing_customer_id => $2::text,
+  p_subscription_tier => $3::text,
+  p_subscription_status => $4::text
+)"""
+
+
+def set_billing(
+    conn: psycopg.Connection[Any],
+    *,
+    user_id: uuid.UUID,
+    billing_customer_id: str | None,
+    subscription_tier: str | None,
+    subscription_status: str | None,
+) -> None:
+    """Billing: sets a user's billing customer id, subscription tier and status (None leaves a
+    field).
+
+    Billing: sets a user's billing customer id, subscription tier and status; NULL leaves a
+    field. KE006 unknown, KE007 closed, KE009 customer id taken, KE013 invalid value.
+    """
+    with psycopg.RawCursor(conn) as _cur:
+        _cur.execute(
+            SET_BILLING,
+            (user_id, billing_customer_id, subscription_tier, subscription_status),
+        )
+
+
+async def set_billing_async(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    user_id: uuid.UUID,
+    billing_customer_id: str | None,
+    subscription_tier: str | None,
+    subscription_status: str | None,
+) -> None:
+    """Billing: sets a user's billing customer id, subscription tier and status (None leaves a
+    field).
+
+    Billing: sets a user's billing customer id, subscription tier and status; NULL leaves a
+    field. KE006 unknown, KE007 closed, KE009 customer id taken, KE013 invalid value.
+
+    The async twin of `set_billing`.
+    """
+    async with psycopg.AsyncRawCursor(conn) as _cur:
+        await _cur.execute(
+            SET_BILLING,
+            (user_id, billing_customer_id, subscription_tier, subscription_status),
+        )
+
+
+SET_CLIENT_IP: LiteralString = "SELECT keen.set_client_ip(p_ip => $1::inet)"
+
+
+def set_client_ip(
+    conn: psycopg.Connection[Any],
+    *,
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None,
+) -> None:
+    """Records the client's address for this transaction; the audit trail stores it with each
+    change.
+
+    Records the client's address for this transaction (app.client_ip); the audit trail stores it
+    with each account change.
+    """
+    with psycopg.RawCursor(conn) as _cur:
+        _cur.execute(SET_CLIENT_IP, (ip,))
+
+
+async def set_client_ip_async(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None,
+) -> None:
+    """Records the client's address for this transaction; the audit trail stores it with each
+    change.
+
+    Records the client's address for this transaction (app.client_ip); the audit trail stores it
+    with each account change.
+
+    The async twin of `set_client_ip`.
+    """
+    async with psycopg.AsyncRawCursor(conn) as _cur:
+        await _cur.execute(SET_CLIENT_IP, (ip,))
+
+
+SET_USER_ROLE: LiteralString = "SELECT keen.set_user_role(p_user_id => $1::uuid, p_role => $2::text)"
+
+
+def set_user_role(conn: psycopg.Connection[Any], *, user_id: uuid.UUID, role: str) -> None:
+    """Operator: sets a user's role (user, admin, super_admin).
+
+    Operator: sets a user's role (user, admin, super_admin). KE006 unknown, KE007 closed, KE013
+    role.
+    """
+    with psycopg.RawCursor(conn) as _cur:
+        _cur.execute(SET_USER_ROLE, (user_id, role))
+
+
+async def set_user_role_async(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    user_id: uuid.UUID,
+    role: str,
+) -> None:
+    """Operator: sets a user's role (user, admin, super_admin).
+
+    Operator: sets a user's role (user, admin, super_admin). KE006 unknown, KE007 closed, KE013
+    role.
+
+    The async twin of `set_user_role`.
+    """
+    async with psycopg.AsyncRawCursor(conn) as _cur:
+        await _cur.execute(SET_USER_ROLE, (user_id, role))
+
+
+START_EMAIL_VERIFICATION: LiteralString = """SELECT keen.start_email_verification(
+  p_token_hash => $1::text,
+  p_expires_at => $2::timestamptz
+)"""
+
+
+def start_email_verification(
+    conn: psycopg.Connection[Any],
+    *,
+    token_hash: str,
+    expires_at: datetime.datetime,
+) -> None:
+    """Stores the hash of a new e-mail verification token of the caller and its expiry.
+
+    Stores the SHA-256 of a new verification token and its expiry (at most 30 days) for the
+    caller. KE007 already verified, KE013 bad hash or expiry.
+    """
+    with psycopg.RawCursor(conn) as _cur:
+        _cur.execute(START_EMAIL_VERIFICATION, (token_hash, expires_at))
+
+
+async def start_email_verification_async(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    token_hash: str,
+    expires_at: datetime.datetime,
+) -> None:
+    """Stores the hash of a new e-mail verification token of the caller and its expiry.
+
+    Stores the SHA-256 of a new verification token and its expiry (at most 30 days) for the
+    caller. KE007 already verified, KE013 bad hash or expiry.
+
+    The async twin of `start_email_verification`.
+    """
+    async with psycopg.AsyncRawCursor(conn) as _cur:
+        await _cur.execute(START_EMAIL_VERIFICATION, (token_hash, expires_at))
+
+
+SUSPEND_USER: LiteralString = "SELECT keen.suspend_user(p_user_id => $1::uuid, p_reason => $2::text)"
+
+
+def suspend_user(conn: psycopg.Connection[Any], *, user_id: uuid.UUID, reason: str) -> None:
+    """Operator: suspends an active user, with the reason.
+
+    Operator: suspends an active user with a reason (logins and tokens refused). KE006 unknown,
+    KE007 not active, KE013 reason.
+    """
+    with psycopg.RawCursor(conn) as _cur:
+        _cur.execute(SUSPEND_USER, (user_id, reason))
+
+
+async def suspend_user_async(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    user_id: uuid.UUID,
+    reason: str,
+) -> None:
+    """Operator: suspends an active user, with the reason.
+
+    Operator: suspends an active user with a reason (logins and tokens refused). KE006 unknown,
+    KE007 not active, KE013 reason.
+
+    The async twin of `suspend_user`.
+    """
+    async with psycopg.AsyncRawCursor(conn) as _cur:
+        await _cur.execute(SUSPEND_USER, (user_id, reason))
+
+
+UPDATE_PROFILE: LiteralString = """SELECT keen.update_profile(
+  p_display_name => $1::text,
+  p_avatar_url => $2::text,
+  p_timezone => $3::text,
+  p_preferences => $4::jsonb
+)"""
+
+
+def update_profile(
+    conn: psycopg.Connection[Any],
+    *,
+    display_name: str | None,
+    avatar_url: str | None,
+    timezone: str | None,
+    preferences: models.JsonParam | None,
+) -> None:
+    """Changes the caller's display name, avatar URL, time zone and preferences (None leaves a
+    field).
+
+    The caller's display name, avatar URL, time zone and preferences; NULL leaves a field, ''
+    clears the name or avatar. KE013 invalid value, KE012 inactive user.
+    """
+    with psycopg.RawCursor(conn) as _cur:
+        _cur.execute(
+            UPDATE_PROFILE,
+            (
+                display_name,
+                avatar_url,
+                timezone,
+                (None if preferences is None else _Jsonb(preferences)),
+            ),
+        )
+
+
+async def update_profile_async(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    display_name: str | None,
+    avatar_url: str | None,
+    timezone: str | None,
+    preferences: models.JsonParam | None,
+) -> None:
+    """Changes the caller's display name, avatar URL, time zone and preferences (None leaves a
+    field).
+
+    The caller's display name, avatar URL, time zone and preferences; NULL leaves a field, ''
+    clears the name or avatar. KE013 invalid value, KE012 inactive user.
+
+    The async twin of `update_profile`.
+    """
+    async with psycopg.AsyncRawCursor(conn) as _cur:
+        await _cur.execute(
+            UPDATE_PROFILE,
+            (
+                display_name,
+                avatar_url,
+                timezone,
+                (None if preferences is None else _Jsonb(preferences)),
+            ),
+        )
+
+
+USE_RECOVERY_CODE: LiteralString = "SELECT keen.use_recovery_code(p_code_hash => $1::text) AS remaining_codes"
+
+
+class UseRecoveryCodeRow(NamedTuple):
+    """A row of UseRecoveryCode."""
+
+    remaining_codes: int
+
+
+_USE_RECOVERY_CODE_ROWS = models.row_factory(UseRecoveryCodeRow)
+
+
+def use_recovery_code(
+    conn: psycopg.Connection[Any],
+    *,
+    code_hash: str,
+) -> UseRecoveryCodeRow | None:
+    """Spends one of the caller's recovery codes by its hash, exactly once; returns how many are
+    left.
+
+    Spends one of the caller's recovery codes by its hash, exactly once; returns how many are
+    left. KE006 unknown or used, KE007 MFA off.
+    """
+    with psycopg.RawCursor(conn, row_factory=_USE_RECOVERY_CODE_ROWS) as _cur:
+        _cur.execute(USE_RECOVERY_CODE, (code_hash,))
+        return _cur.fetchone()
+
+
+async def use_recovery_code_async(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    code_hash: str,
+) -> UseRecoveryCodeRow | None:
+    """Spends one of the caller's recovery codes by its hash, exactly once; returns how many are
+    left.
+
+    Spends one of the caller's recovery codes by its hash, exactly once; returns how many are
+    left. KE006 unknown or used, KE007 MFA off.
+
+    The async twin of `use_recovery_code`.
+    """
+    async with psycopg.AsyncRawCursor(conn, row_factory=_USE_RECOVERY_CODE_ROWS) as _cur:
+        await _cur.execute(USE_RECOVERY_CODE, (code_hash,))
         return await _cur.fetchone()
