@@ -12,6 +12,7 @@ import os
 import secrets
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -289,6 +290,43 @@ def test_one_recovery_code_raced_by_two_transactions_is_spent_exactly_once(
     assert left is not None and left.remaining_codes == 1
     assert [r.action for r in trail].count("use_recovery_code") == 2
     assert all(security.hash_token(c) not in str(r.changes) for r in trail for c in codes)
+
+
+def test_close_account_racing_a_new_hold_waits_for_it_and_refuses_with_KE007(
+    db: Database, user_id: uuid.UUID
+) -> None:
+    with db.tenant(user_id) as q:
+        q.credits.add_credits(
+            p_amount=Decimal("10"),
+            p_transaction_type="purchase",
+            p_description=None,
+            p_idempotency_key=None,
+            p_stripe_payment_intent_id=None,
+            p_metadata=None,
+        )
+    barrier = threading.Barrier(2)
+
+    def hold(_: int) -> str:
+        with db.tenant(user_id) as q:
+            q.credits.hold_credits(
+                p_session_id=None, p_amount=Decimal("1"), p_idempotency_key=None, p_expires_in=None
+            )
+            barrier.wait()
+            time.sleep(0.3)  # the close below runs meanwhile, against the uncommitted hold
+        return "held"
+
+    def close(_: int) -> str:
+        barrier.wait()
+        try:
+            with db.tenant(user_id) as q:
+                q.users.close_account()
+        except InvalidStateTransition:
+            return "refused"
+        return "closed"
+
+    with ThreadPoolExecutor(2) as pool:
+        held, closed = pool.submit(hold, 0), pool.submit(close, 0)
+        assert (held.result(), closed.result()) == ("held", "refused")
 
 
 def test_operators_suspend_reactivate_and_set_roles_and_billing_sets_the_subscription(

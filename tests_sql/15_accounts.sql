@@ -3,7 +3,7 @@
 -- encrypted; the audit trail (one row per change, none after a rollback, append-only); and
 -- closing an account (erasure that leaves the ledger and usage history verifiable).
 BEGIN;
-SELECT plan(181);
+SELECT plan(182);
 
 GRANT USAGE ON SCHEMA tap TO keen_app;
 
@@ -450,6 +450,9 @@ END $$;
 SELECT throws_ok($$SELECT keen.close_account()$$, 'KE007', NULL, 'an account with a running session cannot close: KE007');
 DO $$ BEGIN PERFORM keen.complete_session(p_session_id => 'carol-s1', p_success => true, p_total_cost => 2.5); END $$;
 SET CONSTRAINTS ALL IMMEDIATE;  -- the deferred session counters land now, as at a commit
+DO $$ BEGIN PERFORM set_config('test.hold', (keen.hold_credits(p_amount => 1)).id::text, true); END $$;
+SELECT throws_ok($$SELECT keen.close_account()$$, 'KE007', NULL, 'an account with an active hold cannot close: KE007');
+DO $$ BEGIN PERFORM keen.release_hold(current_setting('test.hold')::uuid); END $$;
 SELECT is((SELECT current_balance FROM keen.credit_accounts), 35.0000::numeric, 'carol''s balance before closing');
 RESET ROLE;
 SELECT set_eq(
