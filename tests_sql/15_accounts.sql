@@ -3,7 +3,7 @@
 -- encrypted; the audit trail (one row per change, none after a rollback, append-only); and
 -- closing an account (erasure that leaves the ledger and usage history verifiable).
 BEGIN;
-SELECT plan(182);
+SELECT plan(184);
 
 GRANT USAGE ON SCHEMA tap TO keen_app;
 
@@ -404,6 +404,10 @@ SELECT lives_ok($$UPDATE keen.users SET last_login_ip = '192.0.2.1'$$, 'the serv
 SELECT results_eq($$SELECT actor, action, changes FROM keen.user_audit_log ORDER BY id DESC LIMIT 1$$,
   $$VALUES ('user', 'record_login', '{"last_login_ip": {"old": null, "new": "192.0.2.1"}}'::jsonb)$$,
   'a direct write the privileges allow is audited too (a login stamp)');
+SET LOCAL app.client_ip = 'not-an-address';
+SELECT throws_ok($$SELECT keen.update_profile(p_display_name => 'x')$$, 'KE013', NULL,
+  'a malformed client address set by hand raises KE013 at the next change, which is not written');
+SET LOCAL app.client_ip = '';
 SELECT throws_ok($$INSERT INTO keen.user_audit_log (user_id, actor, action, changes, actor_role)
                    VALUES (current_setting('test.alice')::uuid, 'operator', 'forged', '{}', 'x')$$, '42501', NULL,
   'keen_app cannot forge an audit row');
@@ -411,6 +415,15 @@ SELECT throws_ok($$UPDATE keen.user_audit_log SET action = 'forged'$$, '42501', 
 SELECT throws_ok($$DELETE FROM keen.user_audit_log$$, '42501', NULL, 'keen_app cannot remove an audit row');
 SELECT throws_ok($$TRUNCATE keen.user_audit_log$$, '42501', NULL, 'keen_app cannot empty the audit trail');
 RESET ROLE;
+SET LOCAL ROLE keen_owner;
+DO $$ BEGIN
+  PERFORM set_config('test.owner_sees', (SELECT string_agg(DISTINCT user_id::text, ',' ORDER BY user_id::text)
+                                         FROM keen.user_audit_log), true);
+END $$;
+RESET ROLE;
+SELECT is(current_setting('test.owner_sees'),
+  (SELECT string_agg(u, ',' ORDER BY u) FROM unnest(ARRAY[current_setting('test.alice'), current_setting('test.bob')]) AS u),
+  'an operator (keen_owner) reads every user''s audit rows');
 SELECT lives_ok($$UPDATE keen.users SET timezone = 'UTC' WHERE id = current_setting('test.alice')::uuid$$,
   'an operator writes a users row directly');
 SELECT results_eq($$SELECT actor, action, actor_role FROM keen.user_audit_log WHERE user_id = current_setting('test.alice')::uuid ORDER BY id DESC LIMIT 1$$,
