@@ -84,12 +84,13 @@ FROM keen.auth_tokens AS t
 ORDER BY t.created_at DESC, t.id DESC;
 
 -- name: ListUserAuditLog :many
--- The account changes the caller may read (a tenant its own), newest first, before an id.
+-- The account changes the caller may read (a tenant its own), newest first, before an id;
+-- at most 1,000 a page (a negative max_rows reads none).
 SELECT l.id, l.user_id, l.actor, l.action, l.changes, l.ip, l.actor_role, l.created_at
 FROM keen.user_audit_log AS l
 WHERE l.id < coalesce(sqlc.narg(before_id)::bigint, 9223372036854775807)
 ORDER BY l.id DESC
-LIMIT sqlc.arg(max_rows)::integer;
+LIMIT least(greatest(sqlc.arg(max_rows)::integer, 0), 1000);
 
 -- name: LoginLookup :one
 -- Finds a user by e-mail or username for a login: id, password hash, MFA flag, statuses.

@@ -140,6 +140,9 @@ def test_update_profile_changes_the_fields_given_and_audits_them_with_the_client
         "preferences": {"old": {}, "new": {"theme": "dark"}},
     }
     assert isinstance(change.id, int) and change.created_at.tzinfo is not None
+    with db.tenant(user_id) as q:
+        assert q.users.list_user_audit_log(before_id=None, max_rows=-1) == []
+        assert q.users.list_user_audit_log(before_id=change.id, max_rows=10) == trail[1:]
 
 
 def test_update_profile_with_an_http_avatar_raises_KE013_and_writes_nothing(

@@ -571,7 +571,7 @@ LIST_USER_AUDIT_LOG: LiteralString = """SELECT l.id, l.user_id, l.actor, l.actio
 FROM keen.user_audit_log AS l
 WHERE l.id < coalesce($1::bigint, 9223372036854775807)
 ORDER BY l.id DESC
-LIMIT $2::integer"""
+LIMIT least(greatest($2::integer, 0), 1000)"""
 
 
 _LIST_USER_AUDIT_LOG_ROWS = models.row_factory(models.UserAuditLog)
@@ -583,7 +583,9 @@ def list_user_audit_log(
     before_id: int | None,
     max_rows: int,
 ) -> list[models.UserAuditLog]:
-    """The account changes the caller may read (a tenant its own), newest first, before an id."""
+    """The account changes the caller may read (a tenant its own), newest first, before an id;
+    at most 1,000 a page (a negative max_rows reads none).
+    """
     with psycopg.RawCursor(conn, row_factory=_LIST_USER_AUDIT_LOG_ROWS) as _cur:
         _cur.execute(LIST_USER_AUDIT_LOG, (before_id, max_rows))
         return _cur.fetchall()
@@ -595,7 +597,8 @@ async def list_user_audit_log_async(
     before_id: int | None,
     max_rows: int,
 ) -> list[models.UserAuditLog]:
-    """The account changes the caller may read (a tenant its own), newest first, before an id.
+    """The account changes the caller may read (a tenant its own), newest first, before an id;
+    at most 1,000 a page (a negative max_rows reads none).
 
     The async twin of `list_user_audit_log`.
     """
@@ -610,7 +613,8 @@ def list_user_audit_log_iter(
     before_id: int | None,
     max_rows: int,
 ) -> Iterator[models.UserAuditLog]:
-    """The account changes the caller may read (a tenant its own), newest first, before an id.
+    """The account changes the caller may read (a tenant its own), newest first, before an id;
+    at most 1,000 a page (a negative max_rows reads none).
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
@@ -625,7 +629,8 @@ async def list_user_audit_log_iter_async(
     before_id: int | None,
     max_rows: int,
 ) -> AsyncIterator[models.UserAuditLog]:
-    """The account changes the caller may read (a tenant its own), newest first, before an id.
+    """The account changes the caller may read (a tenant its own), newest first, before an id;
+    at most 1,000 a page (a negative max_rows reads none).
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
