@@ -12,9 +12,10 @@ transaction mode does with the server connection afterwards.
 
 from __future__ import annotations
 
-import re
+import dataclasses
+import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import (
     AbstractAsyncContextManager,
     AbstractContextManager,
@@ -33,6 +34,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from keen_sql.bindings import AsyncQueries, Queries
 from keen_sql.config import Settings
+from keen_sql.context import SET_CONTEXT, TenantContext
 from keen_sql.errors import translate
 
 __all__ = [
@@ -42,38 +44,26 @@ __all__ = [
     "Health",
     "Queries",
     "TransactionAborted",
+    "settings_for",
 ]
 
+log = logging.getLogger("keen_sql.database")
 
-# The one statement of keen_sql that carries tenant context: role, tenant and timeouts, all
-# transaction-local, bound as parameters ("%s": the role, the tenant's UUID text or '' for
-# none — fail closed — and the two timeouts). `Database.tenant()` pipelines it behind an
-# explicit BEGIN, so the transaction and its context cost one round trip; keen_sql.events
-# runs it inside a transaction it has begun.
+
+# The tenant context (keen_sql.context, the one builder of it): `Database.tenant()` pipelines
+# SET_CONTEXT behind an explicit BEGIN, so the transaction and its context cost one round trip.
 BEGIN: LiteralString = "BEGIN"
 COMMIT: LiteralString = "COMMIT"
-SET_CONTEXT: LiteralString = (
-    "SELECT pg_catalog.set_config('role', %s, true),"
-    " pg_catalog.set_config('app.current_user_id', %s, true),"
-    " pg_catalog.set_config('statement_timeout', %s, true),"
-    " pg_catalog.set_config('lock_timeout', %s, true)"
-)
-ROLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+_context = TenantContext.params
 
 
-def _context_params(settings: Settings) -> tuple[str, str, str]:
-    """The role and timeouts of SET_CONTEXT; the role must be a plain identifier."""
-    if not ROLE_NAME.fullmatch(settings.app_role):
-        raise ValueError(f"not a plain role name: {settings.app_role!r}")
-    statement_timeout, lock_timeout = _timeout_params(settings)
-    return settings.app_role, statement_timeout, lock_timeout
-
-
-def _context(fixed: tuple[str, str, str], user_id: UUID | None) -> tuple[str, str, str, str]:
-    role, statement_timeout, lock_timeout = fixed
-    return role, "" if user_id is None else str(user_id), statement_timeout, lock_timeout
-
-
+# What a transaction may leave on its connection at session level (a SET, a LISTEN, an
+# advisory lock, a prepared statement, a held cursor): the pool's `reset` drops all of it
+# when the connection comes back, then sets CONFIGURE's defaults again. Behind PgBouncer in
+# transaction mode the next transaction may run on another server connection: there
+# PgBouncer's own `server_reset_query = DISCARD ALL` with `server_reset_query_always = 1`
+# does the same per server connection (docs/python_api.md).
+DISCARD_ALL: LiteralString = "DISCARD ALL"
 # Session-level defaults for each new pooled connection: timeouts only, never a tenant.
 CONFIGURE: LiteralString = (
     "SELECT pg_catalog.set_config('statement_timeout', %s, false),"
@@ -95,12 +85,39 @@ def _timeout_params(settings: Settings) -> tuple[str, str]:
     return f"{settings.statement_timeout_ms}ms", f"{settings.lock_timeout_ms}ms"
 
 
+def settings_for(target: Settings | str | None) -> Settings:
+    """The settings of `Database(target)`: given, or a conninfo over `Settings.from_env()`.
+
+    A libpq URL or key=value conninfo replaces the environment's connection only; None
+    means `Settings.from_env()` (KEEN_DATABASE_URL, else libpq's PG* environment).
+    """
+    if isinstance(target, Settings):
+        return target
+    settings = Settings.from_env()
+    if target is None:
+        return settings
+    return dataclasses.replace(settings, database_url=target)
+
+
+def _reconnect_failed(pool: ConnectionPool[Any] | AsyncConnectionPool[Any]) -> None:
+    """psycopg_pool gave up reconnecting (reconnect_timeout): say so; it keeps trying."""
+    log.error(
+        "pool %s could not connect to the database for %.0f s; requests fail with PoolTimeout "
+        "until it can (check that the server runs and the conninfo is right)",
+        pool.name,
+        pool.reconnect_timeout,
+    )
+
+
 class _PoolOptions(TypedDict):
     kwargs: dict[str, Any]
     min_size: int
     max_size: int
     timeout: float
     max_idle: float
+    max_waiting: int
+    reconnect_timeout: float
+    reconnect_failed: Callable[[Any], None]
 
 
 def _pool_options(settings: Settings) -> _PoolOptions:
@@ -108,8 +125,12 @@ def _pool_options(settings: Settings) -> _PoolOptions:
     # prepare_threshold=None: never prepare server-side (PgBouncer 1.18 transaction mode
     # hands each transaction to any server connection, where the statement does not exist).
     # Autocommit: psycopg sends no BEGIN of its own; tenant() opens the transaction itself,
-    # pipelined with the context (SET_CONTEXT).
-    kwargs: dict[str, Any] = {"autocommit": True}
+    # pipelined with the context (SET_CONTEXT). The application name is a fallback: one
+    # given in the conninfo or PGAPPNAME wins.
+    kwargs: dict[str, Any] = {
+        "autocommit": True,
+        "fallback_application_name": settings.application_name,
+    }
     if not settings.prepare:
         kwargs["prepare_threshold"] = None
     return _PoolOptions(
@@ -118,6 +139,9 @@ def _pool_options(settings: Settings) -> _PoolOptions:
         max_size=settings.pool_max_size,
         timeout=settings.pool_timeout,
         max_idle=settings.max_idle,
+        max_waiting=settings.pool_max_waiting,
+        reconnect_timeout=settings.pool_reconnect_timeout,
+        reconnect_failed=_reconnect_failed,
     )
 
 
@@ -209,16 +233,18 @@ async def _rolled_back_on_error_async(conn: psycopg.AsyncConnection[Any]) -> Asy
 class Database:
     """A pool of connections to the keen database and its tenant transactions.
 
-    ``Database(settings)`` opens the pool at once (``Settings.from_env()`` when omitted);
-    use it as a context manager or call `close()`.
+    ``Database("postgresql://…")`` (a libpq URL or key=value conninfo), ``Database(settings)``
+    or ``Database()`` (KEEN_DATABASE_URL, else libpq's PG* environment) opens the pool at
+    once; use it as a context manager or call `close()`.
     """
 
-    def __init__(self, settings: Settings | None = None) -> None:
-        self.settings = settings or Settings.from_env()
-        self._context = _context_params(self.settings)
+    def __init__(self, settings: Settings | str | None = None) -> None:
+        self.settings = settings_for(settings)
+        self._context = TenantContext.from_settings(self.settings)
         self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             self.settings.database_url,
             configure=self._configure,
+            reset=self._reset,
             check=ConnectionPool.check_connection if self.settings.pool_check else None,
             name="keen-sql",
             open=True,
@@ -227,6 +253,14 @@ class Database:
 
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(CONFIGURE, _timeout_params(self.settings))
+
+    def _reset(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(DISCARD_ALL, prepare=False)
+        # The server holds no prepared statement now; psycopg forgets its own only the first
+        # time it sees a DISCARD ALL, so its cache is cleared here (the configure below then
+        # sends psycopg's pending DEALLOCATE ALL first, still in this background reset).
+        conn._prepared.clear()
+        self._configure(conn)
 
     @contextmanager
     def _transaction(self, user_id: UUID | None) -> Iterator[Queries]:
@@ -307,12 +341,13 @@ class Database:
 class AsyncDatabase:
     """The asyncio twin of `Database`: open it with ``async with`` or `await db.open()`."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
-        self.settings = settings or Settings.from_env()
-        self._context = _context_params(self.settings)
+    def __init__(self, settings: Settings | str | None = None) -> None:
+        self.settings = settings_for(settings)
+        self._context = TenantContext.from_settings(self.settings)
         self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
             self.settings.database_url,
             configure=self._configure,
+            reset=self._reset,
             check=AsyncConnectionPool.check_connection if self.settings.pool_check else None,
             name="keen-sql-async",
             open=False,
@@ -321,6 +356,11 @@ class AsyncDatabase:
 
     async def _configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.execute(CONFIGURE, _timeout_params(self.settings))
+
+    async def _reset(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        await conn.execute(DISCARD_ALL, prepare=False)
+        conn._prepared.clear()  # as in Database._reset
+        await self._configure(conn)
 
     async def open(self) -> None:
         """Open the pool (idempotent)."""

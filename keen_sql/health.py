@@ -18,10 +18,9 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import psycopg
-from yoyo import read_migrations
 
+from keen_sql import migrations
 from keen_sql.backup import applied_migrations
-from keen_sql.migrations import MIGRATIONS_DIR
 
 if TYPE_CHECKING:
     from keen_sql.database import Database
@@ -130,7 +129,7 @@ FROM keen.websocket_connections
 
 
 def _migrations(conn: psycopg.Connection[Any]) -> Check:
-    shipped = [m.id for m in read_migrations(str(MIGRATIONS_DIR))]
+    shipped = [m.id for m in migrations.read()]
     applied = applied_migrations(conn)
     pending = [m for m in shipped if m not in applied]
     unknown = [m for m in applied if m not in shipped]

@@ -81,10 +81,9 @@ VOLATILE  -- it raises: never folded into a plan as a constant
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  -- Quotes at most 24 characters of the value: enough to recognise it, never a whole secret
-  -- (callers pass NULL for a value never to be shown).
-  RAISE EXCEPTION 'invalid argument: %', p_what || CASE WHEN p_value IS NULL THEN ''
-      ELSE ' ' || quote_literal(left(p_value, 24)) || CASE WHEN length(p_value) > 24 THEN '…' ELSE '' END END
+  -- Quotes the value as keen.text_prefix does (at most 24 characters): enough to recognise
+  -- it, never a whole secret (callers pass NULL for a value never to be shown).
+  RAISE EXCEPTION 'invalid argument: %', p_what || CASE WHEN p_value IS NULL THEN '' ELSE ' ' || keen.text_prefix(p_value) END
     USING ERRCODE = 'KE013', HINT = p_hint;
 END
 $$;
@@ -512,9 +511,7 @@ AS $$
 DECLARE
   v_user keen.users;
 BEGIN
-  IF p_reason IS NULL OR length(p_reason) NOT BETWEEN 1 AND 500 THEN
-    PERFORM keen.invalid_argument('suspension reason', p_reason, 'Say why, in 1-500 characters.');
-  END IF;
+  PERFORM keen.check_text(p_reason, 'suspension reason', 500, p_required => true);
   v_user := keen.lock_account(p_user_id, p_by_operator => true);
   IF v_user.account_status <> 'active' THEN
     RAISE EXCEPTION 'invalid state transition: user % is %, not active', p_user_id, v_user.account_status
@@ -631,11 +628,11 @@ BEGIN
   END IF;
 
   -- Who: the nearest keen function on the call stack (keen_app cannot create functions, and
-  -- every column but the login stamps is written only by these SECURITY DEFINER functions).
+  -- since 0009 holds no write privilege on users: only SECURITY DEFINER functions write it).
   GET DIAGNOSTICS v_stack = PG_CONTEXT;
   v_fn := substring(v_stack FROM 'PL/pgSQL function keen\.((?!tg_)[a-z_0-9]+)\(');
   IF v_changes - 'last_login_at' - 'last_login_ip' = '{}'::jsonb THEN
-    -- The service may stamp a login directly: whatever the stack says, it is a login.
+    -- Only the login stamps changed: a login (keen.record_login), whatever the stack says.
     v_actor := 'user';
     v_action := 'record_login';
   ELSIF v_fn IS NOT NULL THEN

@@ -80,7 +80,9 @@ CREATE TABLE keen.credit_transactions (
   CONSTRAINT credit_transactions_pkey PRIMARY KEY (id),
   CONSTRAINT credit_transactions_user_id_id_key UNIQUE (user_id, id),
   CONSTRAINT credit_transactions_account_id_entry_no_key UNIQUE (account_id, entry_no),
-  CONSTRAINT credit_transactions_stripe_payment_intent_id_key UNIQUE (stripe_payment_intent_id),
+  -- Per tenant, leading with user_id: another tenant can neither probe a payment id nor
+  -- use it first to block the owner's purchase.
+  CONSTRAINT credit_transactions_user_id_stripe_payment_intent_id_key UNIQUE (user_id, stripe_payment_intent_id),
   CONSTRAINT credit_transactions_account_fkey FOREIGN KEY (user_id, account_id)
     REFERENCES keen.credit_accounts (user_id, id) ON DELETE RESTRICT,
   CONSTRAINT credit_transactions_session_fkey FOREIGN KEY (user_id, session_id)
@@ -99,7 +101,9 @@ CREATE TABLE keen.credit_transactions (
     AND balance_after = balance_before + amount
     AND entry_no > 0),
   CONSTRAINT credit_transactions_idempotency_key_check
-    CHECK (idempotency_key IS NULL OR length(idempotency_key) BETWEEN 1 AND 255)
+    CHECK (idempotency_key IS NULL OR length(idempotency_key) BETWEEN 1 AND 255),
+  CONSTRAINT credit_transactions_stripe_payment_intent_id_check
+    CHECK (stripe_payment_intent_id IS NULL OR length(stripe_payment_intent_id) BETWEEN 1 AND 255)
 );
 
 CREATE TABLE keen.credit_holds (
@@ -209,7 +213,7 @@ CREATE FUNCTION keen.validate_credit_amount(p_amount numeric, p_what text DEFAUL
 RETURNS numeric
 LANGUAGE plpgsql
 IMMUTABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   -- NaN and ±Infinity first: they would slip through (or break) the comparisons below.
@@ -230,7 +234,7 @@ CREATE FUNCTION keen.round_cost(p_cost numeric)
 RETURNS numeric
 LANGUAGE plpgsql
 IMMUTABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   IF p_cost IS NULL OR p_cost = 'NaN'::numeric OR p_cost IN ('Infinity'::numeric, '-Infinity'::numeric)
@@ -250,7 +254,7 @@ CREATE FUNCTION keen.credit_local_date(p_user_id uuid, p_at timestamptz)
 RETURNS date
 LANGUAGE plpgsql
 STABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_timezone text;
@@ -265,7 +269,7 @@ CREATE FUNCTION keen.lock_credit_account(p_user_id uuid)
 RETURNS keen.credit_accounts
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_account keen.credit_accounts;
@@ -279,9 +283,10 @@ BEGIN
   -- Holds past their expiry stop reserving credits now, not only when the sweeper runs.
   IF v_account.held_amount > 0 THEN
     UPDATE keen.credit_holds AS h SET status = 'expired'
-     WHERE h.account_id = v_account.id AND h.status = 'active' AND h.expires_at <= pg_catalog.now();
+     WHERE h.user_id = p_user_id AND h.account_id = v_account.id AND h.status = 'active'
+       AND h.expires_at <= pg_catalog.now();
     IF FOUND THEN
-      SELECT a.* INTO v_account FROM keen.credit_accounts AS a WHERE a.id = v_account.id;
+      SELECT a.* INTO v_account FROM keen.credit_accounts AS a WHERE a.user_id = p_user_id AND a.id = v_account.id;
     END IF;
   END IF;
   RETURN v_account;
@@ -292,7 +297,7 @@ CREATE FUNCTION keen.credit_fingerprint(p_operation text, p_arguments jsonb)
 RETURNS text
 LANGUAGE plpgsql
 IMMUTABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   RETURN pg_catalog.md5(p_operation || ':' || p_arguments::text);
@@ -303,7 +308,7 @@ CREATE FUNCTION keen.idempotent_id(p_account_id uuid, p_kind text, p_idempotency
 RETURNS uuid
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   -- Derived from the key, so a retry can never mint a second row; random without a key.
@@ -318,7 +323,7 @@ CREATE FUNCTION keen.check_idempotency_key(p_idempotency_key text)
 RETURNS void
 LANGUAGE plpgsql
 IMMUTABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   IF p_idempotency_key IS NOT NULL AND pg_catalog.length(p_idempotency_key) NOT BETWEEN 1 AND 255 THEN
@@ -333,9 +338,10 @@ CREATE FUNCTION keen.find_idempotent_entry(p_account_id uuid, p_idempotency_key 
 RETURNS keen.credit_transactions
 LANGUAGE plpgsql
 STABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+  v_user_id uuid := keen.require_user_id();
   v_entry keen.credit_transactions;
 BEGIN
   IF p_idempotency_key IS NULL THEN
@@ -343,9 +349,10 @@ BEGIN
   END IF;
   PERFORM keen.check_idempotency_key(p_idempotency_key);
   SELECT t.* INTO v_entry FROM keen.credit_transactions AS t
-   WHERE t.account_id = p_account_id AND t.idempotency_key = p_idempotency_key;
+   WHERE t.user_id = v_user_id AND t.account_id = p_account_id
+     AND t.idempotency_key = p_idempotency_key;
   IF FOUND AND v_entry.request_fingerprint IS DISTINCT FROM p_fingerprint THEN
-    RAISE EXCEPTION 'idempotency key % was used with different arguments', p_idempotency_key
+    RAISE EXCEPTION 'idempotency key % was used with different arguments', keen.text_prefix(p_idempotency_key)
       USING ERRCODE = 'KE005',
             DETAIL = pg_catalog.format('original entry %s (%s %s)', v_entry.id, v_entry.transaction_type, v_entry.amount),
             HINT = 'Use a new key for a new operation.';
@@ -358,12 +365,16 @@ CREATE FUNCTION keen.require_agent_session(p_session_id uuid)
 RETURNS void
 LANGUAGE plpgsql
 STABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+  v_user_id uuid := keen.require_user_id();
 BEGIN
-  -- Under RLS another tenant's session is invisible: "not yours" reads as "not found".
+  -- Another tenant's session is "not found" (named by value: the SECURITY DEFINER callers
+  -- read through the owner's policy, which sees every row).
   IF p_session_id IS NOT NULL
-     AND NOT EXISTS (SELECT FROM keen.agent_sessions AS s WHERE s.id = p_session_id) THEN
+     AND NOT EXISTS (SELECT FROM keen.agent_sessions AS s
+                      WHERE s.user_id = v_user_id AND s.id = p_session_id) THEN
     RAISE EXCEPTION 'agent session % not found', p_session_id USING ERRCODE = 'KE006';
   END IF;
 END
@@ -373,7 +384,7 @@ CREATE FUNCTION keen.check_spending_limits(p_account keen.credit_accounts, p_amo
 RETURNS void
 LANGUAGE plpgsql
 STABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_today date;
@@ -415,7 +426,7 @@ CREATE FUNCTION keen.in_migration()
 RETURNS boolean
 LANGUAGE sql
 STABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
   -- A migration acts as keen_owner (SET ROLE) from a login that is not a service login: a
   -- SECURITY DEFINER function called by the service has current_user keen_owner but its
@@ -430,7 +441,7 @@ $$;
 CREATE FUNCTION keen.tg_credit_transactions__post()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_account keen.credit_accounts;
@@ -458,7 +469,7 @@ BEGIN
       RAISE EXCEPTION 'only usage entries capture a hold, not %', NEW.transaction_type USING ERRCODE = 'KE013';
     END IF;
     SELECT h.* INTO v_hold FROM keen.credit_holds AS h
-     WHERE h.id = NEW.hold_id AND h.account_id = v_account.id FOR UPDATE;
+     WHERE h.user_id = NEW.user_id AND h.id = NEW.hold_id AND h.account_id = v_account.id FOR UPDATE;
     IF NOT FOUND THEN
       RAISE EXCEPTION 'hold % not found', NEW.hold_id USING ERRCODE = 'KE006';
     END IF;
@@ -495,7 +506,7 @@ $$;
 CREATE FUNCTION keen.tg_credit_transactions__apply()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_enabled boolean;
@@ -526,7 +537,8 @@ BEGIN
     ON CONFLICT (account_id) WHERE status IN ('pending', 'processing') DO NOTHING
     RETURNING r.id INTO v_request_id;
     IF v_request_id IS NOT NULL THEN
-      PERFORM pg_catalog.pg_notify('keen_recharge', v_request_id::text);
+      -- A wake-up for the billing workers, naming nothing: they claim pending requests.
+      PERFORM pg_catalog.pg_notify('keen_recharge', '');
     END IF;
   END IF;
   RETURN NULL;
@@ -536,7 +548,7 @@ $$;
 CREATE FUNCTION keen.tg_credit_transactions__append_only()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   IF keen.in_migration() THEN
@@ -551,7 +563,7 @@ $$;
 CREATE FUNCTION keen.tg_credit_accounts__guard()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_entry record;  -- the ledger row and the user's timezone
@@ -629,7 +641,7 @@ $$;
 CREATE FUNCTION keen.tg_credit_holds__reserve()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_account keen.credit_accounts;
@@ -667,7 +679,7 @@ $$;
 CREATE FUNCTION keen.tg_credit_holds__guard()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   IF (NEW.id, NEW.user_id, NEW.account_id, NEW.session_id, NEW.amount, NEW.idempotency_key,
@@ -705,7 +717,7 @@ $$;
 CREATE FUNCTION keen.tg_credit_holds__apply()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   -- Recomputed rather than incremented: right even when one statement changes many holds.
@@ -727,7 +739,8 @@ CREATE FUNCTION keen.deduct_credits(
 RETURNS keen.credit_transactions
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
@@ -738,6 +751,7 @@ DECLARE
 BEGIN
   -- Before the lock: all of one account's deductions queue on it, so it is held no longer
   -- than it must be.
+  PERFORM keen.check_text(p_description, 'description', 1000);
   v_fingerprint := keen.credit_fingerprint('deduct', pg_catalog.jsonb_build_object(
     'amount', pg_catalog.trim_scale(v_amount), 'session_id', p_session_id, 'description', p_description));
   v_account := keen.lock_credit_account(v_user_id);
@@ -773,7 +787,8 @@ CREATE FUNCTION keen.add_credits(
 RETURNS keen.credit_transactions
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
@@ -785,26 +800,39 @@ DECLARE
   v_type text := coalesce(p_transaction_type, 'purchase');
 BEGIN
   IF v_type NOT IN ('purchase', 'refund', 'adjustment') THEN
-    RAISE EXCEPTION 'invalid transaction type for add_credits: %', v_type
+    RAISE EXCEPTION 'invalid transaction type for add_credits: %', keen.text_prefix(v_type)
       USING ERRCODE = 'KE013', HINT = 'One of purchase, refund, adjustment.';
   END IF;
+  PERFORM keen.check_text(p_description, 'description', 1000);
+  PERFORM keen.check_text(p_stripe_payment_intent_id, 'payment intent id', 255);
+  PERFORM keen.check_jsonb(p_metadata, 'metadata', 16384);
   v_account := keen.lock_credit_account(v_user_id);
   v_fingerprint := keen.credit_fingerprint('add', pg_catalog.jsonb_build_object(
     'amount', pg_catalog.trim_scale(v_amount), 'transaction_type', v_type,
     'description', p_description, 'stripe_payment_intent_id', p_stripe_payment_intent_id,
     'metadata', p_metadata));
   v_entry := keen.find_idempotent_entry(v_account.id, p_idempotency_key, v_fingerprint);
-  -- A payment intent is credited once: without a key it acts as the key.
-  IF v_entry.id IS NULL AND p_idempotency_key IS NULL AND p_stripe_payment_intent_id IS NOT NULL THEN
+  -- A payment intent is credited once per tenant (a retry with the same arguments gets the
+  -- original entry; anything else is KE005, never a raw unique violation). Looked up by
+  -- value under the account lock, so a concurrent retry waits and then finds the row.
+  IF v_entry.id IS NULL AND p_stripe_payment_intent_id IS NOT NULL THEN
     SELECT t.* INTO v_entry FROM keen.credit_transactions AS t
-     WHERE t.stripe_payment_intent_id = p_stripe_payment_intent_id AND t.account_id = v_account.id;
-    IF FOUND AND v_entry.request_fingerprint IS DISTINCT FROM v_fingerprint THEN
-      RAISE EXCEPTION 'payment intent % was credited with different arguments', p_stripe_payment_intent_id
-        USING ERRCODE = 'KE005';
+     WHERE t.user_id = v_user_id AND t.stripe_payment_intent_id = p_stripe_payment_intent_id;
+    IF FOUND AND (v_entry.request_fingerprint IS DISTINCT FROM v_fingerprint
+                  OR v_entry.idempotency_key IS DISTINCT FROM p_idempotency_key) THEN
+      RAISE EXCEPTION 'payment intent % was credited with different arguments', keen.text_prefix(p_stripe_payment_intent_id)
+        USING ERRCODE = 'KE005', HINT = 'A payment intent credits once: retry with the same arguments and key.';
     END IF;
   END IF;
   IF v_entry.id IS NOT NULL THEN
     RETURN v_entry;
+  END IF;
+  -- The balance column holds less than 10^8 (and the lifetime totals less than 10^10).
+  IF v_account.current_balance + v_amount >= 100000000
+     OR (v_type = 'purchase' AND v_account.lifetime_purchased + v_amount >= 10000000000) THEN
+    RAISE EXCEPTION 'invalid amount: % would take the balance % past its ceiling 99999999.9999', v_amount,
+        v_account.current_balance
+      USING ERRCODE = 'KE004';
   END IF;
   INSERT INTO keen.credit_transactions AS t
          (id, user_id, account_id, transaction_type, amount, description, metadata, idempotency_key,
@@ -822,7 +850,7 @@ RETURNS TABLE (sufficient boolean, current_balance numeric, available_balance nu
                required numeric, shortfall numeric)
 LANGUAGE plpgsql
 STABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
@@ -851,7 +879,7 @@ RETURNS TABLE (current_balance numeric, held_amount numeric, available_balance n
                spent_this_month numeric, daily_limit numeric, monthly_limit numeric)
 LANGUAGE plpgsql
 STABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
@@ -882,7 +910,8 @@ CREATE FUNCTION keen.hold_credits(
 RETURNS keen.credit_holds
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
@@ -902,10 +931,10 @@ BEGIN
     'amount', pg_catalog.trim_scale(v_amount), 'session_id', p_session_id, 'expires_in', v_expires_in));
   IF p_idempotency_key IS NOT NULL THEN
     SELECT h.* INTO v_hold FROM keen.credit_holds AS h
-     WHERE h.account_id = v_account.id AND h.idempotency_key = p_idempotency_key;
+     WHERE h.user_id = v_user_id AND h.account_id = v_account.id AND h.idempotency_key = p_idempotency_key;
     IF FOUND THEN
       IF v_hold.request_fingerprint IS DISTINCT FROM v_fingerprint THEN
-        RAISE EXCEPTION 'idempotency key % was used with different arguments', p_idempotency_key
+        RAISE EXCEPTION 'idempotency key % was used with different arguments', keen.text_prefix(p_idempotency_key)
           USING ERRCODE = 'KE005', DETAIL = pg_catalog.format('original hold %s of %s', v_hold.id, v_hold.amount);
       END IF;
       RETURN v_hold;
@@ -931,7 +960,8 @@ CREATE FUNCTION keen.capture_hold(
 RETURNS keen.credit_transactions
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
@@ -942,9 +972,10 @@ BEGIN
   IF p_amount IS NOT NULL THEN
     PERFORM keen.validate_credit_amount(p_amount);
   END IF;
+  PERFORM keen.check_text(p_description, 'description', 1000);
   v_account := keen.lock_credit_account(v_user_id);
   SELECT h.* INTO v_hold FROM keen.credit_holds AS h
-   WHERE h.id = p_hold_id AND h.account_id = v_account.id FOR UPDATE;
+   WHERE h.user_id = v_user_id AND h.id = p_hold_id AND h.account_id = v_account.id FOR UPDATE;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'hold % not found', p_hold_id USING ERRCODE = 'KE006';
   END IF;
@@ -964,7 +995,8 @@ CREATE FUNCTION keen.release_hold(p_hold_id uuid)
 RETURNS keen.credit_holds
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
@@ -973,7 +1005,7 @@ DECLARE
 BEGIN
   v_account := keen.lock_credit_account(v_user_id);
   SELECT h.* INTO v_hold FROM keen.credit_holds AS h
-   WHERE h.id = p_hold_id AND h.account_id = v_account.id FOR UPDATE;
+   WHERE h.user_id = v_user_id AND h.id = p_hold_id AND h.account_id = v_account.id FOR UPDATE;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'hold % not found', p_hold_id USING ERRCODE = 'KE006';
   END IF;
@@ -982,7 +1014,8 @@ BEGIN
   END IF;
   -- Releasing a released or expired hold is a no-op: its credits are free already.
   IF v_hold.status = 'active' THEN
-    UPDATE keen.credit_holds AS h SET status = 'released' WHERE h.id = p_hold_id RETURNING h.* INTO v_hold;
+    UPDATE keen.credit_holds AS h SET status = 'released'
+     WHERE h.user_id = v_user_id AND h.id = p_hold_id RETURNING h.* INTO v_hold;
   END IF;
   RETURN v_hold;
 END
@@ -994,7 +1027,8 @@ CREATE FUNCTION keen.set_spending_limits(
 RETURNS keen.credit_accounts
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
@@ -1011,7 +1045,7 @@ BEGIN
   END IF;
   v_account := keen.lock_credit_account(v_user_id);
   UPDATE keen.credit_accounts AS a SET daily_limit = p_daily_limit, monthly_limit = p_monthly_limit
-   WHERE a.id = v_account.id RETURNING a.* INTO v_account;
+   WHERE a.user_id = v_user_id AND a.id = v_account.id RETURNING a.* INTO v_account;
   RETURN v_account;
 END
 $$;
@@ -1023,7 +1057,8 @@ CREATE FUNCTION keen.configure_auto_recharge(
 RETURNS keen.credit_accounts
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
@@ -1043,7 +1078,7 @@ BEGIN
      SET auto_recharge_enabled = p_enabled,
          auto_recharge_threshold = coalesce(p_threshold, a.auto_recharge_threshold),
          auto_recharge_amount = coalesce(p_amount, a.auto_recharge_amount)
-   WHERE a.id = v_account.id RETURNING a.* INTO v_account;
+   WHERE a.user_id = v_user_id AND a.id = v_account.id RETURNING a.* INTO v_account;
   RETURN v_account;
 END
 $$;
@@ -1054,7 +1089,7 @@ CREATE FUNCTION keen.verify_ledger()
 RETURNS TABLE (account_id uuid, user_id uuid, invariant text, detail text)
 LANGUAGE sql
 STABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
   WITH sums AS (
     SELECT a.id, a.user_id, a.current_balance, a.held_amount, a.lifetime_purchased, a.lifetime_spent,
@@ -1136,7 +1171,7 @@ CREATE FUNCTION keen.sweep_expired_holds()
 RETURNS integer
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_count integer;
@@ -1159,7 +1194,7 @@ CREATE FUNCTION keen.claim_recharge_requests(
 RETURNS SETOF keen.recharge_requests
 LANGUAGE sql
 VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
   -- SKIP LOCKED: several billing workers claim disjoint requests. A request left in
   -- 'processing' longer than p_reclaim_after (its worker died) is claimed again, so one
@@ -1181,7 +1216,7 @@ CREATE FUNCTION keen.complete_recharge_request(
 RETURNS keen.credit_transactions
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_request keen.recharge_requests;
@@ -1201,10 +1236,13 @@ BEGIN
   ELSIF v_request.status = 'failed' THEN
     RAISE EXCEPTION 'recharge request % already failed', p_request_id USING ERRCODE = 'KE007';
   END IF;
+  -- A random id: nothing another party knows (the request id was once broadcast) names the
+  -- purchase in advance; the request's status makes a repeated call return this entry.
+  PERFORM keen.check_text(p_stripe_payment_intent_id, 'payment intent id', 255);
   INSERT INTO keen.credit_transactions AS t
          (id, user_id, account_id, transaction_type, amount, description, idempotency_key,
           stripe_payment_intent_id, metadata)
-  VALUES (pg_catalog.md5(v_request.id::text || ':purchase')::uuid, v_request.user_id, v_request.account_id,
+  VALUES (pg_catalog.gen_random_uuid(), v_request.user_id, v_request.account_id,
           'purchase', v_request.amount, 'auto-recharge', 'recharge:' || v_request.id::text,
           p_stripe_payment_intent_id, pg_catalog.jsonb_build_object('recharge_request_id', v_request.id))
   RETURNING t.* INTO v_entry;
@@ -1219,7 +1257,7 @@ CREATE FUNCTION keen.fail_recharge_request(p_request_id uuid, p_reason text DEFA
 RETURNS keen.recharge_requests
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_request keen.recharge_requests;
@@ -1276,34 +1314,22 @@ ALTER TABLE keen.recharge_requests FORCE ROW LEVEL SECURITY;
 -- cross-tenant SECURITY DEFINER functions and the dashboard refresh.
 CREATE POLICY select_own ON keen.credit_accounts FOR SELECT TO keen_app
   USING (user_id = (SELECT keen.current_user_id()));
-CREATE POLICY update_own ON keen.credit_accounts FOR UPDATE TO keen_app
-  USING (user_id = (SELECT keen.current_user_id()))
-  WITH CHECK (user_id = (SELECT keen.current_user_id()));
 CREATE POLICY owner_all ON keen.credit_accounts FOR ALL TO keen_owner USING (true) WITH CHECK (true);
 CREATE POLICY select_own ON keen.credit_transactions FOR SELECT TO keen_app
   USING (user_id = (SELECT keen.current_user_id()));
-CREATE POLICY insert_own ON keen.credit_transactions FOR INSERT TO keen_app
-  WITH CHECK (user_id = (SELECT keen.current_user_id()));
 CREATE POLICY owner_all ON keen.credit_transactions FOR ALL TO keen_owner USING (true) WITH CHECK (true);
 CREATE POLICY select_own ON keen.credit_holds FOR SELECT TO keen_app
   USING (user_id = (SELECT keen.current_user_id()));
-CREATE POLICY insert_own ON keen.credit_holds FOR INSERT TO keen_app
-  WITH CHECK (user_id = (SELECT keen.current_user_id()));
-CREATE POLICY update_own ON keen.credit_holds FOR UPDATE TO keen_app
-  USING (user_id = (SELECT keen.current_user_id()))
-  WITH CHECK (user_id = (SELECT keen.current_user_id()));
 CREATE POLICY owner_all ON keen.credit_holds FOR ALL TO keen_owner USING (true) WITH CHECK (true);
 CREATE POLICY select_own ON keen.recharge_requests FOR SELECT TO keen_app
   USING (user_id = (SELECT keen.current_user_id()));
-CREATE POLICY insert_own ON keen.recharge_requests FOR INSERT TO keen_app
-  WITH CHECK (user_id = (SELECT keen.current_user_id()));
 CREATE POLICY owner_all ON keen.recharge_requests FOR ALL TO keen_owner USING (true) WITH CHECK (true);
 
 -- ===== grants ================================================================
-GRANT SELECT, UPDATE ON keen.credit_accounts TO keen_app;
-GRANT SELECT, INSERT ON keen.credit_transactions TO keen_app;
-GRANT SELECT, INSERT, UPDATE ON keen.credit_holds TO keen_app;
-GRANT SELECT, INSERT ON keen.recharge_requests TO keen_app;
+-- Read through RLS only: money moves through the SECURITY DEFINER functions alone, so
+-- keen_app can neither lock an account table nor write money around them.
+GRANT SELECT ON keen.credit_accounts, keen.credit_transactions, keen.credit_holds, keen.recharge_requests
+  TO keen_app;
 GRANT EXECUTE ON FUNCTION
   keen.add_credits(numeric, text, text, text, text, jsonb),
   keen.deduct_credits(numeric, uuid, text, text),
@@ -1315,23 +1341,15 @@ GRANT EXECUTE ON FUNCTION
   keen.set_spending_limits(numeric, numeric),
   keen.configure_auto_recharge(boolean, numeric, numeric),
   keen.round_cost(numeric),
-  -- Helpers the functions and triggers above call as the invoker: PostgreSQL checks EXECUTE
-  -- on every nested call against current_user, so keen_app must hold it (revoking one
-  -- breaks its callers with 42501). Each touches only the caller's own rows (RLS) or none,
-  -- so calling one directly gives keen_app nothing its table grants do not.
+  -- Helpers the read functions above call as the invoker (PostgreSQL checks EXECUTE on every
+  -- nested call against current_user). The writing helpers (account lock, idempotency,
+  -- limits) run only inside the SECURITY DEFINER functions, as keen_owner.
   keen.validate_credit_amount(numeric, text),
-  keen.credit_local_date(uuid, timestamptz),
-  keen.lock_credit_account(uuid),
-  keen.credit_fingerprint(text, jsonb),
-  keen.idempotent_id(uuid, text, text),
-  keen.check_idempotency_key(text),
-  keen.find_idempotent_entry(uuid, text, text),
-  keen.require_agent_session(uuid),
-  keen.check_spending_limits(keen.credit_accounts, numeric)
+  keen.credit_local_date(uuid, timestamptz)
 TO keen_app;
 -- Not granted: in_migration (called only by the append-only trigger, which keen_app never
--- reaches: it has no UPDATE, DELETE or TRUNCATE on the ledger) and the billing and operator
--- functions.
+-- reaches: it has no write privilege on the ledger), the writing helpers, and the billing
+-- and operator functions.
 
 -- ===== comments ==============================================================
 COMMENT ON TABLE keen.credit_accounts IS 'A user''s prepaid credit account; its balance is the sum of its ledger.';
@@ -1419,7 +1437,7 @@ COMMENT ON COLUMN keen.credit_transactions.hold_id IS 'The hold this usage entry
 COMMENT ON COLUMN keen.credit_transactions.description IS 'Human-readable reason of the entry.';
 COMMENT ON COLUMN keen.credit_transactions.metadata IS 'Callers details of the entry as JSON.';
 COMMENT ON COLUMN keen.credit_transactions.request_fingerprint IS 'Hash of the calls arguments: a retried key with other arguments raises KE005.';
-COMMENT ON COLUMN keen.credit_transactions.stripe_payment_intent_id IS 'The payment that bought these credits; globally unique, so one payment credits once.';
+COMMENT ON COLUMN keen.credit_transactions.stripe_payment_intent_id IS 'The payment that bought these credits; unique per tenant, so one payment credits once.';
 COMMENT ON COLUMN keen.credit_transactions.created_by_ip IS 'Client address of the request, when known.';
 COMMENT ON COLUMN keen.credit_holds.user_id IS 'The tenant owning the hold.';
 COMMENT ON COLUMN keen.credit_holds.account_id IS 'The credit account the hold reserves credits on.';

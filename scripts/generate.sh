@@ -35,7 +35,7 @@ scratch() {
 import sys
 
 from keen_sql import migrations
-from tests_py.support.databases import create_database, drop_database
+from keen_dev.databases import create_database, drop_database
 
 action, base_url, name = sys.argv[1:4]
 if action == "create":

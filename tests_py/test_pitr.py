@@ -18,14 +18,14 @@ from typing import Any
 
 import psycopg
 import pytest
+from keen_dev.databases import CHECKOUT
 
 from keen_sql import backup
-from keen_sql.config import ROOT
 from tests_py.support import ledger
 from tests_py.support.clusters import cluster_dir
 
 PG_BIN = backup.PG_BIN
-REPORT = ROOT / "build" / "pitr_drill.json"
+REPORT = CHECKOUT / "build" / "pitr_drill.json"
 
 
 def _wait_archived(conn: psycopg.Connection[Any], walfile: str, timeout: float = 30.0) -> None:

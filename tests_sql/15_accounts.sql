@@ -3,7 +3,7 @@
 -- encrypted; the audit trail (one row per change, none after a rollback, append-only); and
 -- closing an account (erasure that leaves the ledger and usage history verifiable).
 BEGIN;
-SELECT plan(184);
+SELECT plan(185);
 
 GRANT USAGE ON SCHEMA tap TO keen_app;
 
@@ -194,7 +194,7 @@ SELECT throws_ok($$SELECT keen.update_profile(p_preferences => '[1, 2]')$$, 'KE0
 SELECT throws_ok($$SELECT keen.update_profile(p_preferences => jsonb_build_object('x', repeat('p', 17000)))$$, 'KE013', NULL,
   'preferences over 16 KiB raise KE013');
 SELECT throws_like($$SELECT keen.update_profile(p_display_name => repeat('secret', 100))$$,
-  'invalid argument: display name ''secretsecretsecretsecret''…',
+  'invalid argument: display name ''secretsecretsecretsecret''...',
   'a refused value is quoted by a 24-character prefix at most');
 SELECT is(pg_temp.audit_count(current_setting('test.alice')), 4::bigint, 'refused calls write nothing');
 SELECT throws_ok($$UPDATE keen.users SET display_name = 'direct'$$, '42501', NULL,
@@ -400,10 +400,13 @@ SELECT is(pg_temp.audit_count(current_setting('test.alice')), current_setting('t
   'a rolled-back change leaves no audit row');
 SET LOCAL ROLE keen_app;
 DO $$ BEGIN PERFORM set_config('app.current_user_id', current_setting('test.alice'), true); END $$;
-SELECT lives_ok($$UPDATE keen.users SET last_login_ip = '192.0.2.1'$$, 'the service stamps a login directly');
-SELECT results_eq($$SELECT actor, action, changes FROM keen.user_audit_log ORDER BY id DESC LIMIT 1$$,
-  $$VALUES ('user', 'record_login', '{"last_login_ip": {"old": null, "new": "192.0.2.1"}}'::jsonb)$$,
-  'a direct write the privileges allow is audited too (a login stamp)');
+SELECT throws_ok($$UPDATE keen.users SET last_login_ip = '192.0.2.1'$$, '42501', NULL,
+  'keen_app cannot stamp a login directly (since 0009 it writes users only through the functions)');
+SELECT lives_ok($$SELECT keen.record_login('192.0.2.1')$$, 'the service stamps a login through keen.record_login');
+SELECT results_eq($$SELECT actor, action, changes -> 'last_login_ip', changes ? 'last_login_at'
+                    FROM keen.user_audit_log ORDER BY id DESC LIMIT 1$$,
+  $$VALUES ('user', 'record_login', '{"old": null, "new": "192.0.2.1"}'::jsonb, true)$$,
+  'a login stamp (record_login, a 0009 definer writing users) is audited as the user''s login');
 SET LOCAL app.client_ip = 'not-an-address';
 SELECT throws_ok($$SELECT keen.update_profile(p_display_name => 'x')$$, 'KE013', NULL,
   'a malformed client address set by hand raises KE013 at the next change, which is not written');

@@ -1,7 +1,7 @@
 -- Credits: the ledger, deductions, purchases, holds, limits, auto-recharge, append-only and
 -- the guards that keep every invariant whoever writes. One assertion per rule.
 BEGIN;
-SELECT plan(165);
+SELECT plan(167);
 
 -- ===== fixtures (as the owner) ===============================================
 -- alice (UTC) and bob are ordinary tenants; carol lives at UTC+14 and has limits; dave holds
@@ -31,20 +31,22 @@ SELECT has_function('keen', 'capture_hold', ARRAY['uuid', 'numeric', 'text'], 'c
 SELECT has_function('keen', 'release_hold', ARRAY['uuid'], 'release_hold(p_hold_id) exists');
 SELECT function_returns('keen', 'deduct_credits', ARRAY['numeric', 'uuid', 'text', 'text'], 'keen.credit_transactions', 'deduct_credits returns the ledger row type');
 SELECT function_returns('keen', 'hold_credits', ARRAY['uuid', 'numeric', 'text', 'interval'], 'keen.credit_holds', 'hold_credits returns the hold row type');
-SELECT ok(NOT EXISTS (SELECT FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-                       WHERE n.nspname = 'keen' AND p.prosecdef
-                         AND (p.proname LIKE '%credit%' OR p.proname LIKE '%hold%' OR p.proname LIKE '%recharge%'
-                              OR p.proname IN ('verify_ledger', 'round_cost', 'in_migration'))),
-  'no credit function is SECURITY DEFINER: all run as the invoker under RLS');
+SELECT set_eq($$SELECT p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                  WHERE n.nspname = 'keen' AND p.prosecdef
+                    AND (p.proname LIKE '%credit%' OR p.proname LIKE '%hold%' OR p.proname LIKE '%recharge%'
+                         OR p.proname IN ('verify_ledger', 'round_cost', 'in_migration', 'set_spending_limits'))$$,
+  ARRAY['add_credits', 'deduct_credits', 'hold_credits', 'capture_hold', 'release_hold', 'set_spending_limits',
+        'configure_auto_recharge'],
+  'the credit functions that write are SECURITY DEFINER (keen_app writes no money table); readers run as the invoker');
 SELECT ok(NOT EXISTS (SELECT FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
                        WHERE n.nspname = 'keen' AND p.proname IN ('deduct_credits', 'add_credits', 'verify_ledger')
-                         AND NOT coalesce(p.proconfig @> ARRAY['search_path=""'], false)),
-  'credit functions pin an empty search_path');
+                         AND NOT coalesce(p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp'], false)),
+  'credit functions pin search_path to pg_catalog, pg_temp (pg_temp last)');
 SELECT function_privs_are('keen', 'deduct_credits', ARRAY['numeric', 'uuid', 'text', 'text'], 'keen_app', ARRAY['EXECUTE'], 'keen_app may execute deduct_credits');
 SELECT function_privs_are('keen', 'verify_ledger', '{}'::text[], 'keen_app', '{}'::text[], 'keen_app may not execute verify_ledger (operators only)');
 SELECT function_privs_are('keen', 'sweep_expired_holds', '{}'::text[], 'keen_app', '{}'::text[], 'keen_app may not execute sweep_expired_holds (operators only)');
 SELECT function_privs_are('keen', 'complete_recharge_request', ARRAY['uuid', 'text'], 'keen_app', '{}'::text[], 'keen_app may not complete recharge requests (billing operators only)');
-SELECT table_privs_are('keen', 'credit_transactions', 'keen_app', ARRAY['SELECT', 'INSERT'], 'keen_app may only read and append to the ledger');
+SELECT table_privs_are('keen', 'credit_transactions', 'keen_app', ARRAY['SELECT'], 'keen_app may only read the ledger (it appends through the API)');
 SELECT has_trigger('keen', 'credit_transactions', '_010_append_only', 'the ledger has a row trigger refusing UPDATE and DELETE');
 SELECT has_trigger('keen', 'credit_transactions', '_010_append_only_truncate', 'the ledger has a statement trigger refusing TRUNCATE');
 SELECT has_trigger('keen', 'credit_accounts', '_050_guard', 'credit_accounts has the money-column guard');
@@ -144,8 +146,11 @@ SELECT throws_ok($$SELECT keen.deduct_credits(p_amount => 1, p_session_id => gen
   'KE006', NULL, 'charging an unknown session raises KE006');
 
 -- ===== as the owner: the guards (the database protects the money whoever writes) ==
+-- keen_app holds no write privilege at all (tests_sql/12_attacker.sql); the guards are
+-- proven as keen_owner, the role the SECURITY DEFINER functions run as.
+SET LOCAL ROLE keen_owner;
 SELECT throws_ok($$UPDATE keen.credit_accounts SET current_balance = current_balance + 1000$$, '42501', NULL,
-  'a direct UPDATE of the balance by the service is refused');
+  'a direct UPDATE of the balance is refused, even as keen_owner');
 SELECT throws_ok($$UPDATE keen.credit_accounts SET current_balance = 1000, last_entry_no = last_entry_no + 1$$, '42501', NULL,
   'a direct balance UPDATE with a made-up entry number is refused');
 SELECT throws_ok($$UPDATE keen.credit_accounts SET lifetime_spent = 0$$, '42501', NULL,
@@ -154,31 +159,28 @@ SELECT throws_ok($$UPDATE keen.credit_accounts SET spent_today = 0$$, '42501', N
   'a direct reset of the spending counter is refused (limits cannot be dodged)');
 SELECT throws_ok($$UPDATE keen.credit_accounts SET held_amount = 0.5$$, '42501', NULL,
   'a direct UPDATE of held_amount is refused');
--- A guard that trusted pg_trigger_depth() > 1 could be fooled: the service may create a temp
--- table with a trigger of its own, whose UPDATE then runs at depth 2. This guard checks the ledger.
-CREATE TEMP TABLE forge (x integer);
-CREATE FUNCTION pg_temp.forge_balance() RETURNS trigger LANGUAGE plpgsql AS $f$
-BEGIN
-  UPDATE keen.credit_accounts SET current_balance = current_balance + 1000;
-  RETURN NEW;
-END $f$;
-CREATE TRIGGER forge_balance BEFORE INSERT ON pg_temp.forge FOR EACH ROW EXECUTE FUNCTION pg_temp.forge_balance();
-SELECT throws_ok($$INSERT INTO pg_temp.forge VALUES (1)$$, '42501', NULL,
-  'a balance UPDATE from a trigger of the service''s own (trigger depth 2) is refused too');
+SET LOCAL ROLE keen_app;
+-- A guard that trusted pg_trigger_depth() > 1 could be fooled by a temp table with a trigger
+-- of the service's own, whose UPDATE then runs at depth 2: the service creates no temp table.
+SELECT throws_ok($$CREATE TEMP TABLE forge (x integer)$$, '42501', NULL,
+  'the service cannot create a temp table (so no trigger of its own runs at depth 2)');
 SELECT throws_ok($$UPDATE keen.credit_accounts SET account_status = 'suspended', suspended_reason = 'x'$$, '42501', NULL,
   'the service cannot change its account''s status');
-SELECT lives_ok($$UPDATE keen.credit_accounts SET daily_limit = NULL$$, 'non-money settings may be written directly');
-SELECT lives_ok(
+SELECT throws_ok($$UPDATE keen.credit_accounts SET daily_limit = NULL$$, '42501', NULL,
+  'the service writes no account setting directly either (set_spending_limits does)');
+SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, transaction_type, amount, description)
     SELECT user_id, id, 'usage', -0.5, 'direct insert' FROM keen.credit_accounts$$,
-  'a direct ledger INSERT by the service is posted by the ledger''s own trigger ...');
+  '42501', NULL, 'a direct ledger INSERT by the service is refused: money moves through the API only');
+SELECT lives_ok($$SELECT keen.deduct_credits(p_amount => 0.5, p_description => 'direct insert')$$,
+  'the same charge through deduct_credits is posted by the ledger''s trigger ...');
 SELECT results_eq($$SELECT current_balance, last_entry_no FROM keen.credit_accounts$$,
                   $$SELECT balance_after, entry_no FROM keen.credit_transactions ORDER BY entry_no DESC LIMIT 1$$,
   '... so the account follows it: balance and entry number');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, transaction_type, amount, description)
     SELECT user_id, id, 'usage', -1000, 'direct overdraft' FROM keen.credit_accounts$$,
-  'KE001', NULL, 'a direct ledger INSERT beyond the balance raises KE001 like deduct_credits');
+  '42501', NULL, 'a direct ledger INSERT beyond the balance is refused before any trigger');
 SELECT throws_ok($$UPDATE keen.credit_transactions SET amount = -0.01 WHERE entry_no = 2$$, '42501', NULL,
   'the service cannot UPDATE ledger rows');
 SELECT throws_ok($$DELETE FROM keen.credit_transactions$$, '42501', NULL, 'the service cannot DELETE ledger rows');
@@ -198,7 +200,7 @@ SELECT lives_ok($$SELECT keen.add_credits(p_amount => 3, p_idempotency_key => 'a
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, transaction_type, amount, description)
     SELECT '00000000-0000-4000-8000-0000000c0a01', id, 'purchase', 1, 'x' FROM keen.credit_accounts$$,
-  'KE006', NULL, 'bob cannot post to alice''s account');
+  '42501', NULL, 'bob cannot post to alice''s account (keen_app has no INSERT on the ledger)');
 
 -- ===== holds (dave) ==========================================================
 RESET ROLE;
@@ -249,12 +251,14 @@ SELECT throws_ok($$SELECT keen.capture_hold(p_hold_id => (SELECT id FROM keen.cr
 SELECT is((SELECT amount FROM keen.capture_hold(p_hold_id => (SELECT id FROM keen.hold_credits(p_amount => 1.25, p_idempotency_key => 'h-3')))),
   -1.2500::numeric, 'capture_hold without an amount captures the whole hold');
 SELECT lives_ok($$SELECT keen.hold_credits(p_amount => 2, p_idempotency_key => 'h-4')$$, 'dave holds 2 more');
+SET LOCAL ROLE keen_owner;
 SELECT throws_ok($$UPDATE keen.credit_holds SET status = 'captured', captured_amount = 0 WHERE idempotency_key = 'h-4'$$,
   '42501', NULL, 'the service cannot mark a hold captured without its ledger entry');
 SELECT throws_ok($$UPDATE keen.credit_holds SET amount = 0.01 WHERE idempotency_key = 'h-4'$$,
   '42501', NULL, 'the service cannot change a hold''s amount');
 SELECT throws_ok($$UPDATE keen.credit_holds SET status = 'active' WHERE idempotency_key = 'h-2'$$,
   'KE007', NULL, 'a released hold never becomes active again: KE007');
+SET LOCAL ROLE keen_app;
 SET LOCAL app.current_user_id = '00000000-0000-4000-8000-0000000c0b01';
 SELECT throws_ok($$SELECT keen.capture_hold(p_hold_id => md5((SELECT id FROM keen.credit_accounts WHERE user_id = '00000000-0000-4000-8000-0000000c0d01')::text || ':hold:h-4')::uuid)$$,
   'KE006', NULL, 'another tenant cannot capture dave''s hold: KE006');
@@ -338,10 +342,14 @@ SELECT results_eq($$SELECT auto_recharge_enabled, auto_recharge_threshold, auto_
                   $$VALUES (true, 20.0000::numeric, 50.0000::numeric)$$, 'configure_auto_recharge turns it on');
 SELECT throws_ok($$SELECT keen.configure_auto_recharge(p_enabled => true, p_amount => 0)$$, 'KE004', NULL,
   'a zero recharge amount raises KE004');
+SELECT throws_ok($$UPDATE keen.credit_accounts SET auto_recharge_threshold = 'NaN'$$, '42501', NULL,
+  'the service cannot set a recharge threshold by a direct UPDATE at all (no UPDATE privilege)');
+SET LOCAL ROLE keen_owner;
 SELECT throws_ok($$UPDATE keen.credit_accounts SET auto_recharge_threshold = 'NaN'$$, '23514', NULL,
-  'the service cannot set a NaN recharge threshold by a direct UPDATE (it would break every deduction)');
+  'no one sets a NaN recharge threshold (it would break every deduction)');
 SELECT throws_ok($$UPDATE keen.credit_accounts SET auto_recharge_amount = 'NaN'$$, '23514', NULL,
   'nor a NaN recharge amount');
+SET LOCAL ROLE keen_app;
 SELECT lives_ok($$SELECT keen.deduct_credits(p_amount => 5)$$, 'a deduction that stays above the threshold ...');
 SELECT is((SELECT count(*) FROM keen.recharge_requests), 0::bigint, '... records no recharge request');
 SELECT lives_ok($$SELECT keen.deduct_credits(p_amount => 10)$$, 'a deduction that takes the balance under the threshold ...');

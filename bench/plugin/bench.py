@@ -39,8 +39,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from keen_sql.config import database_url  # noqa: E402
-from tests_py.support.databases import scratch_database  # noqa: E402
+from keen_dev.databases import scratch_database, server_url  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -103,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", default="1,10,100,1000", help=":many sizes, comma-separated")
     args = parser.parse_args(argv)
     with (
-        scratch_database(database_url(), "bench_plugin") as (_, url),
+        scratch_database(server_url(), "bench_plugin") as (_, url),
         tempfile.TemporaryDirectory() as tmp,
     ):
         generate(Path(tmp))

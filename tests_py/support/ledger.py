@@ -18,12 +18,9 @@ from typing import Any
 import psycopg
 from keen_queries.models import CreditTransaction
 
+from keen_sql.context import TenantContext
 from keen_sql.database import Queries
 
-TENANT: str = (
-    "SELECT pg_catalog.set_config('role', 'keen_app', true),"
-    " pg_catalog.set_config('app.current_user_id', %s, true)"
-)
 PASSWORD_HASH = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$" + "h" * 43
 
 
@@ -31,7 +28,7 @@ PASSWORD_HASH = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$" + "h" * 43
 def as_tenant(conn: psycopg.Connection[Any], user_id: uuid.UUID) -> Iterator[None]:
     """One transaction on an autocommit superuser connection, acting as keen_app for a tenant."""
     with conn.transaction():
-        conn.execute(TENANT, (str(user_id),))
+        TenantContext().set(conn, user_id)
         yield
 
 
