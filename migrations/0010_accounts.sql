@@ -183,8 +183,10 @@ AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
 BEGIN
-  IF length(p_display_name) > 255 THEN
-    PERFORM keen.invalid_argument('display name', p_display_name, 'At most 255 characters; '''' clears it.');
+  -- The bound register_user applies (0009); the column's CHECK (255) also admits the longer
+  -- names that sign-up accepted before 0009.
+  IF length(p_display_name) > 200 THEN
+    PERFORM keen.invalid_argument('display name', p_display_name, 'At most 200 characters; '''' clears it.');
   END IF;
   IF p_avatar_url <> '' AND NOT (length(p_avatar_url) <= 2048 AND p_avatar_url ~ '^https://[^\s]+$') THEN
     PERFORM keen.invalid_argument('avatar URL', p_avatar_url, 'An https:// URL of at most 2048 characters; '''' clears it.');
@@ -306,7 +308,8 @@ BEGIN
   -- Checked first for a message that says the address is taken; the unique index still
   -- decides a race.
   IF EXISTS (SELECT FROM keen.users AS u WHERE lower(u.email) = lower(p_email) AND u.user_id <> v_user_id) THEN
-    RAISE EXCEPTION 'already exists: a user with e-mail % is registered', left(p_email, 64)
+    -- As in register_user (0009): the message names the field, never the value.
+    RAISE EXCEPTION 'already exists: the e-mail address is registered'
       USING ERRCODE = 'KE009', DETAIL = 'users_lower_email_key';
   END IF;
   -- The new address is the login at once and unverified until its token is confirmed.
@@ -315,7 +318,7 @@ BEGIN
          email_verification_token = p_token_hash, email_verification_expires_at = p_expires_at
    WHERE u.user_id = v_user_id;
 EXCEPTION WHEN unique_violation THEN
-  RAISE EXCEPTION 'already exists: e-mail % was registered concurrently', left(p_email, 64)
+  RAISE EXCEPTION 'already exists: the e-mail address was registered concurrently'
     USING ERRCODE = 'KE009', DETAIL = 'users_lower_email_key';
 END
 $$;
@@ -590,7 +593,7 @@ BEGIN
          subscription_status = coalesce(p_subscription_status, u.subscription_status)
    WHERE u.user_id = p_user_id;
 EXCEPTION WHEN unique_violation THEN
-  RAISE EXCEPTION 'already exists: billing customer % belongs to another user', left(p_billing_customer_id, 64)
+  RAISE EXCEPTION 'already exists: the billing customer id belongs to another user'
     USING ERRCODE = 'KE009', DETAIL = 'users_billing_customer_id_key';
 END
 $$;
@@ -739,7 +742,7 @@ COMMENT ON TABLE keen.user_audit_log IS
 COMMENT ON COLUMN keen.user_audit_log.id IS 'Primary key; increases with every entry.';
 COMMENT ON COLUMN keen.user_audit_log.user_id IS 'The account that changed.';
 COMMENT ON COLUMN keen.user_audit_log.actor IS
-  'Who: user (the account''s own functions, or the service in its tenant context), operator, billing, service (a service login outside the tenant) or system.';
+  'Who: user (the account''s own functions, register_user and record_login included), operator, billing, service (a service login writing outside its tenant) or system.';
 COMMENT ON COLUMN keen.user_audit_log.action IS
   'What: the keen function that made the change (update_profile, suspend_user, …), record_login, or direct_update/direct_insert.';
 COMMENT ON COLUMN keen.user_audit_log.changes IS

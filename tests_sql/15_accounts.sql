@@ -181,8 +181,8 @@ SELECT results_eq($$SELECT display_name, avatar_url FROM keen.users$$, $$VALUES 
 SELECT is(pg_temp.audit_count(current_setting('test.alice')), 4::bigint, 'sign-up and three profile changes: four audit rows');
 SELECT lives_ok($$SELECT keen.update_profile()$$, 'update_profile with nothing to change');
 SELECT is(pg_temp.audit_count(current_setting('test.alice')), 4::bigint, 'a call that changes nothing writes no audit row');
-SELECT throws_ok($$SELECT keen.update_profile(p_display_name => repeat('n', 256))$$, 'KE013', NULL,
-  'a display name over 255 characters raises KE013');
+SELECT throws_ok($$SELECT keen.update_profile(p_display_name => repeat('n', 201))$$, 'KE013', NULL,
+  'a display name over 200 characters (register_user''s bound) raises KE013');
 SELECT throws_ok($$SELECT keen.update_profile(p_avatar_url => 'http://img.example/a.png')$$, 'KE013', NULL,
   'an avatar URL that is not https raises KE013');
 SELECT throws_ok($$SELECT keen.update_profile(p_avatar_url => 'https://x/' || repeat('p', 2048))$$, 'KE013', NULL,
@@ -243,8 +243,9 @@ SELECT results_eq($$SELECT actor, action, changes->'email_verified' FROM keen.us
   $$VALUES ('user', 'confirm_email', '{"old": false, "new": true}'::jsonb)$$, 'the confirmation is audited as the user''s');
 SELECT throws_ok($$SELECT keen.start_email_verification(pg_temp.sha('v3'), now() + interval '1 day')$$, 'KE007', NULL,
   'a verified e-mail needs no verification: KE007');
-SELECT throws_ok($$SELECT keen.change_email('BOB@example.com', pg_temp.sha('e1'), now() + interval '1 day')$$, 'KE009', NULL,
-  'another user''s e-mail, in any case, raises KE009');
+SELECT throws_ok($$SELECT keen.change_email('BOB@example.com', pg_temp.sha('e1'), now() + interval '1 day')$$, 'KE009',
+  'already exists: the e-mail address is registered',
+  'another user''s e-mail, in any case, raises KE009 without quoting it');
 SELECT throws_ok($$SELECT keen.change_email('not-an-email', pg_temp.sha('e1'), now() + interval '1 day')$$, 'KE013', NULL,
   'a malformed e-mail raises KE013');
 SELECT throws_ok($$SELECT keen.change_email('x@erased.invalid', pg_temp.sha('e1'), now() + interval '1 day')$$, 'KE013', NULL,
