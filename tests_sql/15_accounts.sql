@@ -3,7 +3,7 @@
 -- encrypted; the audit trail (one row per change, none after a rollback, append-only); and
 -- closing an account (erasure that leaves the ledger and usage history verifiable).
 BEGIN;
-SELECT plan(185);
+SELECT plan(186);
 
 GRANT USAGE ON SCHEMA tap TO keen_app;
 
@@ -527,6 +527,42 @@ SELECT throws_ok($$UPDATE keen.user_audit_log SET action = 'x' WHERE user_id = c
 SELECT lives_ok($$UPDATE keen.user_audit_log SET changes = keen.redact_audit_changes(changes), ip = NULL
                   WHERE user_id = current_setting('test.carol')::uuid$$,
   'redacting a closed account''s trail again is allowed and changes nothing');
+
+-- ===== bounded text (rule 6 of docs/security.md) ===============================
+-- Every free-text argument of the account functions is bounded at the call: a megabyte
+-- raises KE013 with a short message quoting at most 24 characters, never a raw error.
+CREATE FUNCTION pg_temp.error_of(p_sql text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE p_sql;
+  RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+  RETURN SQLSTATE || ' ' || SQLERRM;
+END
+$$;
+DO $$ BEGIN PERFORM set_config('test.big', repeat('x', 1000000), true); END $$;
+DO $$ BEGIN PERFORM set_config('app.current_user_id', current_setting('test.bob'), true); END $$;
+SELECT is_empty(
+  $$SELECT c, left(e, 80) FROM unnest(ARRAY[
+      'SELECT keen.update_profile(p_display_name => current_setting(''test.big''))',
+      'SELECT keen.update_profile(p_avatar_url => ''https://'' || current_setting(''test.big''))',
+      'SELECT keen.update_profile(p_timezone => current_setting(''test.big''))',
+      'SELECT keen.update_profile(p_preferences => jsonb_build_object(''x'', current_setting(''test.big'')))',
+      'SELECT keen.change_password(current_setting(''test.big''))',
+      'SELECT keen.start_email_verification(current_setting(''test.big''), now() + interval ''1 day'')',
+      'SELECT keen.confirm_email(current_setting(''test.big''))',
+      'SELECT keen.change_email(current_setting(''test.big'') || ''@example.com'', pg_temp.sha(''big''), now() + interval ''1 day'')',
+      'SELECT keen.change_email(''big@example.com'', current_setting(''test.big''), now() + interval ''1 day'')',
+      'SELECT keen.enroll_mfa(''k:'' || current_setting(''test.big''), ARRAY[pg_temp.sha(''c'')])',
+      'SELECT keen.enroll_mfa(pg_temp.sealed(''s''), ARRAY[current_setting(''test.big'')])',
+      'SELECT keen.use_recovery_code(current_setting(''test.big''))',
+      'SELECT keen.suspend_user(current_setting(''test.bob'')::uuid, current_setting(''test.big''))',
+      'SELECT keen.set_user_role(current_setting(''test.bob'')::uuid, current_setting(''test.big''))',
+      'SELECT keen.set_billing(current_setting(''test.bob'')::uuid, current_setting(''test.big''))',
+      'SELECT keen.set_billing(current_setting(''test.bob'')::uuid, NULL, current_setting(''test.big''))',
+      'SELECT keen.set_billing(current_setting(''test.bob'')::uuid, NULL, NULL, current_setting(''test.big''))'
+    ]) AS c, pg_temp.error_of(c) AS e
+    WHERE e !~ '^KE013 .{0,200}$' OR e ~ 'x{25}'$$,
+  'a megabyte in any text argument of an account function raises KE013, quoting at most 24 characters');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -182,8 +182,8 @@ class UserAuditLog(NamedTuple):
     Attributes:
         id: Primary key; increases with every entry.
         user_id: The account that changed.
-        actor: Who: user (the account's own functions, or the service in its tenant context),
-        operator, billing, service (a service login outside the tenant) or system.
+        actor: Who: user (the account's own functions, register_user and record_login included),
+        operator, billing, service (a service login writing outside its tenant) or system.
         action: What: the keen function that made the change (update_profile, suspend_user, …),
         record_login, or direct_update/direct_insert.
         changes: Changed columns: {"col": {"old": …, "new": …}}; secrets only {"changed": true};
