@@ -108,7 +108,8 @@ def test_pool_resets_session_state_before_the_next_tenant(login_url: str, db: Da
             ).fetchone()
             # The pool's own defaults are set again (the transaction sets its own too).
             timeout = q.conn.execute("SHOW statement_timeout").fetchone()
-    assert state == ("", 0, 0)
+    # application_name is back to what the pool connects with, not tenant A's.
+    assert state == (settings.application_name, 0, 0)
     assert timeout is not None and timeout[0] != "0"
 
 

@@ -100,3 +100,31 @@ def test_db_sh_says_in_one_line_what_stops_it(checkouts: tuple[Path, Path]) -> N
     assert result.returncode == 1
     (line,) = result.stderr.strip().splitlines()
     assert "PostgreSQL 15 is not installed" in line and "make setup" in line
+
+
+def test_as_a_normal_user_the_cluster_lives_in_the_checkout() -> None:
+    # As root, run db.sh as the unprivileged user `postgres` from a checkout it owns (as
+    # another user, this test's own user is that normal user).
+    as_user = ["runuser", "-u", "postgres", "--"] if AS_ROOT else []
+    owner = subprocess.run(
+        [*as_user, "mktemp", "-d", "/tmp/keen-sql-user.XXXXXX"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    checkout = Path(owner) / "keen-sql"
+    env = ["env", f"KEEN_EMBEDDED_PORT={PORT}"]
+    db_sh = str(checkout / "scripts" / "db.sh")
+    try:
+        subprocess.run([*as_user, "mkdir", "-p", str(checkout / "scripts")], check=True)
+        subprocess.run([*as_user, "cp", str(CHECKOUT / "scripts" / "db.sh"), db_sh], check=True)
+        up = subprocess.run([*as_user, *env, db_sh, "up"], capture_output=True, text=True)
+        assert up.returncode == 0, up.stderr
+        assert f"host={checkout}/.pg/run" in up.stdout
+        assert (checkout / ".pg" / "data" / "PG_VERSION").is_file()
+        assert not (checkout / ".pg").is_symlink()
+        with psycopg.connect(up.stdout.strip().rsplit(" ", 1)[-1]) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        subprocess.run([*as_user, *env, db_sh, "down"], capture_output=True, check=False)
+        shutil.rmtree(owner, ignore_errors=True)

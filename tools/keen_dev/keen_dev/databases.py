@@ -18,7 +18,6 @@ import pytest
 from psycopg import sql
 
 from keen_dev import plpgsql_coverage
-from keen_sql import migrations
 
 # The checkout these helpers belong to (tools/keen_dev/keen_dev/databases.py).
 CHECKOUT = Path(__file__).resolve().parents[3]
@@ -99,6 +98,9 @@ def scratch_database(
     url = create_database(admin_url, name, template=template)
     try:
         if migrate:
+            # Imported here: creating and dropping databases needs nothing of keen_sql.
+            from keen_sql import migrations
+
             migrations.apply(url)
         yield name, url
     finally:
