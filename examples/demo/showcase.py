@@ -4,13 +4,15 @@ Two tenants sign up, buy credits and get an API key; one runs a session tree (a 
 that summons children, one of which summons its own) while a listener streams its events;
 the sessions complete and are paid for from a hold and from the balance; each tenant then
 tries to reach the other's data and fails; both read their usage report; an operator checks
-the ledger and the statistics and refreshes the dashboard. Every run uses fresh tenants, so
-it can be repeated on the same database.
+the ledger and the statistics and refreshes the dashboard. On the way one tenant changes her
+profile and turns MFA on, and the other closes her account. Every run uses fresh tenants,
+so it can be repeated on the same database.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import secrets
 import threading
 import time
 import uuid
@@ -27,7 +29,7 @@ from keen_sql.config import Settings
 from keen_sql.database import Database
 from keen_sql.errors import InsufficientCredits, KeenError
 from keen_sql.events import EventListener, SessionEvent
-from keen_sql.security import authenticate, hash_password, issue_token
+from keen_sql.security import authenticate, hash_password, hash_token, issue_token
 
 
 @contextmanager
@@ -182,6 +184,61 @@ def print_ledger(q: Queries) -> None:
             )
             for r in rows
         ],
+    )
+
+
+def _changed(changes: object) -> str:
+    """The columns an audit row names, comma-separated."""
+    return ", ".join(sorted(changes)) if isinstance(changes, dict) else ""
+
+
+def accounts(
+    db: Database, ada: uuid.UUID, grace: uuid.UUID, run: str, check: Callable[[bool, str], None]
+) -> None:
+    """Ada edits her profile and turns MFA on; grace closes her account (erasure)."""
+    codes = [secrets.token_hex(10) for _ in range(3)]  # shown to ada once; stored hashed
+    with db.tenant(ada) as q:
+        q.users.set_client_ip(ip=ipaddress.ip_address("127.0.0.1"))  # recorded in the trail
+        q.users.update_profile(
+            display_name="Ada Lovelace",
+            avatar_url=None,
+            timezone=None,
+            preferences={"theme": "dark"},
+        )
+        # Stands for the service's AES-GCM ciphertext of the TOTP secret: keen never holds the key.
+        q.users.enroll_mfa(
+            secret_ciphertext="demo-key:" + secrets.token_urlsafe(48),
+            recovery_code_hashes=[hash_token(code) for code in codes],
+        )
+        q.users.enable_mfa()
+    with db.tenant(ada) as q:
+        left = required(
+            q.users.use_recovery_code(code_hash=hash_token(codes[0])), "use_recovery_code"
+        )
+        again = refused(q, lambda: q.users.use_recovery_code(code_hash=hash_token(codes[0])))
+        print(f"   spend the same recovery code again: {again}")
+        check(
+            left.remaining_codes == 2 and again.startswith("refused: NotFound"), "a code works once"
+        )
+        trail = q.users.list_user_audit_log(before_id=None, max_rows=10)
+    table(
+        ["audit id", "actor", "action", "ip", "changed"],
+        [(r.id, r.actor, r.action, r.ip, _changed(r.changes)) for r in trail],
+    )
+    with db.tenant(grace) as q:
+        q.users.close_account()
+    with db.service() as q:
+        gone = q.users.login_lookup(p_login=f"grace_{run}")
+        again_user = q.users.register_user(
+            p_email=f"grace.{run}@example.com",
+            p_username=f"grace_{run}",
+            p_password_hash=hash_password(f"grace-{run}-another"),
+            p_display_name=None,
+            p_timezone="UTC",
+        )
+    check(
+        gone is None and again_user is not None,
+        "grace closed her account: her personal data is erased, her e-mail and username are free",
     )
 
 
@@ -367,7 +424,12 @@ def scenario(database_url: str) -> int:
                     ],
                 )
 
-    with step("7. the operator's checks: ledger invariants, statistics, dashboard refresh"):
+        with step(
+            "7. accounts: profile, MFA with one-time recovery codes, closing, the audit trail"
+        ):
+            accounts(db, ada, grace, run, check)
+
+    with step("8. the operator's checks: ledger invariants, statistics, dashboard refresh"):
         with psycopg.connect(database_url, autocommit=True) as conn:
             ledger_faults = conn.execute("SELECT * FROM keen.verify_ledger()").fetchall()
             stats_faults = conn.execute("SELECT * FROM keen.verify_usage_stats()").fetchall()
