@@ -75,6 +75,7 @@ SELECT keen.enroll_mfa(
 
 -- name: GetMfaSecret :one
 -- The caller's MFA secret ciphertext (None when not enrolled), for the service to decrypt.
+-- @nullable: secret_ciphertext
 SELECT keen.get_mfa_secret() AS secret_ciphertext;
 
 -- name: ListAuthTokens :many
