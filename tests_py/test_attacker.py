@@ -182,3 +182,35 @@ def test_tenant_cannot_write_or_lock_tables_through_the_pool(login_url: str, db:
         with pytest.raises(errors.NoTenantContext), pool.service() as q:
             q.conn.execute("SELECT set_config('app.current_user_id', 'not-a-uuid', true)")
             q.conn.execute("SELECT keen.require_user_id()")
+
+
+def test_an_idle_service_transaction_is_ended_by_the_operator_job(login_url: str, db_url: str) -> None:
+    # Finding 6, second half: an injected statement lifts its own idle timeout and leaves
+    # the transaction open. keen.end_idle_transactions (an operator job, migration 0011)
+    # ends it all the same; a service connection outside a transaction is left alone, and
+    # keen_app may not call the job.
+    with psycopg.connect(login_url) as victim, psycopg.connect(login_url, autocommit=True) as idle:
+        victim.execute("SET idle_in_transaction_session_timeout = 0")
+        victim.execute("SET ROLE keen_app")
+        victim.execute("SELECT count(*) FROM keen.credit_accounts")
+        pid, idle_pid = victim.info.backend_pid, idle.info.backend_pid
+        time.sleep(0.3)
+        with psycopg.connect(db_url, autocommit=True) as operator:
+            row = operator.execute("SELECT keen.end_idle_transactions(p_idle => '100 milliseconds')").fetchone()
+            assert row is not None and row[0] >= 1
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                gone = operator.execute(
+                    "SELECT NOT EXISTS (SELECT FROM pg_catalog.pg_stat_activity WHERE pid = %s)", [pid]
+                ).fetchone()
+                if gone is not None and gone[0]:
+                    break
+                time.sleep(0.02)
+            else:
+                pytest.fail("the idle transaction's backend is still there")
+        with pytest.raises(psycopg.OperationalError):
+            victim.execute("SELECT 1")
+        assert idle.execute("SELECT pg_catalog.pg_backend_pid()").fetchone() == (idle_pid,)
+        idle.execute("SET ROLE keen_app")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            idle.execute("SELECT keen.end_idle_transactions()")

@@ -210,7 +210,8 @@ SELECT set_eq(
     WHERE p.pronamespace = 'keen'::regnamespace AND p.prosecdef$$,
   ARRAY[
     -- the cross-tenant operations DESIGN.md allows
-    'keen.authenticate_token(text,inet)', 'keen.login_lookup(text)', 'keen.reap_stale_connections(interval)',
+    'keen.authenticate_token(text,inet)', 'keen.end_idle_transactions(interval)', 'keen.login_lookup(text)',
+    'keen.reap_stale_connections(interval)',
     'keen.refresh_dashboard_metrics()', 'keen.register_user(text,text,text,text,text)',
     -- the tenant writers: the tenant from keen.require_user_id(), user_id named by value
     'keen.add_credits(numeric,text,text,text,text,jsonb)', 'keen.cancel_session(text)',
