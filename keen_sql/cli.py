@@ -156,6 +156,15 @@ def _credits_sweep(args: argparse.Namespace) -> int:
     return OK
 
 
+def _sessions_end_idle(args: argparse.Namespace) -> int:
+    # Operators: service transactions left idle (an injected statement may lift its own
+    # timeout) are ended from outside (docs/security.md).
+    with psycopg.connect(args.database_url, autocommit=True) as conn:
+        ended = sessions.end_idle_transactions(conn, idle=datetime.timedelta(seconds=args.idle_s))
+    print(f"{ended} idle service transaction(s) ended")
+    return OK
+
+
 def _sessions_reap(args: argparse.Namespace) -> int:
     # The WebSocket server's housekeeping: connections silent for too long become stale.
     with psycopg.connect(args.database_url, autocommit=True) as conn:
@@ -308,11 +317,18 @@ def build_parser() -> argparse.ArgumentParser:
     cr_sub.add_parser(
         "sweep-holds", help="release holds past their expiry (schedule every minute)"
     ).set_defaults(func=_credits_sweep)
-    se = sub.add_parser("sessions", help="connection reaping and event retention (operators)")
+    se = sub.add_parser(
+        "sessions", help="connection reaping, idle transactions and event retention (operators)"
+    )
     se_sub = sub.add_subparsers(se, "sessions_command")
     rp = se_sub.add_parser("reap-connections", help="mark connections silent too long as stale")
     rp.add_argument("--idle-s", type=float, default=120.0, help="silence allowed, s (default 120)")
     rp.set_defaults(func=_sessions_reap)
+    ei = se_sub.add_parser("end-idle", help="end service transactions idle for too long")
+    ei.add_argument(
+        "--idle-s", type=float, default=300.0, help="idle time allowed, s (default 300)"
+    )
+    ei.set_defaults(func=_sessions_end_idle)
     pr = se_sub.add_parser("prune-events", help="delete session events older than the retention")
     pr.add_argument("--older-than-days", type=float, default=30.0, help="retention (default 30)")
     pr.set_defaults(func=_sessions_prune)

@@ -1,8 +1,9 @@
 """The periodic jobs of a keen database, scheduled in pg_cron, and their last runs.
 
-Four operator jobs keep a keen database in shape: the dashboard refresh, the sweep of
-expired credit holds, the reaper of silent WebSocket connections and the event log's
-retention. `schedule()` puts them in pg_cron (`cron.schedule_in_database`, so pg_cron may
+Five operator jobs keep a keen database in shape: the dashboard refresh, the sweep of
+expired credit holds, the reaper of silent WebSocket connections, the end of service
+transactions left idle (which a service session cannot exempt itself from) and the event
+log's retention. `schedule()` puts them in pg_cron (`cron.schedule_in_database`, so pg_cron may
 live in another database of the server, `cron.database_name`); each job is named
 `keen:<database>:<task>`, so running it again replaces the jobs instead of adding copies,
 and several keen databases on one server keep their own. `unschedule()` removes them and
@@ -11,7 +12,7 @@ and several keen databases on one server keep their own. `unschedule()` removes 
 pg_cron must be preloaded (`shared_preload_libraries = 'pg_cron'`). A job runs as the login
 that scheduled it: schedule as an operator login (a superuser, or a member of `keen_owner`
 granted USAGE on schema `cron` and EXECUTE on `cron.schedule_in_database`). Servers without
-pg_cron run the same four calls from cron with `keen-sql` (docs/operations.md).
+pg_cron run the same calls from cron (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class Job:
     what: str
 
 
-# The four jobs; pg_cron 1.4 reads schedules in GMT.
+# The periodic jobs; pg_cron 1.4 reads schedules in GMT.
 JOBS: tuple[Job, ...] = (
     Job(
         "refresh-dashboard",
@@ -70,6 +71,12 @@ JOBS: tuple[Job, ...] = (
         "* * * * *",
         "SELECT keen.reap_stale_connections(p_idle => interval '2 minutes')",
         "mark WebSocket connections silent for 2 minutes stale",
+    ),
+    Job(
+        "end-idle-transactions",
+        "* * * * *",
+        "SELECT keen.end_idle_transactions(p_idle => interval '5 minutes')",
+        "end service transactions left idle for 5 minutes (docs/security.md)",
     ),
     Job(
         "prune-events",

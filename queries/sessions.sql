@@ -23,6 +23,10 @@ SELECT * FROM keen.complete_session(
   p_error_message => sqlc.narg(error_message)::text
 );
 
+-- name: EndIdleTransactions :one
+-- Operators: ends the service logins' transactions left idle for longer than idle; returns how many.
+SELECT keen.end_idle_transactions(p_idle => sqlc.arg(idle)::interval) AS ended;
+
 -- name: GetSession :one
 -- The caller's session with this external id (KE006 when there is none).
 SELECT * FROM keen.get_session(p_session_id => sqlc.arg(session_id)::text);

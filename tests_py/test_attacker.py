@@ -19,7 +19,7 @@ from keen_dev.ledger import credit
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from keen_sql import errors
+from keen_sql import cli, errors
 from keen_sql.config import Settings
 from keen_sql.database import Database
 from tests_py.tenants import register
@@ -184,7 +184,9 @@ def test_tenant_cannot_write_or_lock_tables_through_the_pool(login_url: str, db:
             q.conn.execute("SELECT keen.require_user_id()")
 
 
-def test_an_idle_service_transaction_is_ended_by_the_operator_job(login_url: str, db_url: str) -> None:
+def test_an_idle_service_transaction_is_ended_by_the_operator_job(
+    login_url: str, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     # Finding 6, second half: an injected statement lifts its own idle timeout and leaves
     # the transaction open. keen.end_idle_transactions (an operator job, migration 0011)
     # ends it all the same; a service connection outside a transaction is left alone, and
@@ -195,13 +197,16 @@ def test_an_idle_service_transaction_is_ended_by_the_operator_job(login_url: str
         victim.execute("SELECT count(*) FROM keen.credit_accounts")
         pid, idle_pid = victim.info.backend_pid, idle.info.backend_pid
         time.sleep(0.3)
+        # The operator's command (what the pg_cron job and the cron route run).
+        assert cli.main(["--database-url", db_url, "sessions", "end-idle", "--idle-s", "0.1"]) == 0
+        ended = capsys.readouterr().out
+        assert int(ended.split()[0]) >= 1, ended
         with psycopg.connect(db_url, autocommit=True) as operator:
-            row = operator.execute("SELECT keen.end_idle_transactions(p_idle => '100 milliseconds')").fetchone()
-            assert row is not None and row[0] >= 1
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline:
                 gone = operator.execute(
-                    "SELECT NOT EXISTS (SELECT FROM pg_catalog.pg_stat_activity WHERE pid = %s)", [pid]
+                    "SELECT NOT EXISTS (SELECT FROM pg_catalog.pg_stat_activity WHERE pid = %s)",
+                    [pid],
                 ).fetchone()
                 if gone is not None and gone[0]:
                     break

@@ -66,6 +66,14 @@ charge_card: Callable[[UUID, Decimal], PaymentIntent]
 matches: Callable[[str, list[str]], bool]
 await_send: Callable[[object, dict[str, Any]], None]
 send: Callable[[object], None]
+code_from_user: str  # a code the user typed (TOTP or recovery)
+seal: Callable[[str], str]  # the service's own encryption, with a key outside the database
+unseal: Callable[[str], str]
+new_totp_secret: Callable[[], str]
+totp_ok: Callable[[str, str], bool]
+
+
+def send_mail(body: str, to: str | None = None) -> None: ...
 """
 
 

@@ -1,4 +1,4 @@
-"""pg_cron runs the four periodic jobs (keen-sql schedule) and keen-sql health reports them.
+"""pg_cron runs the periodic jobs (keen-sql schedule) and keen-sql health reports them.
 
 The embedded cluster preloads pg_cron (scripts/db.sh). The test schedules the jobs of its own
 database every minute, prepares one thing for each job to do (an expired hold, a silent
@@ -109,7 +109,7 @@ def _wait_for_runs(url: str, tasks: set[str], timeout: float = 90.0) -> list[sch
 
 
 @pytest.mark.slow
-def test_pg_cron_runs_the_four_jobs_and_health_reports_their_runs_and_failures(
+def test_pg_cron_runs_the_jobs_and_health_reports_their_runs_and_failures(
     url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Scheduled by the CLI, twice: the second run replaces the jobs, it adds none.

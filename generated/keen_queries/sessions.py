@@ -258,6 +258,60 @@ def complete_session_params(
     )
 
 
+END_IDLE_TRANSACTIONS: LiteralString = "SELECT keen.end_idle_transactions(p_idle => $1::interval) AS ended"
+
+
+END_IDLE_TRANSACTIONS_ROWS = cast("models.RowFactory[tuple[int]]", tuple_row)
+"""The psycopg row factory of EndIdleTransactions's rows."""
+
+
+def end_idle_transactions(conn: psycopg.Connection[Any], *, idle: datetime.timedelta) -> int:
+    """Operators: ends the service logins' transactions left idle for longer than idle; returns how
+    many.
+
+    Housekeeping, all service logins (SECURITY DEFINER, operators only): ends the backends of
+    keen_app members idle in a transaction for longer than p_idle; returns how many.
+
+    Raises models.NoRowError when there is no row.
+    """
+    with psycopg.RawCursor(conn, row_factory=END_IDLE_TRANSACTIONS_ROWS) as _cur:
+        _cur.execute(END_IDLE_TRANSACTIONS, (idle,))
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("EndIdleTransactions")
+        return _row[0]
+
+
+async def end_idle_transactions_async(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    idle: datetime.timedelta,
+) -> int:
+    """Operators: ends the service logins' transactions left idle for longer than idle; returns how
+    many.
+
+    Housekeeping, all service logins (SECURITY DEFINER, operators only): ends the backends of
+    keen_app members idle in a transaction for longer than p_idle; returns how many.
+
+    Raises models.NoRowError when there is no row.
+
+    The async twin of `end_idle_transactions`.
+    """
+    async with psycopg.AsyncRawCursor(conn, row_factory=END_IDLE_TRANSACTIONS_ROWS) as _cur:
+        await _cur.execute(END_IDLE_TRANSACTIONS, (idle,))
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("EndIdleTransactions")
+        return _row[0]
+
+
+def end_idle_transactions_params(*, idle: datetime.timedelta) -> tuple[Any, ...]:
+    """The parameters of EndIdleTransactions as END_IDLE_TRANSACTIONS binds them ($1, $2, …), for a
+    caller that runs the statement itself (e.g. in a pipeline).
+    """
+    return (idle,)
+
+
 GET_SESSION: LiteralString = "SELECT id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory, current_phase, start_time, end_time, last_activity_at, phase_started_at, iteration_count, tool_calls_count, total_cost, tokens_used, context_window_size, files_modified, files_created, files_deleted, execution_status, success, error_message, completion_report, streaming_enabled, streaming_time, websocket_connections, agent_options, last_event_seq, created_at, updated_at FROM keen.get_session(p_session_id => $1::text)"
 
 
@@ -1133,6 +1187,20 @@ class SessionsQueries:
         except psycopg.Error as exc:
             models.raise_mapped(exc, self.on_error)
 
+    def end_idle_transactions(self, *, idle: datetime.timedelta) -> int:
+        """Operators: ends the service logins' transactions left idle for longer than idle; returns
+        how many.
+
+        Housekeeping, all service logins (SECURITY DEFINER, operators only): ends the backends of
+        keen_app members idle in a transaction for longer than p_idle; returns how many.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return end_idle_transactions(self.conn, idle=idle)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
     def get_session(self, *, session_id: str) -> models.AgentSession:
         """The caller's session with this external id (KE006 when there is none).
 
@@ -1484,6 +1552,22 @@ class AsyncSessionsQueries:
                 completion_report=completion_report,
                 error_message=error_message,
             )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def end_idle_transactions(self, *, idle: datetime.timedelta) -> int:
+        """Operators: ends the service logins' transactions left idle for longer than idle; returns
+        how many.
+
+        Housekeeping, all service logins (SECURITY DEFINER, operators only): ends the backends of
+        keen_app members idle in a transaction for longer than p_idle; returns how many.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `end_idle_transactions`.
+        """
+        try:
+            return await end_idle_transactions_async(self.conn, idle=idle)
         except psycopg.Error as exc:
             models.raise_mapped(exc, self.on_error)
 
