@@ -41,7 +41,7 @@ SELECT tables_are('keen', ARRAY[
   'keen holds the original six tables, the contract''s four more, and the session_limits setting');
 SELECT materialized_views_are('keen', ARRAY['dashboard_metrics'], 'keen holds one materialized view, dashboard_metrics');
 SELECT views_are('keen', ARRAY[]::name[], 'keen holds no plain views');
-SELECT sequences_are('keen', ARRAY['session_events_id_seq'], 'the only sequence is session_events'' identity');
+SELECT sequences_are('keen', ARRAY['agent_sessions_start_seq_seq'], 'the only sequence is agent_sessions.start_seq''s identity (event ids take none)');
 SELECT is(
   (SELECT count(*) FROM pg_catalog.pg_class AS c
     WHERE c.relnamespace = 'keen'::regnamespace AND c.relkind IN ('r', 'p', 'm', 'v', 'S', 'i')

@@ -21,7 +21,7 @@ from . import models
 
 
 CANCEL_SESSION: LiteralString = """
-SELECT id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory, current_phase, start_time, end_time, last_activity_at, phase_started_at, iteration_count, tool_calls_count, total_cost, tokens_used, context_window_size, files_modified, files_created, files_deleted, execution_status, success, error_message, completion_report, streaming_enabled, streaming_time, websocket_connections, agent_options, last_event_seq, created_at, updated_at FROM keen.cancel_session(p_session_id => $1::text)"""
+SELECT id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory, current_phase, start_time, end_time, last_activity_at, phase_started_at, iteration_count, tool_calls_count, total_cost, tokens_used, context_window_size, files_modified, files_created, files_deleted, execution_status, success, error_message, completion_report, streaming_enabled, streaming_time, websocket_connections, agent_options, last_event_seq, created_at, updated_at, start_seq, hold_id FROM keen.cancel_session(p_session_id => $1::text)"""
 
 
 _CANCEL_SESSION_ROWS = models.row_factory(models.AgentSession)
@@ -97,7 +97,7 @@ async def close_connection_async(
         return await _cur.fetchone()
 
 
-COMPLETE_SESSION: LiteralString = """SELECT id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory, current_phase, start_time, end_time, last_activity_at, phase_started_at, iteration_count, tool_calls_count, total_cost, tokens_used, context_window_size, files_modified, files_created, files_deleted, execution_status, success, error_message, completion_report, streaming_enabled, streaming_time, websocket_connections, agent_options, last_event_seq, created_at, updated_at FROM keen.complete_session(
+COMPLETE_SESSION: LiteralString = """SELECT id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory, current_phase, start_time, end_time, last_activity_at, phase_started_at, iteration_count, tool_calls_count, total_cost, tokens_used, context_window_size, files_modified, files_created, files_deleted, execution_status, success, error_message, completion_report, streaming_enabled, streaming_time, websocket_connections, agent_options, last_event_seq, created_at, updated_at, start_seq, hold_id FROM keen.complete_session(
   p_session_id => $1::text,
   p_success => $2::boolean,
   p_total_cost => $3::numeric,
@@ -127,10 +127,10 @@ def complete_session(
     """Ends a running session as completed or failed and charges its cost in the same transaction.
 
     Ends a running session as completed or failed, records its files and report, and charges its
-    cost (p_total_cost, else the accumulated total, raised to 4 decimals) in the same
-    transaction: captures its active hold, deducts the rest with key session:<id>, releases other
-    holds. Idempotent for the same arguments; otherwise KE007 once finished. Event
-    session.completed or session.failed.
+    cost (p_total_cost, else the accumulated total, raised to 4 decimals) in the same transaction
+    by capturing the session's hold, which covers the accepted cost (a larger final total is
+    reserved first: KE001/KE002/KE003, nothing written), and releases other holds. Idempotent for
+    the same arguments; otherwise KE007 once finished. Event session.completed or session.failed.
     """
     with psycopg.RawCursor(conn, row_factory=_COMPLETE_SESSION_ROWS) as _cur:
         _cur.execute(
@@ -164,10 +164,10 @@ async def complete_session_async(
     """Ends a running session as completed or failed and charges its cost in the same transaction.
 
     Ends a running session as completed or failed, records its files and report, and charges its
-    cost (p_total_cost, else the accumulated total, raised to 4 decimals) in the same
-    transaction: captures its active hold, deducts the rest with key session:<id>, releases other
-    holds. Idempotent for the same arguments; otherwise KE007 once finished. Event
-    session.completed or session.failed.
+    cost (p_total_cost, else the accumulated total, raised to 4 decimals) in the same transaction
+    by capturing the session's hold, which covers the accepted cost (a larger final total is
+    reserved first: KE001/KE002/KE003, nothing written), and releases other holds. Idempotent for
+    the same arguments; otherwise KE007 once finished. Event session.completed or session.failed.
 
     The async twin of `complete_session`.
     """
@@ -188,7 +188,7 @@ async def complete_session_async(
         return await _cur.fetchone()
 
 
-GET_SESSION: LiteralString = "SELECT id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory, current_phase, start_time, end_time, last_activity_at, phase_started_at, iteration_count, tool_calls_count, total_cost, tokens_used, context_window_size, files_modified, files_created, files_deleted, execution_status, success, error_message, completion_report, streaming_enabled, streaming_time, websocket_connections, agent_options, last_event_seq, created_at, updated_at FROM keen.get_session(p_session_id => $1::text)"
+GET_SESSION: LiteralString = "SELECT id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory, current_phase, start_time, end_time, last_activity_at, phase_started_at, iteration_count, tool_calls_count, total_cost, tokens_used, context_window_size, files_modified, files_created, files_deleted, execution_status, success, error_message, completion_report, streaming_enabled, streaming_time, websocket_connections, agent_options, last_event_seq, created_at, updated_at, start_seq, hold_id FROM keen.get_session(p_session_id => $1::text)"
 
 
 _GET_SESSION_ROWS = models.row_factory(models.AgentSession)
@@ -220,6 +220,44 @@ async def get_session_async(
         return await _cur.fetchone()
 
 
+GET_SESSION_BY_ID: LiteralString = "SELECT id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory, current_phase, start_time, end_time, last_activity_at, phase_started_at, iteration_count, tool_calls_count, total_cost, tokens_used, context_window_size, files_modified, files_created, files_deleted, execution_status, success, error_message, completion_report, streaming_enabled, streaming_time, websocket_connections, agent_options, last_event_seq, created_at, updated_at, start_seq, hold_id FROM keen.get_session_by_id(p_id => $1::uuid)"
+
+
+_GET_SESSION_BY_ID_ROWS = models.row_factory(models.AgentSession)
+
+
+def get_session_by_id(
+    conn: psycopg.Connection[Any],
+    *,
+    p_id: uuid.UUID,
+) -> models.AgentSession | None:
+    """The caller's session with this uuid id, as events name it (KE006 when there is none).
+
+    The caller's session with this uuid id (session_events.session_id names it); KE006 when there
+    is none.
+    """
+    with psycopg.RawCursor(conn, row_factory=_GET_SESSION_BY_ID_ROWS) as _cur:
+        _cur.execute(GET_SESSION_BY_ID, (p_id,))
+        return _cur.fetchone()
+
+
+async def get_session_by_id_async(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    p_id: uuid.UUID,
+) -> models.AgentSession | None:
+    """The caller's session with this uuid id, as events name it (KE006 when there is none).
+
+    The caller's session with this uuid id (session_events.session_id names it); KE006 when there
+    is none.
+
+    The async twin of `get_session_by_id`.
+    """
+    async with psycopg.AsyncRawCursor(conn, row_factory=_GET_SESSION_BY_ID_ROWS) as _cur:
+        await _cur.execute(GET_SESSION_BY_ID, (p_id,))
+        return await _cur.fetchone()
+
+
 LIST_SESSION_EVENTS: LiteralString = """SELECT id, user_id, session_id, seq, event_type, payload, created_at FROM keen.list_session_events(
   p_after_id => $1::bigint,
   p_session_id => $2::text,
@@ -237,10 +275,12 @@ def list_session_events(
     p_session_id: str | None,
     p_limit: int | None,
 ) -> list[models.SessionEvent]:
-    """Replays the caller's events (or one session's) with an id above p_after_id, in order.
+    """Replays the caller's events (or one session's) with an id above p_after_id whose transactions
+    are over, in order.
 
-    The caller's events (or one session's) with id > p_after_id, in order: the replay of the
-    event stream.
+    The caller's events (or one session's) with id > p_after_id and below
+    keen.list_session_events, in order: the replay of the event stream, gapless without a writer
+    lock.
     """
     with psycopg.RawCursor(conn, row_factory=_LIST_SESSION_EVENTS_ROWS) as _cur:
         _cur.execute(LIST_SESSION_EVENTS, (p_after_id, p_session_id, p_limit))
@@ -254,10 +294,12 @@ async def list_session_events_async(
     p_session_id: str | None,
     p_limit: int | None,
 ) -> list[models.SessionEvent]:
-    """Replays the caller's events (or one session's) with an id above p_after_id, in order.
+    """Replays the caller's events (or one session's) with an id above p_after_id whose transactions
+    are over, in order.
 
-    The caller's events (or one session's) with id > p_after_id, in order: the replay of the
-    event stream.
+    The caller's events (or one session's) with id > p_after_id and below
+    keen.list_session_events, in order: the replay of the event stream, gapless without a writer
+    lock.
 
     The async twin of `list_session_events`.
     """
@@ -273,10 +315,12 @@ def list_session_events_iter(
     p_session_id: str | None,
     p_limit: int | None,
 ) -> Iterator[models.SessionEvent]:
-    """Replays the caller's events (or one session's) with an id above p_after_id, in order.
+    """Replays the caller's events (or one session's) with an id above p_after_id whose transactions
+    are over, in order.
 
-    The caller's events (or one session's) with id > p_after_id, in order: the replay of the
-    event stream.
+    The caller's events (or one session's) with id > p_after_id and below
+    keen.list_session_events, in order: the replay of the event stream, gapless without a writer
+    lock.
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
@@ -292,10 +336,12 @@ async def list_session_events_iter_async(
     p_session_id: str | None,
     p_limit: int | None,
 ) -> AsyncIterator[models.SessionEvent]:
-    """Replays the caller's events (or one session's) with an id above p_after_id, in order.
+    """Replays the caller's events (or one session's) with an id above p_after_id whose transactions
+    are over, in order.
 
-    The caller's events (or one session's) with id > p_after_id, in order: the replay of the
-    event stream.
+    The caller's events (or one session's) with id > p_after_id and below
+    keen.list_session_events, in order: the replay of the event stream, gapless without a writer
+    lock.
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
@@ -304,7 +350,7 @@ async def list_session_events_iter_async(
             yield _row
 
 
-LIST_SESSIONS: LiteralString = """SELECT id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory, current_phase, start_time, end_time, last_activity_at, phase_started_at, iteration_count, tool_calls_count, total_cost, tokens_used, context_window_size, files_modified, files_created, files_deleted, execution_status, success, error_message, completion_report, streaming_enabled, streaming_time, websocket_connections, agent_options, last_event_seq, created_at, updated_at FROM keen.list_sessions(
+LIST_SESSIONS: LiteralString = """SELECT id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory, current_phase, start_time, end_time, last_activity_at, phase_started_at, iteration_count, tool_calls_count, total_cost, tokens_used, context_window_size, files_modified, files_created, files_deleted, execution_status, success, error_message, completion_report, streaming_enabled, streaming_time, websocket_connections, agent_options, last_event_seq, created_at, updated_at, start_seq, hold_id FROM keen.list_sessions(
   p_status => $1::text,
   p_before_start_time => $2::timestamptz,
   p_before_id => $3::uuid,
@@ -609,6 +655,52 @@ async def reap_stale_connections_async(
         return await _cur.fetchone()
 
 
+SESSION_EVENTS_WAITING: LiteralString = "SELECT keen.session_events_waiting(p_session_id => $1::text) AS waiting"
+
+
+class SessionEventsWaitingRow(NamedTuple):
+    """A row of SessionEventsWaiting."""
+
+    waiting: bool
+
+
+_SESSION_EVENTS_WAITING_ROWS = models.row_factory(SessionEventsWaitingRow)
+
+
+def session_events_waiting(
+    conn: psycopg.Connection[Any],
+    *,
+    p_session_id: str | None,
+) -> SessionEventsWaitingRow | None:
+    """Whether committed events of the caller (or one session) wait for an older transaction to end:
+    look again soon.
+
+    Whether the caller (or one session) has committed events not yet listed because an older
+    transaction is still running: look again shortly.
+    """
+    with psycopg.RawCursor(conn, row_factory=_SESSION_EVENTS_WAITING_ROWS) as _cur:
+        _cur.execute(SESSION_EVENTS_WAITING, (p_session_id,))
+        return _cur.fetchone()
+
+
+async def session_events_waiting_async(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    p_session_id: str | None,
+) -> SessionEventsWaitingRow | None:
+    """Whether committed events of the caller (or one session) wait for an older transaction to end:
+    look again soon.
+
+    Whether the caller (or one session) has committed events not yet listed because an older
+    transaction is still running: look again shortly.
+
+    The async twin of `session_events_waiting`.
+    """
+    async with psycopg.AsyncRawCursor(conn, row_factory=_SESSION_EVENTS_WAITING_ROWS) as _cur:
+        await _cur.execute(SESSION_EVENTS_WAITING, (p_session_id,))
+        return await _cur.fetchone()
+
+
 SESSION_TREE: LiteralString = """SELECT t.id, t.session_id, t.parent_session_id, t.depth, t.path, t.current_phase,
        t.execution_status, t.total_cost, t.tokens_used
 FROM keen.session_tree(p_session_id => $1::text) AS t"""
@@ -693,7 +785,7 @@ async def session_tree_iter_async(
             yield _row
 
 
-START_SESSION: LiteralString = """SELECT id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory, current_phase, start_time, end_time, last_activity_at, phase_started_at, iteration_count, tool_calls_count, total_cost, tokens_used, context_window_size, files_modified, files_created, files_deleted, execution_status, success, error_message, completion_report, streaming_enabled, streaming_time, websocket_connections, agent_options, last_event_seq, created_at, updated_at FROM keen.start_session(
+START_SESSION: LiteralString = """SELECT id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory, current_phase, start_time, end_time, last_activity_at, phase_started_at, iteration_count, tool_calls_count, total_cost, tokens_used, context_window_size, files_modified, files_created, files_deleted, execution_status, success, error_message, completion_report, streaming_enabled, streaming_time, websocket_connections, agent_options, last_event_seq, created_at, updated_at, start_seq, hold_id FROM keen.start_session(
   p_session_id => $1::text,
   p_vision => $2::text,
   p_working_directory => $3::text,
@@ -755,7 +847,7 @@ async def start_session_async(
         return await _cur.fetchone()
 
 
-UPDATE_SESSION_PROGRESS: LiteralString = """SELECT id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory, current_phase, start_time, end_time, last_activity_at, phase_started_at, iteration_count, tool_calls_count, total_cost, tokens_used, context_window_size, files_modified, files_created, files_deleted, execution_status, success, error_message, completion_report, streaming_enabled, streaming_time, websocket_connections, agent_options, last_event_seq, created_at, updated_at FROM keen.update_session_progress(
+UPDATE_SESSION_PROGRESS: LiteralString = """SELECT id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory, current_phase, start_time, end_time, last_activity_at, phase_started_at, iteration_count, tool_calls_count, total_cost, tokens_used, context_window_size, files_modified, files_created, files_deleted, execution_status, success, error_message, completion_report, streaming_enabled, streaming_time, websocket_connections, agent_options, last_event_seq, created_at, updated_at, start_seq, hold_id FROM keen.update_session_progress(
   p_session_id => $1::text,
   p_phase => $2::text,
   p_iterations => $3::integer,
@@ -781,7 +873,9 @@ def update_session_progress(
     """Adds increments to a running session's counters and cost and moves its phase forward.
 
     Adds the increments to a running session's counters and cost and moves its phase forward
-    (KE007 backward or not running, KE013 unknown phase, KE004 bad cost). Event session.progress.
+    (KE007 backward or not running, KE013 unknown phase, KE004 bad cost). A cost beyond the
+    session's hold is reserved first: KE001/KE002/KE003 and nothing written when refused. Event
+    session.progress.
     """
     with psycopg.RawCursor(conn, row_factory=_UPDATE_SESSION_PROGRESS_ROWS) as _cur:
         _cur.execute(
@@ -804,7 +898,9 @@ async def update_session_progress_async(
     """Adds increments to a running session's counters and cost and moves its phase forward.
 
     Adds the increments to a running session's counters and cost and moves its phase forward
-    (KE007 backward or not running, KE013 unknown phase, KE004 bad cost). Event session.progress.
+    (KE007 backward or not running, KE013 unknown phase, KE004 bad cost). A cost beyond the
+    session's hold is reserved first: KE001/KE002/KE003 and nothing written when refused. Event
+    session.progress.
 
     The async twin of `update_session_progress`.
     """
