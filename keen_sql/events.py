@@ -46,6 +46,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, LiteralString, Self
 from uuid import UUID
@@ -582,6 +583,9 @@ class EventHub:
         self._dirty = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._executor = ThreadPoolExecutor(
+            max_workers=max(1, db.settings.pool_max_size), thread_name_prefix="keen-events-read"
+        )
         self.conn: psycopg.Connection[Any] | None = None
         self.reconnects = 0
         self.rounds = 0
@@ -672,9 +676,14 @@ class EventHub:
             subs = list(self._subs.values())
         again = False
         pending = False
-        for start in range(0, len(subs), self.pipeline_size):
-            chunk = subs[start : start + self.pipeline_size]
-            results = self._read_chunk(chunk)
+        chunks = [
+            subs[start : start + self.pipeline_size]
+            for start in range(0, len(subs), self.pipeline_size)
+        ]
+        # The chunks in parallel, one pooled connection each (at most the pool's size).
+        for chunk, results in zip(
+            chunks, self._executor.map(self._read_chunk, chunks), strict=True
+        ):
             for sub, result in zip(chunk, results, strict=True):
                 if isinstance(result, BaseException):
                     self._unsubscribe(sub)
@@ -793,6 +802,7 @@ class EventHub:
         for th in self._threads:
             th.join(timeout=10)
         self._threads = []
+        self._executor.shutdown(wait=True)
         if self.conn is not None:
             self.conn.close()
             self.conn = None

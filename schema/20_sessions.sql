@@ -694,11 +694,12 @@ BEGIN
     LOOP
       PERFORM keen.append_session_event(v_row, 'session.cancelled',
         pg_catalog.jsonb_build_object('cancelled_with', v_session.id));
-      v_all := v_all || v_row.id;
       IF v_row.id = v_session.id THEN
         v_cancelled := v_row;
       END IF;
     END LOOP;
+    -- Every session walked (finished ones hold nothing: completion released their holds).
+    v_all := v_all || v_level;
     SELECT pg_catalog.array_agg(s.id ORDER BY s.id) INTO v_level
       FROM keen.agent_sessions AS s
      WHERE s.user_id = v_user_id AND s.parent_session_id = ANY (v_level);
@@ -736,21 +737,21 @@ AS $$
   -- Depth-first, each node before its subtree, siblings in the order they were started
   -- (start_seq, drawn at start: siblings started in one transaction share a start_time):
   -- the sort key is the path of big-endian 8-byte start_seq values, compared bytewise (a
-  -- prefix sorts first).
+  -- prefix sorts first). Children by the parent_session_id index; RLS keeps the tenant's.
   WITH RECURSIVE tree AS (
     SELECT s.id, s.session_id, s.parent_session_id, 0 AS depth,
            ARRAY[s.session_id] AS path,
            pg_catalog.int8send(s.start_seq) AS sort_key,
            s.current_phase, s.execution_status, s.total_cost, s.tokens_used
       FROM keen.agent_sessions AS s
-     WHERE s.user_id = (SELECT keen.require_user_id()) AND s.id = (SELECT keen.session_uuid(p_session_id))
+     WHERE s.id = (SELECT keen.session_uuid(p_session_id))
     UNION ALL
     SELECT c.id, c.session_id, c.parent_session_id, t.depth + 1,
            t.path || c.session_id,
            t.sort_key || pg_catalog.int8send(c.start_seq),
            c.current_phase, c.execution_status, c.total_cost, c.tokens_used
       FROM tree AS t
-      JOIN keen.agent_sessions AS c ON c.user_id = (SELECT keen.require_user_id()) AND c.parent_session_id = t.id
+      JOIN keen.agent_sessions AS c ON c.parent_session_id = t.id
   )
   SELECT tree.id, tree.session_id, tree.parent_session_id, tree.depth, tree.path,
          tree.current_phase, tree.execution_status, tree.total_cost, tree.tokens_used
