@@ -486,6 +486,8 @@ class Subscription:
         self.last_event_id = stream.last_event_id
         self._queue: deque[object] = deque()
         self._ready = threading.Condition()
+        # asyncio consumers waiting in aevents(): woken from the hub's thread, thread-safely.
+        self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
         self._error: BaseException | None = None
         self.closed = False
 
@@ -494,16 +496,22 @@ class Subscription:
         """The tenant whose events this subscription reads."""
         return self._stream.user_id
 
+    def _wake(self) -> None:
+        """Wake every consumer (call with `_ready` held)."""
+        self._ready.notify_all()
+        for loop, event in self._async_waiters:
+            loop.call_soon_threadsafe(event.set)
+
     def _push(self, events: list[SessionEvent]) -> None:
         with self._ready:
             self._queue.extend(events)
-            self._ready.notify_all()
+            self._wake()
 
     def _fail(self, exc: BaseException) -> None:
         with self._ready:
             self._error = exc
             self._queue.append(_END)
-            self._ready.notify_all()
+            self._wake()
 
     def get(self, timeout: float | None = None) -> SessionEvent | None:
         """The next event, or None when none arrives within `timeout` s (or it was closed)."""
@@ -532,10 +540,27 @@ class Subscription:
             yield event
 
     async def aevents(self, *, idle_timeout: float | None = None) -> AsyncIterator[SessionEvent]:
-        """`events()` for asyncio: waits in a worker thread, never blocking the loop."""
-        loop = asyncio.get_running_loop()
-        while (event := await loop.run_in_executor(None, self.get, idle_timeout)) is not None:
-            yield event
+        """`events()` for asyncio: waits on the loop (no thread per consumer)."""
+        waiter = (asyncio.get_running_loop(), asyncio.Event())
+        with self._ready:
+            self._async_waiters.append(waiter)
+        try:
+            while True:
+                waiter[1].clear()
+                event = self.get(timeout=0)
+                if event is not None:
+                    yield event
+                    continue
+                if self.closed:
+                    return
+                try:
+                    await asyncio.wait_for(waiter[1].wait(), idle_timeout)
+                except TimeoutError:
+                    if not self._queue:
+                        return
+        finally:
+            with self._ready:
+                self._async_waiters.remove(waiter)
 
     def close(self) -> None:
         """Stop reading this stream (the hub forgets it) and wake a waiting consumer."""
@@ -543,7 +568,7 @@ class Subscription:
         with self._ready:
             self.closed = True
             self._queue.append(_END)
-            self._ready.notify_all()
+            self._wake()
 
 
 class EventHub:
@@ -813,7 +838,7 @@ class EventHub:
             with sub._ready:
                 sub.closed = True
                 sub._queue.append(_END)
-                sub._ready.notify_all()
+                sub._wake()
 
     def __enter__(self) -> Self:
         return self.start()

@@ -7,6 +7,7 @@ server; the hub and the listener follow them over LISTEN/NOTIFY and the event lo
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
@@ -512,3 +513,31 @@ def test_1000_subscribers_on_one_listen_connection_and_3_pooled_each_get_their_e
     assert listening[0] >= 1
     for u in users:
         assert [(e.user_id, e.event_type) for e in received[u]] == [(u, "session.started")]
+
+
+def test_asyncio_consumers_of_the_hub_wait_on_the_loop_not_on_threads(
+    db: Database, db_url: str
+) -> None:
+    # More consumers than any thread pool has threads: each waits on the event loop.
+    users = [new_user(db_url) for _ in range(40)]
+
+    async def scenario(hub: EventHub) -> dict[uuid.UUID, list[str]]:
+        subs = {u: hub.subscribe(u) for u in users}
+
+        async def consume(u: uuid.UUID) -> list[str]:
+            return [e.event_type async for e in subs[u].aevents(idle_timeout=3)]
+
+        tasks = [asyncio.create_task(consume(u)) for u in users]
+        await asyncio.sleep(0.2)  # all 40 are waiting now
+        loop = asyncio.get_running_loop()
+        for i, u in enumerate(users):
+            await loop.run_in_executor(None, run_start, u, f"async-{i}")
+        return dict(zip(users, await asyncio.gather(*tasks), strict=True))
+
+    def run_start(u: uuid.UUID, name: str) -> None:
+        with db.tenant(u) as q:
+            start(q, name)
+
+    with EventHub(db, poll_interval=1.0) as hub:
+        got = asyncio.run(scenario(hub))
+    assert all(v == ["session.started"] for v in got.values())
