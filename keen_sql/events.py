@@ -9,9 +9,9 @@ streams of `SessionEvent` rows:
   process wakes every subscriber; subscribers (`EventHub.subscribe`, one per user or session)
   read their own events through the `Database` pool, many per round trip, so 1,000 online
   users cost one listening connection plus the pool's few.
-* `EventListener` (and its asyncio twin `AsyncEventListener`): one subscriber on one direct
-  connection of its own, which both listens and reads; for scripts and simple cases. It runs
-  the same stream logic as a hub subscription (`_Stream`: cursor, horizon, backoff).
+* `EventListener` (and its asyncio twin `AsyncEventListener`): an `EventHub` of its own with
+  one subscription (one direct LISTEN connection, a pool of one for the reads); for scripts
+  and simple cases.
 
 Either way:
 
@@ -47,7 +47,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, LiteralString, Self
 from uuid import UUID
 
@@ -167,25 +167,17 @@ def _log_retry(what: str, attempt: int, delay: float, exc: BaseException) -> Non
     log.warning("%s lost (attempt %d), retrying in %.3f s: %s", what, attempt, delay, exc)
 
 
-def _raise_unless_disconnect(exc: psycopg.Error, closed: bool) -> None:
-    """Re-raise `exc` (as its keen_sql.errors class) unless the connection was lost."""
-    # A terminated backend (57P01), a server shutting down, a broken socket: reconnect.
-    if isinstance(exc, psycopg.OperationalError) or closed:
-        return
-    mapped = translate(exc)
-    if mapped is exc:
-        raise exc
-    raise mapped from exc
-
-
 class EventListener:
     """Yields a tenant's session events in order, resuming after an event id.
 
     ``EventListener(url, user_id, session_id=None, after_id=0)``; iterate ``events()``
     (forever, or until ``idle_timeout`` seconds pass without an event). ``last_event_id``
-    is the cursor to resume from later. The URL must reach PostgreSQL directly (see the
-    module docstring; ``allow_pooler=True`` accepts a session-mode pool, which keeps one
-    server connection per client); its login must be allowed to SET ROLE keen_app.
+    is the cursor to resume from later. It is an `EventHub` of its own with one
+    subscription: one direct LISTEN connection to `url` and a pool of one connection for the
+    reads. The URL must reach PostgreSQL directly (see the module docstring;
+    ``allow_pooler=True`` accepts a session-mode pool, which keeps one server connection per
+    client); its login must be allowed to SET ROLE keen_app. Reconnects retry for ever, or
+    until ``reconnect_timeout`` seconds of failure, when the iterator raises the error.
     """
 
     def __init__(
@@ -203,118 +195,71 @@ class EventListener:
         settings: Settings | None = None,
     ) -> None:
         self.conninfo = conninfo
-        self._stream = _Stream(
-            settings=settings or Settings.from_env(),
-            user_id=user_id if isinstance(user_id, UUID) else UUID(user_id),
-            session_id=session_id,
-            last_event_id=after_id,
-            poll_interval=poll_interval,
-            batch_size=batch_size,
-            max_backoff=max_backoff,
-            reconnect_timeout=reconnect_timeout,
-            allow_pooler=allow_pooler,
+        self.user_id = user_id if isinstance(user_id, UUID) else UUID(user_id)
+        self.session_id = session_id
+        self._after_id = after_id
+        self._settings = replace(
+            settings or Settings.from_env(), database_url=conninfo, pool_min_size=1, pool_max_size=1
         )
-        self.conn: psycopg.Connection[Any] | None = None
-        self.reconnects = 0
+        self._hub_options: dict[str, Any] = {
+            "poll_interval": poll_interval,
+            "batch_size": batch_size,
+            "max_backoff": max_backoff,
+            "reconnect_timeout": reconnect_timeout,
+            "allow_pooler": allow_pooler,
+        }
+        self._db: Database | None = None
+        self.hub: EventHub | None = None
+        self._sub: Subscription | None = None
+        self._past_reconnects = 0  # of the hubs closed before
 
     @property
     def last_event_id(self) -> int:
         """Id of the last event yielded: pass it as ``after_id`` to resume."""
-        return self._stream.last_event_id
+        return self._sub.last_event_id if self._sub is not None else self._after_id
 
     @property
     def backend_pid(self) -> int | None:
         """The server pid of the listening connection (None when not connected)."""
-        return None if self.conn is None or self.conn.closed else self.conn.info.backend_pid
+        return None if self.hub is None else self.hub.backend_pid
+
+    @property
+    def reconnects(self) -> int:
+        """How often the listening connection was re-established."""
+        return self._past_reconnects + (0 if self.hub is None else self.hub.reconnects)
 
     def connect(self) -> None:
-        """Open the connection, check it is direct, and LISTEN."""
-        self.close()
-        conn = psycopg.connect(self.conninfo, autocommit=True)
+        """Open the connections, check the listening one is direct, LISTEN, and subscribe."""
+        if self.hub is not None:
+            return
+        db = Database(self._settings)
+        hub = EventHub(db, self.conninfo, **self._hub_options)
         try:
-            row = conn.execute(BACKEND_PID).fetchone()
-            self._stream.check_direct(conn.info.backend_pid, row[0] if row else -1)
-            conn.execute(LISTEN)
+            hub.start()
         except BaseException:
-            conn.close()
+            db.close()
             raise
-        self.conn = conn
-
-    def _reconnect(self) -> None:
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                self.connect()
-                self.reconnects += 1
-                return
-            except psycopg.OperationalError as exc:
-                if self._stream.give_up(started):
-                    raise
-                delay = self._stream.backoff(attempt)
-                _log_retry("event listener connection", attempt, delay, exc)
-                time.sleep(delay)
-
-    def _fetch(self, conn: psycopg.Connection[Any]) -> list[SessionEvent]:
-        s = self._stream
-        with conn.transaction():
-            conn.execute(SET_CONTEXT, s.context())
-            rows = q.list_session_events(
-                conn, p_after_id=s.last_event_id, p_session_id=s.session_id, p_limit=s.batch_size
-            )
-            if len(rows) < s.batch_size:
-                waiting = q.session_events_waiting(conn, p_session_id=s.session_id)
-                s.pending = bool(waiting and waiting.waiting)
-        return s.fresh(rows)
-
-    def _wait(self, conn: psycopg.Connection[Any], timeout: float) -> None:
-        """Wait up to `timeout` s for a notification of this stream, then drain the rest."""
-        deadline = time.monotonic() + timeout
-        while (remaining := deadline - time.monotonic()) > 0:
-            wanted = False
-            for n in conn.notifies(timeout=remaining, stop_after=1):
-                wanted = wanted or self._stream.wants(n.payload)
-            if wanted:
-                break
-        for _ in conn.notifies(timeout=0):
-            pass
+        self._db, self.hub = db, hub
+        self._sub = hub.subscribe(self.user_id, session_id=self.session_id, after_id=self._after_id)
 
     def events(self, *, idle_timeout: float | None = None) -> Iterator[SessionEvent]:
         """Yield events in order, forever or until `idle_timeout` s pass without one."""
-        s = self._stream
-        idle_since = time.monotonic()
-        while True:
-            if self.conn is None:
-                self.connect()
-            elif self.conn.closed:
-                self._reconnect()
-            conn = self.conn
-            assert conn is not None
-            try:
-                batch = self._fetch(conn)
-                if not batch:
-                    wait = s.wait_time(idle_since, idle_timeout)
-                    if wait <= 0:
-                        return
-                    self._wait(conn, wait)
-                    continue
-            except psycopg.Error as exc:
-                _raise_unless_disconnect(exc, conn.closed)
-                conn.close()
-                continue
-            for event in batch:
-                yield s.delivered(event)
-            idle_since = time.monotonic()
+        self.connect()
+        assert self._sub is not None
+        yield from self._sub.events(idle_timeout=idle_timeout)
 
     def __iter__(self) -> Iterator[SessionEvent]:
         return self.events()
 
     def close(self) -> None:
-        """Close the connection (the cursor is kept: iterating again reconnects)."""
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+        """Close the connections (the cursor is kept: iterating again reconnects)."""
+        self._after_id = self.last_event_id
+        if self.hub is not None:
+            self._past_reconnects += self.hub.reconnects
+            self.hub.close()
+        if self._db is not None:
+            self._db.close()
+        self.hub, self._db, self._sub = None, None, None
 
     def __enter__(self) -> Self:
         return self
@@ -324,7 +269,11 @@ class EventListener:
 
 
 class AsyncEventListener:
-    """The asyncio twin of `EventListener`: ``async for event in listener.events(): …``."""
+    """The asyncio twin of `EventListener`: ``async for event in listener.events(): …``.
+
+    The same hub of its own (its threads do the waiting and the reads); the consumer waits
+    on its event loop.
+    """
 
     def __init__(
         self,
@@ -340,120 +289,52 @@ class AsyncEventListener:
         allow_pooler: bool = False,
         settings: Settings | None = None,
     ) -> None:
-        self.conninfo = conninfo
-        self._stream = _Stream(
-            settings=settings or Settings.from_env(),
-            user_id=user_id if isinstance(user_id, UUID) else UUID(user_id),
+        self._sync = EventListener(
+            conninfo,
+            user_id,
             session_id=session_id,
-            last_event_id=after_id,
+            after_id=after_id,
             poll_interval=poll_interval,
             batch_size=batch_size,
             max_backoff=max_backoff,
             reconnect_timeout=reconnect_timeout,
             allow_pooler=allow_pooler,
+            settings=settings,
         )
-        self.conn: psycopg.AsyncConnection[Any] | None = None
-        self.reconnects = 0
 
     @property
     def last_event_id(self) -> int:
         """Id of the last event yielded: pass it as ``after_id`` to resume."""
-        return self._stream.last_event_id
+        return self._sync.last_event_id
 
     @property
     def backend_pid(self) -> int | None:
         """The server pid of the listening connection (None when not connected)."""
-        return None if self.conn is None or self.conn.closed else self.conn.info.backend_pid
+        return self._sync.backend_pid
+
+    @property
+    def reconnects(self) -> int:
+        """How often the listening connection was re-established."""
+        return self._sync.reconnects
 
     async def connect(self) -> None:
-        """Open the connection, check it is direct, and LISTEN."""
-        await self.close()
-        conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
-        try:
-            cur = await conn.execute(BACKEND_PID)
-            row = await cur.fetchone()
-            self._stream.check_direct(conn.info.backend_pid, row[0] if row else -1)
-            await conn.execute(LISTEN)
-        except BaseException:
-            await conn.close()
-            raise
-        self.conn = conn
-
-    async def _reconnect(self) -> None:
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                await self.connect()
-                self.reconnects += 1
-                return
-            except psycopg.OperationalError as exc:
-                if self._stream.give_up(started):
-                    raise
-                delay = self._stream.backoff(attempt)
-                _log_retry("event listener connection", attempt, delay, exc)
-                await asyncio.sleep(delay)
-
-    async def _fetch(self, conn: psycopg.AsyncConnection[Any]) -> list[SessionEvent]:
-        s = self._stream
-        async with conn.transaction():
-            await conn.execute(SET_CONTEXT, s.context())
-            rows = await q.list_session_events_async(
-                conn, p_after_id=s.last_event_id, p_session_id=s.session_id, p_limit=s.batch_size
-            )
-            if len(rows) < s.batch_size:
-                waiting = await q.session_events_waiting_async(conn, p_session_id=s.session_id)
-                s.pending = bool(waiting and waiting.waiting)
-        return s.fresh(rows)
-
-    async def _wait(self, conn: psycopg.AsyncConnection[Any], timeout: float) -> None:
-        """Wait up to `timeout` s for a notification of this stream, then drain the rest."""
-        deadline = time.monotonic() + timeout
-        while (remaining := deadline - time.monotonic()) > 0:
-            wanted = False
-            async for n in conn.notifies(timeout=remaining, stop_after=1):
-                wanted = wanted or self._stream.wants(n.payload)
-            if wanted:
-                break
-        async for _ in conn.notifies(timeout=0):
-            pass
+        """Open the connections, check the listening one is direct, LISTEN, and subscribe."""
+        await asyncio.get_running_loop().run_in_executor(None, self._sync.connect)
 
     async def events(self, *, idle_timeout: float | None = None) -> AsyncIterator[SessionEvent]:
         """Yield events in order, forever or until `idle_timeout` s pass without one."""
-        s = self._stream
-        idle_since = time.monotonic()
-        while True:
-            if self.conn is None:
-                await self.connect()
-            elif self.conn.closed:
-                await self._reconnect()
-            conn = self.conn
-            assert conn is not None
-            try:
-                batch = await self._fetch(conn)
-                if not batch:
-                    wait = s.wait_time(idle_since, idle_timeout)
-                    if wait <= 0:
-                        return
-                    await self._wait(conn, wait)
-                    continue
-            except psycopg.Error as exc:
-                _raise_unless_disconnect(exc, conn.closed)
-                await conn.close()
-                continue
-            for event in batch:
-                yield s.delivered(event)
-            idle_since = time.monotonic()
+        await self.connect()
+        sub = self._sync._sub
+        assert sub is not None
+        async for event in sub.aevents(idle_timeout=idle_timeout):
+            yield event
 
     def __aiter__(self) -> AsyncIterator[SessionEvent]:
         return self.events()
 
     async def close(self) -> None:
-        """Close the connection (the cursor is kept: iterating again reconnects)."""
-        if self.conn is not None:
-            await self.conn.close()
-            self.conn = None
+        """Close the connections (the cursor is kept: iterating again reconnects)."""
+        await asyncio.get_running_loop().run_in_executor(None, self._sync.close)
 
     async def __aenter__(self) -> Self:
         return self
@@ -594,8 +475,10 @@ class EventHub:
         pipeline_size: int = 100,
         max_backoff: float = 2.0,
         allow_pooler: bool = False,
+        reconnect_timeout: float | None = None,
     ) -> None:
         self.db = db
+        self.reconnect_timeout = reconnect_timeout
         self.conninfo = listen_conninfo or db.settings.database_url
         self.poll_interval = poll_interval
         self.retry_interval = retry_interval
@@ -666,9 +549,24 @@ class EventHub:
             raise
         self.conn = conn
 
+    def _give_up(self, since: float | None, exc: BaseException) -> bool:
+        """After reconnect_timeout s of failures: end every subscription with `exc`, stop."""
+        if since is None or self.reconnect_timeout is None:
+            return False
+        if time.monotonic() - since <= self.reconnect_timeout:
+            return False
+        with self._lock:
+            subs = list(self._subs.values())
+            self._subs.clear()
+        for sub in subs:
+            sub._fail(exc)
+        self._stop.set()
+        return True
+
     def _listen(self) -> None:
         """Listener thread: wake the reader on every notification and every poll_interval."""
         attempt = 0
+        failing_since: float | None = None
         last_wake = time.monotonic()
         while not self._stop.is_set():
             conn = self.conn
@@ -676,7 +574,7 @@ class EventHub:
                 if conn is None or conn.closed:
                     self._connect()
                     self.reconnects += 1
-                    attempt = 0
+                    attempt, failing_since = 0, None
                     self._dirty.set()  # catch up on what the gap may have hidden
                     continue
                 # Short waits, so close() is quick; a wake-up at least every poll_interval.
@@ -689,6 +587,9 @@ class EventHub:
             except psycopg.OperationalError as exc:
                 if self.conn is not None:
                     self.conn.close()
+                failing_since = failing_since or time.monotonic()
+                if self._give_up(failing_since, exc):
+                    return
                 attempt += 1
                 delay = _jittered(attempt, self.max_backoff)
                 _log_retry("event hub LISTEN connection", attempt, delay, exc)
@@ -788,6 +689,7 @@ class EventHub:
     def _read(self) -> None:
         """Reader thread: one round per wake-up; a lost connection is retried with backoff."""
         attempt = 0
+        failing_since: float | None = None
         while not self._stop.is_set():
             if not self._dirty.wait(self.poll_interval):
                 continue
@@ -795,8 +697,11 @@ class EventHub:
             try:
                 if self._read_round():
                     self._dirty.set()
-                attempt = 0
+                attempt, failing_since = 0, None
             except psycopg.OperationalError as exc:
+                failing_since = failing_since or time.monotonic()
+                if self._give_up(failing_since, exc):
+                    return
                 attempt += 1
                 delay = _jittered(attempt, self.max_backoff)
                 _log_retry("event hub read", attempt, delay, exc)

@@ -79,8 +79,16 @@ def complete(q: Queries, name: str, total: Decimal | None = None) -> None:
 
 
 def replay(db: Database, user: uuid.UUID) -> list[SessionEvent]:
-    with db.tenant(user) as q:
-        return q.sessions.list_session_events(p_after_id=0, p_session_id=None, p_limit=10000)
+    """The user's whole log, once nothing waits above the horizon any more (an older
+    transaction of the cluster, an autoanalyze say, may hold the listing back briefly)."""
+    deadline = time.monotonic() + 10
+    while True:
+        with db.tenant(user) as q:
+            rows = q.sessions.list_session_events(p_after_id=0, p_session_id=None, p_limit=10000)
+            waiting = q.sessions.session_events_waiting(p_session_id=None)
+        if not (waiting and waiting.waiting) or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.02)
 
 
 def balance(db: Database, user: uuid.UUID) -> tuple[Decimal, Decimal]:
