@@ -84,7 +84,7 @@ class DirectConnectionRequired(RuntimeError):
 
 @dataclass(slots=True)
 class _Stream:
-    """What the sync and async listeners share: the subscription, the cursor, the policy."""
+    """One subscription's stream: tenant, optional session, read cursor, reading policy."""
 
     settings: Settings
     user_id: UUID
@@ -95,40 +95,10 @@ class _Stream:
     max_backoff: float
     reconnect_timeout: float | None
     allow_pooler: bool = False
-    retry_interval: float = 0.05
-    # Committed events wait above the horizon (an older transaction still runs): read again
-    # after retry_interval, without waiting for a notification.
-    pending: bool = False
-
-    def context(self) -> tuple[str, str, str, str]:
-        """Parameters of SET_CONTEXT: keen_app, this tenant, the timeouts."""
-        s = self.settings
-        return (
-            s.app_role,
-            str(self.user_id),
-            f"{s.statement_timeout_ms}ms",
-            f"{s.lock_timeout_ms}ms",
-        )
-
-    def wants(self, payload: str) -> bool:
-        """Whether a notification is a wake-up to read the log (its payload is always empty)."""
-        return payload == ""
 
     def fresh(self, rows: list[SessionEvent]) -> list[SessionEvent]:
         """The rows of a batch past the cursor (the log returns no other; this makes sure)."""
         return [r for r in rows if r.id > self.last_event_id]
-
-    def delivered(self, event: SessionEvent) -> SessionEvent:
-        """Move the cursor to `event` as it is handed out (a consumer may stop mid-batch)."""
-        self.last_event_id = event.id
-        return event
-
-    def wait_time(self, idle_since: float, idle_timeout: float | None) -> float:
-        """How long to wait for a notification now; <= 0 when the idle timeout has passed."""
-        wait = min(self.poll_interval, self.retry_interval) if self.pending else self.poll_interval
-        if idle_timeout is None:
-            return wait
-        return min(wait, idle_since + idle_timeout - time.monotonic())
 
     def check_direct(self, announced_pid: int, server_pid: int) -> None:
         """Raise DirectConnectionRequired when a pooler sits between us and the server."""
@@ -141,24 +111,11 @@ class _Stream:
                 "at the server itself (behind a session-mode pool, pass allow_pooler=True)."
             )
 
-    def backoff(self, attempt: int) -> float:
-        """Seconds to wait before reconnection attempt `attempt` (1, 2, …), jittered.
-
-        Exponential up to max_backoff, then a uniform draw from its upper half ("equal
-        jitter"): listeners of many processes that lost the server together do not come back
-        in one wave.
-        """
-        return _jittered(attempt, self.max_backoff)
-
-    def give_up(self, started: float) -> bool:
-        """Whether reconnecting has lasted longer than reconnect_timeout."""
-        return self.reconnect_timeout is not None and (
-            time.monotonic() - started > self.reconnect_timeout
-        )
-
 
 def _jittered(attempt: int, max_backoff: float) -> float:
-    """Equal-jitter exponential backoff: half fixed, half random, capped at max_backoff."""
+    """Seconds before retry `attempt` (1, 2, …): exponential up to max_backoff, half of it
+    fixed and half a uniform draw ("equal jitter"), so listeners of many processes that lost
+    the server together do not come back in one wave."""
     ceiling = float(min(max_backoff, 0.05 * 2.0**attempt))
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
@@ -512,8 +469,7 @@ class EventHub:
             poll_interval=self.poll_interval,
             batch_size=self.batch_size,
             max_backoff=self.max_backoff,
-            reconnect_timeout=None,
-            retry_interval=self.retry_interval,
+            reconnect_timeout=self.reconnect_timeout,
         )
         sub = Subscription(self, stream)
         with self._lock:
