@@ -58,7 +58,8 @@ from keen_queries.models import SessionEvent
 from psycopg.pq import TransactionStatus
 
 from keen_sql.config import Settings
-from keen_sql.database import BEGIN, COMMIT, SET_CONTEXT, Database, TransactionAborted, _context
+from keen_sql.context import SET_CONTEXT
+from keen_sql.database import BEGIN, COMMIT, Database, TransactionAborted
 from keen_sql.errors import KeenError, translate
 
 __all__ = [
@@ -127,9 +128,10 @@ def _log_retry(what: str, attempt: int, delay: float, exc: BaseException) -> Non
 class EventListener:
     """Yields a tenant's session events in order, resuming after an event id.
 
-    ``EventListener(url, user_id, session_id=None, after_id=0)``; iterate ``events()``
+    ``EventListener(url, user_id, session_id=None, after_id=None)``; iterate ``events()``
     (forever, or until ``idle_timeout`` seconds pass without an event). ``last_event_id``
-    is the cursor to resume from later. It is an `EventHub` of its own with one
+    is the cursor to resume from later; ``after_id=None`` (or 0) starts from the first
+    event of the log. It is an `EventHub` of its own with one
     subscription: one direct LISTEN connection to `url` and a pool of one connection for the
     reads. The URL must reach PostgreSQL directly (see the module docstring;
     ``allow_pooler=True`` accepts a session-mode pool, which keeps one server connection per
@@ -143,7 +145,7 @@ class EventListener:
         user_id: UUID | str,
         *,
         session_id: str | None = None,
-        after_id: int = 0,
+        after_id: int | None = None,
         poll_interval: float = 5.0,
         batch_size: int = 500,
         max_backoff: float = 2.0,
@@ -154,7 +156,7 @@ class EventListener:
         self.conninfo = conninfo
         self.user_id = user_id if isinstance(user_id, UUID) else UUID(user_id)
         self.session_id = session_id
-        self._after_id = after_id
+        self._after_id = after_id or 0
         self._settings = replace(
             settings or Settings.from_env(), database_url=conninfo, pool_min_size=1, pool_max_size=1
         )
@@ -238,7 +240,7 @@ class AsyncEventListener:
         user_id: UUID | str,
         *,
         session_id: str | None = None,
-        after_id: int = 0,
+        after_id: int | None = None,
         poll_interval: float = 5.0,
         batch_size: int = 500,
         max_backoff: float = 2.0,
@@ -413,12 +415,13 @@ class EventHub:
     """One LISTEN connection per process, waking per-user subscribers that read via the pool.
 
     ``EventHub(db)`` listens on ``db``'s database (or ``listen_conninfo``, which must reach
-    PostgreSQL directly); ``hub.subscribe(user_id, session_id=None, after_id=0)`` returns a
-    `Subscription`. Any notification (they name nobody) or ``poll_interval`` marks every
-    subscription to be read; a reader thread then reads them through the pool in pipelines
-    of ``pipeline_size`` tenant transactions (BEGIN, the tenant context, the log after the
-    cursor, COMMIT), so many users cost a few round trips, and notifications arriving while a
-    round runs fold into the next. Use it as a context manager, or ``start()`` and ``close()``.
+    PostgreSQL directly); ``hub.subscribe(user_id, session_id=None, after_id=None)`` returns a
+    `Subscription` (``after_id=None`` or 0: from the first event of the log). Any
+    notification (they name nobody) or ``poll_interval`` marks every subscription to be read;
+    a reader thread then reads them through the pool in pipelines of ``pipeline_size`` tenant
+    transactions (BEGIN, the tenant context, the log after the cursor, COMMIT), so many users
+    cost a few round trips, and notifications arriving while a round runs fold into the next.
+    Use it as a context manager, or ``start()`` and ``close()``.
     """
 
     def __init__(
@@ -458,14 +461,14 @@ class EventHub:
 
     # -- subscriptions --------------------------------------------------------------------
     def subscribe(
-        self, user_id: UUID | str, *, session_id: str | None = None, after_id: int = 0
+        self, user_id: UUID | str, *, session_id: str | None = None, after_id: int | None = None
     ) -> Subscription:
         """Follow `user_id`'s events (or one session's, by external id) after `after_id`."""
         stream = _Stream(
             settings=self.db.settings,
             user_id=user_id if isinstance(user_id, UUID) else UUID(user_id),
             session_id=session_id,
-            last_event_id=after_id,
+            last_event_id=after_id or 0,
             poll_interval=self.poll_interval,
             batch_size=self.batch_size,
             max_backoff=self.max_backoff,
@@ -493,7 +496,11 @@ class EventHub:
         return None if self.conn is None or self.conn.closed else self.conn.info.backend_pid
 
     def _connect(self) -> None:
-        conn = psycopg.connect(self.conninfo, autocommit=True)
+        conn = psycopg.connect(
+            self.conninfo,
+            autocommit=True,
+            fallback_application_name=self.db.settings.application_name,
+        )
         try:
             row = conn.execute(BACKEND_PID).fetchone()
             check = _Stream(self.db.settings, UUID(int=0), None, 0, 1.0, 1, 1.0, None)
@@ -593,7 +600,7 @@ class EventHub:
         subscription to a session that is not the tenant's) stops the pipeline; the chunk is
         then read again one transaction at a time, so the error reaches its subscription only.
         """
-        fixed = self.db._context
+        context = self.db._context  # the role and timeouts (keen_sql.context)
         with self.db.pool.connection() as conn:
             try:
                 cursors = []
@@ -603,7 +610,7 @@ class EventHub:
                         rows = psycopg.RawCursor(conn, row_factory=_EVENT_ROWS)
                         flag = psycopg.RawCursor(conn)
                         conn.execute(BEGIN, prepare=False)
-                        conn.execute(SET_CONTEXT, _context(fixed, s.user_id), prepare=False)
+                        conn.execute(SET_CONTEXT, context.params(s.user_id), prepare=False)
                         rows.execute(
                             q.LIST_SESSION_EVENTS, (s.last_event_id, s.session_id, s.batch_size)
                         )
@@ -629,12 +636,12 @@ class EventHub:
             with self.db.tenant(s.user_id) as t:
                 rows = t.call(
                     q.list_session_events,
-                    p_after_id=s.last_event_id,
-                    p_session_id=s.session_id,
-                    p_limit=s.batch_size,
+                    after_id=s.last_event_id,
+                    session_id=s.session_id,
+                    limit=s.batch_size,
                 )
-                waiting = t.call(q.session_events_waiting, p_session_id=s.session_id)
-            return rows, bool(waiting and waiting.waiting)
+                waiting = t.call(q.session_events_waiting, session_id=s.session_id)
+            return rows, waiting
         except psycopg.OperationalError:
             raise
         except psycopg.Error as exc:

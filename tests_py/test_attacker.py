@@ -15,13 +15,13 @@ from decimal import Decimal
 
 import psycopg
 import pytest
+from keen_dev.ledger import credit
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from keen_sql import errors
 from keen_sql.config import Settings
 from keen_sql.database import Database
-from tests_py.support.ledger import credit
 from tests_py.tenants import register
 
 
@@ -108,7 +108,8 @@ def test_pool_resets_session_state_before_the_next_tenant(login_url: str, db: Da
             ).fetchone()
             # The pool's own defaults are set again (the transaction sets its own too).
             timeout = q.conn.execute("SHOW statement_timeout").fetchone()
-    assert state == ("", 0, 0)
+    # application_name is back to what the pool connects with, not tenant A's.
+    assert state == (settings.application_name, 0, 0)
     assert timeout is not None and timeout[0] != "0"
 
 
@@ -150,19 +151,10 @@ def test_another_tenant_cannot_stall_an_event_stream(login_url: str, db: Databas
         with Database(victim) as vdb, vdb.tenant(b) as q:
             started = time.monotonic()
             row = q.sessions.start_session(
-                p_session_id="s-1",
-                p_vision="v",
-                p_working_directory="/w",
-                p_git_branch="main",
-                p_parent_session_id=None,
+                session_id="s-1", vision="v", working_directory="/w", git_branch="main"
             )
             q.sessions.update_session_progress(
-                p_session_id="s-1",
-                p_phase=None,
-                p_iterations=1,
-                p_tool_calls=0,
-                p_tokens=0,
-                p_cost=Decimal("0"),
+                session_id="s-1", iterations=1, tool_calls=0, tokens=0, cost=Decimal("0")
             )
             elapsed = time.monotonic() - started
     finally:

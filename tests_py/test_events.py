@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from keen_dev.ledger import new_user
 from keen_queries import sessions as q
 from keen_queries.models import SessionEvent
 
@@ -28,7 +29,6 @@ from keen_sql.events import (
     EventListener,
     _Stream,
 )
-from tests_py.support.ledger import new_user
 from tests_py.test_isolation_pgbouncer import pgbouncer_url  # noqa: F401 - a fixture
 
 SESSIONS = 8
@@ -47,34 +47,34 @@ def run_session(db: Database, user_id: uuid.UUID, name: str) -> None:
     with db.tenant(user_id) as t:
         t.call(
             q.start_session,
-            p_session_id=name,
-            p_vision="secret vision",
-            p_working_directory="/w",
-            p_git_branch="main",
-            p_parent_session_id=None,
+            session_id=name,
+            vision="secret vision",
+            working_directory="/w",
+            git_branch="main",
+            parent_session_id=None,
         )
     for i in range(PROGRESS):
         with db.tenant(user_id) as t:
             t.call(
                 q.update_session_progress,
-                p_session_id=name,
-                p_phase=None,
-                p_iterations=1,
-                p_tool_calls=i,
-                p_tokens=100,
-                p_cost=None,
+                session_id=name,
+                phase=None,
+                iterations=1,
+                tool_calls=i,
+                tokens=100,
+                cost=None,
             )
     with db.tenant(user_id) as t:
         t.call(
             q.complete_session,
-            p_session_id=name,
-            p_success=True,
-            p_total_cost=Decimal(0),
-            p_files_created=None,
-            p_files_modified=None,
-            p_files_deleted=None,
-            p_completion_report=None,
-            p_error_message=None,
+            session_id=name,
+            success=True,
+            total_cost=Decimal(0),
+            files_created=None,
+            files_modified=None,
+            files_deleted=None,
+            completion_report=None,
+            error_message=None,
         )
 
 
@@ -96,9 +96,9 @@ def logged(db: Database, user_id: uuid.UUID) -> list[SessionEvent]:
     deadline = time.monotonic() + 10
     while True:
         with db.tenant(user_id) as t:
-            rows = t.call(q.list_session_events, p_after_id=0, p_session_id=None, p_limit=10000)
-            waiting = t.call(q.session_events_waiting, p_session_id=None)
-        if not (waiting and waiting.waiting) or time.monotonic() > deadline:
+            rows = t.call(q.list_session_events, after_id=0, session_id=None, limit=10000)
+            waiting = t.call(q.session_events_waiting, session_id=None)
+        if not waiting or time.monotonic() > deadline:
             return rows
         time.sleep(0.02)
 
@@ -129,11 +129,11 @@ def test_notify_payload_names_no_tenant_user_session_or_event(db: Database, db_u
         with db.tenant(user) as t:
             row = t.call(
                 q.start_session,
-                p_session_id="notify-1",
-                p_vision="secret vision",
-                p_working_directory="/home/secret",
-                p_git_branch="secret-branch",
-                p_parent_session_id=None,
+                session_id="notify-1",
+                vision="secret vision",
+                working_directory="/home/secret",
+                git_branch="secret-branch",
+                parent_session_id=None,
             )
         assert row is not None
         notes = list(conn.notifies(timeout=5, stop_after=1))
@@ -267,3 +267,13 @@ def test_listener_through_pgbouncer_transaction_mode_raises_direct_connection_re
         pytest.raises(DirectConnectionRequired, match="PgBouncer with pool_mode=transaction"),
     ):
         listener.connect()
+
+
+def test_listener_after_id_none_starts_from_the_first_event(db: Database, db_url: str) -> None:
+    user = new_user(db_url)
+    run_session(db, user, "from-start")
+    with EventListener(db_url, user, after_id=None) as listener:
+        events = list(listener.events(idle_timeout=0.5))
+    assert [e.id for e in events] == [e.id for e in logged(db, user)]
+    assert len(events) == PROGRESS + 2
+    assert listener.last_event_id == events[-1].id

@@ -20,6 +20,7 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from keen_dev.ledger import credit, new_user
 from keen_queries.models import SessionEvent
 
 from keen_sql.config import Settings
@@ -31,7 +32,6 @@ from keen_sql.errors import (
     MonthlyLimitExceeded,
 )
 from keen_sql.events import EventHub, EventListener
-from tests_py.support.ledger import credit, new_user
 
 SESSIONS = 8
 REPORTS = 12  # per session: started + 12 progress + completed
@@ -46,35 +46,35 @@ def db(db_url: str) -> Iterator[Database]:
 
 def start(q: Queries, name: str, parent: str | None = None) -> None:
     q.sessions.start_session(
-        p_session_id=name,
-        p_vision="v",
-        p_working_directory="/w",
-        p_git_branch="main",
-        p_parent_session_id=parent,
+        session_id=name,
+        vision="v",
+        working_directory="/w",
+        git_branch="main",
+        parent_session_id=parent,
     )
 
 
 def report(q: Queries, name: str, cost: Decimal | str = "0", tokens: int = 10) -> None:
     q.sessions.update_session_progress(
-        p_session_id=name,
-        p_phase=None,
-        p_iterations=1,
-        p_tool_calls=1,
-        p_tokens=tokens,
-        p_cost=Decimal(cost),
+        session_id=name,
+        phase=None,
+        iterations=1,
+        tool_calls=1,
+        tokens=tokens,
+        cost=Decimal(cost),
     )
 
 
 def complete(q: Queries, name: str, total: Decimal | None = None) -> None:
     q.sessions.complete_session(
-        p_session_id=name,
-        p_success=True,
-        p_total_cost=total,
-        p_files_created=None,
-        p_files_modified=None,
-        p_files_deleted=None,
-        p_completion_report=None,
-        p_error_message=None,
+        session_id=name,
+        success=True,
+        total_cost=total,
+        files_created=None,
+        files_modified=None,
+        files_deleted=None,
+        completion_report=None,
+        error_message=None,
     )
 
 
@@ -84,9 +84,9 @@ def replay(db: Database, user: uuid.UUID) -> list[SessionEvent]:
     deadline = time.monotonic() + 10
     while True:
         with db.tenant(user) as q:
-            rows = q.sessions.list_session_events(p_after_id=0, p_session_id=None, p_limit=10000)
-            waiting = q.sessions.session_events_waiting(p_session_id=None)
-        if not (waiting and waiting.waiting) or time.monotonic() > deadline:
+            rows = q.sessions.list_session_events(after_id=0, session_id=None, limit=10000)
+            waiting = q.sessions.session_events_waiting(session_id=None)
+        if not waiting or time.monotonic() > deadline:
             return rows
         time.sleep(0.02)
 
@@ -198,20 +198,20 @@ def test_an_older_transaction_never_blocks_a_younger_one_and_its_late_commit_is_
         # The younger event is committed, but the log holds it back while an older
         # transaction could still commit an event below it.
         with db.tenant(user) as q:
-            held = q.sessions.list_session_events(p_after_id=cursor, p_session_id=None, p_limit=100)
-            waiting = q.sessions.session_events_waiting(p_session_id=None)
-        assert held == [] and waiting is not None and waiting.waiting
+            held = q.sessions.list_session_events(after_id=cursor, session_id=None, limit=100)
+            waiting = q.sessions.session_events_waiting(session_id=None)
+        assert held == [] and waiting
     with db.tenant(user) as q:
-        after = q.sessions.list_session_events(p_after_id=cursor, p_session_id=None, p_limit=100)
-        still = q.sessions.session_events_waiting(p_session_id=None)
+        after = q.sessions.list_session_events(after_id=cursor, session_id=None, limit=100)
+        still = q.sessions.session_events_waiting(session_id=None)
     names = {}
     with db.tenant(user) as q:
         for n in ("old", "young"):
-            s = q.sessions.get_session(p_session_id=n)
+            s = q.sessions.get_session(session_id=n)
             assert s is not None
             names[s.id] = n
     assert [names[e.session_id] for e in after] == ["old", "young"], "both, in id order"
-    assert still is not None and not still.waiting
+    assert not still
 
 
 def test_get_session_by_id_names_the_session_of_an_event_and_only_the_callers(
@@ -222,12 +222,12 @@ def test_get_session_by_id_names_the_session_of_an_event_and_only_the_callers(
         start(q, "named")
     event = replay(db, alice)[-1]
     with db.tenant(alice) as q:
-        session = q.sessions.get_session_by_id(p_id=event.session_id)
+        session = q.sessions.get_session_by_id(id=event.session_id)
     assert session is not None and session.session_id == "named"
     from keen_sql.errors import NotFound
 
     with pytest.raises(NotFound), db.tenant(bob) as q:
-        q.sessions.get_session_by_id(p_id=event.session_id)
+        q.sessions.get_session_by_id(id=event.session_id)
 
 
 def test_siblings_started_in_one_transaction_come_back_in_start_order(
@@ -241,7 +241,7 @@ def test_siblings_started_in_one_transaction_come_back_in_start_order(
         for name in children:  # one transaction: one start_time for all
             start(q, name, "parent")
     with db.tenant(user) as q:
-        tree = q.sessions.session_tree(p_session_id="parent")
+        tree = q.sessions.session_tree(session_id="parent")
     assert [t.session_id for t in tree] == ["parent", *children]
 
 
@@ -259,7 +259,7 @@ def funded_user(db: Database, db_url: str, amount: str, *names: str) -> uuid.UUI
 
 def session_row(db: Database, user: uuid.UUID, name: str) -> tuple[Decimal, int]:
     with db.tenant(user) as q:
-        s = q.sessions.get_session(p_session_id=name)
+        s = q.sessions.get_session(session_id=name)
     assert s is not None
     return s.total_cost, s.last_event_seq
 
@@ -290,26 +290,26 @@ def test_a_direct_deduction_or_hold_cannot_take_the_accepted_cost_and_completion
         with pytest.raises(InsufficientCredits), db.tenant(user) as q:
             if spend == "deduct":
                 q.credits.deduct_credits(
-                    p_amount=Decimal("5"),
-                    p_session_id=None,
-                    p_description=None,
-                    p_idempotency_key=None,
+                    amount=Decimal("5"),
+                    session_id=None,
+                    description=None,
+                    idempotency_key=None,
                 )
             else:
                 q.credits.hold_credits(
-                    p_session_id=None,
-                    p_amount=Decimal("5"),
-                    p_idempotency_key=None,
-                    p_expires_in=None,
+                    session_id=None,
+                    amount=Decimal("5"),
+                    idempotency_key=None,
+                    expires_in=None,
                 )
     with db.tenant(user) as q:  # what is left (10 - 6 reserved, chunk rounding aside) goes
         row = q.credits.credit_balance()
         assert row is not None and row.available_balance is not None
         q.credits.deduct_credits(
-            p_amount=row.available_balance,
-            p_session_id=None,
-            p_description=None,
-            p_idempotency_key=None,
+            amount=row.available_balance,
+            session_id=None,
+            description=None,
+            idempotency_key=None,
         )
     with db.tenant(user) as q:  # and the session still completes at its accepted cost
         complete(q, "a")
@@ -320,7 +320,7 @@ def test_a_hold_placed_first_leaves_less_for_the_agents(db: Database, db_url: st
     user = funded_user(db, db_url, "10.00", "a")
     with db.tenant(user) as q:
         q.credits.hold_credits(
-            p_session_id=None, p_amount=Decimal("5"), p_idempotency_key=None, p_expires_in=None
+            session_id=None, amount=Decimal("5"), idempotency_key=None, expires_in=None
         )
     with pytest.raises(InsufficientCredits), db.tenant(user) as q:
         report(q, "a", "6.00")
@@ -339,8 +339,8 @@ def test_a_report_past_a_spending_limit_raises_its_code_and_writes_nothing(
     user = funded_user(db, db_url, "50.00", "a", "b")
     with db.tenant(user) as q:
         q.credits.set_spending_limits(
-            p_daily_limit=Decimal("8") if limit == "daily" else None,
-            p_monthly_limit=Decimal("8") if limit == "monthly" else None,
+            daily_limit=Decimal("8") if limit == "daily" else None,
+            monthly_limit=Decimal("8") if limit == "monthly" else None,
         )
         report(q, "a", "6.00")
     before = session_row(db, user, "b"), balance(db, user)
@@ -437,10 +437,10 @@ def test_no_session_ever_completes_unpaid_whatever_the_interleaving(
                     bought += value
                 elif kind == "spend":
                     q.credits.deduct_credits(
-                        p_amount=value,
-                        p_session_id=None,
-                        p_description=None,
-                        p_idempotency_key=None,
+                        amount=value,
+                        session_id=None,
+                        description=None,
+                        idempotency_key=None,
                     )
                     paid += value
         except InsufficientCredits:

@@ -2,7 +2,8 @@
 # versions:
 #   sqlc v1.31.1
 #   sqlc-gen-psycopg 0.1.0
-"""Models, enums and composite types of the schema; their registration."""
+"""Models, enums and composite types of the schema; their registration; the no-row
+error and the error hook of the bound query classes."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import ipaddress
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import Any, Generic, LiteralString, NamedTuple, TypeAlias, TypeVar, Union
+from typing import Any, Generic, LiteralString, NamedTuple, NoReturn, TypeAlias, TypeVar, Union
 
 import psycopg
 from psycopg.abc import AdaptContext
@@ -34,6 +35,30 @@ JsonParam: TypeAlias = Union[
 
 _R = TypeVar("_R")
 _T = TypeVar("_T", bound=tuple[Any, ...])
+
+ErrorHook: TypeAlias = Callable[[psycopg.Error], BaseException]
+"""What a bound query class does with a database error: return the exception to raise in its
+place (chained `from` it), or the error itself to raise it unchanged."""
+
+
+class NoRowError(LookupError):
+    """A `:one` query found no row (a query marked `-- @lookup` returns None instead).
+
+    Attributes:
+        query: the name of the query (`GetAuthor`).
+    """
+
+    def __init__(self, query: str) -> None:
+        super().__init__(f"{query} returned no row")
+        self.query = query
+
+
+def raise_mapped(exc: psycopg.Error, on_error: ErrorHook | None) -> NoReturn:
+    """Raise what `on_error` makes of `exc` (chained from it), or `exc` itself."""
+    mapped = exc if on_error is None else on_error(exc)
+    if mapped is exc:
+        raise exc
+    raise mapped from exc
 
 
 class RowFactory(Generic[_R]):

@@ -11,9 +11,10 @@ import datetime
 import ipaddress
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, LiteralString, NamedTuple
+from typing import Any, LiteralString, NamedTuple, cast
 
 import psycopg
+from psycopg.rows import tuple_row
 
 from . import models
 
@@ -29,21 +30,22 @@ FROM keen.authenticate_token(
 class AuthenticateTokenRow(NamedTuple):
     """A row of AuthenticateToken."""
 
-    user_id: uuid.UUID | None
-    token_id: uuid.UUID | None
-    token_type: str | None
-    scopes: list[str] | None
-    rate_limited: bool | None
+    user_id: uuid.UUID
+    token_id: uuid.UUID
+    token_type: str
+    scopes: list[str]
+    rate_limited: bool
 
 
-_AUTHENTICATE_TOKEN_ROWS = models.row_factory(AuthenticateTokenRow)
+AUTHENTICATE_TOKEN_ROWS = models.row_factory(AuthenticateTokenRow)
+"""The psycopg row factory of AuthenticateToken's rows."""
 
 
 def authenticate_token(
     conn: psycopg.Connection[Any],
     *,
-    p_token_hash: str,
-    p_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None,
+    token_hash: str,
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
 ) -> AuthenticateTokenRow | None:
     """Authenticates a token by its SHA-256 hash and counts the use; no row when unknown, revoked or
     expired.
@@ -51,17 +53,19 @@ def authenticate_token(
     Token authentication (SECURITY DEFINER): user id, token id, type, scopes and whether the
     hourly rate limit is exceeded; no row for unknown, revoked or expired tokens or inactive
     users. Counts the use. A replayed rotated refresh token revokes its whole family.
+
+    None when there is no row (a lookup).
     """
-    with psycopg.RawCursor(conn, row_factory=_AUTHENTICATE_TOKEN_ROWS) as _cur:
-        _cur.execute(AUTHENTICATE_TOKEN, (p_token_hash, p_ip))
+    with psycopg.RawCursor(conn, row_factory=AUTHENTICATE_TOKEN_ROWS) as _cur:
+        _cur.execute(AUTHENTICATE_TOKEN, (token_hash, ip))
         return _cur.fetchone()
 
 
 async def authenticate_token_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_token_hash: str,
-    p_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None,
+    token_hash: str,
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
 ) -> AuthenticateTokenRow | None:
     """Authenticates a token by its SHA-256 hash and counts the use; no row when unknown, revoked or
     expired.
@@ -70,11 +74,24 @@ async def authenticate_token_async(
     hourly rate limit is exceeded; no row for unknown, revoked or expired tokens or inactive
     users. Counts the use. A replayed rotated refresh token revokes its whole family.
 
+    None when there is no row (a lookup).
+
     The async twin of `authenticate_token`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_AUTHENTICATE_TOKEN_ROWS) as _cur:
-        await _cur.execute(AUTHENTICATE_TOKEN, (p_token_hash, p_ip))
+    async with psycopg.AsyncRawCursor(conn, row_factory=AUTHENTICATE_TOKEN_ROWS) as _cur:
+        await _cur.execute(AUTHENTICATE_TOKEN, (token_hash, ip))
         return await _cur.fetchone()
+
+
+def authenticate_token_params(
+    *,
+    token_hash: str,
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+) -> tuple[Any, ...]:
+    """The parameters of AuthenticateToken as AUTHENTICATE_TOKEN binds them ($1, $2, …), for a
+    caller that runs the statement itself (e.g. in a pipeline).
+    """
+    return (token_hash, ip)
 
 
 CREATE_AUTH_TOKEN: LiteralString = """SELECT id, user_id, token_type, token_hash, token_name, scopes, expires_at, last_used_at, usage_count, created_ip, last_used_ip, user_agent, revoked_at, revoked_reason, is_active, rate_limit_per_hour, rate_window_start, rate_window_count, family_id, replaced_by, created_at, updated_at FROM keen.create_auth_token(
@@ -89,77 +106,114 @@ CREATE_AUTH_TOKEN: LiteralString = """SELECT id, user_id, token_type, token_hash
 )"""
 
 
-_CREATE_AUTH_TOKEN_ROWS = models.row_factory(models.AuthToken)
+CREATE_AUTH_TOKEN_ROWS = models.row_factory(models.AuthToken)
+"""The psycopg row factory of CreateAuthToken's rows."""
 
 
 def create_auth_token(
     conn: psycopg.Connection[Any],
     *,
-    p_token_type: str,
-    p_token_hash: str,
-    p_token_name: str | None,
-    p_scopes: list[str],
-    p_expires_at: datetime.datetime | None,
-    p_rate_limit_per_hour: int,
-    p_created_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None,
-    p_user_agent: str | None,
-) -> models.AuthToken | None:
+    token_type: str,
+    token_hash: str,
+    token_name: str | None = None,
+    scopes: list[str],
+    expires_at: datetime.datetime | None = None,
+    rate_limit_per_hour: int,
+    created_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+    user_agent: str | None = None,
+) -> models.AuthToken:
     """Stores a new token of the caller by its hash; a jwt_refresh token starts a new family.
 
     Stores a new token of the caller by its SHA-256 hash; a jwt_refresh token starts a new
     family. KE012 inactive user, KE013 bad type, hash, expiry or rate limit.
+
+    Raises models.NoRowError when there is no row.
     """
-    with psycopg.RawCursor(conn, row_factory=_CREATE_AUTH_TOKEN_ROWS) as _cur:
+    with psycopg.RawCursor(conn, row_factory=CREATE_AUTH_TOKEN_ROWS) as _cur:
         _cur.execute(
             CREATE_AUTH_TOKEN,
             (
-                p_token_type,
-                p_token_hash,
-                p_token_name,
-                p_scopes,
-                p_expires_at,
-                p_rate_limit_per_hour,
-                p_created_ip,
-                p_user_agent,
+                token_type,
+                token_hash,
+                token_name,
+                scopes,
+                expires_at,
+                rate_limit_per_hour,
+                created_ip,
+                user_agent,
             ),
         )
-        return _cur.fetchone()
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("CreateAuthToken")
+        return _row
 
 
 async def create_auth_token_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_token_type: str,
-    p_token_hash: str,
-    p_token_name: str | None,
-    p_scopes: list[str],
-    p_expires_at: datetime.datetime | None,
-    p_rate_limit_per_hour: int,
-    p_created_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None,
-    p_user_agent: str | None,
-) -> models.AuthToken | None:
+    token_type: str,
+    token_hash: str,
+    token_name: str | None = None,
+    scopes: list[str],
+    expires_at: datetime.datetime | None = None,
+    rate_limit_per_hour: int,
+    created_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+    user_agent: str | None = None,
+) -> models.AuthToken:
     """Stores a new token of the caller by its hash; a jwt_refresh token starts a new family.
 
     Stores a new token of the caller by its SHA-256 hash; a jwt_refresh token starts a new
     family. KE012 inactive user, KE013 bad type, hash, expiry or rate limit.
 
+    Raises models.NoRowError when there is no row.
+
     The async twin of `create_auth_token`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_CREATE_AUTH_TOKEN_ROWS) as _cur:
+    async with psycopg.AsyncRawCursor(conn, row_factory=CREATE_AUTH_TOKEN_ROWS) as _cur:
         await _cur.execute(
             CREATE_AUTH_TOKEN,
             (
-                p_token_type,
-                p_token_hash,
-                p_token_name,
-                p_scopes,
-                p_expires_at,
-                p_rate_limit_per_hour,
-                p_created_ip,
-                p_user_agent,
+                token_type,
+                token_hash,
+                token_name,
+                scopes,
+                expires_at,
+                rate_limit_per_hour,
+                created_ip,
+                user_agent,
             ),
         )
-        return await _cur.fetchone()
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("CreateAuthToken")
+        return _row
+
+
+def create_auth_token_params(
+    *,
+    token_type: str,
+    token_hash: str,
+    token_name: str | None = None,
+    scopes: list[str],
+    expires_at: datetime.datetime | None = None,
+    rate_limit_per_hour: int,
+    created_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+    user_agent: str | None = None,
+) -> tuple[Any, ...]:
+    """The parameters of CreateAuthToken as CREATE_AUTH_TOKEN binds them ($1, $2, …), for a caller
+    that runs the statement itself (e.g. in a pipeline).
+    """
+    return (
+        token_type,
+        token_hash,
+        token_name,
+        scopes,
+        expires_at,
+        rate_limit_per_hour,
+        created_ip,
+        user_agent,
+    )
 
 
 CURRENT_USER: LiteralString = """SELECT u.id, u.email, u.username, u.display_name, u.role, u.is_admin, u.email_verified,
@@ -190,24 +244,36 @@ class CurrentUserRow(NamedTuple):
     last_login_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None
 
 
-_CURRENT_USER_ROWS = models.row_factory(CurrentUserRow)
+CURRENT_USER_ROWS = models.row_factory(CurrentUserRow)
+"""The psycopg row factory of CurrentUser's rows."""
 
 
-def current_user(conn: psycopg.Connection[Any]) -> CurrentUserRow | None:
-    """The caller's own user row, without secrets (the service cannot read them)."""
-    with psycopg.RawCursor(conn, row_factory=_CURRENT_USER_ROWS) as _cur:
-        _cur.execute(CURRENT_USER)
-        return _cur.fetchone()
-
-
-async def current_user_async(conn: psycopg.AsyncConnection[Any]) -> CurrentUserRow | None:
+def current_user(conn: psycopg.Connection[Any]) -> CurrentUserRow:
     """The caller's own user row, without secrets (the service cannot read them).
+
+    Raises models.NoRowError when there is no row.
+    """
+    with psycopg.RawCursor(conn, row_factory=CURRENT_USER_ROWS) as _cur:
+        _cur.execute(CURRENT_USER)
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("CurrentUser")
+        return _row
+
+
+async def current_user_async(conn: psycopg.AsyncConnection[Any]) -> CurrentUserRow:
+    """The caller's own user row, without secrets (the service cannot read them).
+
+    Raises models.NoRowError when there is no row.
 
     The async twin of `current_user`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_CURRENT_USER_ROWS) as _cur:
+    async with psycopg.AsyncRawCursor(conn, row_factory=CURRENT_USER_ROWS) as _cur:
         await _cur.execute(CURRENT_USER)
-        return await _cur.fetchone()
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("CurrentUser")
+        return _row
 
 
 LIST_AUTH_TOKENS: LiteralString = """SELECT t.id, t.token_type, t.token_name, t.scopes, t.expires_at, t.last_used_at, t.usage_count,
@@ -239,12 +305,13 @@ class ListAuthTokensRow(NamedTuple):
     created_at: datetime.datetime
 
 
-_LIST_AUTH_TOKENS_ROWS = models.row_factory(ListAuthTokensRow)
+LIST_AUTH_TOKENS_ROWS = models.row_factory(ListAuthTokensRow)
+"""The psycopg row factory of ListAuthTokens's rows."""
 
 
 def list_auth_tokens(conn: psycopg.Connection[Any]) -> list[ListAuthTokensRow]:
     """The caller's tokens, newest first (hashes left out)."""
-    with psycopg.RawCursor(conn, row_factory=_LIST_AUTH_TOKENS_ROWS) as _cur:
+    with psycopg.RawCursor(conn, row_factory=LIST_AUTH_TOKENS_ROWS) as _cur:
         _cur.execute(LIST_AUTH_TOKENS)
         return _cur.fetchall()
 
@@ -254,7 +321,7 @@ async def list_auth_tokens_async(conn: psycopg.AsyncConnection[Any]) -> list[Lis
 
     The async twin of `list_auth_tokens`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_LIST_AUTH_TOKENS_ROWS) as _cur:
+    async with psycopg.AsyncRawCursor(conn, row_factory=LIST_AUTH_TOKENS_ROWS) as _cur:
         await _cur.execute(LIST_AUTH_TOKENS)
         return await _cur.fetchall()
 
@@ -264,7 +331,7 @@ def list_auth_tokens_iter(conn: psycopg.Connection[Any]) -> Iterator[ListAuthTok
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
-    with psycopg.RawCursor(conn, row_factory=_LIST_AUTH_TOKENS_ROWS) as _cur:
+    with psycopg.RawCursor(conn, row_factory=LIST_AUTH_TOKENS_ROWS) as _cur:
         for _row in _cur.stream(LIST_AUTH_TOKENS):
             yield _row
 
@@ -276,7 +343,7 @@ async def list_auth_tokens_iter_async(
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_LIST_AUTH_TOKENS_ROWS) as _cur:
+    async with psycopg.AsyncRawCursor(conn, row_factory=LIST_AUTH_TOKENS_ROWS) as _cur:
         async for _row in _cur.stream(LIST_AUTH_TOKENS):
             yield _row
 
@@ -288,86 +355,113 @@ FROM keen.login_lookup(p_login => $1::text) AS l"""
 class LoginLookupRow(NamedTuple):
     """A row of LoginLookup."""
 
-    user_id: uuid.UUID | None
-    password_hash: str | None
-    mfa_enabled: bool | None
-    account_status: str | None
-    email_verified: bool | None
+    user_id: uuid.UUID
+    password_hash: str
+    mfa_enabled: bool
+    account_status: str
+    email_verified: bool
 
 
-_LOGIN_LOOKUP_ROWS = models.row_factory(LoginLookupRow)
+LOGIN_LOOKUP_ROWS = models.row_factory(LoginLookupRow)
+"""The psycopg row factory of LoginLookup's rows."""
 
 
-def login_lookup(conn: psycopg.Connection[Any], *, p_login: str) -> LoginLookupRow | None:
+def login_lookup(conn: psycopg.Connection[Any], *, login: str) -> LoginLookupRow | None:
     """Finds a user by e-mail or username for a login: id, password hash, MFA flag, statuses.
 
     Login step 1 (SECURITY DEFINER): by e-mail or username, the user id, password hash, MFA flag,
     account and verification status; no row when unknown. The password is verified in Python.
+
+    None when there is no row (a lookup).
     """
-    with psycopg.RawCursor(conn, row_factory=_LOGIN_LOOKUP_ROWS) as _cur:
-        _cur.execute(LOGIN_LOOKUP, (p_login,))
+    with psycopg.RawCursor(conn, row_factory=LOGIN_LOOKUP_ROWS) as _cur:
+        _cur.execute(LOGIN_LOOKUP, (login,))
         return _cur.fetchone()
 
 
 async def login_lookup_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_login: str,
+    login: str,
 ) -> LoginLookupRow | None:
     """Finds a user by e-mail or username for a login: id, password hash, MFA flag, statuses.
 
     Login step 1 (SECURITY DEFINER): by e-mail or username, the user id, password hash, MFA flag,
     account and verification status; no row when unknown. The password is verified in Python.
 
+    None when there is no row (a lookup).
+
     The async twin of `login_lookup`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_LOGIN_LOOKUP_ROWS) as _cur:
-        await _cur.execute(LOGIN_LOOKUP, (p_login,))
+    async with psycopg.AsyncRawCursor(conn, row_factory=LOGIN_LOOKUP_ROWS) as _cur:
+        await _cur.execute(LOGIN_LOOKUP, (login,))
         return await _cur.fetchone()
+
+
+def login_lookup_params(*, login: str) -> tuple[Any, ...]:
+    """The parameters of LoginLookup as LOGIN_LOOKUP binds them ($1, $2, …), for a caller that runs
+    the statement itself (e.g. in a pipeline).
+    """
+    return (login,)
 
 
 RECORD_LOGIN: LiteralString = "SELECT keen.record_login(p_ip => $1::inet) AS last_login_at"
 
 
-class RecordLoginRow(NamedTuple):
-    """A row of RecordLogin."""
-
-    last_login_at: datetime.datetime
-
-
-_RECORD_LOGIN_ROWS = models.row_factory(RecordLoginRow)
+RECORD_LOGIN_ROWS = cast("models.RowFactory[tuple[datetime.datetime]]", tuple_row)
+"""The psycopg row factory of RecordLogin's rows."""
 
 
 def record_login(
     conn: psycopg.Connection[Any],
     *,
-    p_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None,
-) -> RecordLoginRow | None:
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+) -> datetime.datetime:
     """Stamps the caller's last login time and IP; returns the time.
 
     Login step 2 (tenant): stamps last_login_at and last_login_ip of the caller; returns the
     time.
+
+    Raises models.NoRowError when there is no row.
     """
-    with psycopg.RawCursor(conn, row_factory=_RECORD_LOGIN_ROWS) as _cur:
-        _cur.execute(RECORD_LOGIN, (p_ip,))
-        return _cur.fetchone()
+    with psycopg.RawCursor(conn, row_factory=RECORD_LOGIN_ROWS) as _cur:
+        _cur.execute(RECORD_LOGIN, (ip,))
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("RecordLogin")
+        return _row[0]
 
 
 async def record_login_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None,
-) -> RecordLoginRow | None:
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+) -> datetime.datetime:
     """Stamps the caller's last login time and IP; returns the time.
 
     Login step 2 (tenant): stamps last_login_at and last_login_ip of the caller; returns the
     time.
 
+    Raises models.NoRowError when there is no row.
+
     The async twin of `record_login`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_RECORD_LOGIN_ROWS) as _cur:
-        await _cur.execute(RECORD_LOGIN, (p_ip,))
-        return await _cur.fetchone()
+    async with psycopg.AsyncRawCursor(conn, row_factory=RECORD_LOGIN_ROWS) as _cur:
+        await _cur.execute(RECORD_LOGIN, (ip,))
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("RecordLogin")
+        return _row[0]
+
+
+def record_login_params(
+    *,
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+) -> tuple[Any, ...]:
+    """The parameters of RecordLogin as RECORD_LOGIN binds them ($1, $2, …), for a caller that runs
+    the statement itself (e.g. in a pipeline).
+    """
+    return (ip,)
 
 
 REGISTER_USER: LiteralString = """SELECT keen.register_user(
@@ -379,99 +473,126 @@ REGISTER_USER: LiteralString = """SELECT keen.register_user(
 ) AS user_id"""
 
 
-class RegisterUserRow(NamedTuple):
-    """A row of RegisterUser."""
-
-    user_id: uuid.UUID
-
-
-_REGISTER_USER_ROWS = models.row_factory(RegisterUserRow)
+REGISTER_USER_ROWS = cast("models.RowFactory[tuple[uuid.UUID]]", tuple_row)
+"""The psycopg row factory of RegisterUser's rows."""
 
 
 def register_user(
     conn: psycopg.Connection[Any],
     *,
-    p_email: str,
-    p_username: str,
-    p_password_hash: str,
-    p_display_name: str | None,
-    p_timezone: str,
-) -> RegisterUserRow | None:
+    email: str,
+    username: str,
+    password_hash: str,
+    display_name: str | None = None,
+    timezone: str,
+) -> uuid.UUID:
     """Signs a user up and opens the credit account; returns the new user id.
 
     Sign-up (SECURITY DEFINER, no tenant needed): creates the user and its credit account;
     returns the user id. KE009 duplicate e-mail/username, KE013 unknown time zone or malformed
     value.
+
+    Raises models.NoRowError when there is no row.
     """
-    with psycopg.RawCursor(conn, row_factory=_REGISTER_USER_ROWS) as _cur:
-        _cur.execute(
-            REGISTER_USER,
-            (p_email, p_username, p_password_hash, p_display_name, p_timezone),
-        )
-        return _cur.fetchone()
+    with psycopg.RawCursor(conn, row_factory=REGISTER_USER_ROWS) as _cur:
+        _cur.execute(REGISTER_USER, (email, username, password_hash, display_name, timezone))
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("RegisterUser")
+        return _row[0]
 
 
 async def register_user_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_email: str,
-    p_username: str,
-    p_password_hash: str,
-    p_display_name: str | None,
-    p_timezone: str,
-) -> RegisterUserRow | None:
+    email: str,
+    username: str,
+    password_hash: str,
+    display_name: str | None = None,
+    timezone: str,
+) -> uuid.UUID:
     """Signs a user up and opens the credit account; returns the new user id.
 
     Sign-up (SECURITY DEFINER, no tenant needed): creates the user and its credit account;
     returns the user id. KE009 duplicate e-mail/username, KE013 unknown time zone or malformed
     value.
 
+    Raises models.NoRowError when there is no row.
+
     The async twin of `register_user`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_REGISTER_USER_ROWS) as _cur:
-        await _cur.execute(
-            REGISTER_USER,
-            (p_email, p_username, p_password_hash, p_display_name, p_timezone),
-        )
-        return await _cur.fetchone()
+    async with psycopg.AsyncRawCursor(conn, row_factory=REGISTER_USER_ROWS) as _cur:
+        await _cur.execute(REGISTER_USER, (email, username, password_hash, display_name, timezone))
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("RegisterUser")
+        return _row[0]
+
+
+def register_user_params(
+    *,
+    email: str,
+    username: str,
+    password_hash: str,
+    display_name: str | None = None,
+    timezone: str,
+) -> tuple[Any, ...]:
+    """The parameters of RegisterUser as REGISTER_USER binds them ($1, $2, …), for a caller that
+    runs the statement itself (e.g. in a pipeline).
+    """
+    return (email, username, password_hash, display_name, timezone)
 
 
 REVOKE_TOKEN: LiteralString = "SELECT id, user_id, token_type, token_hash, token_name, scopes, expires_at, last_used_at, usage_count, created_ip, last_used_ip, user_agent, revoked_at, revoked_reason, is_active, rate_limit_per_hour, rate_window_start, rate_window_count, family_id, replaced_by, created_at, updated_at FROM keen.revoke_token(p_token_id => $1::uuid)"
 
 
-_REVOKE_TOKEN_ROWS = models.row_factory(models.AuthToken)
+REVOKE_TOKEN_ROWS = models.row_factory(models.AuthToken)
+"""The psycopg row factory of RevokeToken's rows."""
 
 
-def revoke_token(
-    conn: psycopg.Connection[Any],
-    *,
-    p_token_id: uuid.UUID,
-) -> models.AuthToken | None:
+def revoke_token(conn: psycopg.Connection[Any], *, token_id: uuid.UUID) -> models.AuthToken:
     """Revokes one of the caller's tokens (a refresh token with its whole family); returns it.
 
     Revokes one of the caller's tokens (a refresh token with its whole family); returns it. KE006
     when not the caller's.
+
+    Raises models.NoRowError when there is no row.
     """
-    with psycopg.RawCursor(conn, row_factory=_REVOKE_TOKEN_ROWS) as _cur:
-        _cur.execute(REVOKE_TOKEN, (p_token_id,))
-        return _cur.fetchone()
+    with psycopg.RawCursor(conn, row_factory=REVOKE_TOKEN_ROWS) as _cur:
+        _cur.execute(REVOKE_TOKEN, (token_id,))
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("RevokeToken")
+        return _row
 
 
 async def revoke_token_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_token_id: uuid.UUID,
-) -> models.AuthToken | None:
+    token_id: uuid.UUID,
+) -> models.AuthToken:
     """Revokes one of the caller's tokens (a refresh token with its whole family); returns it.
 
     Revokes one of the caller's tokens (a refresh token with its whole family); returns it. KE006
     when not the caller's.
 
+    Raises models.NoRowError when there is no row.
+
     The async twin of `revoke_token`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_REVOKE_TOKEN_ROWS) as _cur:
-        await _cur.execute(REVOKE_TOKEN, (p_token_id,))
-        return await _cur.fetchone()
+    async with psycopg.AsyncRawCursor(conn, row_factory=REVOKE_TOKEN_ROWS) as _cur:
+        await _cur.execute(REVOKE_TOKEN, (token_id,))
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("RevokeToken")
+        return _row
+
+
+def revoke_token_params(*, token_id: uuid.UUID) -> tuple[Any, ...]:
+    """The parameters of RevokeToken as REVOKE_TOKEN binds them ($1, $2, …), for a caller that runs
+    the statement itself (e.g. in a pipeline).
+    """
+    return (token_id,)
 
 
 ROTATE_REFRESH_TOKEN: LiteralString = """SELECT id, user_id, token_type, token_hash, token_name, scopes, expires_at, last_used_at, usage_count, created_ip, last_used_ip, user_agent, revoked_at, revoked_reason, is_active, rate_limit_per_hour, rate_window_start, rate_window_count, family_id, replaced_by, created_at, updated_at FROM keen.rotate_refresh_token(
@@ -483,52 +604,492 @@ ROTATE_REFRESH_TOKEN: LiteralString = """SELECT id, user_id, token_type, token_h
 )"""
 
 
-_ROTATE_REFRESH_TOKEN_ROWS = models.row_factory(models.AuthToken)
+ROTATE_REFRESH_TOKEN_ROWS = models.row_factory(models.AuthToken)
+"""The psycopg row factory of RotateRefreshToken's rows."""
 
 
 def rotate_refresh_token(
     conn: psycopg.Connection[Any],
     *,
-    p_token_hash: str,
-    p_new_token_hash: str,
-    p_expires_at: datetime.datetime,
-    p_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None,
-    p_user_agent: str | None,
-) -> models.AuthToken | None:
+    token_hash: str,
+    new_token_hash: str,
+    expires_at: datetime.datetime,
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+    user_agent: str | None = None,
+) -> models.AuthToken:
     """Replaces the caller's refresh token by its successor in the same family; KE011 on reuse.
 
     Refresh-token rotation (tenant, after authenticate_token): revokes the token and returns its
     successor in the same family. KE011 when the token was already rotated, KE006 when unknown,
     revoked or expired.
+
+    Raises models.NoRowError when there is no row.
     """
-    with psycopg.RawCursor(conn, row_factory=_ROTATE_REFRESH_TOKEN_ROWS) as _cur:
-        _cur.execute(
-            ROTATE_REFRESH_TOKEN,
-            (p_token_hash, p_new_token_hash, p_expires_at, p_ip, p_user_agent),
-        )
-        return _cur.fetchone()
+    with psycopg.RawCursor(conn, row_factory=ROTATE_REFRESH_TOKEN_ROWS) as _cur:
+        _cur.execute(ROTATE_REFRESH_TOKEN, (token_hash, new_token_hash, expires_at, ip, user_agent))
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("RotateRefreshToken")
+        return _row
 
 
 async def rotate_refresh_token_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_token_hash: str,
-    p_new_token_hash: str,
-    p_expires_at: datetime.datetime,
-    p_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None,
-    p_user_agent: str | None,
-) -> models.AuthToken | None:
+    token_hash: str,
+    new_token_hash: str,
+    expires_at: datetime.datetime,
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+    user_agent: str | None = None,
+) -> models.AuthToken:
     """Replaces the caller's refresh token by its successor in the same family; KE011 on reuse.
 
     Refresh-token rotation (tenant, after authenticate_token): revokes the token and returns its
     successor in the same family. KE011 when the token was already rotated, KE006 when unknown,
     revoked or expired.
 
+    Raises models.NoRowError when there is no row.
+
     The async twin of `rotate_refresh_token`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_ROTATE_REFRESH_TOKEN_ROWS) as _cur:
+    async with psycopg.AsyncRawCursor(conn, row_factory=ROTATE_REFRESH_TOKEN_ROWS) as _cur:
         await _cur.execute(
             ROTATE_REFRESH_TOKEN,
-            (p_token_hash, p_new_token_hash, p_expires_at, p_ip, p_user_agent),
+            (token_hash, new_token_hash, expires_at, ip, user_agent),
         )
-        return await _cur.fetchone()
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("RotateRefreshToken")
+        return _row
+
+
+def rotate_refresh_token_params(
+    *,
+    token_hash: str,
+    new_token_hash: str,
+    expires_at: datetime.datetime,
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+    user_agent: str | None = None,
+) -> tuple[Any, ...]:
+    """The parameters of RotateRefreshToken as ROTATE_REFRESH_TOKEN binds them ($1, $2, …), for a
+    caller that runs the statement itself (e.g. in a pipeline).
+    """
+    return (token_hash, new_token_hash, expires_at, ip, user_agent)
+
+
+class UsersQueries:
+    """The queries of users.sql bound to one connection: `users.authenticate_token(…)` runs
+    `authenticate_token(conn, …)`.
+
+    A database error a query raises goes through `on_error` (models.ErrorHook): the exception it
+    returns is raised from the error, e.g. an application's own error classes; without a hook the
+    error is raised unchanged.
+    """
+
+    __slots__ = ("conn", "on_error")
+
+    def __init__(self, conn: psycopg.Connection[Any], on_error: models.ErrorHook | None = None) -> None:
+        self.conn = conn
+        self.on_error = on_error
+
+    def authenticate_token(
+        self,
+        *,
+        token_hash: str,
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+    ) -> AuthenticateTokenRow | None:
+        """Authenticates a token by its SHA-256 hash and counts the use; no row when unknown,
+        revoked or expired.
+
+        Token authentication (SECURITY DEFINER): user id, token id, type, scopes and whether the
+        hourly rate limit is exceeded; no row for unknown, revoked or expired tokens or inactive
+        users. Counts the use. A replayed rotated refresh token revokes its whole family.
+
+        None when there is no row (a lookup).
+        """
+        try:
+            return authenticate_token(self.conn, token_hash=token_hash, ip=ip)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def create_auth_token(
+        self,
+        *,
+        token_type: str,
+        token_hash: str,
+        token_name: str | None = None,
+        scopes: list[str],
+        expires_at: datetime.datetime | None = None,
+        rate_limit_per_hour: int,
+        created_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+        user_agent: str | None = None,
+    ) -> models.AuthToken:
+        """Stores a new token of the caller by its hash; a jwt_refresh token starts a new family.
+
+        Stores a new token of the caller by its SHA-256 hash; a jwt_refresh token starts a new
+        family. KE012 inactive user, KE013 bad type, hash, expiry or rate limit.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return create_auth_token(
+                self.conn,
+                token_type=token_type,
+                token_hash=token_hash,
+                token_name=token_name,
+                scopes=scopes,
+                expires_at=expires_at,
+                rate_limit_per_hour=rate_limit_per_hour,
+                created_ip=created_ip,
+                user_agent=user_agent,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def current_user(self) -> CurrentUserRow:
+        """The caller's own user row, without secrets (the service cannot read them).
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return current_user(self.conn)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def list_auth_tokens(self) -> list[ListAuthTokensRow]:
+        """The caller's tokens, newest first (hashes left out)."""
+        try:
+            return list_auth_tokens(self.conn)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def list_auth_tokens_iter(self) -> Iterator[ListAuthTokensRow]:
+        """The caller's tokens, newest first (hashes left out).
+
+        Streams the rows (psycopg single-row mode) instead of fetching them all.
+        """
+        try:
+            yield from list_auth_tokens_iter(self.conn)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def login_lookup(self, *, login: str) -> LoginLookupRow | None:
+        """Finds a user by e-mail or username for a login: id, password hash, MFA flag, statuses.
+
+        Login step 1 (SECURITY DEFINER): by e-mail or username, the user id, password hash, MFA
+        flag, account and verification status; no row when unknown. The password is verified in
+        Python.
+
+        None when there is no row (a lookup).
+        """
+        try:
+            return login_lookup(self.conn, login=login)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def record_login(
+        self,
+        *,
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+    ) -> datetime.datetime:
+        """Stamps the caller's last login time and IP; returns the time.
+
+        Login step 2 (tenant): stamps last_login_at and last_login_ip of the caller; returns the
+        time.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return record_login(self.conn, ip=ip)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def register_user(
+        self,
+        *,
+        email: str,
+        username: str,
+        password_hash: str,
+        display_name: str | None = None,
+        timezone: str,
+    ) -> uuid.UUID:
+        """Signs a user up and opens the credit account; returns the new user id.
+
+        Sign-up (SECURITY DEFINER, no tenant needed): creates the user and its credit account;
+        returns the user id. KE009 duplicate e-mail/username, KE013 unknown time zone or
+        malformed value.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return register_user(
+                self.conn,
+                email=email,
+                username=username,
+                password_hash=password_hash,
+                display_name=display_name,
+                timezone=timezone,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def revoke_token(self, *, token_id: uuid.UUID) -> models.AuthToken:
+        """Revokes one of the caller's tokens (a refresh token with its whole family); returns it.
+
+        Revokes one of the caller's tokens (a refresh token with its whole family); returns it.
+        KE006 when not the caller's.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return revoke_token(self.conn, token_id=token_id)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def rotate_refresh_token(
+        self,
+        *,
+        token_hash: str,
+        new_token_hash: str,
+        expires_at: datetime.datetime,
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+        user_agent: str | None = None,
+    ) -> models.AuthToken:
+        """Replaces the caller's refresh token by its successor in the same family; KE011 on reuse.
+
+        Refresh-token rotation (tenant, after authenticate_token): revokes the token and returns
+        its successor in the same family. KE011 when the token was already rotated, KE006 when
+        unknown, revoked or expired.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return rotate_refresh_token(
+                self.conn,
+                token_hash=token_hash,
+                new_token_hash=new_token_hash,
+                expires_at=expires_at,
+                ip=ip,
+                user_agent=user_agent,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+
+class AsyncUsersQueries:
+    """The async queries of users.sql bound to one connection: `users.authenticate_token(…)` runs
+    `authenticate_token_async(conn, …)`.
+
+    A database error a query raises goes through `on_error` (models.ErrorHook): the exception it
+    returns is raised from the error, e.g. an application's own error classes; without a hook the
+    error is raised unchanged.
+    """
+
+    __slots__ = ("conn", "on_error")
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any], on_error: models.ErrorHook | None = None) -> None:
+        self.conn = conn
+        self.on_error = on_error
+
+    async def authenticate_token(
+        self,
+        *,
+        token_hash: str,
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+    ) -> AuthenticateTokenRow | None:
+        """Authenticates a token by its SHA-256 hash and counts the use; no row when unknown,
+        revoked or expired.
+
+        Token authentication (SECURITY DEFINER): user id, token id, type, scopes and whether the
+        hourly rate limit is exceeded; no row for unknown, revoked or expired tokens or inactive
+        users. Counts the use. A replayed rotated refresh token revokes its whole family.
+
+        None when there is no row (a lookup).
+
+        The async twin of `authenticate_token`.
+        """
+        try:
+            return await authenticate_token_async(self.conn, token_hash=token_hash, ip=ip)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def create_auth_token(
+        self,
+        *,
+        token_type: str,
+        token_hash: str,
+        token_name: str | None = None,
+        scopes: list[str],
+        expires_at: datetime.datetime | None = None,
+        rate_limit_per_hour: int,
+        created_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+        user_agent: str | None = None,
+    ) -> models.AuthToken:
+        """Stores a new token of the caller by its hash; a jwt_refresh token starts a new family.
+
+        Stores a new token of the caller by its SHA-256 hash; a jwt_refresh token starts a new
+        family. KE012 inactive user, KE013 bad type, hash, expiry or rate limit.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `create_auth_token`.
+        """
+        try:
+            return await create_auth_token_async(
+                self.conn,
+                token_type=token_type,
+                token_hash=token_hash,
+                token_name=token_name,
+                scopes=scopes,
+                expires_at=expires_at,
+                rate_limit_per_hour=rate_limit_per_hour,
+                created_ip=created_ip,
+                user_agent=user_agent,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def current_user(self) -> CurrentUserRow:
+        """The caller's own user row, without secrets (the service cannot read them).
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `current_user`.
+        """
+        try:
+            return await current_user_async(self.conn)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def list_auth_tokens(self) -> list[ListAuthTokensRow]:
+        """The caller's tokens, newest first (hashes left out).
+
+        The async twin of `list_auth_tokens`.
+        """
+        try:
+            return await list_auth_tokens_async(self.conn)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def list_auth_tokens_iter(self) -> AsyncIterator[ListAuthTokensRow]:
+        """The caller's tokens, newest first (hashes left out).
+
+        Streams the rows (psycopg single-row mode) instead of fetching them all.
+        """
+        try:
+            async for _row in list_auth_tokens_iter_async(self.conn):
+                yield _row
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def login_lookup(self, *, login: str) -> LoginLookupRow | None:
+        """Finds a user by e-mail or username for a login: id, password hash, MFA flag, statuses.
+
+        Login step 1 (SECURITY DEFINER): by e-mail or username, the user id, password hash, MFA
+        flag, account and verification status; no row when unknown. The password is verified in
+        Python.
+
+        None when there is no row (a lookup).
+
+        The async twin of `login_lookup`.
+        """
+        try:
+            return await login_lookup_async(self.conn, login=login)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def record_login(
+        self,
+        *,
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+    ) -> datetime.datetime:
+        """Stamps the caller's last login time and IP; returns the time.
+
+        Login step 2 (tenant): stamps last_login_at and last_login_ip of the caller; returns the
+        time.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `record_login`.
+        """
+        try:
+            return await record_login_async(self.conn, ip=ip)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def register_user(
+        self,
+        *,
+        email: str,
+        username: str,
+        password_hash: str,
+        display_name: str | None = None,
+        timezone: str,
+    ) -> uuid.UUID:
+        """Signs a user up and opens the credit account; returns the new user id.
+
+        Sign-up (SECURITY DEFINER, no tenant needed): creates the user and its credit account;
+        returns the user id. KE009 duplicate e-mail/username, KE013 unknown time zone or
+        malformed value.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `register_user`.
+        """
+        try:
+            return await register_user_async(
+                self.conn,
+                email=email,
+                username=username,
+                password_hash=password_hash,
+                display_name=display_name,
+                timezone=timezone,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def revoke_token(self, *, token_id: uuid.UUID) -> models.AuthToken:
+        """Revokes one of the caller's tokens (a refresh token with its whole family); returns it.
+
+        Revokes one of the caller's tokens (a refresh token with its whole family); returns it.
+        KE006 when not the caller's.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `revoke_token`.
+        """
+        try:
+            return await revoke_token_async(self.conn, token_id=token_id)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def rotate_refresh_token(
+        self,
+        *,
+        token_hash: str,
+        new_token_hash: str,
+        expires_at: datetime.datetime,
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+        user_agent: str | None = None,
+    ) -> models.AuthToken:
+        """Replaces the caller's refresh token by its successor in the same family; KE011 on reuse.
+
+        Refresh-token rotation (tenant, after authenticate_token): revokes the token and returns
+        its successor in the same family. KE011 when the token was already rotated, KE006 when
+        unknown, revoked or expired.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `rotate_refresh_token`.
+        """
+        try:
+            return await rotate_refresh_token_async(
+                self.conn,
+                token_hash=token_hash,
+                new_token_hash=new_token_hash,
+                expires_at=expires_at,
+                ip=ip,
+                user_agent=user_agent,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
