@@ -462,10 +462,9 @@ AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
 BEGIN
+  -- The user's row, then the credit account: the locks a new session's reservation and a
+  -- new hold wait for, so none can start between the check below and the commit.
   PERFORM keen.lock_account(v_user_id);
-  -- The locks a new session and a new hold take (event stream, then account, the order the
-  -- session functions use): none can start between the check below and the commit.
-  PERFORM keen.lock_event_stream(v_user_id);
   PERFORM FROM keen.credit_accounts AS a WHERE a.user_id = v_user_id FOR UPDATE;
   -- Money in flight is settled first: a running session or an active hold still charges.
   IF EXISTS (SELECT FROM keen.agent_sessions AS s WHERE s.user_id = v_user_id AND s.execution_status = 'running')

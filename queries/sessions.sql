@@ -31,8 +31,12 @@ SELECT keen.end_idle_transactions(p_idle => sqlc.arg(idle)::interval) AS ended;
 -- The caller's session with this external id (KE006 when there is none).
 SELECT * FROM keen.get_session(p_session_id => sqlc.arg(session_id)::text);
 
+-- name: GetSessionById :one
+-- The caller's session with this uuid id, as events name it (KE006 when there is none).
+SELECT * FROM keen.get_session_by_id(p_id => sqlc.arg(id)::uuid);
+
 -- name: ListSessionEvents :many
--- Replays the caller's events (or one session's) with an id above after_id, in order.
+-- Replays the caller's events (or one session's) with an id above after_id whose transactions are over, in order.
 SELECT * FROM keen.list_session_events(
   p_after_id => sqlc.narg(after_id)::bigint,
   p_session_id => sqlc.narg(session_id)::text,
@@ -71,6 +75,10 @@ SELECT keen.prune_session_events(p_older_than => sqlc.arg(older_than)::interval)
 -- name: ReapStaleConnections :one
 -- Housekeeping login: marks every tenant's connections silent for longer than idle stale; returns how many.
 SELECT keen.reap_stale_connections(p_idle => sqlc.arg(idle)::interval) AS reaped;
+
+-- name: SessionEventsWaiting :one
+-- Whether committed events of the caller (or one session) wait for an older transaction to end: look again soon.
+SELECT keen.session_events_waiting(p_session_id => sqlc.narg(session_id)::text) AS waiting;
 
 -- name: SessionTree :many
 -- The session and all its descendants with depth and path, depth-first in start order.

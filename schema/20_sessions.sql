@@ -38,6 +38,12 @@ CREATE TABLE keen.agent_sessions (
   last_event_seq         bigint        NOT NULL DEFAULT 0,
   created_at             timestamptz   NOT NULL DEFAULT now(),
   updated_at             timestamptz   NOT NULL DEFAULT now(),
+  -- Start order: drawn when the session is started, so siblings started in one transaction
+  -- (one start_time) still sort in the order they were started.
+  start_seq              bigint        NOT NULL GENERATED ALWAYS AS IDENTITY,
+  -- The credit hold reserving the session's accepted cost (credit_holds.id); NULL until the
+  -- first report with a cost.
+  hold_id                uuid,
   CONSTRAINT agent_sessions_pkey PRIMARY KEY (id),
   CONSTRAINT agent_sessions_user_id_id_key UNIQUE (user_id, id),
   -- The external id is chosen by the caller: unique per tenant only, so it reveals nothing.
@@ -67,7 +73,8 @@ CREATE TABLE keen.agent_sessions (
 );
 
 CREATE TABLE keen.session_events (
-  id          bigint      NOT NULL GENERATED ALWAYS AS IDENTITY,
+  -- The inserting transaction's id * 2^20 + its event number (default set below).
+  id          bigint      NOT NULL,
   user_id     uuid        NOT NULL,
   session_id  uuid        NOT NULL,
   seq         bigint      NOT NULL,
@@ -119,10 +126,12 @@ CREATE TABLE keen.session_limits (
   max_depth     integer,
   max_children  integer,
   updated_at    timestamptz NOT NULL DEFAULT now(),
+  budget_chunk  numeric(12,4) NOT NULL DEFAULT 1,
   CONSTRAINT session_limits_pkey PRIMARY KEY (singleton),
   CONSTRAINT session_limits_singleton_check CHECK (singleton),
   CONSTRAINT session_limits_max_depth_check CHECK (max_depth IS NULL OR max_depth >= 0),
-  CONSTRAINT session_limits_max_children_check CHECK (max_children IS NULL OR max_children >= 0)
+  CONSTRAINT session_limits_max_children_check CHECK (max_children IS NULL OR max_children >= 0),
+  CONSTRAINT session_limits_budget_chunk_check CHECK (budget_chunk > 0 AND budget_chunk < 100000000)
 );
 INSERT INTO keen.session_limits (max_depth, max_children) VALUES (32, 1000);
 
@@ -152,28 +161,6 @@ AS $$
   SELECT pg_catalog.array_position(ARRAY['EXPLORE', 'PLAN', 'SUMMON', 'COMPLETE']::text[], p_phase)
 $$;
 
-CREATE FUNCTION keen.lock_event_stream(p_user_id uuid)
-RETURNS void
-LANGUAGE plpgsql
-VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-  -- Only the tenant's own stream, and only in its own context (KE010 without one): no
-  -- transaction can stall another tenant's events. Not executable by keen_app: the
-  -- SECURITY DEFINER session functions call it.
-  IF p_user_id IS DISTINCT FROM keen.require_user_id() THEN
-    RAISE EXCEPTION 'event stream not found: %', p_user_id
-      USING ERRCODE = 'KE006', HINT = 'A transaction may lock only its own tenant''s event stream.';
-  END IF;
-  -- Held until commit: one transaction at a time appends to a user's event log, so the
-  -- user's event ids are assigned in commit order and "after id N" never skips a late
-  -- commit. The lock is the user's own row (NO KEY UPDATE: foreign-key checks pass), which
-  -- keen_app cannot lock (it holds no UPDATE privilege), unlike an advisory key.
-  PERFORM FROM keen.users AS u WHERE u.user_id = p_user_id AND u.id = p_user_id FOR NO KEY UPDATE;
-END
-$$;
-
 CREATE FUNCTION keen.get_session(p_session_id text)
 RETURNS keen.agent_sessions
 LANGUAGE plpgsql
@@ -191,6 +178,27 @@ BEGIN
   IF NOT FOUND THEN
     RAISE EXCEPTION 'not found: session %', coalesce(pg_catalog.quote_literal(p_session_id), 'NULL')
       USING ERRCODE = 'KE006';
+  END IF;
+  RETURN v_session;
+END
+$$;
+
+CREATE FUNCTION keen.get_session_by_id(p_id uuid)
+RETURNS keen.agent_sessions
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_user_id uuid := keen.require_user_id();
+  v_session keen.agent_sessions;
+BEGIN
+  -- Events name their session by uuid (session_events.session_id): this names it back.
+  SELECT s.* INTO v_session
+    FROM keen.agent_sessions AS s
+   WHERE s.user_id = v_user_id AND s.id = p_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'not found: session %', coalesce(p_id::text, 'NULL') USING ERRCODE = 'KE006';
   END IF;
   RETURN v_session;
 END
@@ -272,7 +280,8 @@ BEGIN
     RAISE EXCEPTION 'account not active: user %, credit account %', v_user_status, coalesce(v_account_status, 'missing')
       USING ERRCODE = 'KE012';
   END IF;
-  PERFORM keen.lock_event_stream(v_user_id);
+  -- No per-user lock: one user's sessions start, report and end in parallel (the event ids
+  -- need none, see keen.tg_session_events__sequence).
 
   IF p_parent_session_id IS NOT NULL THEN
     -- The parent's lock orders this start against its completion, cancellation and
@@ -340,6 +349,112 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION keen.extend_hold(p_user_id uuid, p_hold_id uuid, p_amount numeric)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- MINIMAL STAND-IN from migration 0013 (issue 17) for the ledger branch's keen.extend_hold
+-- (issue 16, migration 0012), same signature and contract: adds p_amount to an active hold
+-- under the checks of hold_credits (KE001/KE002/KE003/KE012), writes nothing on refusal.
+-- Holds' terms are immutable here, so it releases the hold and places one of the sum (a new
+-- id: callers re-read the session's active hold). The lead drops it when 0012 lands.
+DECLARE
+  v_hold record;  -- keen.credit_holds (created after this file)
+BEGIN
+  IF p_user_id IS DISTINCT FROM keen.require_user_id() THEN
+    RAISE EXCEPTION 'hold % not found', p_hold_id USING ERRCODE = 'KE006';
+  END IF;
+  PERFORM keen.validate_credit_amount(p_amount);
+  PERFORM keen.lock_credit_account(p_user_id);
+  SELECT h.* INTO v_hold FROM keen.credit_holds AS h
+   WHERE h.user_id = p_user_id AND h.id = p_hold_id AND h.status = 'active' AND h.expires_at > pg_catalog.now()
+     FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'hold % not found or not active', p_hold_id USING ERRCODE = 'KE006';
+  END IF;
+  -- Released first, so the new hold is checked against the balance without the old one:
+  -- exactly "p_amount more". A refusal below undoes the release with the statement.
+  PERFORM keen.release_hold(p_hold_id => v_hold.id);
+  PERFORM keen.hold_credits(p_session_id => v_hold.session_id, p_amount => v_hold.amount + p_amount,
+                            p_expires_in => interval '7 days');
+END
+$$;
+
+CREATE FUNCTION keen.add_session_budget(p_session keen.agent_sessions, p_hold_id uuid, p_amount numeric)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  -- Onto the session's active hold, or a new hold tied to the session (7 days, the longest
+  -- a hold may run; a report after that places a new one).
+  IF p_hold_id IS NOT NULL THEN
+    PERFORM keen.extend_hold(p_user_id => p_session.user_id, p_hold_id => p_hold_id, p_amount => p_amount);
+  ELSE
+    PERFORM keen.hold_credits(p_session_id => p_session.id, p_amount => p_amount, p_expires_in => interval '7 days');
+  END IF;
+END
+$$;
+
+CREATE FUNCTION keen.reserve_session_budget(p_session keen.agent_sessions, p_needed numeric, p_chunked boolean)
+RETURNS uuid
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_hold_id uuid := p_session.hold_id;
+  v_held numeric;
+  v_short numeric;
+  v_chunk numeric;
+BEGIN
+  -- The session's hold must cover p_needed (its accepted cost, at the ledger's 4 places).
+  -- The common case reads the hold by key and touches no account row.
+  SELECT h.amount INTO v_held FROM keen.credit_holds AS h
+   WHERE h.user_id = p_session.user_id AND h.id = v_hold_id
+     AND h.status = 'active' AND h.expires_at > pg_catalog.now();
+  IF v_held >= p_needed THEN
+    RETURN v_hold_id;
+  END IF;
+  IF v_held IS NULL THEN
+    -- No hold of its own yet (or it expired): one the caller placed for the session counts.
+    SELECT h.id, h.amount INTO v_hold_id, v_held FROM keen.credit_holds AS h
+     WHERE h.user_id = p_session.user_id AND h.session_id = p_session.id
+       AND h.status = 'active' AND h.expires_at > pg_catalog.now()
+     ORDER BY h.amount DESC, h.id
+     LIMIT 1;
+    IF v_held >= p_needed THEN
+      RETURN v_hold_id;
+    END IF;
+  END IF;
+  -- Short: reserve more under the account lock, a chunk at a time (keen.session_limits), so
+  -- most reports never reach the account; when the chunk is refused, exactly what is missing.
+  v_short := p_needed - coalesce(v_held, 0);
+  v_chunk := v_short;
+  IF p_chunked THEN
+    SELECT GREATEST(v_short, l.budget_chunk) INTO v_chunk FROM keen.session_limits AS l;
+  END IF;
+  BEGIN
+    PERFORM keen.add_session_budget(p_session, v_hold_id, v_chunk);
+  EXCEPTION WHEN SQLSTATE 'KE001' OR SQLSTATE 'KE002' OR SQLSTATE 'KE003' THEN
+    IF v_chunk = v_short THEN
+      RAISE;
+    END IF;
+    PERFORM keen.add_session_budget(p_session, v_hold_id, v_short);
+  END;
+  -- The hold now covering it (the stand-in keen.extend_hold replaces the hold).
+  SELECT h.id INTO v_hold_id FROM keen.credit_holds AS h
+   WHERE h.user_id = p_session.user_id AND h.session_id = p_session.id
+     AND h.status = 'active' AND h.amount >= p_needed
+   ORDER BY h.created_at DESC, h.id
+   LIMIT 1;
+  RETURN v_hold_id;
+END
+$$;
+
 CREATE FUNCTION keen.update_session_progress(
   p_session_id text,
   p_phase      text    DEFAULT NULL,
@@ -358,6 +473,7 @@ DECLARE
   v_user_id uuid := keen.require_user_id();
   v_before keen.agent_sessions;
   v_session keen.agent_sessions;
+  v_hold_id uuid;
 BEGIN
   IF p_phase IS NOT NULL AND keen.session_phase_rank(p_phase) IS NULL THEN
     RAISE EXCEPTION 'invalid argument: unknown phase %', keen.text_prefix(p_phase)
@@ -369,7 +485,7 @@ BEGIN
       USING ERRCODE = 'KE013';
   END IF;
   PERFORM keen.check_session_cost(coalesce(p_cost, 0), 'cost increment');
-  PERFORM keen.lock_event_stream(v_user_id);
+  -- The session's row lock only: one user's sessions report in parallel.
   v_before := keen.lock_session(p_session_id);
   IF v_before.execution_status <> 'running' THEN
     RAISE EXCEPTION 'invalid state transition: session % is %; only a running session reports progress',
@@ -386,6 +502,12 @@ BEGIN
       USING ERRCODE = 'KE013';
   END IF;
   PERFORM keen.check_session_cost(v_before.total_cost + coalesce(p_cost, 0), 'total cost');
+  -- The accepted cost is a commitment: the session's hold covers it before it is accepted
+  -- (KE001/KE002/KE003 otherwise, and nothing is written), so completing never lacks credits.
+  v_hold_id := v_before.hold_id;
+  IF coalesce(p_cost, 0) > 0 THEN
+    v_hold_id := keen.reserve_session_budget(v_before, keen.round_cost(v_before.total_cost + p_cost), true);
+  END IF;
   -- A backward phase is refused by trigger _010_check_update with KE007.
   UPDATE keen.agent_sessions AS s
      SET current_phase = coalesce(p_phase, s.current_phase),
@@ -396,7 +518,8 @@ BEGIN
          tokens_used = s.tokens_used + coalesce(p_tokens, 0),
          total_cost = s.total_cost + coalesce(p_cost, 0),
          last_activity_at = pg_catalog.now(),
-         last_event_seq = s.last_event_seq + 1
+         last_event_seq = s.last_event_seq + 1,
+         hold_id = v_hold_id
    WHERE s.user_id = v_user_id AND s.id = v_before.id
   RETURNING s.* INTO v_session;
 
@@ -440,10 +563,7 @@ DECLARE
   v_total numeric;
   v_charge numeric;
   v_hold_id uuid;
-  v_hold_amount numeric;
-  v_captured numeric := 0;
   v_capture_id uuid;
-  v_deduct_id uuid;
 BEGIN
   IF p_success IS NULL THEN
     RAISE EXCEPTION 'invalid argument: p_success is required' USING ERRCODE = 'KE013';
@@ -456,7 +576,6 @@ BEGIN
   PERFORM keen.check_text_array(p_files_deleted, 'files deleted', 10000, 4096);
   PERFORM keen.check_jsonb(p_completion_report, 'completion report', 1048576);
   PERFORM keen.check_text(p_error_message, 'error message', 10000);
-  PERFORM keen.lock_event_stream(v_user_id);
   v_before := keen.lock_session(p_session_id);
 
   IF v_before.execution_status <> 'running' THEN
@@ -487,25 +606,13 @@ BEGIN
   -- raised to the ledger's 4 decimals (keen.round_cost); a zero cost charges nothing.
   v_total := coalesce(p_total_cost, v_before.total_cost);
   v_charge := pg_catalog.round(keen.round_cost(v_total), 4);
-  SELECT h.id, h.amount INTO v_hold_id, v_hold_amount
-    FROM keen.credit_holds AS h
-   WHERE h.user_id = v_user_id AND h.session_id = v_before.id AND h.status = 'active'
-     AND h.expires_at > pg_catalog.now()
-   ORDER BY h.created_at, h.id
-   LIMIT 1;
-  IF v_hold_id IS NOT NULL AND v_charge > 0 THEN
-    -- A capture takes at most the hold; the rest is deducted below.
-    v_captured := LEAST(v_charge, v_hold_amount);
+  IF v_charge > 0 THEN
+    -- At the accepted cost the hold covers it already (capturing at most a hold never fails
+    -- for balance or limits); a larger final total must be reserved first, like a report.
+    v_hold_id := keen.reserve_session_budget(v_before, v_charge, false);
     SELECT t.id INTO v_capture_id
-      FROM keen.capture_hold(p_hold_id => v_hold_id, p_amount => v_captured,
+      FROM keen.capture_hold(p_hold_id => v_hold_id, p_amount => v_charge,
                              p_description => 'agent session ' || p_session_id) AS t;
-  END IF;
-  IF v_charge > v_captured THEN
-    -- The key makes a replayed completion (or a concurrent one) charge once.
-    SELECT t.id INTO v_deduct_id
-      FROM keen.deduct_credits(p_amount => v_charge - v_captured, p_session_id => v_before.id,
-                               p_description => 'agent session ' || p_session_id,
-                               p_idempotency_key => 'session:' || v_before.id::text) AS t;
   END IF;
   -- Holds the session no longer needs go back to the available balance.
   FOR v_hold_id IN
@@ -537,7 +644,7 @@ BEGIN
     'total_cost', v_total,
     'charged', v_charge,
     'capture_transaction_id', v_capture_id,
-    'usage_transaction_id', v_deduct_id,
+    'usage_transaction_id', NULL,
     'files_created', pg_catalog.cardinality(v_session.files_created),
     'files_modified', pg_catalog.cardinality(v_session.files_modified),
     'files_deleted', pg_catalog.cardinality(v_session.files_deleted)));
@@ -558,9 +665,9 @@ DECLARE
   v_cancelled keen.agent_sessions;
   v_row keen.agent_sessions;
   v_level uuid[];
+  v_all uuid[] := '{}'::uuid[];
   v_hold_id uuid;
 BEGIN
-  PERFORM keen.lock_event_stream(v_user_id);
   v_session := keen.lock_session(p_session_id);
   IF v_session.execution_status = 'cancelled' THEN
     RETURN v_session;
@@ -587,21 +694,25 @@ BEGIN
     LOOP
       PERFORM keen.append_session_event(v_row, 'session.cancelled',
         pg_catalog.jsonb_build_object('cancelled_with', v_session.id));
-      -- A cancelled session charges nothing: its holds go back to the available balance.
-      FOR v_hold_id IN
-        SELECT h.id FROM keen.credit_holds AS h
-         WHERE h.user_id = v_user_id AND h.session_id = v_row.id AND h.status = 'active'
-         ORDER BY h.created_at, h.id
-      LOOP
-        PERFORM keen.release_hold(p_hold_id => v_hold_id);
-      END LOOP;
       IF v_row.id = v_session.id THEN
         v_cancelled := v_row;
       END IF;
     END LOOP;
+    -- Every session walked (finished ones hold nothing: completion released their holds).
+    v_all := v_all || v_level;
     SELECT pg_catalog.array_agg(s.id ORDER BY s.id) INTO v_level
       FROM keen.agent_sessions AS s
      WHERE s.user_id = v_user_id AND s.parent_session_id = ANY (v_level);
+  END LOOP;
+  -- A cancelled session charges nothing: its holds go back to the available balance. Last,
+  -- after every session lock: sessions before the account, as progress and completion lock
+  -- them, so a cancel and a report cannot deadlock.
+  FOR v_hold_id IN
+    SELECT h.id FROM keen.credit_holds AS h
+     WHERE h.user_id = v_user_id AND h.session_id = ANY (v_all) AND h.status = 'active'
+     ORDER BY h.created_at, h.id
+  LOOP
+    PERFORM keen.release_hold(p_hold_id => v_hold_id);
   END LOOP;
   RETURN v_cancelled;
 END
@@ -623,23 +734,21 @@ LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-  -- Depth-first, each node before its subtree, siblings in the order they started
-  -- (start_time, then id): the sort key is the path of fixed-width 24-byte elements,
-  -- big-endian microseconds since 1970 then the uuid's bytes, compared bytewise (a prefix
-  -- sorts first). Cheaper than text keys: about half the cost on 10,000 nodes.
+  -- Depth-first, each node before its subtree, siblings in the order they were started
+  -- (start_seq, drawn at start: siblings started in one transaction share a start_time):
+  -- the sort key is the path of big-endian 8-byte start_seq values, compared bytewise (a
+  -- prefix sorts first). Children by the parent_session_id index; RLS keeps the tenant's.
   WITH RECURSIVE tree AS (
     SELECT s.id, s.session_id, s.parent_session_id, 0 AS depth,
            ARRAY[s.session_id] AS path,
-           pg_catalog.int8send((EXTRACT(EPOCH FROM s.start_time) * 1000000)::bigint)
-             || pg_catalog.uuid_send(s.id) AS sort_key,
+           pg_catalog.int8send(s.start_seq) AS sort_key,
            s.current_phase, s.execution_status, s.total_cost, s.tokens_used
       FROM keen.agent_sessions AS s
      WHERE s.id = (SELECT keen.session_uuid(p_session_id))
     UNION ALL
     SELECT c.id, c.session_id, c.parent_session_id, t.depth + 1,
            t.path || c.session_id,
-           t.sort_key || pg_catalog.int8send((EXTRACT(EPOCH FROM c.start_time) * 1000000)::bigint)
-             || pg_catalog.uuid_send(c.id),
+           t.sort_key || pg_catalog.int8send(c.start_seq),
            c.current_phase, c.execution_status, c.total_cost, c.tokens_used
       FROM tree AS t
       JOIN keen.agent_sessions AS c ON c.parent_session_id = t.id
@@ -704,6 +813,11 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
+  -- Every transaction older than the snapshot's xmin has ended, so its events are final
+  -- (visible when committed); an event still to commit belongs to a transaction >= xmin,
+  -- so its id is >= xmin * 2^20 (keen.next_session_event_id). Below this horizon the log no
+  -- longer changes. The same snapshot as the reads below (a STABLE function): never later.
+  v_horizon bigint := pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text::bigint << 20;
   v_session_uuid uuid;
 BEGIN
   -- NULL stands for the default, so bindings may pass every optional argument.
@@ -713,22 +827,46 @@ BEGIN
   IF coalesce(p_limit, 500) NOT BETWEEN 1 AND 10000 THEN
     RAISE EXCEPTION 'invalid argument: page size % is not between 1 and 10000', p_limit USING ERRCODE = 'KE013';
   END IF;
-  -- A user's event ids follow commit order (keen.lock_event_stream), so "id > cursor"
-  -- misses nothing committed later and repeats nothing.
+  -- Only events below the horizon, whose transactions are all over: "id > cursor" then
+  -- misses nothing that commits later and repeats nothing, with no lock on the writers.
   IF p_session_id IS NULL THEN
     RETURN QUERY
       SELECT e.* FROM keen.session_events AS e
-       WHERE e.user_id = v_user_id AND e.id > coalesce(p_after_id, 0)
+       WHERE e.user_id = v_user_id AND e.id > coalesce(p_after_id, 0) AND e.id < v_horizon
        ORDER BY e.id
        LIMIT coalesce(p_limit, 500);
   ELSE
     v_session_uuid := keen.session_uuid(p_session_id);
     RETURN QUERY
       SELECT e.* FROM keen.session_events AS e
-       WHERE e.session_id = v_session_uuid AND e.user_id = v_user_id AND e.id > coalesce(p_after_id, 0)
+       WHERE e.session_id = v_session_uuid AND e.user_id = v_user_id
+         AND e.id > coalesce(p_after_id, 0) AND e.id < v_horizon
        ORDER BY e.id
        LIMIT coalesce(p_limit, 500);
   END IF;
+END
+$$;
+
+CREATE FUNCTION keen.session_events_waiting(p_session_id text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_user_id uuid := keen.require_user_id();
+  -- As in keen.list_session_events.
+  v_horizon bigint := pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text::bigint << 20;
+  v_session_uuid uuid;
+BEGIN
+  -- Committed events above the horizon wait for an older transaction (of any user) to end;
+  -- its end sends no notification when it wrote no event, so a reader looks again soon.
+  IF p_session_id IS NULL THEN
+    RETURN EXISTS (SELECT FROM keen.session_events AS e WHERE e.user_id = v_user_id AND e.id >= v_horizon);
+  END IF;
+  v_session_uuid := keen.session_uuid(p_session_id);
+  RETURN EXISTS (SELECT FROM keen.session_events AS e
+                  WHERE e.session_id = v_session_uuid AND e.user_id = v_user_id AND e.id >= v_horizon);
 END
 $$;
 
@@ -983,21 +1121,61 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION keen.next_session_event_id()
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_base bigint := pg_catalog.pg_current_xact_id()::text::bigint << 20;
+  v_last text := pg_catalog.current_setting('keen.last_event_id', true);
+  v_id bigint;
+BEGIN
+  -- Ids without a lock: the inserting transaction's id * 2^20 plus its own event count,
+  -- kept in a transaction-local setting (rolled back with a subtransaction, like its rows).
+  -- Ids of different transactions never collide and order like their transaction ids, which
+  -- is what the horizon of keen.list_session_events needs.
+  IF v_last ~ '^[0-9]{1,19}$' AND v_last::numeric >= v_base AND v_last::numeric < v_base + 1048575 THEN
+    v_id := v_last::bigint + 1;
+  ELSIF v_last ~ '^[0-9]{1,19}$' AND v_last::numeric = v_base + 1048575 THEN
+    RAISE EXCEPTION 'invalid argument: more than 1048576 events in one transaction'
+      USING ERRCODE = 'KE013', HINT = 'Split the work into several transactions.';
+  ELSE
+    v_id := v_base;
+  END IF;
+  PERFORM pg_catalog.set_config('keen.last_event_id', v_id::text, true);
+  RETURN v_id;
+END
+$$;
+-- The column's default (the function comes after the tables in this file).
+ALTER TABLE keen.session_events ALTER COLUMN id SET DEFAULT keen.next_session_event_id();
+
 CREATE FUNCTION keen.tg_session_events__sequence()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  -- Whoever inserts, the id is drawn under the user's stream lock (the column default
-  -- was evaluated before it), so a user's ids follow commit order.
-  PERFORM keen.lock_event_stream(NEW.user_id);
-  NEW.id := pg_catalog.nextval('keen.session_events_id_seq'::regclass);
+  -- The id is the column default's (keen.next_session_event_id): one of this transaction's.
+  IF NEW.id >> 20 IS DISTINCT FROM pg_catalog.pg_current_xact_id()::text::bigint THEN
+    RAISE EXCEPTION 'invalid argument: event id % is not one of this transaction''s', NEW.id
+      USING ERRCODE = 'KE013', HINT = 'Leave session_events.id to its default.';
+  END IF;
   -- The event's number must be the one just taken from its session under the row lock.
   IF NOT EXISTS (SELECT FROM keen.agent_sessions AS s
-                  WHERE s.id = NEW.session_id AND s.user_id = NEW.user_id AND s.last_event_seq = NEW.seq) THEN
+                  WHERE s.user_id = NEW.user_id AND s.id = NEW.session_id AND s.last_event_seq = NEW.seq) THEN
     RAISE EXCEPTION 'invalid argument: event % of session % is not the session''s last_event_seq', NEW.seq, NEW.session_id
       USING ERRCODE = 'KE013', HINT = 'Append events through the session functions.';
+  END IF;
+  -- A session's ids follow its seq: a transaction older than the one that wrote the previous
+  -- event (it took the session's lock later) would number this one below it. Rare (one call
+  -- per transaction never does it); retried like any serialization failure.
+  IF EXISTS (SELECT FROM keen.session_events AS p
+              WHERE p.user_id = NEW.user_id AND p.session_id = NEW.session_id AND p.seq = NEW.seq - 1
+                AND p.id > NEW.id) THEN
+    RAISE EXCEPTION 'could not serialize: session % has an event of a younger transaction; retry', NEW.session_id
+      USING ERRCODE = '40001', HINT = 'Retry the whole transaction (keen_sql.retry does).';
   END IF;
   NEW.created_at := pg_catalog.now();
   RETURN NEW;
@@ -1094,9 +1272,6 @@ CREATE POLICY owner_all ON keen.session_limits FOR ALL TO keen_owner USING (true
 -- so keen_app can neither lock these tables nor write session state around them.
 GRANT SELECT ON keen.agent_sessions, keen.session_events, keen.websocket_connections, keen.session_limits
   TO keen_app;
--- Nor does it draw event ids (the event trigger runs as keen_owner). Stated as a REVOKE so
--- the sequence's ACL is the one migration 0009 leaves (the owner's entry spelled out).
-REVOKE ALL ON SEQUENCE keen.session_events_id_seq FROM keen_app;
 GRANT EXECUTE ON FUNCTION
   keen.start_session(text, text, text, text, text),
   keen.update_session_progress(text, text, integer, integer, bigint, numeric),
@@ -1104,8 +1279,10 @@ GRANT EXECUTE ON FUNCTION
   keen.cancel_session(text),
   keen.session_tree(text),
   keen.get_session(text),
+  keen.get_session_by_id(uuid),
   keen.list_sessions(text, timestamptz, uuid, integer),
   keen.list_session_events(bigint, text, integer),
+  keen.session_events_waiting(text),
   keen.open_connection(text, inet, text, text, text, text[], text[]),
   keen.ping_connection(text),
   keen.close_connection(text)
@@ -1135,9 +1312,9 @@ COMMENT ON TABLE keen.session_limits IS 'Limits on session trees (one row, set b
 COMMENT ON COLUMN keen.session_limits.max_depth IS 'Deepest session_depth a child may have (a root is 0).';
 COMMENT ON COLUMN keen.session_limits.max_children IS 'Most children (of any status) one session may start.';
 COMMENT ON FUNCTION keen.session_phase_rank(text) IS 'Position of a phase in EXPLORE < PLAN < SUMMON < COMPLETE; NULL for an unknown one.';
-COMMENT ON FUNCTION keen.lock_event_stream(uuid) IS
-  'Takes the user''s event-stream lock until commit, so the user''s event ids follow commit order.';
 COMMENT ON FUNCTION keen.get_session(text) IS 'The caller''s session with this external id; KE006 when there is none.';
+COMMENT ON FUNCTION keen.get_session_by_id(uuid) IS
+  'The caller''s session with this uuid id (session_events.session_id names it); KE006 when there is none.';
 COMMENT ON FUNCTION keen.session_uuid(text) IS 'The uuid id of the caller''s session with this external id; KE006 when there is none.';
 COMMENT ON FUNCTION keen.lock_session(text) IS 'The caller''s session with this external id, row-locked; KE006 when there is none.';
 COMMENT ON FUNCTION keen.lock_connection(text) IS 'The caller''s connection with this id, row-locked; KE006 when there is none.';
@@ -1147,10 +1324,16 @@ COMMENT ON FUNCTION keen.check_session_cost(numeric, text) IS
   'Raises KE004 unless the cost is finite, >= 0, below 10^8 and of at most 6 decimals.';
 COMMENT ON FUNCTION keen.start_session(text, text, text, text, text) IS
   'Starts a session of the caller, optionally as a child of the caller''s running session p_parent_session_id (external id): depth = parent''s + 1, limits from keen.session_limits (KE008). KE006 unknown parent, KE007 parent not running, KE009 duplicate id. Event session.started.';
+COMMENT ON FUNCTION keen.extend_hold(uuid, uuid, numeric) IS
+  'MINIMAL STAND-IN (migration 0013) for the ledger branch''s extend_hold: adds p_amount to an active hold under hold_credits'' checks (KE001/KE002/KE003), writing nothing on refusal; replaces the hold (new id). Not keen_app''s.';
+COMMENT ON FUNCTION keen.add_session_budget(keen.agent_sessions, uuid, numeric) IS
+  'Adds p_amount to the session''s budget: onto its active hold (keen.extend_hold) or as a new hold tied to it. Not keen_app''s.';
+COMMENT ON FUNCTION keen.reserve_session_budget(keen.agent_sessions, numeric, boolean) IS
+  'Makes the session''s hold cover p_needed, extending it by keen.session_limits.budget_chunk (or exactly the shortfall when the chunk is refused); KE001/KE002/KE003 when even that is refused. Returns the hold id. Not keen_app''s.';
 COMMENT ON FUNCTION keen.update_session_progress(text, text, integer, integer, bigint, numeric) IS
-  'Adds the increments to a running session''s counters and cost and moves its phase forward (KE007 backward or not running, KE013 unknown phase, KE004 bad cost). Event session.progress.';
+  'Adds the increments to a running session''s counters and cost and moves its phase forward (KE007 backward or not running, KE013 unknown phase, KE004 bad cost). A cost beyond the session''s hold is reserved first: KE001/KE002/KE003 and nothing written when refused. Event session.progress.';
 COMMENT ON FUNCTION keen.complete_session(text, boolean, numeric, text[], text[], text[], jsonb, text) IS
-  'Ends a running session as completed or failed, records its files and report, and charges its cost (p_total_cost, else the accumulated total, raised to 4 decimals) in the same transaction: captures its active hold, deducts the rest with key session:<id>, releases other holds. Idempotent for the same arguments; otherwise KE007 once finished. Event session.completed or session.failed.';
+  'Ends a running session as completed or failed, records its files and report, and charges its cost (p_total_cost, else the accumulated total, raised to 4 decimals) in the same transaction by capturing the session''s hold, which covers the accepted cost (a larger final total is reserved first: KE001/KE002/KE003, nothing written), and releases other holds. Idempotent for the same arguments; otherwise KE007 once finished. Event session.completed or session.failed.';
 COMMENT ON FUNCTION keen.cancel_session(text) IS
   'Cancels a running session and all its running descendants, releasing their holds (idempotent for a cancelled one; KE007 for a finished one). Event session.cancelled per session.';
 COMMENT ON FUNCTION keen.session_tree(text) IS
@@ -1158,7 +1341,9 @@ COMMENT ON FUNCTION keen.session_tree(text) IS
 COMMENT ON FUNCTION keen.list_sessions(text, timestamptz, uuid, integer) IS
   'The caller''s sessions newest first (start_time, id), optionally of one status; keyset pages: pass the last row''s start_time and id.';
 COMMENT ON FUNCTION keen.list_session_events(bigint, text, integer) IS
-  'The caller''s events (or one session''s) with id > p_after_id, in order: the replay of the event stream.';
+  'The caller''s events (or one session''s) with id > p_after_id and below keen.list_session_events, in order: the replay of the event stream, gapless without a writer lock.';
+COMMENT ON FUNCTION keen.session_events_waiting(text) IS
+  'Whether the caller (or one session) has committed events not yet listed because an older transaction is still running: look again shortly.';
 COMMENT ON FUNCTION keen.prune_session_events(interval) IS
   'Operator: deletes events older than p_older_than (default 30 days); returns how many.';
 COMMENT ON FUNCTION keen.open_connection(text, inet, text, text, text, text[], text[]) IS
@@ -1170,8 +1355,10 @@ COMMENT ON FUNCTION keen.reap_stale_connections(interval) IS
 COMMENT ON FUNCTION keen.tg_agent_sessions__set_depth() IS 'Trigger: a new session''s depth is its parent''s + 1; its connection list starts empty.';
 COMMENT ON FUNCTION keen.tg_agent_sessions__check_update() IS
   'Trigger: identity and place in the tree are immutable; running -> completed|failed|cancelled only; phases forward; counters grow; the connection list is the database''s.';
+COMMENT ON FUNCTION keen.next_session_event_id() IS
+  'Default of session_events.id: this transaction''s id * 2^20 plus its event count (no lock; KE013 past 2^20 events). Not keen_app''s.';
 COMMENT ON FUNCTION keen.tg_session_events__sequence() IS
-  'Trigger: draws the event id under the user''s stream lock and checks seq against the session''s last_event_seq.';
+  'Trigger: the event id must be one of this transaction''s (keen.next_session_event_id); checks seq against the session''s last_event_seq.';
 COMMENT ON FUNCTION keen.tg_session_events__notify() IS 'Trigger: NOTIFY keen_events, an empty wake-up (names no tenant).';
 COMMENT ON FUNCTION keen.tg_websocket_connections__sync_session() IS
   'Trigger: recomputes agent_sessions.websocket_connections of the sessions a connection change touches.';
@@ -1218,7 +1405,11 @@ COMMENT ON COLUMN keen.session_limits.singleton IS 'Always true: the table holds
 COMMENT ON COLUMN keen.agent_sessions.id IS 'Primary key.';
 COMMENT ON COLUMN keen.agent_sessions.created_at IS 'When the row was inserted.';
 COMMENT ON COLUMN keen.agent_sessions.updated_at IS 'When the row was last updated (trigger _100_set_updated_at).';
-COMMENT ON COLUMN keen.session_events.id IS 'Global event id; a user''s ids follow commit order, so a listener resumes after one.';
+COMMENT ON COLUMN keen.session_events.id IS
+  'Event id: the inserting transaction''s id * 2^20 plus its event number; a listener resumes after one (list_session_events delivers only ids whose transactions are over). Up to 2^63: send it to JavaScript as a string.';
+COMMENT ON COLUMN keen.agent_sessions.start_seq IS 'Start order across the whole database (siblings started in one transaction share start_time).';
+COMMENT ON COLUMN keen.agent_sessions.hold_id IS 'The credit hold reserving the session''s accepted cost (credit_holds.id); NULL before its first cost.';
+COMMENT ON COLUMN keen.session_limits.budget_chunk IS 'Credits a running session reserves at a time beyond its accepted cost, so most progress reports do not lock the account.';
 COMMENT ON COLUMN keen.session_events.created_at IS 'When the row was inserted.';
 COMMENT ON COLUMN keen.session_limits.updated_at IS 'When an operator last changed the limits.';
 COMMENT ON COLUMN keen.websocket_connections.id IS 'Primary key.';

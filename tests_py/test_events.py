@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -90,9 +91,16 @@ def run_concurrently(db: Database, user_id: uuid.UUID, prefix: str) -> None:
 
 
 def logged(db: Database, user_id: uuid.UUID) -> list[SessionEvent]:
-    """The user's whole event log, in id order."""
-    with db.tenant(user_id) as t:
-        return t.call(q.list_session_events, after_id=0, session_id=None, limit=10000)
+    """The user's whole event log, in id order, once nothing waits above the horizon (an
+    older transaction of the cluster, an autoanalyze say, may hold the listing back)."""
+    deadline = time.monotonic() + 10
+    while True:
+        with db.tenant(user_id) as t:
+            rows = t.call(q.list_session_events, after_id=0, session_id=None, limit=10000)
+            waiting = t.call(q.session_events_waiting, session_id=None)
+        if not waiting or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.02)
 
 
 def collect(listener: EventListener, count: int, out: list[SessionEvent]) -> None:
@@ -259,68 +267,6 @@ def test_listener_through_pgbouncer_transaction_mode_raises_direct_connection_re
         pytest.raises(DirectConnectionRequired, match="PgBouncer with pool_mode=transaction"),
     ):
         listener.connect()
-
-
-def test_a_users_event_ids_follow_commit_order_while_other_users_never_wait(
-    db: Database, db_url: str
-) -> None:
-    alice, bob = new_user(db_url), new_user(db_url)
-    for user, name in ((alice, "order-1"), (alice, "order-2"), (bob, "order-3")):
-        with db.tenant(user) as t:
-            t.call(
-                q.start_session,
-                session_id=name,
-                vision="v",
-                working_directory="/w",
-                git_branch="main",
-                parent_session_id=None,
-            )
-    done = threading.Event()
-
-    def second_report() -> None:
-        with db.tenant(alice) as t:
-            t.call(
-                q.update_session_progress,
-                session_id="order-2",
-                phase=None,
-                iterations=1,
-                tool_calls=None,
-                tokens=None,
-                cost=None,
-            )
-        done.set()
-
-    with db.tenant(alice) as first:  # holds alice's event stream until it commits
-        first.call(
-            q.update_session_progress,
-            session_id="order-1",
-            phase=None,
-            iterations=1,
-            tool_calls=None,
-            tokens=None,
-            cost=None,
-        )
-        other = threading.Thread(target=second_report)
-        other.start()
-        with db.tenant(bob) as t:  # another tenant is not held up
-            t.call(
-                q.update_session_progress,
-                session_id="order-3",
-                phase=None,
-                iterations=1,
-                tool_calls=None,
-                tokens=None,
-                cost=None,
-            )
-        assert not done.wait(0.5), "alice's second report waits for her first to commit"
-    other.join(timeout=10)
-    assert done.is_set()
-    ids = {e.session_id: e.id for e in logged(db, alice) if e.event_type == "session.progress"}
-    with db.tenant(alice) as t:
-        first_id = t.call(q.get_session, session_id="order-1")
-        second_id = t.call(q.get_session, session_id="order-2")
-    assert first_id is not None and second_id is not None
-    assert ids[first_id.id] < ids[second_id.id], "ids are drawn in commit order"
 
 
 def test_listener_after_id_none_starts_from_the_first_event(db: Database, db_url: str) -> None:

@@ -161,6 +161,8 @@ def worker(
                     t.call(q.cancel_session, session_id=names[i])
         except InvalidStateTransition:
             pass  # the session (or its parent) was finished by another thread first
+        except psycopg.errors.SerializationFailure:
+            pass  # a cancel older than a report it meets (keen_sql.retry would run it again)
         except BaseException as exc:
             errors.append(exc)
 

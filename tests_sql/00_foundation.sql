@@ -41,8 +41,8 @@ SELECT tables_are('keen', ARRAY[
   'keen holds the original six tables, the contract''s five more, and the session_limits setting');
 SELECT materialized_views_are('keen', ARRAY['dashboard_metrics'], 'keen holds one materialized view, dashboard_metrics');
 SELECT views_are('keen', ARRAY[]::name[], 'keen holds no plain views');
-SELECT sequences_are('keen', ARRAY['session_events_id_seq', 'user_audit_log_id_seq'],
-  'the only sequences are the identities of session_events and user_audit_log');
+SELECT sequences_are('keen', ARRAY['agent_sessions_start_seq_seq', 'user_audit_log_id_seq'],
+  'the only sequences are the identities of agent_sessions.start_seq and user_audit_log (event ids take none)');
 SELECT is(
   (SELECT count(*) FROM pg_catalog.pg_class AS c
     WHERE c.relnamespace = 'keen'::regnamespace AND c.relkind IN ('r', 'p', 'm', 'v', 'S', 'i')

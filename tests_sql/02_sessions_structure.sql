@@ -2,7 +2,7 @@
 -- Every column (type, nullability, default), key, foreign key, CHECK constraint and index;
 -- the rules behind the constraints are exercised in 05-08_*_rules.sql.
 BEGIN;
-SELECT plan(229);
+SELECT plan(235);
 
 -- ===== keen.agent_sessions ========================================================
 SELECT has_table('keen', 'agent_sessions', 'keen.agent_sessions exists');
@@ -14,8 +14,11 @@ SELECT columns_are('keen', 'agent_sessions', ARRAY[
     'total_cost', 'tokens_used', 'context_window_size', 'files_modified', 'files_created',
     'files_deleted', 'execution_status', 'success', 'error_message', 'completion_report',
     'streaming_enabled', 'streaming_time', 'websocket_connections', 'agent_options',
-    'last_event_seq', 'created_at', 'updated_at'],
+    'last_event_seq', 'created_at', 'updated_at', 'start_seq', 'hold_id'],
   'keen.agent_sessions has exactly the expected columns');
+SELECT is((SELECT attidentity::text FROM pg_attribute WHERE attrelid = 'keen.agent_sessions'::regclass AND attname = 'start_seq'),
+          'a', 'agent_sessions.start_seq is GENERATED ALWAYS AS IDENTITY (the start order)');
+SELECT col_is_null('keen', 'agent_sessions', 'hold_id', 'agent_sessions.hold_id is nullable (no hold before the first cost)');
 SELECT col_type_is('keen', 'agent_sessions', 'id', 'uuid', 'agent_sessions.id is uuid');
 SELECT col_not_null('keen', 'agent_sessions', 'id', 'agent_sessions.id is NOT NULL');
 SELECT col_default_is('keen', 'agent_sessions', 'id', 'gen_random_uuid()', 'agent_sessions.id defaults to gen_random_uuid()');
@@ -181,7 +184,9 @@ SELECT columns_are('keen', 'session_events', ARRAY[
 SELECT col_type_is('keen', 'session_events', 'id', 'bigint', 'session_events.id is bigint');
 SELECT col_not_null('keen', 'session_events', 'id', 'session_events.id is NOT NULL');
 SELECT is((SELECT attidentity::text FROM pg_attribute WHERE attrelid = 'keen.session_events'::regclass AND attname = 'id'),
-          'a', 'session_events.id is GENERATED ALWAYS AS IDENTITY');
+          '', 'session_events.id is no identity: no sequence orders one user''s writers');
+SELECT col_default_is('keen', 'session_events', 'id', 'keen.next_session_event_id()',
+  'session_events.id defaults to keen.next_session_event_id() (transaction id * 2^20 + count)');
 SELECT col_type_is('keen', 'session_events', 'user_id', 'uuid', 'session_events.user_id is uuid');
 SELECT col_not_null('keen', 'session_events', 'user_id', 'session_events.user_id is NOT NULL');
 SELECT col_hasnt_default('keen', 'session_events', 'user_id', 'session_events.user_id has no default');
@@ -331,7 +336,7 @@ SELECT is((SELECT pg_get_indexdef('keen.websocket_connections_session_id_idx'::r
 -- ===== keen.session_limits ========================================================
 SELECT has_table('keen', 'session_limits', 'keen.session_limits exists');
 SELECT table_owner_is('keen', 'session_limits', 'keen_owner', 'keen_owner owns keen.session_limits');
-SELECT columns_are('keen', 'session_limits', ARRAY['singleton', 'max_depth', 'max_children', 'updated_at'],
+SELECT columns_are('keen', 'session_limits', ARRAY['singleton', 'max_depth', 'max_children', 'updated_at', 'budget_chunk'],
   'keen.session_limits has exactly the expected columns');
 SELECT col_type_is('keen', 'session_limits', 'singleton', 'boolean', 'session_limits.singleton is boolean');
 SELECT col_not_null('keen', 'session_limits', 'singleton', 'session_limits.singleton is NOT NULL');
@@ -345,6 +350,9 @@ SELECT col_hasnt_default('keen', 'session_limits', 'max_children', 'session_limi
 SELECT col_type_is('keen', 'session_limits', 'updated_at', 'timestamp with time zone', 'session_limits.updated_at is timestamp with time zone');
 SELECT col_not_null('keen', 'session_limits', 'updated_at', 'session_limits.updated_at is NOT NULL');
 SELECT col_default_is('keen', 'session_limits', 'updated_at', 'now()', 'session_limits.updated_at defaults to now()');
+SELECT col_type_is('keen', 'session_limits', 'budget_chunk', 'numeric(12,4)', 'session_limits.budget_chunk is numeric(12,4)');
+SELECT col_not_null('keen', 'session_limits', 'budget_chunk', 'session_limits.budget_chunk is NOT NULL');
+SELECT col_default_is('keen', 'session_limits', 'budget_chunk', '1', 'session_limits.budget_chunk defaults to 1');
 -- keys
 SELECT has_pk('keen', 'session_limits', 'keen.session_limits has a primary key');
 SELECT col_is_pk('keen', 'session_limits', ARRAY['singleton'], 'session_limits_pkey: PRIMARY KEY (singleton)');
@@ -353,7 +361,7 @@ SELECT has_check('keen', 'session_limits', 'keen.session_limits has CHECK constr
 SELECT set_eq(
   $$SELECT conname::text FROM pg_constraint WHERE conrelid = 'keen.session_limits'::regclass AND contype = 'c'$$,
   ARRAY[
-    'session_limits_max_children_check', 'session_limits_max_depth_check',
+    'session_limits_budget_chunk_check', 'session_limits_max_children_check', 'session_limits_max_depth_check',
     'session_limits_singleton_check'],
   'keen.session_limits has exactly its named CHECK constraints');
 -- indexes

@@ -356,9 +356,11 @@ SELECT set_eq(
     'function keen.enroll_mfa(text,text[]) EXECUTE keen_app',
     'function keen.get_mfa_secret() EXECUTE keen_app',
     'function keen.get_session(text) EXECUTE keen_app',
+    'function keen.get_session_by_id(uuid) EXECUTE keen_app',
     'function keen.hold_credits(uuid,numeric,text,interval) EXECUTE keen_app',
     'function keen.list_session_events(bigint,text,integer) EXECUTE keen_app',
     'function keen.list_sessions(text,timestamp with time zone,uuid,integer) EXECUTE keen_app',
+    'function keen.session_events_waiting(text) EXECUTE keen_app',
     'function keen.login_lookup(text) EXECUTE keen_app',
     'function keen.open_connection(text,inet,text,text,text,text[],text[]) EXECUTE keen_app',
     'function keen.ping_connection(text) EXECUTE keen_app',
@@ -612,8 +614,8 @@ SELECT throws_ok($$SELECT keen.rebuild_usage_stats(current_setting('test.user_a'
   'keen_app cannot rewrite daily_usage_stats with rebuild_usage_stats');
 SELECT throws_ok($$SELECT keen.lock_credit_account(current_setting('test.user_b')::uuid)$$, '42501', NULL,
   'keen_app cannot call lock_credit_account (only the definer functions lock accounts, their own tenant''s)');
-SELECT throws_ok($$SELECT keen.lock_event_stream(current_setting('test.user_b')::uuid)$$, '42501', NULL,
-  'keen_app cannot call lock_event_stream (only the definer session functions do, for their own tenant)');
+SELECT hasnt_function('keen', 'lock_event_stream', ARRAY['uuid'],
+  'there is no event-stream lock to take any more (migration 0013: event ids need no per-user lock)');
 SELECT throws_ok($$SELECT keen.add_usage_deltas(ARRAY[ROW(current_setting('test.user_b')::uuid, current_date,
   1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)::keen.usage_delta])$$,
   '42501', NULL, 'keen_app cannot call add_usage_deltas (only the stats triggers do, as keen_owner)');

@@ -119,6 +119,8 @@ SELECT lives_ok($$SELECT keen.start_session(p_session_id => 'child-3', p_vision 
   'NULL limits mean no limit');
 
 -- ===== as the owner: progress ================================================
+-- A reported cost is reserved on the session's hold before it is accepted: alice pays.
+SELECT lives_ok($$SELECT keen.add_credits(p_amount => 25.00)$$, 'alice buys 25.00 credits');
 SELECT results_eq(
   $$SELECT current_phase, iteration_count, tool_calls_count, tokens_used, total_cost, last_event_seq
       FROM keen.update_session_progress(p_session_id => 'child', p_phase => 'PLAN', p_iterations => 1,
@@ -159,8 +161,7 @@ SELECT throws_ok($$SELECT keen.update_session_progress(p_session_id => 'nope')$$
   'KE006', NULL, 'progress of an unknown session raises KE006');
 
 -- ===== as the owner: the original design's lifecycle =========================
--- 25.00 credits; start, report progress, complete at 3.75 with one created file.
-SELECT lives_ok($$SELECT keen.add_credits(p_amount => 25.00)$$, 'alice buys 25.00 credits');
+-- With the 25.00 credits; start, report progress, complete at 3.75 with one created file.
 SELECT lives_ok($$SELECT keen.start_session(p_session_id => 'life', p_vision => 'v', p_working_directory => '/w', p_git_branch => 'main')$$,
   'the lifecycle session starts');
 SELECT lives_ok($$SELECT keen.update_session_progress(p_session_id => 'life', p_phase => 'SUMMON', p_iterations => 2,
@@ -174,10 +175,10 @@ SELECT results_eq(
   'completion records the status, the final cost, the created file and the end time');
 SELECT is((SELECT current_balance FROM keen.credit_accounts), 21.2500::numeric, 'the balance is 25.00 - 3.75 = 21.25');
 SELECT results_eq(
-  $$SELECT transaction_type, amount, idempotency_key FROM keen.credit_transactions
+  $$SELECT transaction_type, amount, hold_id IS NOT NULL FROM keen.credit_transactions
      WHERE session_id = (SELECT id FROM keen.agent_sessions WHERE session_id = 'life')$$,
-  $$SELECT 'usage', -3.7500::numeric, 'session:' || id::text FROM keen.agent_sessions WHERE session_id = 'life'$$,
-  'exactly one ledger row, a usage of 3.75, is linked to the session by its uuid');
+  $$VALUES ('usage', -3.7500::numeric, true)$$,
+  'exactly one ledger row, a usage of 3.75 capturing the session''s hold, is linked to the session by its uuid');
 SELECT results_eq(
   $$SELECT credits_purchased, credits_spent FROM keen.daily_usage_stats$$,
   $$VALUES (25.0000::numeric, 3.7500::numeric)$$,
@@ -249,15 +250,15 @@ SELECT lives_ok($$SELECT keen.hold_credits(p_session_id => (SELECT id FROM keen.
 SELECT lives_ok($$SELECT keen.complete_session(p_session_id => 'held', p_success => true, p_total_cost => 2.5)$$,
   'the session with a hold completes at 2.5');
 SELECT results_eq(
-  $$SELECT amount, hold_id IS NOT NULL, idempotency_key IS NOT NULL FROM keen.credit_transactions
+  $$SELECT amount, hold_id IS NOT NULL FROM keen.credit_transactions
      WHERE session_id = (SELECT id FROM keen.agent_sessions WHERE session_id = 'held') ORDER BY entry_no$$,
-  $$VALUES (-2.0000::numeric, true, false), (-0.5000::numeric, false, true)$$,
-  'completion captures the hold (at most its amount) and deducts the rest with the session key');
+  $$VALUES (-2.5000::numeric, true)$$,
+  'completion extends the hold placed for the session to the final cost, then captures it: one ledger row');
 SELECT results_eq(
   $$SELECT status, captured_amount FROM keen.credit_holds
-     WHERE session_id = (SELECT id FROM keen.agent_sessions WHERE session_id = 'held')$$,
-  $$VALUES ('captured', 2.0000::numeric)$$,
-  'the hold is captured');
+     WHERE session_id = (SELECT id FROM keen.agent_sessions WHERE session_id = 'held') AND status <> 'released'$$,
+  $$VALUES ('captured', 2.5000::numeric)$$,
+  'the hold is captured at the final cost, nothing of it stays active');
 SELECT lives_ok($$SELECT keen.start_session(p_session_id => 'broke', p_vision => 'v', p_working_directory => '/w', p_git_branch => 'b')$$,
   'a session too costly for the balance starts');
 SELECT throws_ok($$SELECT keen.complete_session(p_session_id => 'broke', p_success => true, p_total_cost => 1000)$$,
@@ -348,11 +349,11 @@ SELECT results_eq(
 SELECT ok(
   (SELECT array_agg(t.id ORDER BY t.ord) FROM keen.session_tree('t0000') WITH ORDINALITY AS t(id, session_id, parent_session_id, depth, path, current_phase, execution_status, total_cost, tokens_used, ord))
   = (WITH RECURSIVE expected AS (
-     SELECT s.id, ARRAY[s.id] AS ids FROM keen.agent_sessions s WHERE s.session_id = 't0000'
+     SELECT s.id, ARRAY[s.start_seq] AS seqs FROM keen.agent_sessions s WHERE s.session_id = 't0000'
      UNION ALL
-     SELECT c.id, e.ids || c.id FROM expected e JOIN keen.agent_sessions c ON c.parent_session_id = e.id)
-   SELECT array_agg(expected.id ORDER BY expected.ids) FROM expected),
-  'the order is depth-first, each node before its subtree, siblings by (start_time, id)');
+     SELECT c.id, e.seqs || c.start_seq FROM expected e JOIN keen.agent_sessions c ON c.parent_session_id = e.id)
+   SELECT array_agg(expected.id ORDER BY expected.seqs) FROM expected),
+  'the order is depth-first, each node before its subtree, siblings in start order (start_seq): one transaction started them all');
 SELECT is(
   (SELECT count(*) FROM keen.session_tree('t0000') AS t
     WHERE t.path[array_length(t.path, 1)] <> t.session_id OR array_length(t.path, 1) <> t.depth + 1),
@@ -395,15 +396,12 @@ SELECT is(
   (SELECT count(*) FROM (SELECT e.seq, lag(e.seq) OVER (PARTITION BY e.session_id ORDER BY e.id) AS prev
                            FROM keen.session_events AS e) AS x WHERE x.seq <> coalesce(x.prev, 0) + 1),
   0::bigint, 'within a session, event ids follow seq');
-SELECT ok(
-  (SELECT array_agg(id) FROM keen.list_session_events(p_after_id => 0, p_limit => 10000))
-  = (SELECT array_agg(id ORDER BY id) FROM keen.session_events),
-  'list_session_events replays the caller''s whole stream in id order');
-SELECT is(
-  (SELECT array_agg(seq) FROM keen.list_session_events(
-     p_after_id => (SELECT min(id) FROM keen.session_events WHERE session_id = (SELECT id FROM keen.agent_sessions WHERE session_id = 'child')),
-     p_session_id => 'child')),
-  ARRAY[2, 3, 4, 5]::bigint[], 'one session''s stream resumes after a given event id');
+-- The replay itself (committed events, in id order, resumed after a cursor, concurrent
+-- writers) is proved across transactions in tests_py/test_events.py and test_parallel_agents.py.
+SELECT is((SELECT count(*) FROM keen.list_session_events(p_after_id => 0, p_limit => 10000)), 0::bigint,
+  'list_session_events lists no event of a transaction still running (this test''s own): they are above the horizon');
+SELECT ok(keen.session_events_waiting() AND keen.session_events_waiting(p_session_id => 'child'),
+  'session_events_waiting() says committed-or-own events wait above the horizon, for the stream and for one session');
 SELECT throws_ok($$SELECT * FROM keen.list_session_events(p_session_id => 'nope')$$, 'KE006', NULL,
   'the stream of an unknown session raises KE006');
 SELECT throws_ok($$SELECT * FROM keen.list_session_events(p_after_id => -1)$$, 'KE013', NULL, 'a negative cursor raises KE013');
@@ -456,15 +454,15 @@ SELECT throws_ok($$SELECT * FROM keen.session_tree('t0000')$$, 'KE006', NULL, 'a
 SELECT throws_ok($$SELECT keen.open_connection(p_connection_id => 'b-ws', p_client_ip => '10.0.0.9', p_session_id => 'life')$$,
   'KE006', NULL, 'a connection cannot follow another tenant''s session');
 SELECT throws_ok($$SELECT keen.ping_connection('ws-0')$$, 'KE006', NULL, 'another tenant''s connection is not found');
-SELECT throws_ok($$SELECT keen.lock_event_stream('00000000-0000-4000-8000-0000000d0a01')$$, '42501', NULL,
-  'a tenant cannot take (and hold) another tenant''s event-stream lock: keen_app may not call lock_event_stream');
+SELECT hasnt_function('keen', 'lock_event_stream', ARRAY['uuid'],
+  'there is no per-user event-stream lock a tenant could take (and hold) against another');
 SELECT throws_ok($$SELECT FROM keen.users WHERE id = '00000000-0000-4000-8000-0000000d0b01' FOR NO KEY UPDATE$$, '42501', NULL,
   'nor lock a user row (the stream lock) directly, not even its own: keen_app has no UPDATE privilege');
 SELECT lives_ok($$SELECT keen.start_session(p_session_id => 'root', p_vision => 'v', p_working_directory => '/w', p_git_branch => 'b')$$,
   'session ids are unique per tenant: bob may use alice''s id');
 SELECT results_eq($$SELECT session_id FROM keen.list_sessions()$$, $$VALUES ('root')$$, 'bob lists only his own session');
-SELECT results_eq($$SELECT seq, event_type FROM keen.list_session_events()$$, $$VALUES (1::bigint, 'session.started')$$,
-  'bob replays only his own events');
+SELECT ok(NOT EXISTS (SELECT FROM keen.list_session_events()) AND keen.session_events_waiting(),
+  'bob''s stream holds his own event only, still waiting for this transaction to end');
 SELECT is((SELECT count(*) FROM keen.session_events), 1::bigint, 'bob reads only his own event rows');
 
 -- ===== without tenant context ================================================

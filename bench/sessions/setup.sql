@@ -3,9 +3,19 @@
 --   bench-one: eight running sessions s0 … s7 (8 clients on one tenant's event stream);
 --   bench-tree: a 10,000-node tree 'tree10k' (1 + 10 + 100 + 1,000 + 8,889; depth 4) and a
 --   1,000-node tree 'tree1k' (1 + 9 + 81 + 909; depth 3), built through start_session.
+--   bench-fan0 … bench-fan999: one running session 's' each (the hub's 1,000 subscribers).
+-- Every tenant has a credit account with 1,000,000 credits: progress reports carry a cost,
+-- reserved on the session's hold (chunks of session_limits.budget_chunk).
 INSERT INTO keen.users (id, email, username, password_hash)
 SELECT md5('bench-' || t)::uuid, 'bench-' || t || '@example.com', 'bench-' || t, repeat('h', 32)
-  FROM unnest(ARRAY['u0', 'u1', 'u2', 'u3', 'u4', 'u5', 'u6', 'u7', 'one', 'tree']) AS t;
+  FROM unnest(ARRAY['u0', 'u1', 'u2', 'u3', 'u4', 'u5', 'u6', 'u7', 'one', 'tree']
+              || ARRAY(SELECT 'fan' || n FROM generate_series(0, 999) AS n)) AS t;
+INSERT INTO keen.credit_accounts (user_id)
+SELECT u.id FROM keen.users AS u WHERE u.username LIKE 'bench-%'
+ON CONFLICT (user_id) DO NOTHING;
+SELECT format($q$BEGIN; SET LOCAL ROLE keen_app; SET LOCAL app.current_user_id = %L;
+                SELECT FROM keen.add_credits(p_amount => 1000000); COMMIT;$q$, u.id)
+  FROM keen.users AS u WHERE u.username LIKE 'bench-%' \gexec
 UPDATE keen.session_limits SET max_children = NULL;
 
 CREATE FUNCTION public.bench_start(p_sessions text[], p_parents text[]) RETURNS void
@@ -23,6 +33,9 @@ GRANT EXECUTE ON FUNCTION public.bench_start(text[], text[]) TO keen_app;
 SELECT format($q$BEGIN; SET LOCAL ROLE keen_app; SET LOCAL app.current_user_id = %L;
                 SELECT bench_start(ARRAY['s'], ARRAY[NULL]); COMMIT;$q$, md5('bench-u' || n)::uuid)
   FROM generate_series(0, 7) AS n \gexec
+SELECT format($q$BEGIN; SET LOCAL ROLE keen_app; SET LOCAL app.current_user_id = %L;
+                SELECT bench_start(ARRAY['s'], ARRAY[NULL]); COMMIT;$q$, md5('bench-fan' || n)::uuid)
+  FROM generate_series(0, 999) AS n \gexec
 BEGIN;
 SET LOCAL ROLE keen_app;
 SELECT set_config('app.current_user_id', md5('bench-one')::uuid::text, true);

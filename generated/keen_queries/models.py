@@ -269,6 +269,10 @@ class AgentSession(NamedTuple):
         last_event_seq: Number of the last event in this session's log.
         created_at: When the row was inserted.
         updated_at: When the row was last updated (trigger _100_set_updated_at).
+        start_seq: Start order across the whole database (siblings started in one transaction
+        share start_time).
+        hold_id: The credit hold reserving the session's accepted cost (credit_holds.id); NULL
+        before its first cost.
     """
 
     id: uuid.UUID
@@ -303,13 +307,17 @@ class AgentSession(NamedTuple):
     last_event_seq: int
     created_at: datetime.datetime
     updated_at: datetime.datetime
+    start_seq: int
+    hold_id: uuid.UUID | None
 
 
 class SessionEvent(NamedTuple):
     """Durable per-session event log; NOTIFY keen_events announces each row.
 
     Attributes:
-        id: Global event id; a user's ids follow commit order, so a listener resumes after one.
+        id: Event id: the inserting transaction's id * 2^20 plus its event number; a listener
+        resumes after one (list_session_events delivers only ids whose transactions are over). Up
+        to 2^63: send it to JavaScript as a string.
         user_id: The tenant owning the session (RLS: a listener never sees another tenants
         events).
         session_id: The session (uuid id) the event belongs to.
@@ -374,12 +382,15 @@ class SessionLimit(NamedTuple):
         max_depth: Deepest session_depth a child may have (a root is 0).
         max_children: Most children (of any status) one session may start.
         updated_at: When an operator last changed the limits.
+        budget_chunk: Credits a running session reserves at a time beyond its accepted cost, so
+        most progress reports do not lock the account.
     """
 
     singleton: bool
     max_depth: int | None
     max_children: int | None
     updated_at: datetime.datetime
+    budget_chunk: decimal.Decimal
 
 
 class CreditAccount(NamedTuple):

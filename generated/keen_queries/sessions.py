@@ -22,7 +22,7 @@ from . import models
 
 
 CANCEL_SESSION: LiteralString = """
-SELECT id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory, current_phase, start_time, end_time, last_activity_at, phase_started_at, iteration_count, tool_calls_count, total_cost, tokens_used, context_window_size, files_modified, files_created, files_deleted, execution_status, success, error_message, completion_report, streaming_enabled, streaming_time, websocket_connections, agent_options, last_event_seq, created_at, updated_at FROM keen.cancel_session(p_session_id => $1::text)"""
+SELECT id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory, current_phase, start_time, end_time, last_activity_at, phase_started_at, iteration_count, tool_calls_count, total_cost, tokens_used, context_window_size, files_modified, files_created, files_deleted, execution_status, success, error_message, completion_report, streaming_enabled, streaming_time, websocket_connections, agent_options, last_event_seq, created_at, updated_at, start_seq, hold_id FROM keen.cancel_session(p_session_id => $1::text)"""
 
 
 CANCEL_SESSION_ROWS = models.row_factory(models.AgentSession)
@@ -130,7 +130,7 @@ def close_connection_params(*, connection_id: str) -> tuple[Any, ...]:
     return (connection_id,)
 
 
-COMPLETE_SESSION: LiteralString = """SELECT id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory, current_phase, start_time, end_time, last_activity_at, phase_started_at, iteration_count, tool_calls_count, total_cost, tokens_used, context_window_size, files_modified, files_created, files_deleted, execution_status, success, error_message, completion_report, streaming_enabled, streaming_time, websocket_connections, agent_options, last_event_seq, created_at, updated_at FROM keen.complete_session(
+COMPLETE_SESSION: LiteralString = """SELECT id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory, current_phase, start_time, end_time, last_activity_at, phase_started_at, iteration_count, tool_calls_count, total_cost, tokens_used, context_window_size, files_modified, files_created, files_deleted, execution_status, success, error_message, completion_report, streaming_enabled, streaming_time, websocket_connections, agent_options, last_event_seq, created_at, updated_at, start_seq, hold_id FROM keen.complete_session(
   p_session_id => $1::text,
   p_success => $2::boolean,
   p_total_cost => $3::numeric,
@@ -161,10 +161,10 @@ def complete_session(
     """Ends a running session as completed or failed and charges its cost in the same transaction.
 
     Ends a running session as completed or failed, records its files and report, and charges its
-    cost (p_total_cost, else the accumulated total, raised to 4 decimals) in the same
-    transaction: captures its active hold, deducts the rest with key session:<id>, releases other
-    holds. Idempotent for the same arguments; otherwise KE007 once finished. Event
-    session.completed or session.failed.
+    cost (p_total_cost, else the accumulated total, raised to 4 decimals) in the same transaction
+    by capturing the session's hold, which covers the accepted cost (a larger final total is
+    reserved first: KE001/KE002/KE003, nothing written), and releases other holds. Idempotent for
+    the same arguments; otherwise KE007 once finished. Event session.completed or session.failed.
 
     Raises models.NoRowError when there is no row.
     """
@@ -203,10 +203,10 @@ async def complete_session_async(
     """Ends a running session as completed or failed and charges its cost in the same transaction.
 
     Ends a running session as completed or failed, records its files and report, and charges its
-    cost (p_total_cost, else the accumulated total, raised to 4 decimals) in the same
-    transaction: captures its active hold, deducts the rest with key session:<id>, releases other
-    holds. Idempotent for the same arguments; otherwise KE007 once finished. Event
-    session.completed or session.failed.
+    cost (p_total_cost, else the accumulated total, raised to 4 decimals) in the same transaction
+    by capturing the session's hold, which covers the accepted cost (a larger final total is
+    reserved first: KE001/KE002/KE003, nothing written), and releases other holds. Idempotent for
+    the same arguments; otherwise KE007 once finished. Event session.completed or session.failed.
 
     Raises models.NoRowError when there is no row.
 
@@ -312,7 +312,7 @@ def end_idle_transactions_params(*, idle: datetime.timedelta) -> tuple[Any, ...]
     return (idle,)
 
 
-GET_SESSION: LiteralString = "SELECT id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory, current_phase, start_time, end_time, last_activity_at, phase_started_at, iteration_count, tool_calls_count, total_cost, tokens_used, context_window_size, files_modified, files_created, files_deleted, execution_status, success, error_message, completion_report, streaming_enabled, streaming_time, websocket_connections, agent_options, last_event_seq, created_at, updated_at FROM keen.get_session(p_session_id => $1::text)"
+GET_SESSION: LiteralString = "SELECT id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory, current_phase, start_time, end_time, last_activity_at, phase_started_at, iteration_count, tool_calls_count, total_cost, tokens_used, context_window_size, files_modified, files_created, files_deleted, execution_status, success, error_message, completion_report, streaming_enabled, streaming_time, websocket_connections, agent_options, last_event_seq, created_at, updated_at, start_seq, hold_id FROM keen.get_session(p_session_id => $1::text)"
 
 
 GET_SESSION_ROWS = models.row_factory(models.AgentSession)
@@ -362,6 +362,58 @@ def get_session_params(*, session_id: str) -> tuple[Any, ...]:
     return (session_id,)
 
 
+GET_SESSION_BY_ID: LiteralString = "SELECT id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory, current_phase, start_time, end_time, last_activity_at, phase_started_at, iteration_count, tool_calls_count, total_cost, tokens_used, context_window_size, files_modified, files_created, files_deleted, execution_status, success, error_message, completion_report, streaming_enabled, streaming_time, websocket_connections, agent_options, last_event_seq, created_at, updated_at, start_seq, hold_id FROM keen.get_session_by_id(p_id => $1::uuid)"
+
+
+GET_SESSION_BY_ID_ROWS = models.row_factory(models.AgentSession)
+"""The psycopg row factory of GetSessionById's rows."""
+
+
+def get_session_by_id(conn: psycopg.Connection[Any], *, id: uuid.UUID) -> models.AgentSession:
+    """The caller's session with this uuid id, as events name it (KE006 when there is none).
+
+    The caller's session with this uuid id (session_events.session_id names it); KE006 when there
+    is none.
+
+    Raises models.NoRowError when there is no row.
+    """
+    with psycopg.RawCursor(conn, row_factory=GET_SESSION_BY_ID_ROWS) as _cur:
+        _cur.execute(GET_SESSION_BY_ID, (id,))
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("GetSessionById")
+        return _row
+
+
+async def get_session_by_id_async(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    id: uuid.UUID,
+) -> models.AgentSession:
+    """The caller's session with this uuid id, as events name it (KE006 when there is none).
+
+    The caller's session with this uuid id (session_events.session_id names it); KE006 when there
+    is none.
+
+    Raises models.NoRowError when there is no row.
+
+    The async twin of `get_session_by_id`.
+    """
+    async with psycopg.AsyncRawCursor(conn, row_factory=GET_SESSION_BY_ID_ROWS) as _cur:
+        await _cur.execute(GET_SESSION_BY_ID, (id,))
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("GetSessionById")
+        return _row
+
+
+def get_session_by_id_params(*, id: uuid.UUID) -> tuple[Any, ...]:
+    """The parameters of GetSessionById as GET_SESSION_BY_ID binds them ($1, $2, …), for a caller
+    that runs the statement itself (e.g. in a pipeline).
+    """
+    return (id,)
+
+
 LIST_SESSION_EVENTS: LiteralString = """SELECT id, user_id, session_id, seq, event_type, payload, created_at FROM keen.list_session_events(
   p_after_id => $1::bigint,
   p_session_id => $2::text,
@@ -380,10 +432,12 @@ def list_session_events(
     session_id: str | None = None,
     limit: int | None = None,
 ) -> list[models.SessionEvent]:
-    """Replays the caller's events (or one session's) with an id above after_id, in order.
+    """Replays the caller's events (or one session's) with an id above after_id whose transactions
+    are over, in order.
 
-    The caller's events (or one session's) with id > p_after_id, in order: the replay of the
-    event stream.
+    The caller's events (or one session's) with id > p_after_id and below
+    keen.list_session_events, in order: the replay of the event stream, gapless without a writer
+    lock.
     """
     with psycopg.RawCursor(conn, row_factory=LIST_SESSION_EVENTS_ROWS) as _cur:
         _cur.execute(LIST_SESSION_EVENTS, (after_id, session_id, limit))
@@ -397,10 +451,12 @@ async def list_session_events_async(
     session_id: str | None = None,
     limit: int | None = None,
 ) -> list[models.SessionEvent]:
-    """Replays the caller's events (or one session's) with an id above after_id, in order.
+    """Replays the caller's events (or one session's) with an id above after_id whose transactions
+    are over, in order.
 
-    The caller's events (or one session's) with id > p_after_id, in order: the replay of the
-    event stream.
+    The caller's events (or one session's) with id > p_after_id and below
+    keen.list_session_events, in order: the replay of the event stream, gapless without a writer
+    lock.
 
     The async twin of `list_session_events`.
     """
@@ -416,10 +472,12 @@ def list_session_events_iter(
     session_id: str | None = None,
     limit: int | None = None,
 ) -> Iterator[models.SessionEvent]:
-    """Replays the caller's events (or one session's) with an id above after_id, in order.
+    """Replays the caller's events (or one session's) with an id above after_id whose transactions
+    are over, in order.
 
-    The caller's events (or one session's) with id > p_after_id, in order: the replay of the
-    event stream.
+    The caller's events (or one session's) with id > p_after_id and below
+    keen.list_session_events, in order: the replay of the event stream, gapless without a writer
+    lock.
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
@@ -435,10 +493,12 @@ async def list_session_events_iter_async(
     session_id: str | None = None,
     limit: int | None = None,
 ) -> AsyncIterator[models.SessionEvent]:
-    """Replays the caller's events (or one session's) with an id above after_id, in order.
+    """Replays the caller's events (or one session's) with an id above after_id whose transactions
+    are over, in order.
 
-    The caller's events (or one session's) with id > p_after_id, in order: the replay of the
-    event stream.
+    The caller's events (or one session's) with id > p_after_id and below
+    keen.list_session_events, in order: the replay of the event stream, gapless without a writer
+    lock.
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
@@ -459,7 +519,7 @@ def list_session_events_params(
     return (after_id, session_id, limit)
 
 
-LIST_SESSIONS: LiteralString = """SELECT id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory, current_phase, start_time, end_time, last_activity_at, phase_started_at, iteration_count, tool_calls_count, total_cost, tokens_used, context_window_size, files_modified, files_created, files_deleted, execution_status, success, error_message, completion_report, streaming_enabled, streaming_time, websocket_connections, agent_options, last_event_seq, created_at, updated_at FROM keen.list_sessions(
+LIST_SESSIONS: LiteralString = """SELECT id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory, current_phase, start_time, end_time, last_activity_at, phase_started_at, iteration_count, tool_calls_count, total_cost, tokens_used, context_window_size, files_modified, files_created, files_deleted, execution_status, success, error_message, completion_report, streaming_enabled, streaming_time, websocket_connections, agent_options, last_event_seq, created_at, updated_at, start_seq, hold_id FROM keen.list_sessions(
   p_status => $1::text,
   p_before_start_time => $2::timestamptz,
   p_before_id => $3::uuid,
@@ -841,6 +901,60 @@ def reap_stale_connections_params(*, idle: datetime.timedelta) -> tuple[Any, ...
     return (idle,)
 
 
+SESSION_EVENTS_WAITING: LiteralString = "SELECT keen.session_events_waiting(p_session_id => $1::text) AS waiting"
+
+
+SESSION_EVENTS_WAITING_ROWS = cast("models.RowFactory[tuple[bool]]", tuple_row)
+"""The psycopg row factory of SessionEventsWaiting's rows."""
+
+
+def session_events_waiting(conn: psycopg.Connection[Any], *, session_id: str | None = None) -> bool:
+    """Whether committed events of the caller (or one session) wait for an older transaction to end:
+    look again soon.
+
+    Whether the caller (or one session) has committed events not yet listed because an older
+    transaction is still running: look again shortly.
+
+    Raises models.NoRowError when there is no row.
+    """
+    with psycopg.RawCursor(conn, row_factory=SESSION_EVENTS_WAITING_ROWS) as _cur:
+        _cur.execute(SESSION_EVENTS_WAITING, (session_id,))
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("SessionEventsWaiting")
+        return _row[0]
+
+
+async def session_events_waiting_async(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    session_id: str | None = None,
+) -> bool:
+    """Whether committed events of the caller (or one session) wait for an older transaction to end:
+    look again soon.
+
+    Whether the caller (or one session) has committed events not yet listed because an older
+    transaction is still running: look again shortly.
+
+    Raises models.NoRowError when there is no row.
+
+    The async twin of `session_events_waiting`.
+    """
+    async with psycopg.AsyncRawCursor(conn, row_factory=SESSION_EVENTS_WAITING_ROWS) as _cur:
+        await _cur.execute(SESSION_EVENTS_WAITING, (session_id,))
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("SessionEventsWaiting")
+        return _row[0]
+
+
+def session_events_waiting_params(*, session_id: str | None = None) -> tuple[Any, ...]:
+    """The parameters of SessionEventsWaiting as SESSION_EVENTS_WAITING binds them ($1, $2, …), for
+    a caller that runs the statement itself (e.g. in a pipeline).
+    """
+    return (session_id,)
+
+
 SESSION_TREE: LiteralString = """SELECT t.id, t.session_id, t.parent_session_id, t.depth, t.path, t.current_phase,
        t.execution_status, t.total_cost, t.tokens_used
 FROM keen.session_tree(p_session_id => $1::text) AS t"""
@@ -933,7 +1047,7 @@ def session_tree_params(*, session_id: str) -> tuple[Any, ...]:
     return (session_id,)
 
 
-START_SESSION: LiteralString = """SELECT id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory, current_phase, start_time, end_time, last_activity_at, phase_started_at, iteration_count, tool_calls_count, total_cost, tokens_used, context_window_size, files_modified, files_created, files_deleted, execution_status, success, error_message, completion_report, streaming_enabled, streaming_time, websocket_connections, agent_options, last_event_seq, created_at, updated_at FROM keen.start_session(
+START_SESSION: LiteralString = """SELECT id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory, current_phase, start_time, end_time, last_activity_at, phase_started_at, iteration_count, tool_calls_count, total_cost, tokens_used, context_window_size, files_modified, files_created, files_deleted, execution_status, success, error_message, completion_report, streaming_enabled, streaming_time, websocket_connections, agent_options, last_event_seq, created_at, updated_at, start_seq, hold_id FROM keen.start_session(
   p_session_id => $1::text,
   p_vision => $2::text,
   p_working_directory => $3::text,
@@ -1020,7 +1134,7 @@ def start_session_params(
     return (session_id, vision, working_directory, git_branch, parent_session_id)
 
 
-UPDATE_SESSION_PROGRESS: LiteralString = """SELECT id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory, current_phase, start_time, end_time, last_activity_at, phase_started_at, iteration_count, tool_calls_count, total_cost, tokens_used, context_window_size, files_modified, files_created, files_deleted, execution_status, success, error_message, completion_report, streaming_enabled, streaming_time, websocket_connections, agent_options, last_event_seq, created_at, updated_at FROM keen.update_session_progress(
+UPDATE_SESSION_PROGRESS: LiteralString = """SELECT id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory, current_phase, start_time, end_time, last_activity_at, phase_started_at, iteration_count, tool_calls_count, total_cost, tokens_used, context_window_size, files_modified, files_created, files_deleted, execution_status, success, error_message, completion_report, streaming_enabled, streaming_time, websocket_connections, agent_options, last_event_seq, created_at, updated_at, start_seq, hold_id FROM keen.update_session_progress(
   p_session_id => $1::text,
   p_phase => $2::text,
   p_iterations => $3::integer,
@@ -1047,7 +1161,9 @@ def update_session_progress(
     """Adds increments to a running session's counters and cost and moves its phase forward.
 
     Adds the increments to a running session's counters and cost and moves its phase forward
-    (KE007 backward or not running, KE013 unknown phase, KE004 bad cost). Event session.progress.
+    (KE007 backward or not running, KE013 unknown phase, KE004 bad cost). A cost beyond the
+    session's hold is reserved first: KE001/KE002/KE003 and nothing written when refused. Event
+    session.progress.
 
     Raises models.NoRowError when there is no row.
     """
@@ -1075,7 +1191,9 @@ async def update_session_progress_async(
     """Adds increments to a running session's counters and cost and moves its phase forward.
 
     Adds the increments to a running session's counters and cost and moves its phase forward
-    (KE007 backward or not running, KE013 unknown phase, KE004 bad cost). Event session.progress.
+    (KE007 backward or not running, KE013 unknown phase, KE004 bad cost). A cost beyond the
+    session's hold is reserved first: KE001/KE002/KE003 and nothing written when refused. Event
+    session.progress.
 
     Raises models.NoRowError when there is no row.
 
@@ -1166,8 +1284,9 @@ class SessionsQueries:
 
         Ends a running session as completed or failed, records its files and report, and charges
         its cost (p_total_cost, else the accumulated total, raised to 4 decimals) in the same
-        transaction: captures its active hold, deducts the rest with key session:<id>, releases
-        other holds. Idempotent for the same arguments; otherwise KE007 once finished. Event
+        transaction by capturing the session's hold, which covers the accepted cost (a larger
+        final total is reserved first: KE001/KE002/KE003, nothing written), and releases other
+        holds. Idempotent for the same arguments; otherwise KE007 once finished. Event
         session.completed or session.failed.
 
         Raises models.NoRowError when there is no row.
@@ -1213,6 +1332,19 @@ class SessionsQueries:
         except psycopg.Error as exc:
             models.raise_mapped(exc, self.on_error)
 
+    def get_session_by_id(self, *, id: uuid.UUID) -> models.AgentSession:
+        """The caller's session with this uuid id, as events name it (KE006 when there is none).
+
+        The caller's session with this uuid id (session_events.session_id names it); KE006 when
+        there is none.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return get_session_by_id(self.conn, id=id)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
     def list_session_events(
         self,
         *,
@@ -1220,10 +1352,12 @@ class SessionsQueries:
         session_id: str | None = None,
         limit: int | None = None,
     ) -> list[models.SessionEvent]:
-        """Replays the caller's events (or one session's) with an id above after_id, in order.
+        """Replays the caller's events (or one session's) with an id above after_id whose
+        transactions are over, in order.
 
-        The caller's events (or one session's) with id > p_after_id, in order: the replay of the
-        event stream.
+        The caller's events (or one session's) with id > p_after_id and below
+        keen.list_session_events, in order: the replay of the event stream, gapless without a
+        writer lock.
         """
         try:
             return list_session_events(
@@ -1242,10 +1376,12 @@ class SessionsQueries:
         session_id: str | None = None,
         limit: int | None = None,
     ) -> Iterator[models.SessionEvent]:
-        """Replays the caller's events (or one session's) with an id above after_id, in order.
+        """Replays the caller's events (or one session's) with an id above after_id whose
+        transactions are over, in order.
 
-        The caller's events (or one session's) with id > p_after_id, in order: the replay of the
-        event stream.
+        The caller's events (or one session's) with id > p_after_id and below
+        keen.list_session_events, in order: the replay of the event stream, gapless without a
+        writer lock.
 
         Streams the rows (psycopg single-row mode) instead of fetching them all.
         """
@@ -1382,6 +1518,20 @@ class SessionsQueries:
         except psycopg.Error as exc:
             models.raise_mapped(exc, self.on_error)
 
+    def session_events_waiting(self, *, session_id: str | None = None) -> bool:
+        """Whether committed events of the caller (or one session) wait for an older transaction to
+        end: look again soon.
+
+        Whether the caller (or one session) has committed events not yet listed because an older
+        transaction is still running: look again shortly.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return session_events_waiting(self.conn, session_id=session_id)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
     def session_tree(self, *, session_id: str) -> list[SessionTreeRow]:
         """The session and all its descendants with depth and path, depth-first in start order.
 
@@ -1450,8 +1600,9 @@ class SessionsQueries:
         """Adds increments to a running session's counters and cost and moves its phase forward.
 
         Adds the increments to a running session's counters and cost and moves its phase forward
-        (KE007 backward or not running, KE013 unknown phase, KE004 bad cost). Event
-        session.progress.
+        (KE007 backward or not running, KE013 unknown phase, KE004 bad cost). A cost beyond the
+        session's hold is reserved first: KE001/KE002/KE003 and nothing written when refused.
+        Event session.progress.
 
         Raises models.NoRowError when there is no row.
         """
@@ -1532,8 +1683,9 @@ class AsyncSessionsQueries:
 
         Ends a running session as completed or failed, records its files and report, and charges
         its cost (p_total_cost, else the accumulated total, raised to 4 decimals) in the same
-        transaction: captures its active hold, deducts the rest with key session:<id>, releases
-        other holds. Idempotent for the same arguments; otherwise KE007 once finished. Event
+        transaction by capturing the session's hold, which covers the accepted cost (a larger
+        final total is reserved first: KE001/KE002/KE003, nothing written), and releases other
+        holds. Idempotent for the same arguments; otherwise KE007 once finished. Event
         session.completed or session.failed.
 
         Raises models.NoRowError when there is no row.
@@ -1585,6 +1737,21 @@ class AsyncSessionsQueries:
         except psycopg.Error as exc:
             models.raise_mapped(exc, self.on_error)
 
+    async def get_session_by_id(self, *, id: uuid.UUID) -> models.AgentSession:
+        """The caller's session with this uuid id, as events name it (KE006 when there is none).
+
+        The caller's session with this uuid id (session_events.session_id names it); KE006 when
+        there is none.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `get_session_by_id`.
+        """
+        try:
+            return await get_session_by_id_async(self.conn, id=id)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
     async def list_session_events(
         self,
         *,
@@ -1592,10 +1759,12 @@ class AsyncSessionsQueries:
         session_id: str | None = None,
         limit: int | None = None,
     ) -> list[models.SessionEvent]:
-        """Replays the caller's events (or one session's) with an id above after_id, in order.
+        """Replays the caller's events (or one session's) with an id above after_id whose
+        transactions are over, in order.
 
-        The caller's events (or one session's) with id > p_after_id, in order: the replay of the
-        event stream.
+        The caller's events (or one session's) with id > p_after_id and below
+        keen.list_session_events, in order: the replay of the event stream, gapless without a
+        writer lock.
 
         The async twin of `list_session_events`.
         """
@@ -1616,10 +1785,12 @@ class AsyncSessionsQueries:
         session_id: str | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[models.SessionEvent]:
-        """Replays the caller's events (or one session's) with an id above after_id, in order.
+        """Replays the caller's events (or one session's) with an id above after_id whose
+        transactions are over, in order.
 
-        The caller's events (or one session's) with id > p_after_id, in order: the replay of the
-        event stream.
+        The caller's events (or one session's) with id > p_after_id and below
+        keen.list_session_events, in order: the replay of the event stream, gapless without a
+        writer lock.
 
         Streams the rows (psycopg single-row mode) instead of fetching them all.
         """
@@ -1768,6 +1939,22 @@ class AsyncSessionsQueries:
         except psycopg.Error as exc:
             models.raise_mapped(exc, self.on_error)
 
+    async def session_events_waiting(self, *, session_id: str | None = None) -> bool:
+        """Whether committed events of the caller (or one session) wait for an older transaction to
+        end: look again soon.
+
+        Whether the caller (or one session) has committed events not yet listed because an older
+        transaction is still running: look again shortly.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `session_events_waiting`.
+        """
+        try:
+            return await session_events_waiting_async(self.conn, session_id=session_id)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
     async def session_tree(self, *, session_id: str) -> list[SessionTreeRow]:
         """The session and all its descendants with depth and path, depth-first in start order.
 
@@ -1841,8 +2028,9 @@ class AsyncSessionsQueries:
         """Adds increments to a running session's counters and cost and moves its phase forward.
 
         Adds the increments to a running session's counters and cost and moves its phase forward
-        (KE007 backward or not running, KE013 unknown phase, KE004 bad cost). Event
-        session.progress.
+        (KE007 backward or not running, KE013 unknown phase, KE004 bad cost). A cost beyond the
+        session's hold is reserved first: KE001/KE002/KE003 and nothing written when refused.
+        Event session.progress.
 
         Raises models.NoRowError when there is no row.
 
