@@ -390,7 +390,9 @@ def test_capture_of_another_tenants_hold_raises_KE006(db: Database, db_url: str)
         q.credits.capture_hold(p_hold_id=hold.id, p_amount=None, p_description=None)
 
 
-def test_second_capture_of_a_hold_raises_KE007(db: Database, db_url: str) -> None:
+def test_retried_capture_returns_the_original_entry_and_other_arguments_raise_KE005(
+    db: Database, db_url: str
+) -> None:
     (user,) = open_accounts(db_url, 1)
     with db.tenant(user) as q:
         add(q, "10")
@@ -405,9 +407,31 @@ def test_second_capture_of_a_hold_raises_KE007(db: Database, db_url: str) -> Non
             p_hold_id=hold.id, p_amount=Decimal("1.25"), p_description=None
         )
     assert captured is not None and captured.amount == Decimal("-1.25")
-    with pytest.raises(errors.InvalidStateTransition), db.tenant(user) as q:
+    # The reply was lost: the caller retries with the same arguments, in a new transaction.
+    with db.tenant(user) as q:
+        retried = q.credits.capture_hold(
+            p_hold_id=hold.id, p_amount=Decimal("1.2500"), p_description=None
+        )
+    assert retried == captured
+    with pytest.raises(errors.IdempotencyConflict), db.tenant(user) as q:
         q.credits.capture_hold(p_hold_id=hold.id, p_amount=None, p_description=None)
     assert balance(db, user).available_balance == Decimal("8.75")
+
+
+def test_capture_of_a_released_hold_raises_KE007(db: Database, db_url: str) -> None:
+    (user,) = open_accounts(db_url, 1)
+    with db.tenant(user) as q:
+        add(q, "10")
+        hold = q.credits.hold_credits(
+            p_session_id=None,
+            p_amount=Decimal("5"),
+            p_idempotency_key=None,
+            p_expires_in=None,
+        )
+        q.credits.release_hold(p_hold_id=hold.id)
+    with pytest.raises(errors.InvalidStateTransition), db.tenant(user) as q:
+        q.credits.capture_hold(p_hold_id=hold.id, p_amount=None, p_description=None)
+    assert balance(db, user).available_balance == Decimal("10")
 
 
 def test_deduct_without_tenant_context_raises_KE010(db: Database) -> None:
@@ -455,7 +479,8 @@ def test_deduction_under_threshold_records_one_request_and_notifies_keen_recharg
         with psycopg.connect(db_url) as ops:
             claimed = credits.claim_recharge_requests(ops, p_limit=1000, p_reclaim_after=None)
             mine = [r for r in claimed if r.user_id == user]
-            assert len(mine) == 1 and notes[0].payload == str(mine[0].id)
+            # A wake-up naming nothing (no request, no tenant): the workers claim what is pending.
+            assert len(mine) == 1 and len(notes) == 1 and notes[0].payload == ""
             purchase = credits.complete_recharge_request(
                 ops, p_request_id=mine[0].id, p_stripe_payment_intent_id=None
             )

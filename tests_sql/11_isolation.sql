@@ -2,7 +2,7 @@
 -- cross-tenant references, fail-closed without context, and the exact lists of SECURITY
 -- DEFINER functions, policies and grants (a new one cannot appear unnoticed).
 BEGIN;
-SELECT plan(154);
+SELECT plan(155);
 
 -- pgTAP itself must be callable while acting as keen_app (rolled back with the test).
 GRANT USAGE ON SCHEMA tap TO keen_app, keen_analytics;
@@ -173,14 +173,11 @@ SELECT set_eq(
     'auth_tokens insert_own INSERT keen_app', 'auth_tokens owner_all ALL keen_owner',
     'auth_tokens select_own SELECT keen_app', 'auth_tokens update_own UPDATE keen_app',
     'credit_accounts owner_all ALL keen_owner', 'credit_accounts select_own SELECT keen_app',
-    'credit_accounts update_own UPDATE keen_app',
-    'credit_holds insert_own INSERT keen_app', 'credit_holds owner_all ALL keen_owner',
-    'credit_holds select_own SELECT keen_app', 'credit_holds update_own UPDATE keen_app',
-    'credit_transactions insert_own INSERT keen_app', 'credit_transactions owner_all ALL keen_owner',
-    'credit_transactions select_own SELECT keen_app',
+    'credit_holds owner_all ALL keen_owner', 'credit_holds select_own SELECT keen_app',
+    'credit_transactions owner_all ALL keen_owner', 'credit_transactions select_own SELECT keen_app',
     'daily_usage_stats insert_own INSERT keen_app', 'daily_usage_stats owner_all ALL keen_owner',
     'daily_usage_stats select_own SELECT keen_app', 'daily_usage_stats update_own UPDATE keen_app',
-    'recharge_requests insert_own INSERT keen_app', 'recharge_requests owner_all ALL keen_owner',
+    'recharge_requests owner_all ALL keen_owner',
     'recharge_requests select_own SELECT keen_app',
     'session_events insert_own INSERT keen_app', 'session_events owner_all ALL keen_owner',
     'session_events select_own SELECT keen_app',
@@ -207,13 +204,18 @@ SELECT results_eq(
 SELECT set_eq(
   $$SELECT p.oid::regprocedure::text FROM pg_proc AS p
     WHERE p.pronamespace = 'keen'::regnamespace AND p.prosecdef$$,
-  ARRAY['keen.authenticate_token(text,inet)', 'keen.login_lookup(text)', 'keen.reap_stale_connections(interval)', 'keen.refresh_dashboard_metrics()', 'keen.register_user(text,text,text,text,text)'],
-  'the SECURITY DEFINER functions are exactly the cross-tenant operations DESIGN.md allows');
+  ARRAY['keen.authenticate_token(text,inet)', 'keen.login_lookup(text)', 'keen.reap_stale_connections(interval)', 'keen.refresh_dashboard_metrics()', 'keen.register_user(text,text,text,text,text)',
+        -- the credit movements: the only writers of the credit tables, each naming user_id by value
+        'keen.add_credits(numeric,text,text,text,text,jsonb)', 'keen.capture_hold(uuid,numeric,text)',
+        'keen.configure_auto_recharge(boolean,numeric,numeric)', 'keen.deduct_credits(numeric,uuid,text,text)',
+        'keen.hold_credits(uuid,numeric,text,interval)', 'keen.release_hold(uuid)',
+        'keen.set_spending_limits(numeric,numeric)'],
+  'the SECURITY DEFINER functions are exactly the cross-tenant operations DESIGN.md allows and the credit movements');
 SELECT is_empty(
   $$SELECT p.oid::regprocedure FROM pg_proc AS p
     WHERE p.pronamespace = 'keen'::regnamespace
-      AND NOT coalesce('search_path=""' = ANY (p.proconfig), false)$$,
-  'every function in keen pins search_path to the empty string');
+      AND NOT coalesce('search_path=""' = ANY (p.proconfig) OR 'search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)$$,
+  'every function in keen pins search_path (to the empty string, or to pg_catalog, pg_temp)');
 SELECT is_empty(
   $$SELECT c.relname FROM pg_class AS c
     WHERE c.relnamespace = 'keen'::regnamespace AND c.relkind IN ('r', 'p')
@@ -272,16 +274,11 @@ SELECT set_eq(
     'table keen.agent_sessions UPDATE keen_app',
     'table keen.auth_tokens SELECT keen_app',
     'table keen.credit_accounts SELECT keen_app',
-    'table keen.credit_accounts UPDATE keen_app',
-    'table keen.credit_holds INSERT keen_app',
     'table keen.credit_holds SELECT keen_app',
-    'table keen.credit_holds UPDATE keen_app',
-    'table keen.credit_transactions INSERT keen_app',
     'table keen.credit_transactions SELECT keen_app',
     'table keen.daily_usage_stats INSERT keen_app',
     'table keen.daily_usage_stats SELECT keen_app',
     'table keen.daily_usage_stats UPDATE keen_app',
-    'table keen.recharge_requests INSERT keen_app',
     'table keen.recharge_requests SELECT keen_app',
     'table keen.session_events INSERT keen_app',
     'table keen.session_events SELECT keen_app',
@@ -330,27 +327,20 @@ SELECT set_eq(
     'function keen.cancel_session(text) EXECUTE keen_app',
     'function keen.capture_hold(uuid,numeric,text) EXECUTE keen_app',
     'function keen.check_credits(numeric) EXECUTE keen_app',
-    'function keen.check_idempotency_key(text) EXECUTE keen_app',
     'function keen.check_session_cost(numeric,text) EXECUTE keen_app',
-    'function keen.check_spending_limits(keen.credit_accounts,numeric) EXECUTE keen_app',
     'function keen.close_connection(text) EXECUTE keen_app',
     'function keen.complete_session(text,boolean,numeric,text[],text[],text[],jsonb,text) EXECUTE keen_app',
     'function keen.configure_auto_recharge(boolean,numeric,numeric) EXECUTE keen_app',
     'function keen.create_auth_token(text,text,text,text[],timestamp with time zone,integer,inet,text) EXECUTE keen_app',
     'function keen.credit_balance() EXECUTE keen_app',
-    'function keen.credit_fingerprint(text,jsonb) EXECUTE keen_app',
     'function keen.credit_local_date(uuid,timestamp with time zone) EXECUTE keen_app',
     'function keen.current_user_id() EXECUTE keen_app',
     'function keen.deduct_credits(numeric,uuid,text,text) EXECUTE keen_app',
-    'function keen.find_idempotent_entry(uuid,text,text) EXECUTE keen_app',
     'function keen.get_session(text) EXECUTE keen_app',
     'function keen.hold_credits(uuid,numeric,text,interval) EXECUTE keen_app',
-    'function keen.idempotent_id(uuid,text,text) EXECUTE keen_app',
-    'function keen.ledger_usage(keen.credit_transactions,text) EXECUTE keen_app',
     'function keen.list_session_events(bigint,text,integer) EXECUTE keen_app',
     'function keen.list_sessions(text,timestamp with time zone,uuid,integer) EXECUTE keen_app',
     'function keen.lock_connection(text) EXECUTE keen_app',
-    'function keen.lock_credit_account(uuid) EXECUTE keen_app',
     'function keen.lock_event_stream(uuid) EXECUTE keen_app',
     'function keen.lock_session(text) EXECUTE keen_app',
     'function keen.login_lookup(text) EXECUTE keen_app',
@@ -360,7 +350,6 @@ SELECT set_eq(
     'function keen.refresh_dashboard_metrics() EXECUTE keen_analytics',
     'function keen.register_user(text,text,text,text,text) EXECUTE keen_app',
     'function keen.release_hold(uuid) EXECUTE keen_app',
-    'function keen.require_agent_session(uuid) EXECUTE keen_app',
     'function keen.require_user_id() EXECUTE keen_app',
     'function keen.revoke_token(uuid) EXECUTE keen_app',
     'function keen.rotate_refresh_token(text,text,timestamp with time zone,inet,text) EXECUTE keen_app',
@@ -434,9 +423,12 @@ BEGIN
     v_txn := (keen.add_credits(p_amount => 100, p_transaction_type => 'purchase', p_description => 'isolation fixture')).id;
     v_id := (keen.hold_credits(p_session_id => v_session, p_amount => 10)).id;
     PERFORM set_config('test.hold_' || v_tenant, v_id::text, true);
+    -- Written as the owner: keen_app writes no credit table (the movements do).
+    RESET ROLE;
     INSERT INTO keen.recharge_requests (user_id, account_id, amount, triggered_by_transaction_id,
                                         balance_at_request, status, failure_reason, resolved_at)
     VALUES (v_user, v_account, 50, v_txn, 100, 'failed', 'isolation fixture', now());
+    PERFORM set_config('role', 'keen_app', true);
     INSERT INTO keen.daily_usage_stats (user_id, date_bucket) VALUES (v_user, current_date - 1);
     PERFORM set_config('test.user_' || v_tenant, v_user::text, true);
     PERFORM set_config('test.session_' || v_tenant, v_session::text, true);
@@ -470,16 +462,17 @@ SELECT lives_ok($$INSERT INTO keen.session_events (user_id, session_id, seq, eve
 SELECT lives_ok($$INSERT INTO keen.websocket_connections (user_id, connection_id, client_ip, client_type)
   VALUES (current_setting('test.user_a')::uuid, 'c-a-2', '10.0.0.2', 'cli')$$,
   'websocket_connections: a tenant inserts its own row');
-SELECT lives_ok($$INSERT INTO keen.credit_transactions (user_id, transaction_type, amount, description)
+-- keen_app writes no credit table, not even its own rows: the movements (SECURITY DEFINER) do.
+SELECT throws_ok($$INSERT INTO keen.credit_transactions (user_id, transaction_type, amount, description)
   VALUES (current_setting('test.user_a')::uuid, 'adjustment', 1, 'own entry')$$,
-  'credit_transactions: a tenant appends to its own ledger');
-SELECT lives_ok($$INSERT INTO keen.credit_holds (user_id, amount, expires_at)
+  '42501', NULL, 'credit_transactions: a tenant cannot append to its own ledger directly');
+SELECT throws_ok($$INSERT INTO keen.credit_holds (user_id, amount, expires_at)
   VALUES (current_setting('test.user_a')::uuid, 1, now() + interval '1 hour')$$,
-  'credit_holds: a tenant places a hold on its own account');
-SELECT lives_ok($$INSERT INTO keen.recharge_requests (user_id, account_id, amount, triggered_by_transaction_id, balance_at_request)
+  '42501', NULL, 'credit_holds: a tenant cannot place a hold directly');
+SELECT throws_ok($$INSERT INTO keen.recharge_requests (user_id, account_id, amount, triggered_by_transaction_id, balance_at_request)
   VALUES (current_setting('test.user_a')::uuid, current_setting('test.account_a')::uuid, 50,
           current_setting('test.txn_a')::uuid, 100)$$,
-  'recharge_requests: a tenant records its own recharge request');
+  '42501', NULL, 'recharge_requests: a tenant cannot record a recharge request directly');
 SELECT lives_ok($$INSERT INTO keen.daily_usage_stats (user_id, date_bucket)
   VALUES (current_setting('test.user_a')::uuid, current_date - 2)$$,
   'daily_usage_stats: a tenant inserts its own row');
@@ -508,6 +501,9 @@ SELECT throws_ok($$INSERT INTO keen.websocket_connections (user_id, session_id, 
 SELECT throws_ok($$UPDATE keen.websocket_connections SET session_id = current_setting('test.session_b')::uuid
   WHERE connection_id = 'c-a'$$,
   '23503', NULL, 'an own connection cannot be re-pointed at another tenant''s session');
+-- The credit tables' keys, as the superuser (no RLS, no privilege check): keen_app cannot
+-- insert into them at all, so the composite keys alone are what is proven here.
+RESET ROLE;
 SELECT throws_ok($$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount,
                                           balance_before, balance_after, description)
   VALUES (current_setting('test.user_a')::uuid, current_setting('test.account_b')::uuid, 99, 'adjustment', 1, 0, 1, 'x')$$,
@@ -534,6 +530,7 @@ SELECT throws_ok($$INSERT INTO keen.recharge_requests (user_id, account_id, amou
   VALUES (current_setting('test.user_a')::uuid, current_setting('test.account_b')::uuid, 50,
           current_setting('test.txn_a')::uuid, 100, 'failed', 'x', now())$$,
   '23503', NULL, 'a recharge request cannot name another tenant''s account');
+SET LOCAL ROLE keen_app;
 SELECT throws_ok($$UPDATE keen.auth_tokens SET revoked_at = now(), revoked_reason = 'rotated',
   replaced_by = current_setting('test.token_b')::uuid WHERE id = current_setting('test.token_a')::uuid$$,
   '23503', NULL, 'a token cannot be replaced by another tenant''s token');
@@ -541,13 +538,13 @@ SELECT throws_ok($$UPDATE keen.auth_tokens SET revoked_at = now(), revoked_reaso
 SELECT throws_like($$INSERT INTO keen.session_events (user_id, session_id, seq, event_type)
   VALUES (current_setting('test.user_b')::uuid, current_setting('test.session_b')::uuid, 9, 'session.progress')$$,
   'new row violates row-level security policy%', 'session_events: RLS refuses a row of another tenant');
-SELECT throws_like($$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount,
+SELECT throws_ok($$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount,
                                           balance_before, balance_after, description)
   VALUES (current_setting('test.user_b')::uuid, current_setting('test.account_b')::uuid, 99, 'adjustment', 1, 0, 1, 'x')$$,
-  'new row violates row-level security policy%', 'credit_transactions: RLS refuses a row of another tenant');
-SELECT throws_like($$INSERT INTO keen.credit_holds (user_id, account_id, amount, expires_at)
+  '42501', NULL, 'credit_transactions: a row of another tenant is refused (keen_app may not insert at all)');
+SELECT throws_ok($$INSERT INTO keen.credit_holds (user_id, account_id, amount, expires_at)
   VALUES (current_setting('test.user_b')::uuid, current_setting('test.account_b')::uuid, 1, now() + interval '1 hour')$$,
-  'new row violates row-level security policy%', 'credit_holds: RLS refuses a row of another tenant');
+  '42501', NULL, 'credit_holds: a row of another tenant is refused (keen_app may not insert at all)');
 SELECT throws_like($$UPDATE keen.agent_sessions SET user_id = current_setting('test.user_b')::uuid WHERE session_id = 's-a-child'$$,
   'new row violates row-level security policy%', 'agent_sessions: RLS refuses handing a row to another tenant');
 RESET ROLE;
@@ -597,8 +594,10 @@ SELECT throws_ok($$SELECT keen.in_migration()$$, '42501', NULL,
   'keen_app cannot call in_migration (it never reaches the append-only trigger that does)');
 SELECT throws_ok($$SELECT keen.rebuild_usage_stats(current_setting('test.user_a')::uuid)$$, '42501', NULL,
   'keen_app cannot rewrite daily_usage_stats with rebuild_usage_stats');
-SELECT throws_ok($$SELECT keen.lock_credit_account(current_setting('test.user_b')::uuid)$$, 'KE006', NULL,
-  'lock_credit_account of another tenant''s account raises KE006 (RLS hides it)');
+SELECT throws_ok($$SELECT keen.capture_hold(p_hold_id => current_setting('test.hold_b')::uuid)$$, 'KE006', NULL,
+  'capture_hold of another tenant''s hold raises KE006 (the definer names user_id by value; its own policy would show it)');
+SELECT throws_ok($$SELECT keen.release_hold(current_setting('test.hold_b')::uuid)$$, 'KE006', NULL,
+  'release_hold of another tenant''s hold raises KE006');
 SELECT throws_ok($$SELECT keen.lock_event_stream(current_setting('test.user_b')::uuid)$$, 'KE006', NULL,
   'lock_event_stream of another tenant''s stream raises KE006');
 SELECT throws_like($$SELECT keen.add_usage_deltas(ARRAY[ROW(current_setting('test.user_b')::uuid, current_date,
@@ -619,15 +618,12 @@ SELECT is(pg_temp.calls_not_raising(true, ARRAY[
     -- pure helpers and lookups that read nothing of a tenant without one
     'keen.current_user_id()', 'keen.require_user_id()',
     'keen.round_cost(numeric)', 'keen.validate_credit_amount(numeric,text)',
-    'keen.credit_fingerprint(text,jsonb)', 'keen.idempotent_id(uuid,text,text)',
-    'keen.check_idempotency_key(text)', 'keen.session_phase_rank(text)',
+    'keen.session_phase_rank(text)',
     'keen.credit_local_date(uuid,timestamp with time zone)', 'keen.lock_event_stream(uuid)',
-    'keen.check_spending_limits(keen.credit_accounts,numeric)', 'keen.ledger_usage(keen.credit_transactions,text)',
     'keen.session_usage(keen.agent_sessions,text,integer)', 'keen.append_session_event(keen.agent_sessions,text,jsonb)',
     'keen.check_session_cost(numeric,text)',
     -- internal helpers taking ids: under RLS they find nothing without a tenant
-    'keen.find_idempotent_entry(uuid,text,text)', 'keen.lock_credit_account(uuid)',
-    'keen.require_agent_session(uuid)', 'keen.add_usage_deltas(keen.usage_delta[])'
+    'keen.add_usage_deltas(keen.usage_delta[])'
   ], '^KE010'), '{}'::text[],
   'every tenant API function raises KE010 without tenant context');
 RESET ROLE;
