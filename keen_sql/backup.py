@@ -188,8 +188,11 @@ SELECT line FROM (
   UNION ALL
   SELECT pg_catalog.format('relation %s kind=%s owner=%s rls=%s force=%s acl=%s',
            c.relname, c.relkind, c.relowner::regrole, c.relrowsecurity, c.relforcerowsecurity,
-           coalesce((SELECT pg_catalog.string_agg(a::text, ',' ORDER BY a::text)
-                     FROM pg_catalog.unnest(c.relacl) AS a), '-'))
+           -- A default ACL as its explicit entries: pg_dump leaves out an ACL equal to the
+           -- owner's defaults, so a restore may spell NULL what the source spelled out.
+           (SELECT pg_catalog.string_agg(a::text, ',' ORDER BY a::text)
+              FROM pg_catalog.unnest(coalesce(c.relacl, pg_catalog.acldefault(
+                CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END::"char", c.relowner))) AS a))
   FROM pg_catalog.pg_class AS c, ns
   WHERE c.relnamespace = ns.oid AND c.relkind IN ('r', 'p', 'm', 'v', 'S', 'f')
   UNION ALL
@@ -435,6 +438,10 @@ def _prepare_target(server_url: str, manifest: Manifest, target: str) -> bool:
                     sql.Literal(manifest.lc_ctype),
                 )
             )
+            # Database privileges are not in a dump: no TEMP for service logins (migration 0009).
+            ident = sql.Identifier(target)
+            conn.execute(sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC").format(ident))
+            conn.execute(sql.SQL("GRANT TEMPORARY ON DATABASE {} TO keen_owner").format(ident))
             return True
     objects = count_user_objects(url_with_dbname(server_url, target))
     if objects:

@@ -74,6 +74,13 @@ def _context(fixed: tuple[str, str, str], user_id: UUID | None) -> tuple[str, st
     return role, "" if user_id is None else str(user_id), statement_timeout, lock_timeout
 
 
+# What a transaction may leave on its connection at session level (a SET, a LISTEN, an
+# advisory lock, a prepared statement, a held cursor): the pool's `reset` drops all of it
+# when the connection comes back, then sets CONFIGURE's defaults again. Behind PgBouncer in
+# transaction mode the next transaction may run on another server connection: there
+# PgBouncer's own `server_reset_query = DISCARD ALL` with `server_reset_query_always = 1`
+# does the same per server connection (docs/python_api.md).
+DISCARD_ALL: LiteralString = "DISCARD ALL"
 # Session-level defaults for each new pooled connection: timeouts only, never a tenant.
 CONFIGURE: LiteralString = (
     "SELECT pg_catalog.set_config('statement_timeout', %s, false),"
@@ -269,6 +276,7 @@ class Database:
         self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             self.settings.database_url,
             configure=self._configure,
+            reset=self._reset,
             check=ConnectionPool.check_connection if self.settings.pool_check else None,
             name="keen-sql",
             open=True,
@@ -277,6 +285,14 @@ class Database:
 
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(CONFIGURE, _timeout_params(self.settings))
+
+    def _reset(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(DISCARD_ALL, prepare=False)
+        # The server holds no prepared statement now; psycopg forgets its own only the first
+        # time it sees a DISCARD ALL, so its cache is cleared here (the configure below then
+        # sends psycopg's pending DEALLOCATE ALL first, still in this background reset).
+        conn._prepared.clear()
+        self._configure(conn)
 
     @contextmanager
     def _transaction(self, user_id: UUID | None) -> Iterator[Queries]:
@@ -363,6 +379,7 @@ class AsyncDatabase:
         self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
             self.settings.database_url,
             configure=self._configure,
+            reset=self._reset,
             check=AsyncConnectionPool.check_connection if self.settings.pool_check else None,
             name="keen-sql-async",
             open=False,
@@ -371,6 +388,11 @@ class AsyncDatabase:
 
     async def _configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.execute(CONFIGURE, _timeout_params(self.settings))
+
+    async def _reset(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        await conn.execute(DISCARD_ALL, prepare=False)
+        conn._prepared.clear()  # as in Database._reset
+        await self._configure(conn)
 
     async def open(self) -> None:
         """Open the pool (idempotent)."""

@@ -184,15 +184,17 @@ ERRORS: dict[str, type[KeenError]] = {
     )
 }
 
-#: Unique constraints on values a caller chooses: violating one means "already exists".
+#: Unique constraints on values a caller chooses: violating one means "already exists" (or,
+#: for a payment intent, the idempotency conflict KE005).
 UNIQUE_CONSTRAINTS: dict[str, type[KeenError]] = {
     "users_lower_email_key": AlreadyExists,
     "users_lower_username_key": AlreadyExists,
     "agent_sessions_user_id_session_id_key": AlreadyExists,
     "websocket_connections_user_id_connection_id_key": AlreadyExists,
-    # A payment credits once, platform-wide: the same payment intent under another key or
-    # for another user is refused (a retry with the same key returns the original entry).
-    "credit_transactions_stripe_payment_intent_id_key": AlreadyExists,
+    # A payment credits once per tenant. add_credits raises KE005 itself for a reused intent;
+    # only a billing call (complete_recharge_request) naming an intent the tenant already
+    # used reaches the key, and that is the same conflict.
+    "credit_transactions_user_id_stripe_payment_intent_id_key": IdempotencyConflict,
 }
 
 

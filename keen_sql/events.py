@@ -1,12 +1,14 @@
 """Live session events: follow a user's (or one session's) event stream, resumably.
 
 Every session state change appends a row to ``keen.session_events`` and sends
-``NOTIFY keen_events`` with ids only. `EventListener` (and its asyncio twin
+``NOTIFY keen_events`` with an empty payload: any login that can connect may LISTEN, so the
+notification names no tenant, user, session or event. `EventListener` (and its asyncio twin
 `AsyncEventListener`) turns that into an ordered stream of `SessionEvent` rows:
 
 * it LISTENs first, then reads the log after its cursor (the last event id it yielded),
   so an event committed in between is never missed;
-* notifications are only wake-up calls: the events themselves are read from the log
+* notifications are only wake-up calls (every tenant's commit wakes every listener): the
+  events themselves are read from the log
   through ``keen.list_session_events`` as ``keen_app`` with the tenant context, so RLS
   guarantees that no other tenant's event is ever delivered;
 * a user's event ids follow commit order (``keen.lock_event_stream``), so "id > cursor" is
@@ -23,7 +25,6 @@ from the one announced at connect) and raises `DirectConnectionRequired`.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -43,9 +44,7 @@ __all__ = [
     "AsyncEventListener",
     "DirectConnectionRequired",
     "EventListener",
-    "Notification",
     "SessionEvent",
-    "parse_notification",
 ]
 
 CHANNEL = "keen_events"
@@ -55,32 +54,6 @@ BACKEND_PID: LiteralString = "SELECT pg_catalog.pg_backend_pid()"
 
 class DirectConnectionRequired(RuntimeError):
     """The listener's connection goes through a pooler, which cannot carry LISTEN."""
-
-
-@dataclass(frozen=True, slots=True)
-class Notification:
-    """The payload of one ``keen_events`` notification: ids and the event type, nothing else."""
-
-    id: int
-    user_id: UUID
-    session_id: UUID
-    seq: int
-    event_type: str
-
-
-def parse_notification(payload: str) -> Notification | None:
-    """Return the notification in `payload`, or None when it is not one of ours."""
-    try:
-        data = json.loads(payload)
-        return Notification(
-            id=int(data["id"]),
-            user_id=UUID(str(data["user_id"])),
-            session_id=UUID(str(data["session_id"])),
-            seq=int(data["seq"]),
-            event_type=str(data["event_type"]),
-        )
-    except (ValueError, TypeError, KeyError):
-        return None
 
 
 @dataclass(slots=True)
@@ -96,7 +69,6 @@ class _Stream:
     max_backoff: float
     reconnect_timeout: float | None
     allow_pooler: bool = False
-    session_uuid: UUID | None = None
 
     def context(self) -> tuple[str, str, str, str]:
         """Parameters of SET_CONTEXT: keen_app, this tenant, the timeouts."""
@@ -109,11 +81,8 @@ class _Stream:
         )
 
     def wants(self, payload: str) -> bool:
-        """Whether a notification may concern this stream (a hint; the log decides)."""
-        n = parse_notification(payload)
-        if n is None or n.user_id != self.user_id or n.id <= self.last_event_id:
-            return False
-        return self.session_uuid is None or n.session_id == self.session_uuid
+        """Whether a notification is a wake-up to read the log (its payload is always empty)."""
+        return payload == ""
 
     def fresh(self, rows: list[SessionEvent]) -> list[SessionEvent]:
         """The rows of a batch past the cursor (the log returns no other; this makes sure)."""
@@ -122,8 +91,6 @@ class _Stream:
     def delivered(self, event: SessionEvent) -> SessionEvent:
         """Move the cursor to `event` as it is handed out (a consumer may stop mid-batch)."""
         self.last_event_id = event.id
-        if self.session_id is not None:
-            self.session_uuid = event.session_id
         return event
 
     def wait_time(self, idle_since: float, idle_timeout: float | None) -> float:

@@ -8,14 +8,13 @@ DROP FUNCTION keen.request_recharge(uuid, uuid, numeric, uuid, numeric);
 DROP FUNCTION keen.add_ledger_usage(uuid, date, text, numeric);
 DROP FUNCTION keen.expire_lapsed_holds(uuid);
 DROP FUNCTION keen.refuse_spending_limit(numeric, numeric, numeric, numeric, numeric, numeric, date);
-DROP FUNCTION keen.refuse_credit_argument(text, text, integer);
 ALTER TABLE keen.credit_accounts DROP COLUMN next_hold_expiry;
 
 CREATE FUNCTION keen.lock_credit_account(p_user_id uuid)
 RETURNS keen.credit_accounts
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_account keen.credit_accounts;
@@ -29,9 +28,10 @@ BEGIN
   -- Holds past their expiry stop reserving credits now, not only when the sweeper runs.
   IF v_account.held_amount > 0 THEN
     UPDATE keen.credit_holds AS h SET status = 'expired'
-     WHERE h.account_id = v_account.id AND h.status = 'active' AND h.expires_at <= pg_catalog.now();
+     WHERE h.user_id = p_user_id AND h.account_id = v_account.id AND h.status = 'active'
+       AND h.expires_at <= pg_catalog.now();
     IF FOUND THEN
-      SELECT a.* INTO v_account FROM keen.credit_accounts AS a WHERE a.id = v_account.id;
+      SELECT a.* INTO v_account FROM keen.credit_accounts AS a WHERE a.user_id = p_user_id AND a.id = v_account.id;
     END IF;
   END IF;
   RETURN v_account;
@@ -42,7 +42,7 @@ CREATE FUNCTION keen.credit_fingerprint(p_operation text, p_arguments jsonb)
 RETURNS text
 LANGUAGE plpgsql
 IMMUTABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   RETURN pg_catalog.md5(p_operation || ':' || p_arguments::text);
@@ -53,7 +53,7 @@ CREATE FUNCTION keen.idempotent_id(p_account_id uuid, p_kind text, p_idempotency
 RETURNS uuid
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   -- Derived from the key, so a retry can never mint a second row; random without a key.
@@ -68,7 +68,7 @@ CREATE FUNCTION keen.check_idempotency_key(p_idempotency_key text)
 RETURNS void
 LANGUAGE plpgsql
 IMMUTABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   IF p_idempotency_key IS NOT NULL AND pg_catalog.length(p_idempotency_key) NOT BETWEEN 1 AND 255 THEN
@@ -83,9 +83,10 @@ CREATE FUNCTION keen.find_idempotent_entry(p_account_id uuid, p_idempotency_key 
 RETURNS keen.credit_transactions
 LANGUAGE plpgsql
 STABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+  v_user_id uuid := keen.require_user_id();
   v_entry keen.credit_transactions;
 BEGIN
   IF p_idempotency_key IS NULL THEN
@@ -93,9 +94,10 @@ BEGIN
   END IF;
   PERFORM keen.check_idempotency_key(p_idempotency_key);
   SELECT t.* INTO v_entry FROM keen.credit_transactions AS t
-   WHERE t.account_id = p_account_id AND t.idempotency_key = p_idempotency_key;
+   WHERE t.user_id = v_user_id AND t.account_id = p_account_id
+     AND t.idempotency_key = p_idempotency_key;
   IF FOUND AND v_entry.request_fingerprint IS DISTINCT FROM p_fingerprint THEN
-    RAISE EXCEPTION 'idempotency key % was used with different arguments', p_idempotency_key
+    RAISE EXCEPTION 'idempotency key % was used with different arguments', keen.text_prefix(p_idempotency_key)
       USING ERRCODE = 'KE005',
             DETAIL = pg_catalog.format('original entry %s (%s %s)', v_entry.id, v_entry.transaction_type, v_entry.amount),
             HINT = 'Use a new key for a new operation.';
@@ -108,12 +110,16 @@ CREATE FUNCTION keen.require_agent_session(p_session_id uuid)
 RETURNS void
 LANGUAGE plpgsql
 STABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+  v_user_id uuid := keen.require_user_id();
 BEGIN
-  -- Under RLS another tenant's session is invisible: "not yours" reads as "not found".
+  -- Another tenant's session is "not found" (named by value: the SECURITY DEFINER callers
+  -- read through the owner's policy, which sees every row).
   IF p_session_id IS NOT NULL
-     AND NOT EXISTS (SELECT FROM keen.agent_sessions AS s WHERE s.id = p_session_id) THEN
+     AND NOT EXISTS (SELECT FROM keen.agent_sessions AS s
+                      WHERE s.user_id = v_user_id AND s.id = p_session_id) THEN
     RAISE EXCEPTION 'agent session % not found', p_session_id USING ERRCODE = 'KE006';
   END IF;
 END
@@ -123,7 +129,7 @@ CREATE FUNCTION keen.check_spending_limits(p_account keen.credit_accounts, p_amo
 RETURNS void
 LANGUAGE plpgsql
 STABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_today date;
@@ -164,7 +170,7 @@ $$;
 CREATE FUNCTION keen.tg_credit_transactions__post()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_account keen.credit_accounts;
@@ -192,7 +198,7 @@ BEGIN
       RAISE EXCEPTION 'only usage entries capture a hold, not %', NEW.transaction_type USING ERRCODE = 'KE013';
     END IF;
     SELECT h.* INTO v_hold FROM keen.credit_holds AS h
-     WHERE h.id = NEW.hold_id AND h.account_id = v_account.id FOR UPDATE;
+     WHERE h.user_id = NEW.user_id AND h.id = NEW.hold_id AND h.account_id = v_account.id FOR UPDATE;
     IF NOT FOUND THEN
       RAISE EXCEPTION 'hold % not found', NEW.hold_id USING ERRCODE = 'KE006';
     END IF;
@@ -229,7 +235,7 @@ $$;
 CREATE FUNCTION keen.tg_credit_transactions__apply()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_enabled boolean;
@@ -260,7 +266,8 @@ BEGIN
     ON CONFLICT (account_id) WHERE status IN ('pending', 'processing') DO NOTHING
     RETURNING r.id INTO v_request_id;
     IF v_request_id IS NOT NULL THEN
-      PERFORM pg_catalog.pg_notify('keen_recharge', v_request_id::text);
+      -- A wake-up for the billing workers, naming nothing: they claim pending requests.
+      PERFORM pg_catalog.pg_notify('keen_recharge', '');
     END IF;
   END IF;
   RETURN NULL;
@@ -270,7 +277,7 @@ $$;
 CREATE FUNCTION keen.tg_credit_accounts__guard()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_entry record;  -- the ledger row and the user's timezone
@@ -348,7 +355,7 @@ $$;
 CREATE FUNCTION keen.tg_credit_holds__reserve()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_account keen.credit_accounts;
@@ -386,7 +393,7 @@ $$;
 CREATE FUNCTION keen.tg_credit_holds__guard()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   IF (NEW.id, NEW.user_id, NEW.account_id, NEW.session_id, NEW.amount, NEW.idempotency_key,
@@ -424,7 +431,7 @@ $$;
 CREATE FUNCTION keen.tg_credit_holds__apply()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   -- Recomputed rather than incremented: right even when one statement changes many holds.
@@ -439,7 +446,7 @@ $$;
 CREATE FUNCTION keen.tg_credit_transactions__track_usage()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   -- The ledger is append-only: only inserts arrive here. A ledger row is one (user, day)
@@ -473,7 +480,8 @@ CREATE OR REPLACE FUNCTION keen.deduct_credits(
 RETURNS keen.credit_transactions
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
@@ -484,6 +492,7 @@ DECLARE
 BEGIN
   -- Before the lock: all of one account's deductions queue on it, so it is held no longer
   -- than it must be.
+  PERFORM keen.check_text(p_description, 'description', 1000);
   v_fingerprint := keen.credit_fingerprint('deduct', pg_catalog.jsonb_build_object(
     'amount', pg_catalog.trim_scale(v_amount), 'session_id', p_session_id, 'description', p_description));
   v_account := keen.lock_credit_account(v_user_id);
@@ -519,7 +528,8 @@ CREATE OR REPLACE FUNCTION keen.add_credits(
 RETURNS keen.credit_transactions
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
@@ -531,26 +541,39 @@ DECLARE
   v_type text := coalesce(p_transaction_type, 'purchase');
 BEGIN
   IF v_type NOT IN ('purchase', 'refund', 'adjustment') THEN
-    RAISE EXCEPTION 'invalid transaction type for add_credits: %', v_type
+    RAISE EXCEPTION 'invalid transaction type for add_credits: %', keen.text_prefix(v_type)
       USING ERRCODE = 'KE013', HINT = 'One of purchase, refund, adjustment.';
   END IF;
+  PERFORM keen.check_text(p_description, 'description', 1000);
+  PERFORM keen.check_text(p_stripe_payment_intent_id, 'payment intent id', 255);
+  PERFORM keen.check_jsonb(p_metadata, 'metadata', 16384);
   v_account := keen.lock_credit_account(v_user_id);
   v_fingerprint := keen.credit_fingerprint('add', pg_catalog.jsonb_build_object(
     'amount', pg_catalog.trim_scale(v_amount), 'transaction_type', v_type,
     'description', p_description, 'stripe_payment_intent_id', p_stripe_payment_intent_id,
     'metadata', p_metadata));
   v_entry := keen.find_idempotent_entry(v_account.id, p_idempotency_key, v_fingerprint);
-  -- A payment intent is credited once: without a key it acts as the key.
-  IF v_entry.id IS NULL AND p_idempotency_key IS NULL AND p_stripe_payment_intent_id IS NOT NULL THEN
+  -- A payment intent is credited once per tenant (a retry with the same arguments gets the
+  -- original entry; anything else is KE005, never a raw unique violation). Looked up by
+  -- value under the account lock, so a concurrent retry waits and then finds the row.
+  IF v_entry.id IS NULL AND p_stripe_payment_intent_id IS NOT NULL THEN
     SELECT t.* INTO v_entry FROM keen.credit_transactions AS t
-     WHERE t.stripe_payment_intent_id = p_stripe_payment_intent_id AND t.account_id = v_account.id;
-    IF FOUND AND v_entry.request_fingerprint IS DISTINCT FROM v_fingerprint THEN
-      RAISE EXCEPTION 'payment intent % was credited with different arguments', p_stripe_payment_intent_id
-        USING ERRCODE = 'KE005';
+     WHERE t.user_id = v_user_id AND t.stripe_payment_intent_id = p_stripe_payment_intent_id;
+    IF FOUND AND (v_entry.request_fingerprint IS DISTINCT FROM v_fingerprint
+                  OR v_entry.idempotency_key IS DISTINCT FROM p_idempotency_key) THEN
+      RAISE EXCEPTION 'payment intent % was credited with different arguments', keen.text_prefix(p_stripe_payment_intent_id)
+        USING ERRCODE = 'KE005', HINT = 'A payment intent credits once: retry with the same arguments and key.';
     END IF;
   END IF;
   IF v_entry.id IS NOT NULL THEN
     RETURN v_entry;
+  END IF;
+  -- The balance column holds less than 10^8 (and the lifetime totals less than 10^10).
+  IF v_account.current_balance + v_amount >= 100000000
+     OR (v_type = 'purchase' AND v_account.lifetime_purchased + v_amount >= 10000000000) THEN
+    RAISE EXCEPTION 'invalid amount: % would take the balance % past its ceiling 99999999.9999', v_amount,
+        v_account.current_balance
+      USING ERRCODE = 'KE004';
   END IF;
   INSERT INTO keen.credit_transactions AS t
          (id, user_id, account_id, transaction_type, amount, description, metadata, idempotency_key,
@@ -568,7 +591,7 @@ RETURNS TABLE (sufficient boolean, current_balance numeric, available_balance nu
                required numeric, shortfall numeric)
 LANGUAGE plpgsql
 STABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
@@ -597,7 +620,7 @@ RETURNS TABLE (current_balance numeric, held_amount numeric, available_balance n
                spent_this_month numeric, daily_limit numeric, monthly_limit numeric)
 LANGUAGE plpgsql
 STABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
@@ -628,7 +651,8 @@ CREATE OR REPLACE FUNCTION keen.hold_credits(
 RETURNS keen.credit_holds
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
@@ -648,10 +672,10 @@ BEGIN
     'amount', pg_catalog.trim_scale(v_amount), 'session_id', p_session_id, 'expires_in', v_expires_in));
   IF p_idempotency_key IS NOT NULL THEN
     SELECT h.* INTO v_hold FROM keen.credit_holds AS h
-     WHERE h.account_id = v_account.id AND h.idempotency_key = p_idempotency_key;
+     WHERE h.user_id = v_user_id AND h.account_id = v_account.id AND h.idempotency_key = p_idempotency_key;
     IF FOUND THEN
       IF v_hold.request_fingerprint IS DISTINCT FROM v_fingerprint THEN
-        RAISE EXCEPTION 'idempotency key % was used with different arguments', p_idempotency_key
+        RAISE EXCEPTION 'idempotency key % was used with different arguments', keen.text_prefix(p_idempotency_key)
           USING ERRCODE = 'KE005', DETAIL = pg_catalog.format('original hold %s of %s', v_hold.id, v_hold.amount);
       END IF;
       RETURN v_hold;
@@ -677,7 +701,8 @@ CREATE OR REPLACE FUNCTION keen.capture_hold(
 RETURNS keen.credit_transactions
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
@@ -688,9 +713,10 @@ BEGIN
   IF p_amount IS NOT NULL THEN
     PERFORM keen.validate_credit_amount(p_amount);
   END IF;
+  PERFORM keen.check_text(p_description, 'description', 1000);
   v_account := keen.lock_credit_account(v_user_id);
   SELECT h.* INTO v_hold FROM keen.credit_holds AS h
-   WHERE h.id = p_hold_id AND h.account_id = v_account.id FOR UPDATE;
+   WHERE h.user_id = v_user_id AND h.id = p_hold_id AND h.account_id = v_account.id FOR UPDATE;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'hold % not found', p_hold_id USING ERRCODE = 'KE006';
   END IF;
@@ -710,7 +736,8 @@ CREATE OR REPLACE FUNCTION keen.release_hold(p_hold_id uuid)
 RETURNS keen.credit_holds
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
@@ -719,7 +746,7 @@ DECLARE
 BEGIN
   v_account := keen.lock_credit_account(v_user_id);
   SELECT h.* INTO v_hold FROM keen.credit_holds AS h
-   WHERE h.id = p_hold_id AND h.account_id = v_account.id FOR UPDATE;
+   WHERE h.user_id = v_user_id AND h.id = p_hold_id AND h.account_id = v_account.id FOR UPDATE;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'hold % not found', p_hold_id USING ERRCODE = 'KE006';
   END IF;
@@ -728,7 +755,8 @@ BEGIN
   END IF;
   -- Releasing a released or expired hold is a no-op: its credits are free already.
   IF v_hold.status = 'active' THEN
-    UPDATE keen.credit_holds AS h SET status = 'released' WHERE h.id = p_hold_id RETURNING h.* INTO v_hold;
+    UPDATE keen.credit_holds AS h SET status = 'released'
+     WHERE h.user_id = v_user_id AND h.id = p_hold_id RETURNING h.* INTO v_hold;
   END IF;
   RETURN v_hold;
 END
@@ -740,7 +768,8 @@ CREATE OR REPLACE FUNCTION keen.set_spending_limits(
 RETURNS keen.credit_accounts
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
@@ -757,7 +786,7 @@ BEGIN
   END IF;
   v_account := keen.lock_credit_account(v_user_id);
   UPDATE keen.credit_accounts AS a SET daily_limit = p_daily_limit, monthly_limit = p_monthly_limit
-   WHERE a.id = v_account.id RETURNING a.* INTO v_account;
+   WHERE a.user_id = v_user_id AND a.id = v_account.id RETURNING a.* INTO v_account;
   RETURN v_account;
 END
 $$;
@@ -769,7 +798,8 @@ CREATE OR REPLACE FUNCTION keen.configure_auto_recharge(
 RETURNS keen.credit_accounts
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
@@ -789,7 +819,7 @@ BEGIN
      SET auto_recharge_enabled = p_enabled,
          auto_recharge_threshold = coalesce(p_threshold, a.auto_recharge_threshold),
          auto_recharge_amount = coalesce(p_amount, a.auto_recharge_amount)
-   WHERE a.id = v_account.id RETURNING a.* INTO v_account;
+   WHERE a.user_id = v_user_id AND a.id = v_account.id RETURNING a.* INTO v_account;
   RETURN v_account;
 END
 $$;
@@ -798,7 +828,7 @@ CREATE OR REPLACE FUNCTION keen.sweep_expired_holds()
 RETURNS integer
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_count integer;
@@ -821,7 +851,7 @@ CREATE OR REPLACE FUNCTION keen.complete_recharge_request(
 RETURNS keen.credit_transactions
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_request keen.recharge_requests;
@@ -841,10 +871,13 @@ BEGIN
   ELSIF v_request.status = 'failed' THEN
     RAISE EXCEPTION 'recharge request % already failed', p_request_id USING ERRCODE = 'KE007';
   END IF;
+  -- A random id: nothing another party knows (the request id was once broadcast) names the
+  -- purchase in advance; the request's status makes a repeated call return this entry.
+  PERFORM keen.check_text(p_stripe_payment_intent_id, 'payment intent id', 255);
   INSERT INTO keen.credit_transactions AS t
          (id, user_id, account_id, transaction_type, amount, description, idempotency_key,
           stripe_payment_intent_id, metadata)
-  VALUES (pg_catalog.md5(v_request.id::text || ':purchase')::uuid, v_request.user_id, v_request.account_id,
+  VALUES (pg_catalog.gen_random_uuid(), v_request.user_id, v_request.account_id,
           'purchase', v_request.amount, 'auto-recharge', 'recharge:' || v_request.id::text,
           p_stripe_payment_intent_id, pg_catalog.jsonb_build_object('recharge_request_id', v_request.id))
   RETURNING t.* INTO v_entry;
@@ -874,23 +907,9 @@ CREATE TRIGGER _200_apply_update AFTER UPDATE OF status ON keen.credit_holds
 CREATE TRIGGER _500_track_usage_stats AFTER INSERT ON keen.credit_transactions
   FOR EACH ROW EXECUTE FUNCTION keen.tg_credit_transactions__track_usage();
 
-CREATE POLICY update_own ON keen.credit_accounts FOR UPDATE TO keen_app
-  USING (user_id = (SELECT keen.current_user_id()))
-  WITH CHECK (user_id = (SELECT keen.current_user_id()));
-CREATE POLICY insert_own ON keen.credit_transactions FOR INSERT TO keen_app
-  WITH CHECK (user_id = (SELECT keen.current_user_id()));
-CREATE POLICY insert_own ON keen.credit_holds FOR INSERT TO keen_app
-  WITH CHECK (user_id = (SELECT keen.current_user_id()));
-CREATE POLICY update_own ON keen.credit_holds FOR UPDATE TO keen_app
-  USING (user_id = (SELECT keen.current_user_id()))
-  WITH CHECK (user_id = (SELECT keen.current_user_id()));
-CREATE POLICY insert_own ON keen.recharge_requests FOR INSERT TO keen_app
-  WITH CHECK (user_id = (SELECT keen.current_user_id()));
 
-GRANT SELECT, UPDATE ON keen.credit_accounts TO keen_app;
-GRANT SELECT, INSERT ON keen.credit_transactions TO keen_app;
-GRANT SELECT, INSERT, UPDATE ON keen.credit_holds TO keen_app;
-GRANT SELECT, INSERT ON keen.recharge_requests TO keen_app;
+GRANT SELECT ON keen.credit_accounts, keen.credit_transactions, keen.credit_holds, keen.recharge_requests
+  TO keen_app;
 GRANT EXECUTE ON FUNCTION
   keen.add_credits(numeric, text, text, text, text, jsonb),
   keen.deduct_credits(numeric, uuid, text, text),
@@ -902,21 +921,9 @@ GRANT EXECUTE ON FUNCTION
   keen.set_spending_limits(numeric, numeric),
   keen.configure_auto_recharge(boolean, numeric, numeric),
   keen.round_cost(numeric),
-  -- Helpers the functions and triggers above call as the invoker: PostgreSQL checks EXECUTE
-  -- on every nested call against current_user, so keen_app must hold it (revoking one
-  -- breaks its callers with 42501). Each touches only the caller's own rows (RLS) or none,
-  -- so calling one directly gives keen_app nothing its table grants do not.
   keen.validate_credit_amount(numeric, text),
-  keen.credit_local_date(uuid, timestamptz),
-  keen.lock_credit_account(uuid),
-  keen.credit_fingerprint(text, jsonb),
-  keen.idempotent_id(uuid, text, text),
-  keen.check_idempotency_key(text),
-  keen.find_idempotent_entry(uuid, text, text),
-  keen.require_agent_session(uuid),
-  keen.check_spending_limits(keen.credit_accounts, numeric)
+  keen.credit_local_date(uuid, timestamptz)
 TO keen_app;
-GRANT EXECUTE ON FUNCTION keen.ledger_usage(keen.credit_transactions, text) TO keen_app;
 
 COMMENT ON FUNCTION keen.lock_credit_account(uuid) IS
   'Locks the user''s credit account FOR UPDATE (KE006 when missing) and expires its lapsed holds.';

@@ -14,8 +14,6 @@ SET ROLE keen_owner;
 SET LOCAL lock_timeout = '5s';
 
 -- ===== triggers and the helpers only they called ==============================
--- Trigger functions and internal helpers, none of them part of the API (docs/credits.md):
--- squawk-ignore-file ban-drop-function
 DROP TRIGGER _050_guard ON keen.credit_accounts;
 DROP TRIGGER _100_set_updated_at ON keen.credit_accounts;
 DROP TRIGGER _100_post ON keen.credit_transactions;
@@ -59,22 +57,6 @@ UPDATE keen.credit_accounts AS a
 -- these functions (and migrations) are the only writers: no trigger re-checks their work.
 -- Every statement names user_id by value (the owner's RLS policy is USING (true): the
 -- predicate is the isolation, and what Citus routes by).
-
-CREATE FUNCTION keen.refuse_credit_argument(p_what text, p_value text, p_max integer)
-RETURNS void
-LANGUAGE plpgsql
-IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-  -- Called only once a caller's text is known to be empty or too long: one message for all.
-  RAISE EXCEPTION 'invalid argument: % % has % characters (1 to % allowed)', p_what,
-      CASE WHEN pg_catalog.length(p_value) <= 24 THEN pg_catalog.quote_literal(p_value)
-           ELSE pg_catalog.quote_literal(pg_catalog.left(p_value, 24)) || '...' END,
-      pg_catalog.length(p_value), p_max
-    USING ERRCODE = 'KE013';
-END
-$$;
 
 CREATE FUNCTION keen.refuse_spending_limit(
   p_daily_limit numeric, p_monthly_limit numeric, p_spent_day numeric, p_spent_month numeric,
@@ -210,10 +192,10 @@ BEGIN
   END IF;
   v_amount := pg_catalog.round(p_amount, 4);
   IF pg_catalog.length(p_description) NOT BETWEEN 1 AND 1000 THEN
-    PERFORM keen.refuse_credit_argument('description', p_description, 1000);
+    PERFORM keen.check_text(p_description, 'description', 1000);
   END IF;
   IF pg_catalog.length(p_idempotency_key) NOT BETWEEN 1 AND 255 THEN
-    PERFORM keen.refuse_credit_argument('idempotency key', p_idempotency_key, 255);
+    PERFORM keen.check_text(p_idempotency_key, 'idempotency key', 255);
   END IF;
   IF p_session_id IS NOT NULL
      AND NOT EXISTS (SELECT FROM keen.agent_sessions AS s WHERE s.user_id = v_user_id AND s.id = p_session_id) THEN
@@ -235,7 +217,7 @@ BEGIN
      WHERE t.user_id = v_user_id AND t.account_id = v_account.id AND t.idempotency_key = p_idempotency_key;
     IF FOUND THEN
       IF v_entry.request_fingerprint IS DISTINCT FROM v_fingerprint THEN
-        RAISE EXCEPTION 'idempotency key % was used with different arguments', p_idempotency_key
+        RAISE EXCEPTION 'idempotency key % was used with different arguments', keen.text_prefix(p_idempotency_key)
           USING ERRCODE = 'KE005',
                 DETAIL = pg_catalog.format('original entry %s (%s %s)', v_entry.id, v_entry.transaction_type, v_entry.amount),
                 HINT = 'Use a new key for a new operation.';
@@ -334,21 +316,20 @@ BEGIN
   END IF;
   v_amount := pg_catalog.round(p_amount, 4);
   IF v_type NOT IN ('purchase', 'refund', 'adjustment') THEN
-    RAISE EXCEPTION 'invalid transaction type for add_credits: %', pg_catalog.left(v_type, 24)
+    RAISE EXCEPTION 'invalid transaction type for add_credits: %', keen.text_prefix(v_type)
       USING ERRCODE = 'KE013', HINT = 'One of purchase, refund, adjustment.';
   END IF;
   IF pg_catalog.length(p_description) NOT BETWEEN 1 AND 1000 THEN
-    PERFORM keen.refuse_credit_argument('description', p_description, 1000);
+    PERFORM keen.check_text(p_description, 'description', 1000);
   END IF;
   IF pg_catalog.length(p_idempotency_key) NOT BETWEEN 1 AND 255 THEN
-    PERFORM keen.refuse_credit_argument('idempotency key', p_idempotency_key, 255);
+    PERFORM keen.check_text(p_idempotency_key, 'idempotency key', 255);
   END IF;
   IF pg_catalog.length(p_stripe_payment_intent_id) NOT BETWEEN 1 AND 255 THEN
-    PERFORM keen.refuse_credit_argument('payment intent id', p_stripe_payment_intent_id, 255);
+    PERFORM keen.check_text(p_stripe_payment_intent_id, 'payment intent id', 255);
   END IF;
   IF pg_catalog.pg_column_size(p_metadata) > 16384 THEN
-    RAISE EXCEPTION 'invalid argument: metadata takes % bytes (at most 16384 allowed)',
-      pg_catalog.pg_column_size(p_metadata) USING ERRCODE = 'KE013';
+    PERFORM keen.check_jsonb(p_metadata, 'metadata', 16384);
   END IF;
   v_fingerprint := pg_catalog.md5('add:' || pg_catalog.jsonb_build_object(
     'amount', pg_catalog.trim_scale(v_amount), 'transaction_type', v_type,
@@ -362,28 +343,42 @@ BEGIN
   IF NOT FOUND THEN
     RAISE EXCEPTION 'credit account not found for user %', p_user_id USING ERRCODE = 'KE006';
   END IF;
-  -- 3. A retried key returns its entry; without a key a payment intent acts as the key.
+  -- 3. A retried key returns its entry.
   IF p_idempotency_key IS NOT NULL THEN
     SELECT t.* INTO v_entry FROM keen.credit_transactions AS t
      WHERE t.user_id = p_user_id AND t.account_id = v_account.id AND t.idempotency_key = p_idempotency_key;
-  ELSIF p_stripe_payment_intent_id IS NOT NULL THEN
-    SELECT t.* INTO v_entry FROM keen.credit_transactions AS t
-     WHERE t.user_id = p_user_id AND t.stripe_payment_intent_id = p_stripe_payment_intent_id;
-  END IF;
-  IF v_entry.id IS NOT NULL THEN
-    IF v_entry.request_fingerprint IS DISTINCT FROM v_fingerprint THEN
-      RAISE EXCEPTION 'idempotency key % was used with different arguments',
-          pg_catalog.left(coalesce(p_idempotency_key, p_stripe_payment_intent_id), 24)
+    IF FOUND AND v_entry.request_fingerprint IS DISTINCT FROM v_fingerprint THEN
+      RAISE EXCEPTION 'idempotency key % was used with different arguments', keen.text_prefix(p_idempotency_key)
         USING ERRCODE = 'KE005',
               DETAIL = pg_catalog.format('original entry %s (%s %s)', v_entry.id, v_entry.transaction_type, v_entry.amount),
               HINT = 'Use a new key for a new operation.';
     END IF;
+  END IF;
+  -- A payment intent is credited once per tenant: a retry with the same arguments (and key)
+  -- gets the original entry, anything else KE005 (never a raw unique violation).
+  IF v_entry.id IS NULL AND p_stripe_payment_intent_id IS NOT NULL THEN
+    SELECT t.* INTO v_entry FROM keen.credit_transactions AS t
+     WHERE t.user_id = p_user_id AND t.stripe_payment_intent_id = p_stripe_payment_intent_id;
+    IF FOUND AND (v_entry.request_fingerprint IS DISTINCT FROM v_fingerprint
+                  OR v_entry.idempotency_key IS DISTINCT FROM p_idempotency_key) THEN
+      RAISE EXCEPTION 'payment intent % was credited with different arguments', keen.text_prefix(p_stripe_payment_intent_id)
+        USING ERRCODE = 'KE005', HINT = 'A payment intent credits once: retry with the same arguments and key.';
+    END IF;
+  END IF;
+  IF v_entry.id IS NOT NULL THEN
     RETURN v_entry;
   END IF;
   -- 4. State: a suspended account may still receive credits, a closed one nothing.
   IF v_account.account_status = 'closed' THEN
     RAISE EXCEPTION 'credit account % is %', v_account.id, v_account.account_status
       USING ERRCODE = 'KE012', DETAIL = coalesce(v_account.suspended_reason, '');
+  END IF;
+  -- The balance column holds less than 10^8 (and the lifetime totals less than 10^10).
+  IF v_account.current_balance + v_amount >= 100000000
+     OR (v_type = 'purchase' AND v_account.lifetime_purchased + v_amount >= 10000000000) THEN
+    RAISE EXCEPTION 'invalid amount: % would take the balance % past its ceiling 99999999.9999', v_amount,
+        v_account.current_balance
+      USING ERRCODE = 'KE004';
   END IF;
   -- 5. The ledger row.
   INSERT INTO keen.credit_transactions AS t
@@ -461,7 +456,7 @@ BEGIN
       USING ERRCODE = 'KE013';
   END IF;
   IF pg_catalog.length(p_idempotency_key) NOT BETWEEN 1 AND 255 THEN
-    PERFORM keen.refuse_credit_argument('idempotency key', p_idempotency_key, 255);
+    PERFORM keen.check_text(p_idempotency_key, 'idempotency key', 255);
   END IF;
   IF p_session_id IS NOT NULL
      AND NOT EXISTS (SELECT FROM keen.agent_sessions AS s WHERE s.user_id = v_user_id AND s.id = p_session_id) THEN
@@ -483,7 +478,7 @@ BEGIN
      WHERE h.user_id = v_user_id AND h.account_id = v_account.id AND h.idempotency_key = p_idempotency_key;
     IF FOUND THEN
       IF v_hold.request_fingerprint IS DISTINCT FROM v_fingerprint THEN
-        RAISE EXCEPTION 'idempotency key % was used with different arguments', p_idempotency_key
+        RAISE EXCEPTION 'idempotency key % was used with different arguments', keen.text_prefix(p_idempotency_key)
           USING ERRCODE = 'KE005', DETAIL = pg_catalog.format('original hold %s of %s', v_hold.id, v_hold.amount);
       END IF;
       RETURN v_hold;
@@ -624,7 +619,7 @@ BEGIN
     PERFORM keen.validate_credit_amount(p_amount);
   END IF;
   IF pg_catalog.length(p_description) NOT BETWEEN 1 AND 1000 THEN
-    PERFORM keen.refuse_credit_argument('description', p_description, 1000);
+    PERFORM keen.check_text(p_description, 'description', 1000);
   END IF;
   -- 2. Lock the account (with the user's time zone), then the hold.
   SELECT a.*, u.timezone INTO v_account
@@ -931,20 +926,10 @@ BEGIN
 END
 $$;
 
--- ===== row-level security and grants ==========================================
--- keen_app reads the credit tables through RLS and writes them only through the movements.
-DROP POLICY IF EXISTS update_own ON keen.credit_accounts;
-DROP POLICY IF EXISTS insert_own ON keen.credit_transactions;
-DROP POLICY IF EXISTS insert_own ON keen.credit_holds;
-DROP POLICY IF EXISTS update_own ON keen.credit_holds;
-DROP POLICY IF EXISTS insert_own ON keen.recharge_requests;
-REVOKE ALL ON keen.credit_accounts, keen.credit_transactions, keen.credit_holds, keen.recharge_requests
-  FROM keen_app;
-GRANT SELECT ON keen.credit_accounts, keen.credit_transactions, keen.credit_holds, keen.recharge_requests
-  TO keen_app;
-REVOKE EXECUTE ON FUNCTION keen.ledger_usage(keen.credit_transactions, text) FROM keen_app;
+-- ===== grants ================================================================
+-- keen_app reads the credit tables (SELECT, migration 0009) and calls the movements; the
+-- helpers below run inside them as keen_owner.
 REVOKE ALL ON FUNCTION
-  keen.refuse_credit_argument(text, text, integer),
   keen.refuse_spending_limit(numeric, numeric, numeric, numeric, numeric, numeric, date),
   keen.expire_lapsed_holds(uuid),
   keen.add_ledger_usage(uuid, date, text, numeric),
@@ -954,8 +939,6 @@ REVOKE ALL ON FUNCTION
 FROM PUBLIC;
 
 -- ===== comments ==============================================================
-COMMENT ON FUNCTION keen.refuse_credit_argument(text, text, integer) IS
-  'Raises KE013 for a free-text argument that is empty or too long, quoting at most 24 characters of it.';
 COMMENT ON FUNCTION keen.refuse_spending_limit(numeric, numeric, numeric, numeric, numeric, numeric, date) IS
   'Raises KE002 or KE003 for an amount that spent + held would take over the daily or monthly limit.';
 COMMENT ON FUNCTION keen.expire_lapsed_holds(uuid) IS

@@ -102,14 +102,21 @@ CREATE FUNCTION keen.is_time_zone(p_name text)
 RETURNS boolean
 LANGUAGE plpgsql
 STABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_probe timestamp;
 BEGIN
   -- IANA names are Area/Location; POSIX offsets ('UTC+5', '+05:00') and abbreviations
   -- ('PDT') are accepted by AT TIME ZONE but are not zones, so they never get this far.
-  IF p_name IS NULL OR p_name !~ '^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$' THEN
+  IF p_name IS NULL OR pg_catalog.length(p_name) > 64
+     OR p_name !~ '^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$' THEN
+    RETURN false;
+  END IF;
+  -- Files of the tz database that are not zones: the server's own local time (whatever the
+  -- host says), the "Factory" placeholder, the POSIX rules template, and the mirrored trees.
+  IF p_name IN ('localtime', 'posixrules', 'Factory', 'posix', 'right')
+     OR p_name ~ '^(posix|right|SystemV)/' THEN
     RETURN false;
   END IF;
   IF p_name IN ('UTC', 'Etc/UTC', 'GMT') THEN
@@ -136,25 +143,32 @@ RETURNS uuid
 LANGUAGE plpgsql
 VOLATILE
 SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid;
   v_constraint text;
 BEGIN
+  -- Unauthenticated: every argument is bounded before anything else reads it, and no
+  -- message quotes more than a short prefix of a value (keen.text_prefix).
+  PERFORM keen.check_text(p_email, 'e-mail', 255, true);
+  PERFORM keen.check_text(p_username, 'username', 64, true);
+  PERFORM keen.check_text(p_password_hash, 'password hash', 512, true);
+  PERFORM keen.check_text(p_display_name, 'display name', 200);
   IF NOT keen.is_time_zone(p_timezone) THEN
-    RAISE EXCEPTION 'invalid argument: unknown time zone %', pg_catalog.quote_literal(p_timezone)
+    RAISE EXCEPTION 'invalid argument: unknown time zone %', keen.text_prefix(p_timezone)
       USING ERRCODE = 'KE013',
             HINT = 'Use an IANA time zone name such as Europe/Paris or UTC.';
   END IF;
-  -- Checked first for a message that says which value is taken; the unique indexes
-  -- below still decide when two sign-ups race.
+  -- Checked first for a message that says which field is taken (never its value: the
+  -- caller knows it, the server log need not); the unique indexes below still decide when
+  -- two sign-ups race.
   IF EXISTS (SELECT FROM keen.users AS u WHERE pg_catalog.lower(u.email) = pg_catalog.lower(p_email)) THEN
-    RAISE EXCEPTION 'already exists: a user with e-mail % is registered', p_email
+    RAISE EXCEPTION 'already exists: the e-mail address is registered'
       USING ERRCODE = 'KE009', DETAIL = 'users_lower_email_key';
   END IF;
   IF EXISTS (SELECT FROM keen.users AS u WHERE pg_catalog.lower(u.username) = pg_catalog.lower(p_username)) THEN
-    RAISE EXCEPTION 'already exists: username % is taken', p_username
+    RAISE EXCEPTION 'already exists: the username is taken'
       USING ERRCODE = 'KE009', DETAIL = 'users_lower_username_key';
   END IF;
 
@@ -167,11 +181,11 @@ BEGIN
 EXCEPTION
   WHEN unique_violation THEN
     GET STACKED DIAGNOSTICS v_constraint = CONSTRAINT_NAME;
-    RAISE EXCEPTION 'already exists: e-mail % or username % was registered concurrently', p_email, p_username
+    RAISE EXCEPTION 'already exists: the e-mail address or username was registered concurrently'
       USING ERRCODE = 'KE009', DETAIL = v_constraint;
-  WHEN check_violation OR not_null_violation THEN
+  WHEN check_violation THEN
     GET STACKED DIAGNOSTICS v_constraint = CONSTRAINT_NAME;
-    RAISE EXCEPTION 'invalid argument: % refused by %', coalesce(p_email, '<null>'), v_constraint
+    RAISE EXCEPTION 'invalid argument: % refused by %', keen.text_prefix(p_email), v_constraint
       USING ERRCODE = 'KE013', DETAIL = v_constraint,
             HINT = 'E-mail must look like name@domain, username 3-64 of [A-Za-z0-9_.-], password hash 20-512 characters.';
 END
@@ -188,7 +202,7 @@ RETURNS TABLE (
 LANGUAGE sql
 STABLE
 SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
   -- An e-mail always holds '@' and a username never does, so at most one row matches.
   SELECT u.id, u.password_hash, u.mfa_enabled, u.account_status, u.email_verified
@@ -201,14 +215,15 @@ CREATE FUNCTION keen.record_login(p_ip inet DEFAULT NULL)
 RETURNS timestamptz
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
 BEGIN
   UPDATE keen.users AS u
   SET last_login_at = pg_catalog.now(), last_login_ip = p_ip
-  WHERE u.id = v_user_id;
+  WHERE u.user_id = v_user_id AND u.id = v_user_id;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'not found: user %', v_user_id USING ERRCODE = 'KE006';
   END IF;
@@ -229,14 +244,19 @@ CREATE FUNCTION keen.create_auth_token(
 RETURNS keen.auth_tokens
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
   v_status text;
+  v_active bigint;
   v_token keen.auth_tokens;
 BEGIN
-  SELECT u.account_status INTO v_status FROM keen.users AS u WHERE u.id = v_user_id;
+  -- The user's row lock serializes the user's token creations: the count below holds.
+  SELECT u.account_status INTO v_status FROM keen.users AS u
+   WHERE u.user_id = v_user_id AND u.id = v_user_id
+     FOR NO KEY UPDATE;
   IF v_status IS NULL THEN
     RAISE EXCEPTION 'not found: user %', v_user_id USING ERRCODE = 'KE006';
   ELSIF v_status <> 'active' THEN
@@ -253,9 +273,20 @@ BEGIN
   IF p_expires_at IS NOT NULL AND p_expires_at <= pg_catalog.now() THEN
     RAISE EXCEPTION 'invalid argument: expiry % is not in the future', p_expires_at USING ERRCODE = 'KE013';
   END IF;
-  IF p_rate_limit_per_hour IS NULL OR p_rate_limit_per_hour <= 0 THEN
-    RAISE EXCEPTION 'invalid argument: rate limit per hour % must be positive', p_rate_limit_per_hour
+  IF p_rate_limit_per_hour IS NULL OR p_rate_limit_per_hour NOT BETWEEN 1 AND 10000 THEN
+    RAISE EXCEPTION 'invalid argument: rate limit per hour % is not between 1 and 10000', p_rate_limit_per_hour
       USING ERRCODE = 'KE013';
+  END IF;
+  PERFORM keen.check_text(p_token_name, 'token name', 200);
+  PERFORM keen.check_text_array(p_scopes, 'scopes', 64, 128);
+  PERFORM keen.check_text(p_user_agent, 'user agent', 512);
+  -- Minting tokens must not multiply the hourly limit: at most 100 usable tokens per user.
+  SELECT pg_catalog.count(*) INTO v_active FROM keen.auth_tokens AS t
+   WHERE t.user_id = v_user_id AND t.revoked_at IS NULL
+     AND (t.expires_at IS NULL OR t.expires_at > pg_catalog.now());
+  IF v_active >= 100 THEN
+    RAISE EXCEPTION 'invalid argument: user already has % active tokens (at most 100)', v_active
+      USING ERRCODE = 'KE013', HINT = 'Revoke unused tokens first.';
   END IF;
 
   INSERT INTO keen.auth_tokens (user_id, token_type, token_hash, token_name, scopes, expires_at,
@@ -282,7 +313,7 @@ RETURNS TABLE (
 LANGUAGE plpgsql
 VOLATILE
 SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_token keen.auth_tokens;
@@ -343,7 +374,8 @@ CREATE FUNCTION keen.rotate_refresh_token(
 RETURNS keen.auth_tokens
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
@@ -375,6 +407,7 @@ BEGIN
   IF p_new_token_hash IS NULL OR p_new_token_hash !~ '^[0-9a-f]{64}$' THEN
     RAISE EXCEPTION 'invalid argument: token hash is not a lower-case hex SHA-256' USING ERRCODE = 'KE013';
   END IF;
+  PERFORM keen.check_text(p_user_agent, 'user agent', 512);
 
   -- The successor inherits the family, name, scopes and rate limit.
   INSERT INTO keen.auth_tokens (user_id, token_type, token_hash, token_name, scopes, expires_at,
@@ -384,7 +417,7 @@ BEGIN
   RETURNING * INTO v_new;
   UPDATE keen.auth_tokens AS t
   SET revoked_at = pg_catalog.now(), revoked_reason = 'rotated', replaced_by = v_new.id
-  WHERE t.id = v_old.id;
+  WHERE t.user_id = v_user_id AND t.id = v_old.id;
   RETURN v_new;
 EXCEPTION WHEN unique_violation THEN
   RAISE EXCEPTION 'already exists: a token with this hash exists' USING ERRCODE = 'KE009';
@@ -395,7 +428,8 @@ CREATE FUNCTION keen.revoke_token(p_token_id uuid)
 RETURNS keen.auth_tokens
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
@@ -416,7 +450,7 @@ BEGIN
   SET revoked_at = pg_catalog.now(), revoked_reason = 'revoked'
   WHERE t.user_id = v_user_id AND t.revoked_at IS NULL
     AND (t.id = p_token_id OR (v_token.family_id IS NOT NULL AND t.family_id = v_token.family_id));
-  SELECT t.* INTO v_token FROM keen.auth_tokens AS t WHERE t.id = p_token_id;
+  SELECT t.* INTO v_token FROM keen.auth_tokens AS t WHERE t.user_id = v_user_id AND t.id = p_token_id;
   RETURN v_token;
 END
 $$;
@@ -424,7 +458,7 @@ $$;
 CREATE FUNCTION keen.tg_auth_tokens__guard()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   -- Revocation is final: a revoked token never works again, whoever updates it.
@@ -455,18 +489,9 @@ ALTER TABLE keen.auth_tokens FORCE ROW LEVEL SECURITY;
 -- cross-tenant SECURITY DEFINER functions and the dashboard refresh.
 CREATE POLICY select_own ON keen.users FOR SELECT TO keen_app
   USING (user_id = (SELECT keen.current_user_id()));
--- keen.record_login() stamps the caller's own row (column grants below limit what).
-CREATE POLICY update_own ON keen.users FOR UPDATE TO keen_app
-  USING (user_id = (SELECT keen.current_user_id()))
-  WITH CHECK (user_id = (SELECT keen.current_user_id()));
 CREATE POLICY owner_all ON keen.users FOR ALL TO keen_owner USING (true) WITH CHECK (true);
 CREATE POLICY select_own ON keen.auth_tokens FOR SELECT TO keen_app
   USING (user_id = (SELECT keen.current_user_id()));
-CREATE POLICY insert_own ON keen.auth_tokens FOR INSERT TO keen_app
-  WITH CHECK (user_id = (SELECT keen.current_user_id()));
-CREATE POLICY update_own ON keen.auth_tokens FOR UPDATE TO keen_app
-  USING (user_id = (SELECT keen.current_user_id()))
-  WITH CHECK (user_id = (SELECT keen.current_user_id()));
 CREATE POLICY owner_all ON keen.auth_tokens FOR ALL TO keen_owner USING (true) WITH CHECK (true);
 
 -- ===== grants ================================================================
@@ -477,14 +502,9 @@ GRANT SELECT (id, user_id, email, username, display_name, role, is_admin, admin_
               subscription_tier, subscription_status, created_at, updated_at, last_login_at,
               last_login_ip)
   ON keen.users TO keen_app;
-GRANT UPDATE (last_login_at, last_login_ip) ON keen.users TO keen_app;
--- Tokens: the service writes what create/rotate/revoke need; usage counters and rate
--- windows are written only by authenticate_token (as keen_owner).
+-- Tokens: read through RLS; every write goes through the SECURITY DEFINER functions
+-- (docs/security.md: keen_app holds no table privilege that writes or locks).
 GRANT SELECT ON keen.auth_tokens TO keen_app;
-GRANT INSERT (user_id, token_type, token_hash, token_name, scopes, expires_at, rate_limit_per_hour,
-              created_ip, user_agent, family_id)
-  ON keen.auth_tokens TO keen_app;
-GRANT UPDATE (revoked_at, revoked_reason, replaced_by) ON keen.auth_tokens TO keen_app;
 GRANT EXECUTE ON FUNCTION
   keen.register_user(text, text, text, text, text),
   keen.login_lookup(text),

@@ -147,7 +147,7 @@ RETURNS integer
 LANGUAGE sql
 IMMUTABLE
 PARALLEL SAFE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
   SELECT pg_catalog.array_position(ARRAY['EXPLORE', 'PLAN', 'SUMMON', 'COMPLETE']::text[], p_phase)
 $$;
@@ -156,19 +156,21 @@ CREATE FUNCTION keen.lock_event_stream(p_user_id uuid)
 RETURNS void
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  -- Only the caller's own stream (or any, in a transaction without tenant: the operators'
-  -- and the reaper's): a tenant's transaction must not be able to stall another's events.
-  IF p_user_id IS DISTINCT FROM coalesce(keen.current_user_id(), p_user_id) THEN
+  -- Only the tenant's own stream, and only in its own context (KE010 without one): no
+  -- transaction can stall another tenant's events. Not executable by keen_app: the
+  -- SECURITY DEFINER session functions call it.
+  IF p_user_id IS DISTINCT FROM keen.require_user_id() THEN
     RAISE EXCEPTION 'event stream not found: %', p_user_id
       USING ERRCODE = 'KE006', HINT = 'A transaction may lock only its own tenant''s event stream.';
   END IF;
   -- Held until commit: one transaction at a time appends to a user's event log, so the
   -- user's event ids are assigned in commit order and "after id N" never skips a late
-  -- commit. The class key 1801811572 is 'kevt'; the user's hash collides harmlessly.
-  PERFORM pg_catalog.pg_advisory_xact_lock(1801811572, pg_catalog.hashtext(p_user_id::text));
+  -- commit. The lock is the user's own row (NO KEY UPDATE: foreign-key checks pass), which
+  -- keen_app cannot lock (it holds no UPDATE privilege), unlike an advisory key.
+  PERFORM FROM keen.users AS u WHERE u.user_id = p_user_id AND u.id = p_user_id FOR NO KEY UPDATE;
 END
 $$;
 
@@ -176,12 +178,13 @@ CREATE FUNCTION keen.get_session(p_session_id text)
 RETURNS keen.agent_sessions
 LANGUAGE plpgsql
 STABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
   v_session keen.agent_sessions;
 BEGIN
+  PERFORM keen.check_text(p_session_id, 'session id', 128);
   SELECT s.* INTO v_session
     FROM keen.agent_sessions AS s
    WHERE s.user_id = v_user_id AND s.session_id = p_session_id;
@@ -197,7 +200,7 @@ CREATE FUNCTION keen.session_uuid(p_session_id text)
 RETURNS uuid
 LANGUAGE sql
 STABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
   SELECT (keen.get_session(p_session_id)).id
 $$;
@@ -206,12 +209,12 @@ CREATE FUNCTION keen.lock_session(p_session_id text)
 RETURNS keen.agent_sessions
 LANGUAGE sql
 VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
   -- NO KEY UPDATE is what the UPDATE that follows takes anyway; it lets foreign-key
   -- checks (events, ledger rows, children) through.
   SELECT s.* FROM keen.agent_sessions AS s
-   WHERE s.id = (SELECT keen.session_uuid(p_session_id))
+   WHERE s.user_id = (SELECT keen.require_user_id()) AND s.id = (SELECT keen.session_uuid(p_session_id))
      FOR NO KEY UPDATE
 $$;
 
@@ -219,7 +222,7 @@ CREATE FUNCTION keen.append_session_event(p_session keen.agent_sessions, p_event
 RETURNS bigint
 LANGUAGE sql
 VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
   -- p_session is the row as just updated: its last_event_seq is this event's number.
   INSERT INTO keen.session_events (user_id, session_id, seq, event_type, payload)
@@ -237,10 +240,13 @@ CREATE FUNCTION keen.start_session(
 RETURNS keen.agent_sessions
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
+  v_user_status text;
+  v_account_status text;
   v_parent keen.agent_sessions;
   v_max_depth integer;
   v_max_children integer;
@@ -250,6 +256,21 @@ BEGIN
   IF p_session_id IS NULL OR p_vision IS NULL OR p_working_directory IS NULL OR p_git_branch IS NULL THEN
     RAISE EXCEPTION 'invalid argument: session id, vision, working directory and git branch are required'
       USING ERRCODE = 'KE013';
+  END IF;
+  PERFORM keen.check_text(p_session_id, 'session id', 128);
+  PERFORM keen.check_text(p_vision, 'vision', 65536);
+  PERFORM keen.check_text(p_working_directory, 'working directory', 4096);
+  PERFORM keen.check_text(p_git_branch, 'git branch', 255);
+  -- A suspended or closed user or credit account starts nothing (and a context naming no
+  -- user is no tenant: KE010, not a raw foreign-key error).
+  SELECT u.account_status, a.account_status INTO v_user_status, v_account_status
+    FROM keen.users AS u LEFT JOIN keen.credit_accounts AS a ON a.user_id = v_user_id
+   WHERE u.user_id = v_user_id AND u.id = v_user_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'no tenant context: user % does not exist', v_user_id USING ERRCODE = 'KE010';
+  ELSIF v_user_status <> 'active' OR v_account_status IS DISTINCT FROM 'active' THEN
+    RAISE EXCEPTION 'account not active: user %, credit account %', v_user_status, coalesce(v_account_status, 'missing')
+      USING ERRCODE = 'KE012';
   END IF;
   PERFORM keen.lock_event_stream(v_user_id);
 
@@ -272,7 +293,7 @@ BEGIN
     IF v_max_children IS NOT NULL THEN
       SELECT pg_catalog.count(*) INTO v_children
         FROM keen.agent_sessions AS c
-       WHERE c.parent_session_id = v_parent.id;
+       WHERE c.user_id = v_user_id AND c.parent_session_id = v_parent.id;
       IF v_children >= v_max_children THEN
         RAISE EXCEPTION 'hierarchy limit exceeded: session % already has % children, the maximum is %',
             pg_catalog.quote_literal(p_parent_session_id), v_children, v_max_children
@@ -306,7 +327,7 @@ CREATE FUNCTION keen.check_session_cost(p_cost numeric, p_what text)
 RETURNS void
 LANGUAGE plpgsql
 IMMUTABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   -- numeric admits NaN and ±Infinity; costs are kept with 6 decimals.
@@ -330,7 +351,8 @@ CREATE FUNCTION keen.update_session_progress(
 RETURNS keen.agent_sessions
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
@@ -338,7 +360,7 @@ DECLARE
   v_session keen.agent_sessions;
 BEGIN
   IF p_phase IS NOT NULL AND keen.session_phase_rank(p_phase) IS NULL THEN
-    RAISE EXCEPTION 'invalid argument: unknown phase %', pg_catalog.quote_literal(p_phase)
+    RAISE EXCEPTION 'invalid argument: unknown phase %', keen.text_prefix(p_phase)
       USING ERRCODE = 'KE013', HINT = 'Phases are EXPLORE, PLAN, SUMMON, COMPLETE, in that order.';
   END IF;
   IF coalesce(p_iterations, 0) < 0 OR coalesce(p_tool_calls, 0) < 0 OR coalesce(p_tokens, 0) < 0 THEN
@@ -354,6 +376,16 @@ BEGIN
         pg_catalog.quote_literal(p_session_id), v_before.execution_status
       USING ERRCODE = 'KE007';
   END IF;
+  -- Totals stay inside their columns (and the day's figures inside theirs at commit): a
+  -- report that would overflow is refused here, not with a raw 22003 later.
+  IF v_before.iteration_count::bigint + coalesce(p_iterations, 0) > 2147483647
+     OR v_before.tool_calls_count::bigint + coalesce(p_tool_calls, 0) > 2147483647
+     OR v_before.tokens_used::numeric + coalesce(p_tokens, 0) > 1000000000000 THEN
+    RAISE EXCEPTION 'invalid argument: session % would pass its counter limits (iterations and tool calls 2147483647, tokens 10^12)',
+        pg_catalog.quote_literal(p_session_id)
+      USING ERRCODE = 'KE013';
+  END IF;
+  PERFORM keen.check_session_cost(v_before.total_cost + coalesce(p_cost, 0), 'total cost');
   -- A backward phase is refused by trigger _010_check_update with KE007.
   UPDATE keen.agent_sessions AS s
      SET current_phase = coalesce(p_phase, s.current_phase),
@@ -365,7 +397,7 @@ BEGIN
          total_cost = s.total_cost + coalesce(p_cost, 0),
          last_activity_at = pg_catalog.now(),
          last_event_seq = s.last_event_seq + 1
-   WHERE s.id = v_before.id
+   WHERE s.user_id = v_user_id AND s.id = v_before.id
   RETURNING s.* INTO v_session;
 
   PERFORM keen.append_session_event(v_session, 'session.progress', pg_catalog.jsonb_build_object(
@@ -396,10 +428,12 @@ CREATE FUNCTION keen.complete_session(
 RETURNS keen.agent_sessions
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
+  v_account_status text;
   v_status text := CASE WHEN p_success THEN 'completed' ELSE 'failed' END;
   v_before keen.agent_sessions;
   v_session keen.agent_sessions;
@@ -417,6 +451,11 @@ BEGIN
   IF p_total_cost IS NOT NULL THEN
     PERFORM keen.check_session_cost(p_total_cost, 'total cost');
   END IF;
+  PERFORM keen.check_text_array(p_files_created, 'files created', 10000, 4096);
+  PERFORM keen.check_text_array(p_files_modified, 'files modified', 10000, 4096);
+  PERFORM keen.check_text_array(p_files_deleted, 'files deleted', 10000, 4096);
+  PERFORM keen.check_jsonb(p_completion_report, 'completion report', 1048576);
+  PERFORM keen.check_text(p_error_message, 'error message', 10000);
   PERFORM keen.lock_event_stream(v_user_id);
   v_before := keen.lock_session(p_session_id);
 
@@ -436,6 +475,13 @@ BEGIN
       USING ERRCODE = 'KE007',
             HINT = 'Completing again is only accepted with the same arguments (an idempotent retry).';
   END IF;
+  -- A suspended or closed account completes nothing, not even at cost 0 (the deduction
+  -- would refuse a charge; a zero cost would otherwise slip past it).
+  SELECT a.account_status INTO v_account_status FROM keen.credit_accounts AS a WHERE a.user_id = v_user_id;
+  IF v_account_status IS DISTINCT FROM 'active' THEN
+    RAISE EXCEPTION 'account not active: credit account is %', coalesce(v_account_status, 'missing')
+      USING ERRCODE = 'KE012', HINT = 'Cancel the session instead; it charges nothing.';
+  END IF;
 
   -- The charge is the session's cost (given, else accumulated by progress reports),
   -- raised to the ledger's 4 decimals (keen.round_cost); a zero cost charges nothing.
@@ -443,7 +489,8 @@ BEGIN
   v_charge := pg_catalog.round(keen.round_cost(v_total), 4);
   SELECT h.id, h.amount INTO v_hold_id, v_hold_amount
     FROM keen.credit_holds AS h
-   WHERE h.session_id = v_before.id AND h.status = 'active' AND h.expires_at > pg_catalog.now()
+   WHERE h.user_id = v_user_id AND h.session_id = v_before.id AND h.status = 'active'
+     AND h.expires_at > pg_catalog.now()
    ORDER BY h.created_at, h.id
    LIMIT 1;
   IF v_hold_id IS NOT NULL AND v_charge > 0 THEN
@@ -463,7 +510,7 @@ BEGIN
   -- Holds the session no longer needs go back to the available balance.
   FOR v_hold_id IN
     SELECT h.id FROM keen.credit_holds AS h
-     WHERE h.session_id = v_before.id AND h.status = 'active'
+     WHERE h.user_id = v_user_id AND h.session_id = v_before.id AND h.status = 'active'
      ORDER BY h.created_at, h.id
   LOOP
     PERFORM keen.release_hold(p_hold_id => v_hold_id);
@@ -483,7 +530,7 @@ BEGIN
          error_message = p_error_message,
          last_activity_at = pg_catalog.now(),
          last_event_seq = s.last_event_seq + 1
-   WHERE s.id = v_before.id
+   WHERE s.user_id = v_user_id AND s.id = v_before.id
   RETURNING s.* INTO v_session;
 
   PERFORM keen.append_session_event(v_session, 'session.' || v_status, pg_catalog.jsonb_build_object(
@@ -502,7 +549,8 @@ CREATE FUNCTION keen.cancel_session(p_session_id text)
 RETURNS keen.agent_sessions
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
@@ -534,7 +582,7 @@ BEGIN
              end_time = GREATEST(pg_catalog.now(), s.start_time),
              last_activity_at = pg_catalog.now(),
              last_event_seq = s.last_event_seq + 1
-       WHERE s.id = ANY (v_level) AND s.execution_status = 'running'
+       WHERE s.user_id = v_user_id AND s.id = ANY (v_level) AND s.execution_status = 'running'
       RETURNING s.*
     LOOP
       PERFORM keen.append_session_event(v_row, 'session.cancelled',
@@ -542,7 +590,7 @@ BEGIN
       -- A cancelled session charges nothing: its holds go back to the available balance.
       FOR v_hold_id IN
         SELECT h.id FROM keen.credit_holds AS h
-         WHERE h.session_id = v_row.id AND h.status = 'active'
+         WHERE h.user_id = v_user_id AND h.session_id = v_row.id AND h.status = 'active'
          ORDER BY h.created_at, h.id
       LOOP
         PERFORM keen.release_hold(p_hold_id => v_hold_id);
@@ -573,7 +621,7 @@ RETURNS TABLE (
 )
 LANGUAGE sql
 STABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
   -- Depth-first, each node before its subtree, siblings in the order they started
   -- (start_time, then id): the sort key is the path of fixed-width 24-byte elements,
@@ -611,7 +659,7 @@ CREATE FUNCTION keen.list_sessions(
 RETURNS SETOF keen.agent_sessions
 LANGUAGE plpgsql
 STABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
@@ -652,7 +700,7 @@ CREATE FUNCTION keen.list_session_events(
 RETURNS SETOF keen.session_events
 LANGUAGE plpgsql
 STABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
@@ -688,7 +736,7 @@ CREATE FUNCTION keen.prune_session_events(p_older_than interval DEFAULT '30 days
 RETURNS bigint
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_deleted bigint;
@@ -717,7 +765,8 @@ CREATE FUNCTION keen.open_connection(
 RETURNS keen.websocket_connections
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
@@ -728,14 +777,21 @@ BEGIN
   IF p_connection_id IS NULL OR p_client_ip IS NULL THEN
     RAISE EXCEPTION 'invalid argument: connection id and client ip are required' USING ERRCODE = 'KE013';
   END IF;
+  PERFORM keen.check_text(p_connection_id, 'connection id', 255);
+  PERFORM keen.check_text(p_user_agent, 'user agent', 512);
+  PERFORM keen.check_text_array(p_subscribed_events, 'subscribed events', 64, 63);
+  PERFORM keen.check_text_array(p_session_filters, 'session filters', 64, 128);
+  IF NOT EXISTS (SELECT FROM keen.users AS u WHERE u.user_id = v_user_id AND u.id = v_user_id) THEN
+    RAISE EXCEPTION 'no tenant context: user % does not exist', v_user_id USING ERRCODE = 'KE010';
+  END IF;
   -- NULL stands for the default, so bindings may pass every optional argument.
   IF coalesce(p_client_type, 'web') NOT IN ('web', 'cli', 'ide', 'api') THEN
-    RAISE EXCEPTION 'invalid argument: unknown client type %', pg_catalog.quote_literal(p_client_type)
+    RAISE EXCEPTION 'invalid argument: unknown client type %', keen.text_prefix(p_client_type)
       USING ERRCODE = 'KE013', HINT = 'Client types are web, cli, ide, api.';
   END IF;
   IF EXISTS (SELECT FROM pg_catalog.unnest(p_subscribed_events) AS e(name)
               WHERE e.name IS NULL OR e.name !~ '^[a-z*][a-z_.*]{0,62}$') THEN
-    RAISE EXCEPTION 'invalid argument: subscribed events % are not event type patterns', p_subscribed_events
+    RAISE EXCEPTION 'invalid argument: subscribed events are not event type patterns'
       USING ERRCODE = 'KE013', HINT = 'Use event types such as session.progress, or session.* and *.';
   END IF;
   IF p_session_id IS NOT NULL THEN
@@ -764,12 +820,13 @@ CREATE FUNCTION keen.lock_connection(p_connection_id text)
 RETURNS keen.websocket_connections
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
   v_connection keen.websocket_connections;
 BEGIN
+  PERFORM keen.check_text(p_connection_id, 'connection id', 255);
   SELECT c.* INTO v_connection
     FROM keen.websocket_connections AS c
    WHERE c.user_id = v_user_id AND c.connection_id = p_connection_id
@@ -786,7 +843,8 @@ CREATE FUNCTION keen.ping_connection(p_connection_id text)
 RETURNS keen.websocket_connections
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_connection keen.websocket_connections := keen.lock_connection(p_connection_id);
@@ -798,7 +856,7 @@ BEGIN
   END IF;
   UPDATE keen.websocket_connections AS c
      SET last_ping_at = pg_catalog.now()
-   WHERE c.id = v_connection.id
+   WHERE c.user_id = v_connection.user_id AND c.id = v_connection.id
   RETURNING c.* INTO v_connection;
   RETURN v_connection;
 END
@@ -808,7 +866,8 @@ CREATE FUNCTION keen.close_connection(p_connection_id text)
 RETURNS keen.websocket_connections
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_connection keen.websocket_connections := keen.lock_connection(p_connection_id);
@@ -817,7 +876,7 @@ BEGIN
   IF v_connection.connection_status = 'active' THEN
     UPDATE keen.websocket_connections AS c
        SET connection_status = 'closed', disconnected_at = pg_catalog.now()
-     WHERE c.id = v_connection.id
+     WHERE c.user_id = v_connection.user_id AND c.id = v_connection.id
     RETURNING c.* INTO v_connection;
   END IF;
   RETURN v_connection;
@@ -829,7 +888,7 @@ RETURNS integer
 LANGUAGE plpgsql
 VOLATILE
 SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_reaped integer;
@@ -859,7 +918,7 @@ $$;
 CREATE FUNCTION keen.tg_agent_sessions__set_depth()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   -- depth = parent's depth + 1 by construction; the composite foreign key keeps the
@@ -883,7 +942,7 @@ $$;
 CREATE FUNCTION keen.tg_agent_sessions__check_update()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   IF (NEW.id, NEW.user_id, NEW.session_id, NEW.parent_session_id, NEW.session_depth, NEW.start_time)
@@ -927,7 +986,7 @@ $$;
 CREATE FUNCTION keen.tg_session_events__sequence()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   -- Whoever inserts, the id is drawn under the user's stream lock (the column default
@@ -948,14 +1007,13 @@ $$;
 CREATE FUNCTION keen.tg_session_events__notify()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  -- Ids and the event type only: listeners of every tenant receive the channel, and
-  -- read the event itself through RLS. About 200 bytes, far below the 8,000-byte limit.
-  PERFORM pg_catalog.pg_notify('keen_events', pg_catalog.json_build_object(
-    'id', NEW.id, 'user_id', NEW.user_id, 'session_id', NEW.session_id,
-    'seq', NEW.seq, 'event_type', NEW.event_type)::text);
+  -- A wake-up with an empty payload: every login that may connect can LISTEN, so the
+  -- payload names no tenant, user, session or event; listeners read their own events
+  -- through RLS after their cursor. Equal payloads fold into one per transaction.
+  PERFORM pg_catalog.pg_notify('keen_events', '');
   RETURN NULL;
 END
 $$;
@@ -963,7 +1021,7 @@ $$;
 CREATE FUNCTION keen.tg_websocket_connections__sync_session()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_session_id uuid;
@@ -1017,24 +1075,12 @@ ALTER TABLE keen.websocket_connections FORCE ROW LEVEL SECURITY;
 -- cross-tenant SECURITY DEFINER functions and the dashboard refresh.
 CREATE POLICY select_own ON keen.agent_sessions FOR SELECT TO keen_app
   USING (user_id = (SELECT keen.current_user_id()));
-CREATE POLICY insert_own ON keen.agent_sessions FOR INSERT TO keen_app
-  WITH CHECK (user_id = (SELECT keen.current_user_id()));
-CREATE POLICY update_own ON keen.agent_sessions FOR UPDATE TO keen_app
-  USING (user_id = (SELECT keen.current_user_id()))
-  WITH CHECK (user_id = (SELECT keen.current_user_id()));
 CREATE POLICY owner_all ON keen.agent_sessions FOR ALL TO keen_owner USING (true) WITH CHECK (true);
 CREATE POLICY select_own ON keen.session_events FOR SELECT TO keen_app
   USING (user_id = (SELECT keen.current_user_id()));
-CREATE POLICY insert_own ON keen.session_events FOR INSERT TO keen_app
-  WITH CHECK (user_id = (SELECT keen.current_user_id()));
 CREATE POLICY owner_all ON keen.session_events FOR ALL TO keen_owner USING (true) WITH CHECK (true);
 CREATE POLICY select_own ON keen.websocket_connections FOR SELECT TO keen_app
   USING (user_id = (SELECT keen.current_user_id()));
-CREATE POLICY insert_own ON keen.websocket_connections FOR INSERT TO keen_app
-  WITH CHECK (user_id = (SELECT keen.current_user_id()));
-CREATE POLICY update_own ON keen.websocket_connections FOR UPDATE TO keen_app
-  USING (user_id = (SELECT keen.current_user_id()))
-  WITH CHECK (user_id = (SELECT keen.current_user_id()));
 CREATE POLICY owner_all ON keen.websocket_connections FOR ALL TO keen_owner USING (true) WITH CHECK (true);
 ALTER TABLE keen.session_limits ENABLE ROW LEVEL SECURITY;
 ALTER TABLE keen.session_limits FORCE ROW LEVEL SECURITY;
@@ -1043,12 +1089,13 @@ CREATE POLICY select_all ON keen.session_limits FOR SELECT TO keen_app USING (tr
 CREATE POLICY owner_all ON keen.session_limits FOR ALL TO keen_owner USING (true) WITH CHECK (true);
 
 -- ===== grants ================================================================
-GRANT SELECT, INSERT, UPDATE ON keen.agent_sessions TO keen_app;
-GRANT SELECT, INSERT ON keen.session_events TO keen_app;
-GRANT SELECT, INSERT, UPDATE ON keen.websocket_connections TO keen_app;
-GRANT SELECT ON keen.session_limits TO keen_app;
--- The event trigger draws ids with nextval() under the stream lock (USAGE allows nextval only).
-GRANT USAGE ON SEQUENCE keen.session_events_id_seq TO keen_app;
+-- Read through RLS only: every write goes through the SECURITY DEFINER session functions,
+-- so keen_app can neither lock these tables nor write session state around them.
+GRANT SELECT ON keen.agent_sessions, keen.session_events, keen.websocket_connections, keen.session_limits
+  TO keen_app;
+-- Nor does it draw event ids (the event trigger runs as keen_owner). Stated as a REVOKE so
+-- the sequence's ACL is the one migration 0009 leaves (the owner's entry spelled out).
+REVOKE ALL ON SEQUENCE keen.session_events_id_seq FROM keen_app;
 GRANT EXECUTE ON FUNCTION
   keen.start_session(text, text, text, text, text),
   keen.update_session_progress(text, text, integer, integer, bigint, numeric),
@@ -1062,17 +1109,10 @@ GRANT EXECUTE ON FUNCTION
   keen.ping_connection(text),
   keen.close_connection(text)
 TO keen_app;
--- Helpers that the functions above and the triggers call as keen_app (SECURITY INVOKER);
--- none reaches beyond what keen_app may do with its table privileges.
-GRANT EXECUTE ON FUNCTION
-  keen.session_phase_rank(text),
-  keen.lock_event_stream(uuid),
-  keen.session_uuid(text),
-  keen.lock_session(text),
-  keen.lock_connection(text),
-  keen.append_session_event(keen.agent_sessions, text, jsonb),
-  keen.check_session_cost(numeric, text)
-TO keen_app;
+-- Helpers that the read functions above call as keen_app (SECURITY INVOKER). The writing
+-- helpers (locks, event append, checks) are called only by the SECURITY DEFINER functions,
+-- as keen_owner, and are not keen_app's.
+GRANT EXECUTE ON FUNCTION keen.session_uuid(text) TO keen_app;
 -- Not granted: reap_stale_connections (housekeeping login, SECURITY DEFINER) and
 -- prune_session_events (operators).
 
@@ -1131,7 +1171,7 @@ COMMENT ON FUNCTION keen.tg_agent_sessions__check_update() IS
   'Trigger: identity and place in the tree are immutable; running -> completed|failed|cancelled only; phases forward; counters grow; the connection list is the database''s.';
 COMMENT ON FUNCTION keen.tg_session_events__sequence() IS
   'Trigger: draws the event id under the user''s stream lock and checks seq against the session''s last_event_seq.';
-COMMENT ON FUNCTION keen.tg_session_events__notify() IS 'Trigger: NOTIFY keen_events with the event''s ids, seq and type.';
+COMMENT ON FUNCTION keen.tg_session_events__notify() IS 'Trigger: NOTIFY keen_events, an empty wake-up (names no tenant).';
 COMMENT ON FUNCTION keen.tg_websocket_connections__sync_session() IS
   'Trigger: recomputes agent_sessions.websocket_connections of the sessions a connection change touches.';
 

@@ -83,7 +83,9 @@ CREATE TABLE keen.credit_transactions (
   CONSTRAINT credit_transactions_pkey PRIMARY KEY (id),
   CONSTRAINT credit_transactions_user_id_id_key UNIQUE (user_id, id),
   CONSTRAINT credit_transactions_account_id_entry_no_key UNIQUE (account_id, entry_no),
-  CONSTRAINT credit_transactions_stripe_payment_intent_id_key UNIQUE (stripe_payment_intent_id),
+  -- Per tenant, leading with user_id: another tenant can neither probe a payment id nor
+  -- use it first to block the owner's purchase.
+  CONSTRAINT credit_transactions_user_id_stripe_payment_intent_id_key UNIQUE (user_id, stripe_payment_intent_id),
   CONSTRAINT credit_transactions_account_fkey FOREIGN KEY (user_id, account_id)
     REFERENCES keen.credit_accounts (user_id, id) ON DELETE RESTRICT,
   CONSTRAINT credit_transactions_session_fkey FOREIGN KEY (user_id, session_id)
@@ -102,7 +104,9 @@ CREATE TABLE keen.credit_transactions (
     AND balance_after = balance_before + amount
     AND entry_no > 0),
   CONSTRAINT credit_transactions_idempotency_key_check
-    CHECK (idempotency_key IS NULL OR length(idempotency_key) BETWEEN 1 AND 255)
+    CHECK (idempotency_key IS NULL OR length(idempotency_key) BETWEEN 1 AND 255),
+  CONSTRAINT credit_transactions_stripe_payment_intent_id_check
+    CHECK (stripe_payment_intent_id IS NULL OR length(stripe_payment_intent_id) BETWEEN 1 AND 255)
 );
 
 CREATE TABLE keen.credit_holds (
@@ -212,7 +216,7 @@ CREATE FUNCTION keen.validate_credit_amount(p_amount numeric, p_what text DEFAUL
 RETURNS numeric
 LANGUAGE plpgsql
 IMMUTABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   -- NaN and ±Infinity first: they would slip through (or break) the comparisons below.
@@ -233,7 +237,7 @@ CREATE FUNCTION keen.round_cost(p_cost numeric)
 RETURNS numeric
 LANGUAGE plpgsql
 IMMUTABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   IF p_cost IS NULL OR p_cost = 'NaN'::numeric OR p_cost IN ('Infinity'::numeric, '-Infinity'::numeric)
@@ -251,7 +255,7 @@ CREATE FUNCTION keen.credit_local_date(p_user_id uuid, p_at timestamptz)
 RETURNS date
 LANGUAGE plpgsql
 STABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_timezone text;
@@ -266,7 +270,7 @@ CREATE FUNCTION keen.in_migration()
 RETURNS boolean
 LANGUAGE sql
 STABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
   -- A migration acts as keen_owner (SET ROLE) from a login that is not a service login: a
   -- SECURITY DEFINER function called by the service has current_user keen_owner but its
@@ -279,7 +283,7 @@ $$;
 CREATE FUNCTION keen.tg_credit_transactions__append_only()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   IF keen.in_migration() THEN
@@ -301,22 +305,6 @@ $$;
 -- these functions (and migrations) are the only writers: no trigger re-checks their work.
 -- Every statement names user_id by value (the owner's RLS policy is USING (true): the
 -- predicate is the isolation, and what Citus routes by).
-
-CREATE FUNCTION keen.refuse_credit_argument(p_what text, p_value text, p_max integer)
-RETURNS void
-LANGUAGE plpgsql
-IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-  -- Called only once a caller's text is known to be empty or too long: one message for all.
-  RAISE EXCEPTION 'invalid argument: % % has % characters (1 to % allowed)', p_what,
-      CASE WHEN pg_catalog.length(p_value) <= 24 THEN pg_catalog.quote_literal(p_value)
-           ELSE pg_catalog.quote_literal(pg_catalog.left(p_value, 24)) || '...' END,
-      pg_catalog.length(p_value), p_max
-    USING ERRCODE = 'KE013';
-END
-$$;
 
 CREATE FUNCTION keen.refuse_spending_limit(
   p_daily_limit numeric, p_monthly_limit numeric, p_spent_day numeric, p_spent_month numeric,
@@ -452,10 +440,10 @@ BEGIN
   END IF;
   v_amount := pg_catalog.round(p_amount, 4);
   IF pg_catalog.length(p_description) NOT BETWEEN 1 AND 1000 THEN
-    PERFORM keen.refuse_credit_argument('description', p_description, 1000);
+    PERFORM keen.check_text(p_description, 'description', 1000);
   END IF;
   IF pg_catalog.length(p_idempotency_key) NOT BETWEEN 1 AND 255 THEN
-    PERFORM keen.refuse_credit_argument('idempotency key', p_idempotency_key, 255);
+    PERFORM keen.check_text(p_idempotency_key, 'idempotency key', 255);
   END IF;
   IF p_session_id IS NOT NULL
      AND NOT EXISTS (SELECT FROM keen.agent_sessions AS s WHERE s.user_id = v_user_id AND s.id = p_session_id) THEN
@@ -477,7 +465,7 @@ BEGIN
      WHERE t.user_id = v_user_id AND t.account_id = v_account.id AND t.idempotency_key = p_idempotency_key;
     IF FOUND THEN
       IF v_entry.request_fingerprint IS DISTINCT FROM v_fingerprint THEN
-        RAISE EXCEPTION 'idempotency key % was used with different arguments', p_idempotency_key
+        RAISE EXCEPTION 'idempotency key % was used with different arguments', keen.text_prefix(p_idempotency_key)
           USING ERRCODE = 'KE005',
                 DETAIL = pg_catalog.format('original entry %s (%s %s)', v_entry.id, v_entry.transaction_type, v_entry.amount),
                 HINT = 'Use a new key for a new operation.';
@@ -576,21 +564,20 @@ BEGIN
   END IF;
   v_amount := pg_catalog.round(p_amount, 4);
   IF v_type NOT IN ('purchase', 'refund', 'adjustment') THEN
-    RAISE EXCEPTION 'invalid transaction type for add_credits: %', pg_catalog.left(v_type, 24)
+    RAISE EXCEPTION 'invalid transaction type for add_credits: %', keen.text_prefix(v_type)
       USING ERRCODE = 'KE013', HINT = 'One of purchase, refund, adjustment.';
   END IF;
   IF pg_catalog.length(p_description) NOT BETWEEN 1 AND 1000 THEN
-    PERFORM keen.refuse_credit_argument('description', p_description, 1000);
+    PERFORM keen.check_text(p_description, 'description', 1000);
   END IF;
   IF pg_catalog.length(p_idempotency_key) NOT BETWEEN 1 AND 255 THEN
-    PERFORM keen.refuse_credit_argument('idempotency key', p_idempotency_key, 255);
+    PERFORM keen.check_text(p_idempotency_key, 'idempotency key', 255);
   END IF;
   IF pg_catalog.length(p_stripe_payment_intent_id) NOT BETWEEN 1 AND 255 THEN
-    PERFORM keen.refuse_credit_argument('payment intent id', p_stripe_payment_intent_id, 255);
+    PERFORM keen.check_text(p_stripe_payment_intent_id, 'payment intent id', 255);
   END IF;
   IF pg_catalog.pg_column_size(p_metadata) > 16384 THEN
-    RAISE EXCEPTION 'invalid argument: metadata takes % bytes (at most 16384 allowed)',
-      pg_catalog.pg_column_size(p_metadata) USING ERRCODE = 'KE013';
+    PERFORM keen.check_jsonb(p_metadata, 'metadata', 16384);
   END IF;
   v_fingerprint := pg_catalog.md5('add:' || pg_catalog.jsonb_build_object(
     'amount', pg_catalog.trim_scale(v_amount), 'transaction_type', v_type,
@@ -604,28 +591,42 @@ BEGIN
   IF NOT FOUND THEN
     RAISE EXCEPTION 'credit account not found for user %', p_user_id USING ERRCODE = 'KE006';
   END IF;
-  -- 3. A retried key returns its entry; without a key a payment intent acts as the key.
+  -- 3. A retried key returns its entry.
   IF p_idempotency_key IS NOT NULL THEN
     SELECT t.* INTO v_entry FROM keen.credit_transactions AS t
      WHERE t.user_id = p_user_id AND t.account_id = v_account.id AND t.idempotency_key = p_idempotency_key;
-  ELSIF p_stripe_payment_intent_id IS NOT NULL THEN
-    SELECT t.* INTO v_entry FROM keen.credit_transactions AS t
-     WHERE t.user_id = p_user_id AND t.stripe_payment_intent_id = p_stripe_payment_intent_id;
-  END IF;
-  IF v_entry.id IS NOT NULL THEN
-    IF v_entry.request_fingerprint IS DISTINCT FROM v_fingerprint THEN
-      RAISE EXCEPTION 'idempotency key % was used with different arguments',
-          pg_catalog.left(coalesce(p_idempotency_key, p_stripe_payment_intent_id), 24)
+    IF FOUND AND v_entry.request_fingerprint IS DISTINCT FROM v_fingerprint THEN
+      RAISE EXCEPTION 'idempotency key % was used with different arguments', keen.text_prefix(p_idempotency_key)
         USING ERRCODE = 'KE005',
               DETAIL = pg_catalog.format('original entry %s (%s %s)', v_entry.id, v_entry.transaction_type, v_entry.amount),
               HINT = 'Use a new key for a new operation.';
     END IF;
+  END IF;
+  -- A payment intent is credited once per tenant: a retry with the same arguments (and key)
+  -- gets the original entry, anything else KE005 (never a raw unique violation).
+  IF v_entry.id IS NULL AND p_stripe_payment_intent_id IS NOT NULL THEN
+    SELECT t.* INTO v_entry FROM keen.credit_transactions AS t
+     WHERE t.user_id = p_user_id AND t.stripe_payment_intent_id = p_stripe_payment_intent_id;
+    IF FOUND AND (v_entry.request_fingerprint IS DISTINCT FROM v_fingerprint
+                  OR v_entry.idempotency_key IS DISTINCT FROM p_idempotency_key) THEN
+      RAISE EXCEPTION 'payment intent % was credited with different arguments', keen.text_prefix(p_stripe_payment_intent_id)
+        USING ERRCODE = 'KE005', HINT = 'A payment intent credits once: retry with the same arguments and key.';
+    END IF;
+  END IF;
+  IF v_entry.id IS NOT NULL THEN
     RETURN v_entry;
   END IF;
   -- 4. State: a suspended account may still receive credits, a closed one nothing.
   IF v_account.account_status = 'closed' THEN
     RAISE EXCEPTION 'credit account % is %', v_account.id, v_account.account_status
       USING ERRCODE = 'KE012', DETAIL = coalesce(v_account.suspended_reason, '');
+  END IF;
+  -- The balance column holds less than 10^8 (and the lifetime totals less than 10^10).
+  IF v_account.current_balance + v_amount >= 100000000
+     OR (v_type = 'purchase' AND v_account.lifetime_purchased + v_amount >= 10000000000) THEN
+    RAISE EXCEPTION 'invalid amount: % would take the balance % past its ceiling 99999999.9999', v_amount,
+        v_account.current_balance
+      USING ERRCODE = 'KE004';
   END IF;
   -- 5. The ledger row.
   INSERT INTO keen.credit_transactions AS t
@@ -703,7 +704,7 @@ BEGIN
       USING ERRCODE = 'KE013';
   END IF;
   IF pg_catalog.length(p_idempotency_key) NOT BETWEEN 1 AND 255 THEN
-    PERFORM keen.refuse_credit_argument('idempotency key', p_idempotency_key, 255);
+    PERFORM keen.check_text(p_idempotency_key, 'idempotency key', 255);
   END IF;
   IF p_session_id IS NOT NULL
      AND NOT EXISTS (SELECT FROM keen.agent_sessions AS s WHERE s.user_id = v_user_id AND s.id = p_session_id) THEN
@@ -725,7 +726,7 @@ BEGIN
      WHERE h.user_id = v_user_id AND h.account_id = v_account.id AND h.idempotency_key = p_idempotency_key;
     IF FOUND THEN
       IF v_hold.request_fingerprint IS DISTINCT FROM v_fingerprint THEN
-        RAISE EXCEPTION 'idempotency key % was used with different arguments', p_idempotency_key
+        RAISE EXCEPTION 'idempotency key % was used with different arguments', keen.text_prefix(p_idempotency_key)
           USING ERRCODE = 'KE005', DETAIL = pg_catalog.format('original hold %s of %s', v_hold.id, v_hold.amount);
       END IF;
       RETURN v_hold;
@@ -866,7 +867,7 @@ BEGIN
     PERFORM keen.validate_credit_amount(p_amount);
   END IF;
   IF pg_catalog.length(p_description) NOT BETWEEN 1 AND 1000 THEN
-    PERFORM keen.refuse_credit_argument('description', p_description, 1000);
+    PERFORM keen.check_text(p_description, 'description', 1000);
   END IF;
   -- 2. Lock the account (with the user's time zone), then the hold.
   SELECT a.*, u.timezone INTO v_account
@@ -1114,7 +1115,7 @@ CREATE FUNCTION keen.verify_ledger()
 RETURNS TABLE (account_id uuid, user_id uuid, invariant text, detail text)
 LANGUAGE sql
 STABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
   WITH sums AS (
     SELECT a.id, a.user_id, a.current_balance, a.held_amount, a.lifetime_purchased, a.lifetime_spent,
@@ -1223,7 +1224,7 @@ CREATE FUNCTION keen.claim_recharge_requests(
 RETURNS SETOF keen.recharge_requests
 LANGUAGE sql
 VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
   -- SKIP LOCKED: several billing workers claim disjoint requests. A request left in
   -- 'processing' longer than p_reclaim_after (its worker died) is claimed again, so one
@@ -1283,7 +1284,7 @@ CREATE FUNCTION keen.fail_recharge_request(p_request_id uuid, p_reason text DEFA
 RETURNS keen.recharge_requests
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_request keen.recharge_requests;
@@ -1356,8 +1357,8 @@ GRANT EXECUTE ON FUNCTION
   keen.credit_local_date(uuid, timestamptz)
 TO keen_app;
 -- Not granted: the internal helpers the movements call as keen_owner (extend_hold,
--- post_credit, expire_lapsed_holds, add_ledger_usage, request_recharge, refuse_*),
--- in_migration, and the billing and operator functions.
+-- post_credit, expire_lapsed_holds, add_ledger_usage, request_recharge,
+-- refuse_spending_limit), in_migration, and the billing and operator functions.
 
 -- ===== comments ==============================================================
 COMMENT ON TABLE keen.credit_accounts IS 'A user''s prepaid credit account; its balance is the sum of its ledger.';
@@ -1383,8 +1384,6 @@ COMMENT ON FUNCTION keen.validate_credit_amount(numeric, text) IS
 COMMENT ON FUNCTION keen.round_cost(numeric) IS
   'A 6-place session cost as a 4-place ledger amount: rounded up (ceiling), never below the cost, at most 0.0001 above.';
 COMMENT ON FUNCTION keen.credit_local_date(uuid, timestamptz) IS 'The user''s local calendar day of a moment (users.timezone).';
-COMMENT ON FUNCTION keen.refuse_credit_argument(text, text, integer) IS
-  'Raises KE013 for a free-text argument that is empty or too long, quoting at most 24 characters of it.';
 COMMENT ON FUNCTION keen.refuse_spending_limit(numeric, numeric, numeric, numeric, numeric, numeric, date) IS
   'Raises KE002 or KE003 for an amount that spent + held would take over the daily or monthly limit.';
 COMMENT ON FUNCTION keen.expire_lapsed_holds(uuid) IS
@@ -1439,7 +1438,7 @@ COMMENT ON COLUMN keen.credit_transactions.hold_id IS 'The hold this usage entry
 COMMENT ON COLUMN keen.credit_transactions.description IS 'Human-readable reason of the entry.';
 COMMENT ON COLUMN keen.credit_transactions.metadata IS 'Callers details of the entry as JSON.';
 COMMENT ON COLUMN keen.credit_transactions.request_fingerprint IS 'Hash of the calls arguments: a retried key with other arguments raises KE005.';
-COMMENT ON COLUMN keen.credit_transactions.stripe_payment_intent_id IS 'The payment that bought these credits; globally unique, so one payment credits once.';
+COMMENT ON COLUMN keen.credit_transactions.stripe_payment_intent_id IS 'The payment that bought these credits; unique per tenant, so one payment credits once.';
 COMMENT ON COLUMN keen.credit_transactions.created_by_ip IS 'Client address of the request, when known.';
 COMMENT ON COLUMN keen.credit_holds.user_id IS 'The tenant owning the hold.';
 COMMENT ON COLUMN keen.credit_holds.account_id IS 'The credit account the hold reserves credits on.';

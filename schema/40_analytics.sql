@@ -147,7 +147,7 @@ RETURNS keen.usage_delta[]
 LANGUAGE plpgsql
 STABLE
 PARALLEL SAFE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   -- Started, tokens, tool calls and cost count on the start day.
@@ -174,7 +174,7 @@ RETURNS keen.usage_delta[]
 LANGUAGE plpgsql
 STABLE
 PARALLEL SAFE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   RETURN ARRAY[ROW(
@@ -190,7 +190,7 @@ CREATE FUNCTION keen.recompute_usage_stats(p_user_id uuid DEFAULT NULL)
 RETURNS SETOF keen.usage_delta
 LANGUAGE plpgsql
 STABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 SET jit = off
 AS $$
 BEGIN
@@ -225,7 +225,7 @@ CREATE FUNCTION keen.rebuild_usage_stats(p_user_id uuid DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 -- JIT compilation costs more than it saves on these queries (1.3 s on 2 cores).
 SET jit = off
 AS $$
@@ -297,7 +297,7 @@ CREATE FUNCTION keen.verify_usage_stats()
 RETURNS TABLE (user_id uuid, date_bucket date, figure text, recorded numeric, expected numeric)
 LANGUAGE sql
 STABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 -- JIT compilation costs more than it saves on these queries (1.3 s on 2 cores).
 SET jit = off
 AS $$
@@ -331,16 +331,17 @@ RETURNS TABLE (
   credits_refunded numeric, credits_adjusted numeric)
 LANGUAGE plpgsql
 STABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid;
 BEGIN
   v_user_id := keen.require_user_id();
-  IF p_from IS NULL OR p_to IS NULL OR p_from > p_to OR p_to - p_from > 365 THEN
+  IF p_from IS NULL OR p_to IS NULL OR NOT pg_catalog.isfinite(p_from) OR NOT pg_catalog.isfinite(p_to)
+     OR p_from > p_to OR p_to - p_from > 365 THEN
     RAISE EXCEPTION 'invalid report range: % to %', p_from, p_to
       USING ERRCODE = 'KE013',
-            DETAIL = 'Both days are required, p_from <= p_to, at most 366 days inclusive.',
+            DETAIL = 'Both days are required and finite, p_from <= p_to, at most 366 days inclusive.',
             HINT = 'Ask for a year or less at a time.';
   END IF;
   -- Every day of the range, zeros where the user had no activity; the explicit user_id
@@ -367,7 +368,7 @@ RETURNS TABLE (
   tree_tokens bigint, descendants integer, own_charged numeric, tree_charged numeric)
 LANGUAGE plpgsql
 STABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid;
@@ -413,7 +414,7 @@ RETURNS void
 LANGUAGE plpgsql
 VOLATILE
 SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 -- JIT compilation costs more than it saves on these queries (1.3 s on 2 cores).
 SET jit = off
 AS $$
@@ -433,7 +434,7 @@ CREATE FUNCTION keen.add_usage_deltas(p_deltas keen.usage_delta[])
 RETURNS void
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_deltas keen.usage_delta[] := p_deltas;
@@ -491,7 +492,11 @@ $$;
 CREATE FUNCTION keen.tg_agent_sessions__track_usage()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = ''
+-- Deferred to COMMIT, where it runs as the committing role (keen_app, outside the SECURITY
+-- DEFINER function that changed the session): it writes the stats as their owner instead,
+-- for the changed row's own user_id.
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_deltas keen.usage_delta[];
@@ -522,7 +527,7 @@ $$;
 CREATE FUNCTION keen.tg_users__rebucket_usage_stats()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   -- The day is the user's current day everywhere (stats and spending limits alike): a new
@@ -551,6 +556,8 @@ CREATE CONSTRAINT TRIGGER _500_track_usage_stats_update AFTER UPDATE ON keen.age
         OR OLD.end_time IS DISTINCT FROM NEW.end_time
         OR OLD.user_id IS DISTINCT FROM NEW.user_id)
   EXECUTE FUNCTION keen.tg_agent_sessions__track_usage();
+-- (Ledger rows are counted by the credit movements themselves, under the account lock:
+-- keen.add_ledger_usage, migration 0012.)
 CREATE TRIGGER _500_rebucket_usage_stats AFTER UPDATE OF timezone ON keen.users
   FOR EACH ROW WHEN (OLD.timezone IS DISTINCT FROM NEW.timezone)
   EXECUTE FUNCTION keen.tg_users__rebucket_usage_stats();
@@ -562,24 +569,16 @@ ALTER TABLE keen.daily_usage_stats FORCE ROW LEVEL SECURITY;
 -- cross-tenant SECURITY DEFINER functions and the dashboard refresh.
 CREATE POLICY select_own ON keen.daily_usage_stats FOR SELECT TO keen_app
   USING (user_id = (SELECT keen.current_user_id()));
-CREATE POLICY insert_own ON keen.daily_usage_stats FOR INSERT TO keen_app
-  WITH CHECK (user_id = (SELECT keen.current_user_id()));
-CREATE POLICY update_own ON keen.daily_usage_stats FOR UPDATE TO keen_app
-  USING (user_id = (SELECT keen.current_user_id()))
-  WITH CHECK (user_id = (SELECT keen.current_user_id()));
 CREATE POLICY owner_all ON keen.daily_usage_stats FOR ALL TO keen_owner USING (true) WITH CHECK (true);
 
 -- ===== grants ================================================================
--- INSERT and UPDATE: the triggers run as the invoker (the service) and upsert its own rows.
-GRANT SELECT, INSERT, UPDATE ON keen.daily_usage_stats TO keen_app;
+-- Read only: the triggers write the figures as keen_owner (inside the SECURITY DEFINER
+-- functions that change sessions and the ledger, or as definer at commit).
+GRANT SELECT ON keen.daily_usage_stats TO keen_app;
 GRANT SELECT ON keen.dashboard_metrics TO keen_analytics;
 GRANT EXECUTE ON FUNCTION keen.usage_report(date, date), keen.session_cost_breakdown(text) TO keen_app;
--- Called by the session triggers, which run as the invoker. session_usage reads no table (it
--- maps a row to its days); add_usage_deltas writes daily_usage_stats under RLS, which keen_app
--- may do directly anyway (INSERT, UPDATE), so executing it gives the service nothing new.
--- (Ledger rows are counted by the credit movements themselves: keen.add_ledger_usage.)
-GRANT EXECUTE ON FUNCTION keen.session_usage(keen.agent_sessions, text, integer),
-  keen.add_usage_deltas(keen.usage_delta[]) TO keen_app;
+-- Not granted: session_usage, ledger_usage and add_usage_deltas, which the triggers call as
+-- keen_owner.
 -- The scheduled refresh runs as an analytics login: no superuser needed for a cron job.
 GRANT EXECUTE ON FUNCTION keen.refresh_dashboard_metrics() TO keen_analytics;
 

@@ -14,7 +14,7 @@ import pytest
 
 from keen_sql import errors
 from keen_sql.config import ROOT, Settings
-from keen_sql.database import Database
+from keen_sql.database import Database, Queries
 from tests_py.tenants import register
 
 REGISTRY = ROOT / "docs" / "errors.md"
@@ -135,31 +135,41 @@ def test_duplicate_chosen_key_becomes_AlreadyExists_KE009_naming_the_constraint(
     assert (mapped.sqlstate, mapped.constraint) == ("KE009", "users_lower_email_key")
 
 
-def test_payment_intent_credited_twice_raises_AlreadyExists_KE009(db: Database) -> None:
+def _buy(q: Queries, intent: str, key: str) -> None:
+    q.credits.add_credits(
+        p_amount=Decimal("5"),
+        p_transaction_type="purchase",
+        p_description="top-up",
+        p_idempotency_key=key,
+        p_stripe_payment_intent_id=intent,
+        p_metadata=None,
+    )
+
+
+def test_payment_intent_reused_by_its_tenant_raises_IdempotencyConflict_KE005(db: Database) -> None:
     intent = f"pi_{uuid.uuid4().hex}"
-    first, second = register(db, "pay"), register(db, "pay")
-    with db.tenant(first) as q:
-        q.credits.add_credits(
-            p_amount=Decimal("5"),
-            p_transaction_type="purchase",
-            p_description="top-up",
-            p_idempotency_key="order-1",
-            p_stripe_payment_intent_id=intent,
-            p_metadata=None,
-        )
-    with pytest.raises(errors.AlreadyExists) as caught, db.tenant(second) as q:
-        q.credits.add_credits(
-            p_amount=Decimal("5"),
-            p_transaction_type="purchase",
-            p_description="top-up",
-            p_idempotency_key="order-9",
-            p_stripe_payment_intent_id=intent,
-            p_metadata=None,
-        )
-    assert caught.value.constraint == "credit_transactions_stripe_payment_intent_id_key"
-    with db.tenant(second) as q:
+    user = register(db, "pay")
+    with db.tenant(user) as q:
+        _buy(q, intent, "order-1")
+    with pytest.raises(errors.IdempotencyConflict) as caught, db.tenant(user) as q:
+        _buy(q, intent, "order-9")
+    assert caught.value.sqlstate == "KE005"
+    with db.tenant(user) as q:
         balance = q.credits.credit_balance()
-    assert balance is not None and balance.current_balance == 0
+    assert balance is not None and balance.current_balance == 5
+
+
+def test_payment_intent_of_another_tenant_neither_probes_nor_blocks_the_owner(db: Database) -> None:
+    # Unique per tenant: a stranger using the owner's intent first learns nothing and blocks
+    # nothing; the owner's own purchase still goes through.
+    intent = f"pi_{uuid.uuid4().hex}"
+    owner, stranger = register(db, "pay"), register(db, "pay")
+    with db.tenant(stranger) as q:
+        _buy(q, intent, "order-1")
+    with db.tenant(owner) as q:
+        _buy(q, intent, "order-1")
+        balance = q.credits.credit_balance()
+    assert balance is not None and balance.current_balance == 5
 
 
 def test_domain_error_leaves_tenant_block_as_its_class_chained_to_psycopg(db: Database) -> None:

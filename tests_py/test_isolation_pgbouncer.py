@@ -28,6 +28,7 @@ from keen_sql import errors
 from keen_sql.config import Settings
 from keen_sql.database import Database
 from tests_py.support.ledger import credit
+from tests_py.tenants import register
 from tests_py.test_isolation import (
     POOL_SIZE,
     assert_isolated,
@@ -79,7 +80,8 @@ auth_type = any
 pool_mode = transaction
 default_pool_size = {SERVER_POOL_SIZE}
 max_client_conn = 100
-server_reset_query =
+server_reset_query = DISCARD ALL
+server_reset_query_always = 1
 ignore_startup_parameters = extra_float_digits
 logfile = {workdir / "pgbouncer.log"}
 pidfile = {workdir / "pgbouncer.pid"}
@@ -204,3 +206,23 @@ def test_one_trip_deductions_through_pgbouncer_charge_each_tenant_exactly(
             charges = q.credits.list_credit_transactions(p_limit=100)
         assert account is not None and account.current_balance == Decimal("0.00")
         assert {r.user_id for r in charges} == {tenant} and len(charges) == 51
+
+
+def test_session_state_left_on_a_server_connection_never_reaches_another_tenant(
+    pgbouncer_url: str, bounced_db: Database
+) -> None:
+    # Finding 15 behind transaction pooling: a client (an attacker's own, without keen's
+    # pool reset) leaves a session-level setting on every server connection it gets;
+    # PgBouncer's server_reset_query (DISCARD ALL, server_reset_query_always) clears it
+    # before another client's transaction runs there.
+    b = register(bounced_db, "vic")
+    with psycopg.connect(pgbouncer_url, prepare_threshold=None, autocommit=True) as rogue:
+        for _ in range(SERVER_POOL_SIZE * 4):
+            rogue.execute("SELECT pg_catalog.set_config('application_name', 'tenant-a', false)")
+    seen = set()
+    for _ in range(SERVER_POOL_SIZE * 4):
+        with bounced_db.tenant(b) as q:
+            row = q.conn.execute("SELECT pg_catalog.current_setting('application_name')").fetchone()
+            assert row is not None
+            seen.add(row[0])
+    assert "tenant-a" not in seen

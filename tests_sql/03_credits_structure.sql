@@ -170,7 +170,7 @@ SELECT col_is_null('keen', 'credit_transactions', 'created_by_ip', 'credit_trans
 SELECT col_hasnt_default('keen', 'credit_transactions', 'created_by_ip', 'credit_transactions.created_by_ip has no default');
 -- keys
 SELECT col_is_unique('keen', 'credit_transactions', ARRAY['account_id', 'entry_no'], 'credit_transactions_account_id_entry_no_key: UNIQUE (account_id, entry_no)');
-SELECT col_is_unique('keen', 'credit_transactions', ARRAY['stripe_payment_intent_id'], 'credit_transactions_stripe_payment_intent_id_key: UNIQUE (stripe_payment_intent_id)');
+SELECT col_is_unique('keen', 'credit_transactions', ARRAY['user_id', 'stripe_payment_intent_id'], 'credit_transactions_user_id_stripe_payment_intent_id_key: UNIQUE (user_id, stripe_payment_intent_id), per tenant');
 SELECT col_is_unique('keen', 'credit_transactions', ARRAY['user_id', 'id'], 'credit_transactions_user_id_id_key: UNIQUE (user_id, id)');
 SELECT has_pk('keen', 'credit_transactions', 'keen.credit_transactions has a primary key');
 SELECT col_is_pk('keen', 'credit_transactions', ARRAY['id'], 'credit_transactions_pkey: PRIMARY KEY (id)');
@@ -195,6 +195,7 @@ SELECT set_eq(
   $$SELECT conname::text FROM pg_constraint WHERE conrelid = 'keen.credit_transactions'::regclass AND contype = 'c'$$,
   ARRAY[
     'credit_transactions_figures_check', 'credit_transactions_idempotency_key_check',
+    'credit_transactions_stripe_payment_intent_id_check',
     'credit_transactions_transaction_type_check'],
   'keen.credit_transactions has exactly its named CHECK constraints');
 -- indexes
@@ -203,7 +204,7 @@ SELECT indexes_are('keen', 'credit_transactions', ARRAY[
     'credit_transactions_account_id_idempotency_key_key',
     'credit_transactions_created_at_idx', 'credit_transactions_hold_id_key',
     'credit_transactions_pkey', 'credit_transactions_session_id_idx',
-    'credit_transactions_stripe_payment_intent_id_key',
+    'credit_transactions_user_id_stripe_payment_intent_id_key',
     'credit_transactions_user_id_created_at_idx', 'credit_transactions_user_id_id_key'],
   'keen.credit_transactions has exactly the expected indexes');
 SELECT is((SELECT pg_get_indexdef('keen.credit_transactions_account_id_idempotency_key_key'::regclass)),

@@ -138,9 +138,9 @@ SELECT throws_ok(
   'an idempotency key is used once per account');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description, stripe_payment_intent_id)
-    VALUES ('00000000-0000-4000-8000-000000000b0b', '00000000-0000-4000-8000-00000000ac0b', 1, 'purchase', 10, 0, 10, 'x', 'pi_1')$$,
-  '23505', 'duplicate key value violates unique constraint "credit_transactions_stripe_payment_intent_id_key"',
-  'a Stripe payment is credited once, to one user only');
+    VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 9, 'purchase', 10, 100, 110, 'x', 'pi_1')$$,
+  '23505', 'duplicate key value violates unique constraint "credit_transactions_user_id_stripe_payment_intent_id_key"',
+  'a Stripe payment is credited once per tenant (the key leads with user_id)');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description, idempotency_key)
     VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 9, 'purchase', 10, 100, 110, 'x', '')$$,

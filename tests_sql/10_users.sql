@@ -22,13 +22,16 @@ SELECT is_definer('keen', 'register_user', ARRAY['text', 'text', 'text', 'text',
 SELECT is_definer('keen', 'login_lookup', ARRAY['text'], 'login_lookup is SECURITY DEFINER (login has no tenant yet)');
 SELECT is_definer('keen', 'authenticate_token', ARRAY['text', 'inet'],
   'authenticate_token is SECURITY DEFINER (a token is presented without tenant)');
-SELECT isnt_definer('keen', 'create_auth_token',
+SELECT is_definer('keen', 'create_auth_token',
   ARRAY['text', 'text', 'text', 'text[]', 'timestamp with time zone', 'integer', 'inet', 'text'],
-  'create_auth_token runs as the caller, under RLS');
-SELECT isnt_definer('keen', 'rotate_refresh_token',
-  ARRAY['text', 'text', 'timestamp with time zone', 'inet', 'text'], 'rotate_refresh_token runs as the caller, under RLS');
-SELECT isnt_definer('keen', 'revoke_token', ARRAY['uuid'], 'revoke_token runs as the caller, under RLS');
-SELECT isnt_definer('keen', 'record_login', ARRAY['inet'], 'record_login runs as the caller, under RLS');
+  'create_auth_token is SECURITY DEFINER: keen_app writes tokens only through it, for its own tenant');
+SELECT is_definer('keen', 'rotate_refresh_token',
+  ARRAY['text', 'text', 'timestamp with time zone', 'inet', 'text'],
+  'rotate_refresh_token is SECURITY DEFINER: keen_app writes tokens only through it, for its own tenant');
+SELECT is_definer('keen', 'revoke_token', ARRAY['uuid'],
+  'revoke_token is SECURITY DEFINER: keen_app writes tokens only through it, for its own tenant');
+SELECT is_definer('keen', 'record_login', ARRAY['inet'],
+  'record_login is SECURITY DEFINER: keen_app writes its user row only through it');
 SELECT is(pg_catalog.pg_get_function_result('keen.login_lookup(text)'::regprocedure),
   'TABLE(user_id uuid, password_hash text, mfa_enabled boolean, account_status text, email_verified boolean)',
   'login_lookup returns only what a login needs');
@@ -46,9 +49,9 @@ DO $$ BEGIN
   PERFORM set_config('test.bob', keen.register_user(
     p_email => 'bob@example.com', p_username => 'bob', p_password_hash => repeat('b', 40))::text, true);
 END $$;
-CREATE FUNCTION pg_temp.sha(p_token text) RETURNS text LANGUAGE sql IMMUTABLE
+CREATE FUNCTION tap.sha(p_token text) RETURNS text LANGUAGE sql IMMUTABLE
   AS $$ SELECT encode(sha256(convert_to(p_token, 'UTF8')), 'hex') $$;
-GRANT EXECUTE ON FUNCTION pg_temp.sha(text) TO keen_app;
+GRANT EXECUTE ON FUNCTION tap.sha(text) TO keen_app;
 
 -- ===== sign-up and login lookup (no tenant needed) ===========================
 SELECT is((SELECT count(*) FROM keen.credit_accounts WHERE user_id = current_setting('test.alice')::uuid), 1::bigint,
@@ -88,11 +91,11 @@ SELECT throws_ok($$INSERT INTO keen.users (email, username, password_hash) VALUE
   '42501', NULL, 'keen_app cannot insert users directly: only register_user signs up');
 
 -- ===== without tenant context ================================================
-SELECT throws_ok($$SELECT keen.create_auth_token('api_key', pg_temp.sha('k'))$$, 'KE010', NULL,
+SELECT throws_ok($$SELECT keen.create_auth_token('api_key', tap.sha('k'))$$, 'KE010', NULL,
   'create_auth_token without tenant context raises KE010');
 SELECT throws_ok($$SELECT keen.revoke_token(gen_random_uuid())$$, 'KE010', NULL,
   'revoke_token without tenant context raises KE010');
-SELECT throws_ok($$SELECT keen.rotate_refresh_token(pg_temp.sha('r'), pg_temp.sha('r2'), now() + interval '1 day')$$,
+SELECT throws_ok($$SELECT keen.rotate_refresh_token(tap.sha('r'), tap.sha('r2'), now() + interval '1 day')$$,
   'KE010', NULL, 'rotate_refresh_token without tenant context raises KE010');
 SELECT throws_ok($$SELECT keen.record_login('10.0.0.1')$$, 'KE010', NULL,
   'record_login without tenant context raises KE010');
@@ -109,7 +112,7 @@ SELECT throws_ok($$UPDATE keen.users SET account_status = 'active'$$, '42501', N
 
 DO $$ BEGIN
   PERFORM set_config('test.api', (keen.create_auth_token(
-    p_token_type => 'api_key', p_token_hash => pg_temp.sha('api-1'), p_token_name => 'ci',
+    p_token_type => 'api_key', p_token_hash => tap.sha('api-1'), p_token_name => 'ci',
     p_scopes => '{read,write}', p_rate_limit_per_hour => 2, p_created_ip => '198.51.100.1')).id::text, true);
 END $$;
 SELECT results_eq(
@@ -118,20 +121,20 @@ SELECT results_eq(
   'create_auth_token stores an active api_key of the caller without family');
 DO $$ BEGIN
   PERFORM set_config('test.refresh', (keen.create_auth_token(
-    p_token_type => 'jwt_refresh', p_token_hash => pg_temp.sha('refresh-1'),
+    p_token_type => 'jwt_refresh', p_token_hash => tap.sha('refresh-1'),
     p_expires_at => now() + interval '30 days')).id::text, true);
 END $$;
 SELECT isnt((SELECT family_id FROM keen.auth_tokens WHERE id = current_setting('test.refresh')::uuid), NULL,
   'a new refresh token starts a family');
-SELECT throws_ok($$SELECT keen.create_auth_token('password', pg_temp.sha('x'))$$, 'KE013', NULL,
+SELECT throws_ok($$SELECT keen.create_auth_token('password', tap.sha('x'))$$, 'KE013', NULL,
   'an unknown token type is refused with KE013');
 SELECT throws_ok($$SELECT keen.create_auth_token('api_key', 'plaintext-token')$$, 'KE013', NULL,
   'a token that is not a SHA-256 hex hash is refused with KE013');
-SELECT throws_ok($$SELECT keen.create_auth_token('api_key', pg_temp.sha('x'), p_expires_at => now() - interval '1 second')$$,
+SELECT throws_ok($$SELECT keen.create_auth_token('api_key', tap.sha('x'), p_expires_at => now() - interval '1 second')$$,
   'KE013', NULL, 'an expiry in the past is refused with KE013');
-SELECT throws_ok($$SELECT keen.create_auth_token('api_key', pg_temp.sha('x'), p_rate_limit_per_hour => 0)$$,
+SELECT throws_ok($$SELECT keen.create_auth_token('api_key', tap.sha('x'), p_rate_limit_per_hour => 0)$$,
   'KE013', NULL, 'a rate limit of zero is refused with KE013');
-SELECT throws_ok($$SELECT keen.create_auth_token('api_key', pg_temp.sha('api-1'))$$, 'KE009', NULL,
+SELECT throws_ok($$SELECT keen.create_auth_token('api_key', tap.sha('api-1'))$$, 'KE009', NULL,
   'a token hash that exists already is refused with KE009');
 
 -- authentication runs as the service without tenant
@@ -139,14 +142,14 @@ DO $$ BEGIN
   PERFORM set_config('app.current_user_id', '', true);
 END $$;
 SELECT results_eq(
-  $$SELECT user_id, token_id, token_type, scopes, rate_limited FROM keen.authenticate_token(pg_temp.sha('api-1'), '203.0.113.9')$$,
+  $$SELECT user_id, token_id, token_type, scopes, rate_limited FROM keen.authenticate_token(tap.sha('api-1'), '203.0.113.9')$$,
   $$VALUES (current_setting('test.alice')::uuid, current_setting('test.api')::uuid, 'api_key', '{read,write}'::text[], false)$$,
   'authenticate_token returns the user, token, type and scopes of a valid token');
-SELECT is((SELECT rate_limited FROM keen.authenticate_token(pg_temp.sha('api-1'), '203.0.113.10')), false,
+SELECT is((SELECT rate_limited FROM keen.authenticate_token(tap.sha('api-1'), '203.0.113.10')), false,
   'the second use within the hour is within a limit of 2');
-SELECT is((SELECT rate_limited FROM keen.authenticate_token(pg_temp.sha('api-1'), '203.0.113.11')), true,
+SELECT is((SELECT rate_limited FROM keen.authenticate_token(tap.sha('api-1'), '203.0.113.11')), true,
   'the third use within the hour is over a limit of 2: rate_limited');
-SELECT is_empty($$SELECT * FROM keen.authenticate_token(pg_temp.sha('never-issued'))$$,
+SELECT is_empty($$SELECT * FROM keen.authenticate_token(tap.sha('never-issued'))$$,
   'an unknown token authenticates nothing');
 RESET ROLE;
 SELECT results_eq(
@@ -155,25 +158,25 @@ SELECT results_eq(
   'authenticate_token counts accepted uses and the last IP; a refused use is not counted');
 UPDATE keen.auth_tokens SET rate_window_start = now() - interval '61 minutes'
 WHERE id = current_setting('test.api')::uuid;
-SELECT is((SELECT rate_limited FROM keen.authenticate_token(pg_temp.sha('api-1'))), false,
+SELECT is((SELECT rate_limited FROM keen.authenticate_token(tap.sha('api-1'))), false,
   'a new hourly window resets the rate limit');
 SELECT is((SELECT rate_window_count FROM keen.auth_tokens WHERE id = current_setting('test.api')::uuid), 1,
   'the new window counts from one');
 INSERT INTO keen.auth_tokens (user_id, token_type, token_hash, expires_at, created_at)
-VALUES (current_setting('test.alice')::uuid, 'api_key', pg_temp.sha('expired'), now() - interval '1 hour',
+VALUES (current_setting('test.alice')::uuid, 'api_key', tap.sha('expired'), now() - interval '1 hour',
         now() - interval '2 hours');
-SELECT is_empty($$SELECT * FROM keen.authenticate_token(pg_temp.sha('expired'))$$,
+SELECT is_empty($$SELECT * FROM keen.authenticate_token(tap.sha('expired'))$$,
   'an expired token authenticates nothing');
 UPDATE keen.users SET account_status = 'suspended' WHERE id = current_setting('test.bob')::uuid;
 INSERT INTO keen.auth_tokens (user_id, token_type, token_hash)
-VALUES (current_setting('test.bob')::uuid, 'api_key', pg_temp.sha('bob-api'));
-SELECT is_empty($$SELECT * FROM keen.authenticate_token(pg_temp.sha('bob-api'))$$,
+VALUES (current_setting('test.bob')::uuid, 'api_key', tap.sha('bob-api'));
+SELECT is_empty($$SELECT * FROM keen.authenticate_token(tap.sha('bob-api'))$$,
   'a token of a suspended user authenticates nothing');
 SET LOCAL ROLE keen_app;
 DO $$ BEGIN
   PERFORM set_config('app.current_user_id', current_setting('test.bob'), true);
 END $$;
-SELECT throws_ok($$SELECT keen.create_auth_token('api_key', pg_temp.sha('bob-2'))$$, 'KE012', NULL,
+SELECT throws_ok($$SELECT keen.create_auth_token('api_key', tap.sha('bob-2'))$$, 'KE012', NULL,
   'a suspended user cannot create tokens: KE012');
 RESET ROLE;
 UPDATE keen.users SET account_status = 'active' WHERE id = current_setting('test.bob')::uuid;
@@ -185,7 +188,7 @@ DO $$ BEGIN
 END $$;
 DO $$ BEGIN
   PERFORM set_config('test.refresh2', (keen.rotate_refresh_token(
-    p_token_hash => pg_temp.sha('refresh-1'), p_new_token_hash => pg_temp.sha('refresh-2'),
+    p_token_hash => tap.sha('refresh-1'), p_new_token_hash => tap.sha('refresh-2'),
     p_expires_at => now() + interval '30 days', p_ip => '198.51.100.2')).id::text, true);
 END $$;
 SELECT results_eq(
@@ -195,38 +198,38 @@ SELECT results_eq(
 SELECT is((SELECT count(DISTINCT family_id) FROM keen.auth_tokens
            WHERE id IN (current_setting('test.refresh')::uuid, current_setting('test.refresh2')::uuid)), 1::bigint,
   'the successor stays in the same family');
-SELECT throws_ok($$SELECT keen.rotate_refresh_token(pg_temp.sha('refresh-1'), pg_temp.sha('refresh-3'), now() + interval '1 day')$$,
+SELECT throws_ok($$SELECT keen.rotate_refresh_token(tap.sha('refresh-1'), tap.sha('refresh-3'), now() + interval '1 day')$$,
   'KE011', NULL, 'rotating an already rotated refresh token raises KE011');
-SELECT throws_ok($$SELECT keen.rotate_refresh_token(pg_temp.sha('api-1'), pg_temp.sha('refresh-3'), now() + interval '1 day')$$,
+SELECT throws_ok($$SELECT keen.rotate_refresh_token(tap.sha('api-1'), tap.sha('refresh-3'), now() + interval '1 day')$$,
   'KE006', NULL, 'an api_key cannot be rotated as a refresh token: KE006');
-SELECT throws_ok($$SELECT keen.rotate_refresh_token(pg_temp.sha('unknown'), pg_temp.sha('refresh-3'), now() + interval '1 day')$$,
+SELECT throws_ok($$SELECT keen.rotate_refresh_token(tap.sha('unknown'), tap.sha('refresh-3'), now() + interval '1 day')$$,
   'KE006', NULL, 'an unknown refresh token cannot be rotated: KE006');
 DO $$ BEGIN
   PERFORM set_config('app.current_user_id', '', true);
 END $$;
-SELECT is((SELECT token_id FROM keen.authenticate_token(pg_temp.sha('refresh-2'))), current_setting('test.refresh2')::uuid,
+SELECT is((SELECT token_id FROM keen.authenticate_token(tap.sha('refresh-2'))), current_setting('test.refresh2')::uuid,
   'the successor authenticates');
-SELECT is_empty($$SELECT * FROM keen.authenticate_token(pg_temp.sha('refresh-1'))$$,
+SELECT is_empty($$SELECT * FROM keen.authenticate_token(tap.sha('refresh-1'))$$,
   'a replayed rotated refresh token authenticates nothing');
-SELECT is_empty($$SELECT * FROM keen.authenticate_token(pg_temp.sha('refresh-2'))$$,
+SELECT is_empty($$SELECT * FROM keen.authenticate_token(tap.sha('refresh-2'))$$,
   'after a replay the whole family is revoked: the successor authenticates nothing');
 DO $$ BEGIN
   PERFORM set_config('app.current_user_id', current_setting('test.alice'), true);
 END $$;
 SELECT is((SELECT revoked_reason FROM keen.auth_tokens WHERE id = current_setting('test.refresh2')::uuid), 'reuse_detected',
   'the family is marked reuse_detected');
-SELECT throws_ok($$SELECT keen.rotate_refresh_token(pg_temp.sha('refresh-2'), pg_temp.sha('refresh-3'), now() + interval '1 day')$$,
+SELECT throws_ok($$SELECT keen.rotate_refresh_token(tap.sha('refresh-2'), tap.sha('refresh-3'), now() + interval '1 day')$$,
   'KE011', NULL, 'a token of a family revoked for reuse cannot be rotated: KE011');
 
 -- revocation
 DO $$ BEGIN
-  PERFORM set_config('test.r10', (keen.create_auth_token('jwt_refresh', pg_temp.sha('r10'), p_expires_at => now() + interval '1 day')).id::text, true);
+  PERFORM set_config('test.r10', (keen.create_auth_token('jwt_refresh', tap.sha('r10'), p_expires_at => now() + interval '1 day')).id::text, true);
 END $$;
 DO $$ BEGIN
-  PERFORM set_config('test.r11', (keen.rotate_refresh_token(pg_temp.sha('r10'), pg_temp.sha('r11'), now() + interval '1 day')).id::text, true);
+  PERFORM set_config('test.r11', (keen.rotate_refresh_token(tap.sha('r10'), tap.sha('r11'), now() + interval '1 day')).id::text, true);
 END $$;
 DO $$ BEGIN
-  PERFORM set_config('test.r12', (keen.rotate_refresh_token(pg_temp.sha('r11'), pg_temp.sha('r12'), now() + interval '1 day')).id::text, true);
+  PERFORM set_config('test.r12', (keen.rotate_refresh_token(tap.sha('r11'), tap.sha('r12'), now() + interval '1 day')).id::text, true);
 END $$;
 SELECT is((keen.revoke_token(current_setting('test.api')::uuid)).revoked_reason, 'revoked',
   'revoke_token revokes the caller''s token');
@@ -238,7 +241,7 @@ SELECT is((SELECT count(*) FROM keen.auth_tokens WHERE family_id = (SELECT famil
 DO $$ BEGIN
   PERFORM set_config('app.current_user_id', '', true);
 END $$;
-SELECT is_empty($$SELECT * FROM keen.authenticate_token(pg_temp.sha('api-1'))$$,
+SELECT is_empty($$SELECT * FROM keen.authenticate_token(tap.sha('api-1'))$$,
   'a revoked token authenticates nothing');
 DO $$ BEGIN
   PERFORM set_config('app.current_user_id', current_setting('test.alice'), true);
@@ -248,7 +251,7 @@ SELECT throws_ok($$UPDATE keen.auth_tokens SET revoked_at = NULL, revoked_reason
   'revocation is final: keen_app cannot revive a revoked token');
 SELECT throws_ok($$UPDATE keen.auth_tokens SET usage_count = 0, rate_window_count = 0$$, '42501', NULL,
   'keen_app cannot reset usage counters or rate-limit windows (written only by authenticate_token)');
-SELECT throws_ok($$UPDATE keen.auth_tokens SET token_hash = pg_temp.sha('other')$$, '42501', NULL,
+SELECT throws_ok($$UPDATE keen.auth_tokens SET token_hash = tap.sha('other')$$, '42501', NULL,
   'keen_app cannot rewrite a token''s hash');
 DO $$ BEGIN
   PERFORM set_config('app.current_user_id', '', true);
@@ -262,7 +265,7 @@ SELECT is_empty($$SELECT * FROM keen.auth_tokens WHERE user_id = current_setting
   'another tenant sees none of alice''s tokens');
 SELECT throws_ok($$SELECT keen.revoke_token(current_setting('test.refresh2')::uuid)$$, 'KE006', NULL,
   'another tenant cannot revoke alice''s token: KE006');
-SELECT throws_ok($$SELECT keen.rotate_refresh_token(pg_temp.sha('r10'), pg_temp.sha('bob-r'), now() + interval '1 day')$$,
+SELECT throws_ok($$SELECT keen.rotate_refresh_token(tap.sha('r10'), tap.sha('bob-r'), now() + interval '1 day')$$,
   'KE006', NULL, 'another tenant cannot rotate alice''s refresh token: KE006');
 SELECT is((SELECT email FROM keen.users), 'bob@example.com', 'another tenant reads only its own user row');
 RESET ROLE;

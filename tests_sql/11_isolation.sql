@@ -2,15 +2,15 @@
 -- cross-tenant references, fail-closed without context, and the exact lists of SECURITY
 -- DEFINER functions, policies and grants (a new one cannot appear unnoticed).
 BEGIN;
-SELECT plan(155);
+SELECT plan(156);
 
 -- pgTAP itself must be callable while acting as keen_app (rolled back with the test).
 GRANT USAGE ON SCHEMA tap TO keen_app, keen_analytics;
 
--- ===== helpers (pg_temp: gone with the session) ==============================
+-- ===== helpers (schema tap: rolled back with the test; keen_app has no pg_temp) =====
 -- Runs one statement in a subtransaction that is always undone; reports 'rows N' or the
 -- error as 'SQLSTATE message'.
-CREATE FUNCTION pg_temp.attempt(p_sql text) RETURNS text LANGUAGE plpgsql AS $$
+CREATE FUNCTION tap.attempt(p_sql text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
   v_rows bigint;
   v_result text;
@@ -29,7 +29,7 @@ END
 $$;
 
 -- Every tenant table's behaviour for every command, acting as keen_app for p_own.
-CREATE FUNCTION pg_temp.rls_matrix(p_table regclass, p_own uuid, p_other uuid)
+CREATE FUNCTION tap.rls_matrix(p_table regclass, p_own uuid, p_other uuid)
 RETURNS SETOF text LANGUAGE plpgsql AS $$
 DECLARE
   t text := p_table::text;
@@ -59,24 +59,30 @@ BEGIN
   ORDER BY a.attname <> 'user_id', a.attnum
   LIMIT 1;
   IF v_can_update THEN
-    v_res := pg_temp.attempt(format('UPDATE %s SET %I = %I WHERE user_id = %L', t, v_col, v_col, p_own));
+    v_res := tap.attempt(format('UPDATE %s SET %I = %I WHERE user_id = %L', t, v_col, v_col, p_own));
     RETURN NEXT ok(v_res ~ '^rows [1-9]', t || ': a tenant can update its own rows (' || v_res || ')');
-    v_res := pg_temp.attempt(format('UPDATE %s SET %I = %I WHERE user_id = %L', t, v_col, v_col, p_other));
+    v_res := tap.attempt(format('UPDATE %s SET %I = %I WHERE user_id = %L', t, v_col, v_col, p_other));
     RETURN NEXT is(v_res, 'rows 0', t || ': UPDATE of another tenant''s rows affects 0 rows');
   ELSE
-    v_res := pg_temp.attempt(format('UPDATE %s SET user_id = user_id WHERE user_id = %L', t, p_own));
+    -- Any stored column (users.user_id is generated: updating it fails before any privilege check).
+    SELECT a.attname INTO v_col
+    FROM pg_attribute AS a
+    WHERE a.attrelid = p_table AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+    ORDER BY a.attname <> 'user_id', a.attnum
+    LIMIT 1;
+    v_res := tap.attempt(format('UPDATE %s SET %I = %I WHERE user_id = %L', t, v_col, v_col, p_own));
     RETURN NEXT ok(v_res ~ '^42501 permission denied', t || ': UPDATE is not granted to keen_app (' || v_res || ')');
-    v_res := pg_temp.attempt(format('UPDATE %s SET user_id = user_id WHERE user_id = %L', t, p_other));
+    v_res := tap.attempt(format('UPDATE %s SET %I = %I WHERE user_id = %L', t, v_col, v_col, p_other));
     RETURN NEXT ok(v_res ~ '^42501 permission denied', t || ': UPDATE of another tenant''s rows is refused outright');
   END IF;
 
-  v_res := pg_temp.attempt(format('DELETE FROM %s WHERE user_id = %L', t, p_other));
+  v_res := tap.attempt(format('DELETE FROM %s WHERE user_id = %L', t, p_other));
   IF v_can_delete THEN
     RETURN NEXT is(v_res, 'rows 0', t || ': DELETE of another tenant''s rows affects 0 rows');
   ELSE
     RETURN NEXT ok(v_res ~ '^42501 permission denied', t || ': DELETE of another tenant''s rows is refused (not granted)');
   END IF;
-  v_res := pg_temp.attempt(format('DELETE FROM %s WHERE user_id = %L', t, p_own));
+  v_res := tap.attempt(format('DELETE FROM %s WHERE user_id = %L', t, p_own));
   RETURN NEXT ok(CASE WHEN v_can_delete THEN v_res ~ '^rows [1-9]' ELSE v_res ~ '^42501 permission denied' END,
                  t || ': DELETE of own rows ' || CASE WHEN v_can_delete THEN 'works' ELSE 'is not granted' END);
 
@@ -92,19 +98,19 @@ BEGIN
     WHERE a.attrelid = p_table AND a.attnum > 0 AND NOT a.attisdropped
       AND a.attgenerated = '' AND a.attidentity = ''
       AND has_column_privilege('keen_app', p_table, a.attnum, 'INSERT');
-    v_res := pg_temp.attempt(format('INSERT INTO %s (%s) SELECT %s FROM jsonb_populate_record(NULL::%s, %L)',
+    v_res := tap.attempt(format('INSERT INTO %s (%s) SELECT %s FROM jsonb_populate_record(NULL::%s, %L)',
                                     t, v_cols, v_cols, t, v_row));
     -- RLS WITH CHECK (42501); a BEFORE trigger that cannot see the other tenant's parent
     -- row (KE006, KE013) or a tenant-scoped foreign key (23503) may refuse it first.
     RETURN NEXT ok(v_res ~ '^(42501 new row violates row-level security|KE006|KE013|23503)',
                    t || ': INSERT with another tenant''s user_id is refused (' || v_res || ')');
   ELSE
-    v_res := pg_temp.attempt(format('INSERT INTO %s DEFAULT VALUES', t));
+    v_res := tap.attempt(format('INSERT INTO %s DEFAULT VALUES', t));
     RETURN NEXT ok(v_res ~ '^42501 permission denied', t || ': INSERT is not granted to keen_app (' || v_res || ')');
   END IF;
 
   IF has_column_privilege('keen_app', p_table, 'user_id', 'UPDATE') THEN
-    v_res := pg_temp.attempt(format('UPDATE %s SET user_id = %L WHERE user_id = %L', t, p_other, p_own));
+    v_res := tap.attempt(format('UPDATE %s SET user_id = %L WHERE user_id = %L', t, p_other, p_own));
     RETURN NEXT ok(v_res ~ '^(42501|23503|KE006|KE013)', t || ': a tenant cannot hand its rows to another tenant (' || v_res || ')');
   ELSE
     RETURN NEXT ok(true, t || ': a tenant cannot hand its rows to another tenant (user_id not updatable)');
@@ -118,11 +124,11 @@ END
 $$;
 
 -- Calls, as the current role with NULL arguments, every function in keen that keen_app may
--- execute (p_granted: the tenant API — not SECURITY DEFINER, not a trigger, not listed in
--- p_skip) or may not (NOT p_granted: all of them, triggers too); returns those whose error
+-- execute (p_granted: the tenant API, SECURITY DEFINER writers included — not a trigger, not
+-- listed in p_skip) or may not (NOT p_granted: all of them, triggers too); returns those whose error
 -- does not match p_expected. In the target list, not FROM: trigger functions are refused in
 -- FROM before any privilege check.
-CREATE FUNCTION pg_temp.calls_not_raising(p_granted boolean, p_skip text[], p_expected text)
+CREATE FUNCTION tap.calls_not_raising(p_granted boolean, p_skip text[], p_expected text)
 RETURNS text[] LANGUAGE plpgsql AS $$
 DECLARE
   v_fn record;
@@ -137,11 +143,11 @@ BEGIN
     FROM pg_proc AS p
     WHERE p.pronamespace = 'keen'::regnamespace AND p.prokind = 'f'
       AND has_function_privilege('keen_app', p.oid, 'EXECUTE') = p_granted
-      AND (NOT p_granted OR (NOT p.prosecdef AND p.prorettype <> 'trigger'::regtype))
+      AND (NOT p_granted OR p.prorettype <> 'trigger'::regtype)
       AND p.oid::regprocedure::text <> ALL (p_skip)
     ORDER BY 1
   LOOP
-    v_res := pg_temp.attempt(v_fn.call);
+    v_res := tap.attempt(v_fn.call);
     IF v_res !~ p_expected THEN
       v_bad := v_bad || (v_fn.signature || ': ' || v_res);
     END IF;
@@ -149,7 +155,9 @@ BEGIN
   RETURN v_bad;
 END
 $$;
-GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pg_temp TO keen_app;
+GRANT EXECUTE ON FUNCTION tap.attempt(text), tap.rls_matrix(regclass, uuid, uuid),
+  tap.calls_not_raising(boolean, text[], text) TO keen_app;
+GRANT USAGE ON SCHEMA tap TO keen_owner;
 
 -- ===== structure =============================================================
 SELECT set_eq(
@@ -168,25 +176,19 @@ SELECT set_eq(
   $$SELECT tablename || ' ' || policyname || ' ' || cmd || ' ' || array_to_string(roles, ',')
     FROM pg_policies WHERE schemaname = 'keen'$$,
   ARRAY[
-    'agent_sessions insert_own INSERT keen_app', 'agent_sessions owner_all ALL keen_owner',
-    'agent_sessions select_own SELECT keen_app', 'agent_sessions update_own UPDATE keen_app',
-    'auth_tokens insert_own INSERT keen_app', 'auth_tokens owner_all ALL keen_owner',
-    'auth_tokens select_own SELECT keen_app', 'auth_tokens update_own UPDATE keen_app',
+    'agent_sessions owner_all ALL keen_owner', 'agent_sessions select_own SELECT keen_app',
+    'auth_tokens owner_all ALL keen_owner', 'auth_tokens select_own SELECT keen_app',
     'credit_accounts owner_all ALL keen_owner', 'credit_accounts select_own SELECT keen_app',
     'credit_holds owner_all ALL keen_owner', 'credit_holds select_own SELECT keen_app',
     'credit_transactions owner_all ALL keen_owner', 'credit_transactions select_own SELECT keen_app',
-    'daily_usage_stats insert_own INSERT keen_app', 'daily_usage_stats owner_all ALL keen_owner',
-    'daily_usage_stats select_own SELECT keen_app', 'daily_usage_stats update_own UPDATE keen_app',
-    'recharge_requests owner_all ALL keen_owner',
-    'recharge_requests select_own SELECT keen_app',
-    'session_events insert_own INSERT keen_app', 'session_events owner_all ALL keen_owner',
-    'session_events select_own SELECT keen_app',
+    'daily_usage_stats owner_all ALL keen_owner', 'daily_usage_stats select_own SELECT keen_app',
+    'recharge_requests owner_all ALL keen_owner', 'recharge_requests select_own SELECT keen_app',
+    'session_events owner_all ALL keen_owner', 'session_events select_own SELECT keen_app',
     'session_limits owner_all ALL keen_owner', 'session_limits select_all SELECT keen_app',
-    'users owner_all ALL keen_owner', 'users select_own SELECT keen_app', 'users update_own UPDATE keen_app',
-    'websocket_connections insert_own INSERT keen_app', 'websocket_connections owner_all ALL keen_owner',
-    'websocket_connections select_own SELECT keen_app', 'websocket_connections update_own UPDATE keen_app'
+    'users owner_all ALL keen_owner', 'users select_own SELECT keen_app',
+    'websocket_connections owner_all ALL keen_owner', 'websocket_connections select_own SELECT keen_app'
   ],
-  'the row-level security policies are exactly these (one per command on tenant tables, none for DELETE)');
+  'the row-level security policies are exactly these: keen_app reads its own rows, writes none (the definer functions do, as keen_owner)');
 SELECT is_empty(
   $$SELECT tablename, policyname FROM pg_policies
     WHERE schemaname = 'keen' AND 'keen_app' = ANY (roles)
@@ -204,18 +206,30 @@ SELECT results_eq(
 SELECT set_eq(
   $$SELECT p.oid::regprocedure::text FROM pg_proc AS p
     WHERE p.pronamespace = 'keen'::regnamespace AND p.prosecdef$$,
-  ARRAY['keen.authenticate_token(text,inet)', 'keen.login_lookup(text)', 'keen.reap_stale_connections(interval)', 'keen.refresh_dashboard_metrics()', 'keen.register_user(text,text,text,text,text)',
-        -- the credit movements: the only writers of the credit tables, each naming user_id by value
-        'keen.add_credits(numeric,text,text,text,text,jsonb)', 'keen.capture_hold(uuid,numeric,text)',
-        'keen.configure_auto_recharge(boolean,numeric,numeric)', 'keen.deduct_credits(numeric,uuid,text,text)',
-        'keen.hold_credits(uuid,numeric,text,interval)', 'keen.release_hold(uuid)',
-        'keen.set_spending_limits(numeric,numeric)'],
-  'the SECURITY DEFINER functions are exactly the cross-tenant operations DESIGN.md allows and the credit movements');
+  ARRAY[
+    -- the cross-tenant operations DESIGN.md allows
+    'keen.authenticate_token(text,inet)', 'keen.login_lookup(text)', 'keen.reap_stale_connections(interval)',
+    'keen.refresh_dashboard_metrics()', 'keen.register_user(text,text,text,text,text)',
+    -- the tenant writers: the tenant from keen.require_user_id(), user_id named by value
+    'keen.add_credits(numeric,text,text,text,text,jsonb)', 'keen.cancel_session(text)',
+    'keen.capture_hold(uuid,numeric,text)', 'keen.close_connection(text)',
+    'keen.complete_session(text,boolean,numeric,text[],text[],text[],jsonb,text)',
+    'keen.configure_auto_recharge(boolean,numeric,numeric)',
+    'keen.create_auth_token(text,text,text,text[],timestamp with time zone,integer,inet,text)',
+    'keen.deduct_credits(numeric,uuid,text,text)', 'keen.hold_credits(uuid,numeric,text,interval)',
+    'keen.open_connection(text,inet,text,text,text,text[],text[])', 'keen.ping_connection(text)',
+    'keen.record_login(inet)', 'keen.release_hold(uuid)', 'keen.revoke_token(uuid)',
+    'keen.rotate_refresh_token(text,text,timestamp with time zone,inet,text)',
+    'keen.set_spending_limits(numeric,numeric)', 'keen.start_session(text,text,text,text,text)',
+    'keen.update_session_progress(text,text,integer,integer,bigint,numeric)',
+    -- the deferred stats trigger, which fires at COMMIT as keen_app
+    'keen.tg_agent_sessions__track_usage()'],
+  'the SECURITY DEFINER functions are exactly the cross-tenant operations DESIGN.md allows and the tenant writers');
 SELECT is_empty(
   $$SELECT p.oid::regprocedure FROM pg_proc AS p
     WHERE p.pronamespace = 'keen'::regnamespace
-      AND NOT coalesce('search_path=""' = ANY (p.proconfig) OR 'search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)$$,
-  'every function in keen pins search_path (to the empty string, or to pg_catalog, pg_temp)');
+      AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)$$,
+  'every function in keen pins search_path to pg_catalog, pg_temp (pg_temp last: no temporary object shadows ours)');
 SELECT is_empty(
   $$SELECT c.relname FROM pg_class AS c
     WHERE c.relnamespace = 'keen'::regnamespace AND c.relkind IN ('r', 'p')
@@ -268,37 +282,16 @@ SELECT set_eq(
     'schema keen USAGE keen_analytics',
     'schema keen USAGE keen_app',
     'materialized view keen.dashboard_metrics SELECT keen_analytics',
-    'sequence keen.session_events_id_seq USAGE keen_app',
-    'table keen.agent_sessions INSERT keen_app',
     'table keen.agent_sessions SELECT keen_app',
-    'table keen.agent_sessions UPDATE keen_app',
     'table keen.auth_tokens SELECT keen_app',
     'table keen.credit_accounts SELECT keen_app',
     'table keen.credit_holds SELECT keen_app',
     'table keen.credit_transactions SELECT keen_app',
-    'table keen.daily_usage_stats INSERT keen_app',
     'table keen.daily_usage_stats SELECT keen_app',
-    'table keen.daily_usage_stats UPDATE keen_app',
     'table keen.recharge_requests SELECT keen_app',
-    'table keen.session_events INSERT keen_app',
     'table keen.session_events SELECT keen_app',
     'table keen.session_limits SELECT keen_app',
-    'table keen.websocket_connections INSERT keen_app',
     'table keen.websocket_connections SELECT keen_app',
-    'table keen.websocket_connections UPDATE keen_app',
-    'column keen.auth_tokens.created_ip INSERT keen_app',
-    'column keen.auth_tokens.expires_at INSERT keen_app',
-    'column keen.auth_tokens.family_id INSERT keen_app',
-    'column keen.auth_tokens.rate_limit_per_hour INSERT keen_app',
-    'column keen.auth_tokens.replaced_by UPDATE keen_app',
-    'column keen.auth_tokens.revoked_at UPDATE keen_app',
-    'column keen.auth_tokens.revoked_reason UPDATE keen_app',
-    'column keen.auth_tokens.scopes INSERT keen_app',
-    'column keen.auth_tokens.token_hash INSERT keen_app',
-    'column keen.auth_tokens.token_name INSERT keen_app',
-    'column keen.auth_tokens.token_type INSERT keen_app',
-    'column keen.auth_tokens.user_agent INSERT keen_app',
-    'column keen.auth_tokens.user_id INSERT keen_app',
     'column keen.users.account_status SELECT keen_app',
     'column keen.users.admin_privileges SELECT keen_app',
     'column keen.users.created_at SELECT keen_app',
@@ -308,9 +301,7 @@ SELECT set_eq(
     'column keen.users.id SELECT keen_app',
     'column keen.users.is_admin SELECT keen_app',
     'column keen.users.last_login_at SELECT keen_app',
-    'column keen.users.last_login_at UPDATE keen_app',
     'column keen.users.last_login_ip SELECT keen_app',
-    'column keen.users.last_login_ip UPDATE keen_app',
     'column keen.users.mfa_enabled SELECT keen_app',
     'column keen.users.preferences SELECT keen_app',
     'column keen.users.role SELECT keen_app',
@@ -321,13 +312,11 @@ SELECT set_eq(
     'column keen.users.user_id SELECT keen_app',
     'column keen.users.username SELECT keen_app',
     'function keen.add_credits(numeric,text,text,text,text,jsonb) EXECUTE keen_app',
-    'function keen.add_usage_deltas(keen.usage_delta[]) EXECUTE keen_app',
-    'function keen.append_session_event(keen.agent_sessions,text,jsonb) EXECUTE keen_app',
     'function keen.authenticate_token(text,inet) EXECUTE keen_app',
     'function keen.cancel_session(text) EXECUTE keen_app',
     'function keen.capture_hold(uuid,numeric,text) EXECUTE keen_app',
     'function keen.check_credits(numeric) EXECUTE keen_app',
-    'function keen.check_session_cost(numeric,text) EXECUTE keen_app',
+    'function keen.check_text(text,text,integer,boolean) EXECUTE keen_app',
     'function keen.close_connection(text) EXECUTE keen_app',
     'function keen.complete_session(text,boolean,numeric,text[],text[],text[],jsonb,text) EXECUTE keen_app',
     'function keen.configure_auto_recharge(boolean,numeric,numeric) EXECUTE keen_app',
@@ -340,9 +329,6 @@ SELECT set_eq(
     'function keen.hold_credits(uuid,numeric,text,interval) EXECUTE keen_app',
     'function keen.list_session_events(bigint,text,integer) EXECUTE keen_app',
     'function keen.list_sessions(text,timestamp with time zone,uuid,integer) EXECUTE keen_app',
-    'function keen.lock_connection(text) EXECUTE keen_app',
-    'function keen.lock_event_stream(uuid) EXECUTE keen_app',
-    'function keen.lock_session(text) EXECUTE keen_app',
     'function keen.login_lookup(text) EXECUTE keen_app',
     'function keen.open_connection(text,inet,text,text,text,text[],text[]) EXECUTE keen_app',
     'function keen.ping_connection(text) EXECUTE keen_app',
@@ -355,17 +341,16 @@ SELECT set_eq(
     'function keen.rotate_refresh_token(text,text,timestamp with time zone,inet,text) EXECUTE keen_app',
     'function keen.round_cost(numeric) EXECUTE keen_app',
     'function keen.session_cost_breakdown(text) EXECUTE keen_app',
-    'function keen.session_phase_rank(text) EXECUTE keen_app',
     'function keen.session_tree(text) EXECUTE keen_app',
-    'function keen.session_usage(keen.agent_sessions,text,integer) EXECUTE keen_app',
     'function keen.session_uuid(text) EXECUTE keen_app',
     'function keen.set_spending_limits(numeric,numeric) EXECUTE keen_app',
     'function keen.start_session(text,text,text,text,text) EXECUTE keen_app',
+    'function keen.text_prefix(text) EXECUTE keen_app',
     'function keen.update_session_progress(text,text,integer,integer,bigint,numeric) EXECUTE keen_app',
     'function keen.usage_report(date,date) EXECUTE keen_app',
     'function keen.validate_credit_amount(numeric,text) EXECUTE keen_app'
   ],
-  'every grant to keen_app, keen_analytics and PUBLIC in keen is listed here (PUBLIC has none)');
+  'every grant to keen_app, keen_analytics and PUBLIC in keen is listed here (PUBLIC has none; keen_app holds SELECT and no other table privilege)');
 -- A unique key on a value a tenant chooses must include user_id, or it reveals (and blocks)
 -- other tenants' values. The keys without user_id, each global by nature or scoped by a
 -- tenant-owned parent (account, session):
@@ -382,7 +367,6 @@ SELECT set_eq(
     'keen.credit_transactions_account_id_entry_no_key',       -- per the tenant's account
     'keen.credit_transactions_account_id_idempotency_key_key',-- per the tenant's account
     'keen.credit_transactions_hold_id_key',                   -- server-made hold ids
-    'keen.credit_transactions_stripe_payment_intent_id_key',  -- Stripe's ids, set by billing
     'keen.recharge_requests_account_id_open_key',             -- per the tenant's account
     'keen.session_events_session_id_seq_key',                 -- per the tenant's session
     'keen.users_lower_email_key',                             -- login identity: global
@@ -397,9 +381,9 @@ SELECT ok(has_table_privilege('keen_analytics', 'keen.dashboard_metrics', 'SELEC
   'keen_analytics reads dashboard_metrics');
 
 -- ===== fixtures: tenants A and B with a row in every tenant table ===========
-CREATE FUNCTION pg_temp.sha(p_token text) RETURNS text LANGUAGE sql IMMUTABLE
+CREATE FUNCTION tap.sha(p_token text) RETURNS text LANGUAGE sql IMMUTABLE
   AS $$ SELECT encode(sha256(convert_to(p_token, 'UTF8')), 'hex') $$;
-GRANT EXECUTE ON FUNCTION pg_temp.sha(text) TO keen_app;
+GRANT EXECUTE ON FUNCTION tap.sha(text) TO keen_app;
 DO $$
 DECLARE
   v_tenant text;
@@ -418,23 +402,21 @@ BEGIN
                                      p_working_directory => '/tmp', p_git_branch => 'main')).id;
     PERFORM keen.open_connection(p_connection_id => 'c-' || v_tenant, p_client_ip => '10.0.0.1',
                                  p_client_type => 'web', p_session_id => 's-' || v_tenant);
-    v_id := (keen.create_auth_token(p_token_type => 'api_key', p_token_hash => pg_temp.sha('token-' || v_tenant))).id;
+    v_id := (keen.create_auth_token(p_token_type => 'api_key', p_token_hash => tap.sha('token-' || v_tenant))).id;
     PERFORM set_config('test.token_' || v_tenant, v_id::text, true);
     v_txn := (keen.add_credits(p_amount => 100, p_transaction_type => 'purchase', p_description => 'isolation fixture')).id;
     v_id := (keen.hold_credits(p_session_id => v_session, p_amount => 10)).id;
     PERFORM set_config('test.hold_' || v_tenant, v_id::text, true);
-    -- Written as the owner: keen_app writes no credit table (the movements do).
-    RESET ROLE;
-    INSERT INTO keen.recharge_requests (user_id, account_id, amount, triggered_by_transaction_id,
-                                        balance_at_request, status, failure_reason, resolved_at)
-    VALUES (v_user, v_account, 50, v_txn, 100, 'failed', 'isolation fixture', now());
-    PERFORM set_config('role', 'keen_app', true);
-    INSERT INTO keen.daily_usage_stats (user_id, date_bucket) VALUES (v_user, current_date - 1);
     PERFORM set_config('test.user_' || v_tenant, v_user::text, true);
     PERFORM set_config('test.session_' || v_tenant, v_session::text, true);
     PERFORM set_config('test.account_' || v_tenant, v_account::text, true);
     PERFORM set_config('test.txn_' || v_tenant, v_txn::text, true);
     RESET ROLE;
+    -- Rows no API call makes here, written as the owner (keen_app writes no table).
+    INSERT INTO keen.recharge_requests (user_id, account_id, amount, triggered_by_transaction_id,
+                                        balance_at_request, status, failure_reason, resolved_at)
+    VALUES (v_user, v_account, 50, v_txn, 100, 'failed', 'isolation fixture', now());
+    INSERT INTO keen.daily_usage_stats (user_id, date_bucket) VALUES (v_user, current_date - 1);
   END LOOP;
 END
 $$;
@@ -443,44 +425,44 @@ $$;
 SET LOCAL ROLE keen_app;
 DO $$ BEGIN PERFORM set_config('app.current_user_id', current_setting('test.user_a'), true); END $$;
 
-SELECT pg_temp.rls_matrix(t::regclass, current_setting('test.user_a')::uuid, current_setting('test.user_b')::uuid)
+SELECT tap.rls_matrix(t::regclass, current_setting('test.user_a')::uuid, current_setting('test.user_b')::uuid)
 FROM unnest(ARRAY['keen.users', 'keen.auth_tokens', 'keen.agent_sessions', 'keen.session_events',
                   'keen.websocket_connections', 'keen.credit_accounts', 'keen.credit_transactions',
                   'keen.credit_holds', 'keen.recharge_requests', 'keen.daily_usage_stats']) AS t;
 
--- own rows are writable through INSERT where keen_app may insert
-SELECT lives_ok($$INSERT INTO keen.auth_tokens (user_id, token_type, token_hash)
-  VALUES (current_setting('test.user_a')::uuid, 'api_key', pg_temp.sha('token-a-2'))$$,
-  'auth_tokens: a tenant inserts its own row');
-SELECT lives_ok($$INSERT INTO keen.agent_sessions (user_id, session_id, git_branch, vision, working_directory, parent_session_id, session_depth)
+-- not even its own rows are writable directly: the API functions write them
+SELECT throws_ok($$INSERT INTO keen.auth_tokens (user_id, token_type, token_hash)
+  VALUES (current_setting('test.user_a')::uuid, 'api_key', tap.sha('token-a-2'))$$, '42501', NULL,
+  'auth_tokens: a tenant cannot insert even its own row (create_auth_token does)');
+SELECT throws_ok($$INSERT INTO keen.agent_sessions (user_id, session_id, git_branch, vision, working_directory, parent_session_id, session_depth)
   VALUES (current_setting('test.user_a')::uuid, 's-a-child', 'main', 'child', '/tmp', current_setting('test.session_a')::uuid, 1)$$,
-  'agent_sessions: a tenant inserts its own row, child of its own session');
-UPDATE keen.agent_sessions SET last_event_seq = 100 WHERE session_id = 's-a';
-SELECT lives_ok($$INSERT INTO keen.session_events (user_id, session_id, seq, event_type)
+  '42501', NULL, 'agent_sessions: a tenant cannot insert even its own row (start_session does)');
+SELECT throws_ok($$INSERT INTO keen.session_events (user_id, session_id, seq, event_type)
   VALUES (current_setting('test.user_a')::uuid, current_setting('test.session_a')::uuid, 100, 'session.progress')$$,
-  'session_events: a tenant inserts its own row');
-SELECT lives_ok($$INSERT INTO keen.websocket_connections (user_id, connection_id, client_ip, client_type)
+  '42501', NULL, 'session_events: a tenant cannot insert even its own row (the session functions do)');
+SELECT throws_ok($$INSERT INTO keen.websocket_connections (user_id, connection_id, client_ip, client_type)
   VALUES (current_setting('test.user_a')::uuid, 'c-a-2', '10.0.0.2', 'cli')$$,
-  'websocket_connections: a tenant inserts its own row');
--- keen_app writes no credit table, not even its own rows: the movements (SECURITY DEFINER) do.
+  '42501', NULL, 'websocket_connections: a tenant cannot insert even its own row (open_connection does)');
 SELECT throws_ok($$INSERT INTO keen.credit_transactions (user_id, transaction_type, amount, description)
   VALUES (current_setting('test.user_a')::uuid, 'adjustment', 1, 'own entry')$$,
-  '42501', NULL, 'credit_transactions: a tenant cannot append to its own ledger directly');
+  '42501', NULL, 'credit_transactions: a tenant cannot append to its own ledger directly (add_credits does)');
 SELECT throws_ok($$INSERT INTO keen.credit_holds (user_id, amount, expires_at)
   VALUES (current_setting('test.user_a')::uuid, 1, now() + interval '1 hour')$$,
-  '42501', NULL, 'credit_holds: a tenant cannot place a hold directly');
+  '42501', NULL, 'credit_holds: a tenant cannot place a hold directly (hold_credits does)');
 SELECT throws_ok($$INSERT INTO keen.recharge_requests (user_id, account_id, amount, triggered_by_transaction_id, balance_at_request)
   VALUES (current_setting('test.user_a')::uuid, current_setting('test.account_a')::uuid, 50,
           current_setting('test.txn_a')::uuid, 100)$$,
-  '42501', NULL, 'recharge_requests: a tenant cannot record a recharge request directly');
-SELECT lives_ok($$INSERT INTO keen.daily_usage_stats (user_id, date_bucket)
+  '42501', NULL, 'recharge_requests: a tenant cannot record a recharge request (the ledger trigger does)');
+SELECT throws_ok($$INSERT INTO keen.daily_usage_stats (user_id, date_bucket)
   VALUES (current_setting('test.user_a')::uuid, current_date - 2)$$,
-  'daily_usage_stats: a tenant inserts its own row');
+  '42501', NULL, 'daily_usage_stats: a tenant cannot insert even its own row (the triggers do)');
 
 -- referencing another tenant's rows by id: composite (user_id, id) keys make the foreign
 -- key fail as if the row did not exist, though foreign-key checks skip RLS. The domain
 -- triggers, which refuse most of these first, are switched off here (rolled back) so that
 -- the keys themselves are proven; the API calls further down run with every trigger on.
+-- Written as keen_owner (whose policy sees every row, as inside the definer functions):
+-- keen_app cannot write these tables at all.
 RESET ROLE;
 SET CONSTRAINTS ALL IMMEDIATE;  -- deferred usage-stats triggers must not be pending
 ALTER TABLE keen.agent_sessions DISABLE TRIGGER USER;
@@ -488,7 +470,9 @@ ALTER TABLE keen.session_events DISABLE TRIGGER USER;
 ALTER TABLE keen.credit_transactions DISABLE TRIGGER USER;
 ALTER TABLE keen.credit_holds DISABLE TRIGGER USER;
 ALTER TABLE keen.websocket_connections DISABLE TRIGGER USER;
-SET LOCAL ROLE keen_app;
+SET LOCAL ROLE keen_owner;
+INSERT INTO keen.agent_sessions (user_id, session_id, git_branch, vision, working_directory, parent_session_id, session_depth)
+  VALUES (current_setting('test.user_a')::uuid, 's-a-child', 'main', 'child', '/tmp', current_setting('test.session_a')::uuid, 1);
 SELECT throws_ok($$INSERT INTO keen.agent_sessions (user_id, session_id, git_branch, vision, working_directory, parent_session_id, session_depth)
   VALUES (current_setting('test.user_a')::uuid, 's-a-evil', 'main', 'x', '/tmp', current_setting('test.session_b')::uuid, 1)$$,
   '23503', NULL, 'a session cannot have another tenant''s session as parent');
@@ -501,9 +485,6 @@ SELECT throws_ok($$INSERT INTO keen.websocket_connections (user_id, session_id, 
 SELECT throws_ok($$UPDATE keen.websocket_connections SET session_id = current_setting('test.session_b')::uuid
   WHERE connection_id = 'c-a'$$,
   '23503', NULL, 'an own connection cannot be re-pointed at another tenant''s session');
--- The credit tables' keys, as the superuser (no RLS, no privilege check): keen_app cannot
--- insert into them at all, so the composite keys alone are what is proven here.
-RESET ROLE;
 SELECT throws_ok($$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount,
                                           balance_before, balance_after, description)
   VALUES (current_setting('test.user_a')::uuid, current_setting('test.account_b')::uuid, 99, 'adjustment', 1, 0, 1, 'x')$$,
@@ -530,23 +511,23 @@ SELECT throws_ok($$INSERT INTO keen.recharge_requests (user_id, account_id, amou
   VALUES (current_setting('test.user_a')::uuid, current_setting('test.account_b')::uuid, 50,
           current_setting('test.txn_a')::uuid, 100, 'failed', 'x', now())$$,
   '23503', NULL, 'a recharge request cannot name another tenant''s account');
-SET LOCAL ROLE keen_app;
 SELECT throws_ok($$UPDATE keen.auth_tokens SET revoked_at = now(), revoked_reason = 'rotated',
   replaced_by = current_setting('test.token_b')::uuid WHERE id = current_setting('test.token_a')::uuid$$,
   '23503', NULL, 'a token cannot be replaced by another tenant''s token');
--- with the guard triggers off, row-level security itself refuses rows of another tenant
+-- with the guard triggers off, keen_app is still refused rows of another tenant, by privilege
+SET LOCAL ROLE keen_app;
 SELECT throws_like($$INSERT INTO keen.session_events (user_id, session_id, seq, event_type)
   VALUES (current_setting('test.user_b')::uuid, current_setting('test.session_b')::uuid, 9, 'session.progress')$$,
-  'new row violates row-level security policy%', 'session_events: RLS refuses a row of another tenant');
-SELECT throws_ok($$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount,
+  'permission denied%', 'session_events: keen_app cannot write a row of another tenant (no INSERT privilege)');
+SELECT throws_like($$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount,
                                           balance_before, balance_after, description)
   VALUES (current_setting('test.user_b')::uuid, current_setting('test.account_b')::uuid, 99, 'adjustment', 1, 0, 1, 'x')$$,
-  '42501', NULL, 'credit_transactions: a row of another tenant is refused (keen_app may not insert at all)');
-SELECT throws_ok($$INSERT INTO keen.credit_holds (user_id, account_id, amount, expires_at)
+  'permission denied%', 'credit_transactions: keen_app cannot write a row of another tenant (no INSERT privilege)');
+SELECT throws_like($$INSERT INTO keen.credit_holds (user_id, account_id, amount, expires_at)
   VALUES (current_setting('test.user_b')::uuid, current_setting('test.account_b')::uuid, 1, now() + interval '1 hour')$$,
-  '42501', NULL, 'credit_holds: a row of another tenant is refused (keen_app may not insert at all)');
+  'permission denied%', 'credit_holds: keen_app cannot write a row of another tenant (no INSERT privilege)');
 SELECT throws_like($$UPDATE keen.agent_sessions SET user_id = current_setting('test.user_b')::uuid WHERE session_id = 's-a-child'$$,
-  'new row violates row-level security policy%', 'agent_sessions: RLS refuses handing a row to another tenant');
+  'permission denied%', 'agent_sessions: keen_app cannot hand a row to another tenant (no UPDATE privilege)');
 RESET ROLE;
 ALTER TABLE keen.agent_sessions ENABLE TRIGGER USER;
 ALTER TABLE keen.session_events ENABLE TRIGGER USER;
@@ -588,21 +569,23 @@ SELECT throws_ok($$DELETE FROM keen.credit_transactions$$, '42501', NULL, 'keen_
 SELECT throws_ok($$TRUNCATE keen.credit_transactions$$, '42501', NULL, 'keen_app cannot TRUNCATE the ledger');
 
 -- internal helpers, called directly: refused, or no further than the tenant's own rows
-SELECT is(pg_temp.calls_not_raising(false, '{}', '^42501 permission denied for function'), '{}'::text[],
+SELECT is(tap.calls_not_raising(false, '{}', '^42501 permission denied for function'), '{}'::text[],
   'every keen function not granted to keen_app (operators, billing, triggers, in_migration) refuses it with 42501');
 SELECT throws_ok($$SELECT keen.in_migration()$$, '42501', NULL,
   'keen_app cannot call in_migration (it never reaches the append-only trigger that does)');
 SELECT throws_ok($$SELECT keen.rebuild_usage_stats(current_setting('test.user_a')::uuid)$$, '42501', NULL,
   'keen_app cannot rewrite daily_usage_stats with rebuild_usage_stats');
+SELECT throws_ok($$SELECT keen.extend_hold(current_setting('test.user_b')::uuid, current_setting('test.hold_b')::uuid, 1)$$, '42501', NULL,
+  'keen_app cannot call extend_hold (only the definer functions do, for their own tenant)');
 SELECT throws_ok($$SELECT keen.capture_hold(p_hold_id => current_setting('test.hold_b')::uuid)$$, 'KE006', NULL,
   'capture_hold of another tenant''s hold raises KE006 (the definer names user_id by value; its own policy would show it)');
 SELECT throws_ok($$SELECT keen.release_hold(current_setting('test.hold_b')::uuid)$$, 'KE006', NULL,
   'release_hold of another tenant''s hold raises KE006');
-SELECT throws_ok($$SELECT keen.lock_event_stream(current_setting('test.user_b')::uuid)$$, 'KE006', NULL,
-  'lock_event_stream of another tenant''s stream raises KE006');
-SELECT throws_like($$SELECT keen.add_usage_deltas(ARRAY[ROW(current_setting('test.user_b')::uuid, current_date,
+SELECT throws_ok($$SELECT keen.lock_event_stream(current_setting('test.user_b')::uuid)$$, '42501', NULL,
+  'keen_app cannot call lock_event_stream (only the definer session functions do, for their own tenant)');
+SELECT throws_ok($$SELECT keen.add_usage_deltas(ARRAY[ROW(current_setting('test.user_b')::uuid, current_date,
   1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)::keen.usage_delta])$$,
-  'new row violates row-level security policy%', 'add_usage_deltas cannot touch another tenant''s figures (RLS)');
+  '42501', NULL, 'keen_app cannot call add_usage_deltas (only the stats triggers do, as keen_owner)');
 
 -- ===== as another tenant (B) =================================================
 DO $$ BEGIN PERFORM set_config('app.current_user_id', current_setting('test.user_b'), true); END $$;
@@ -614,21 +597,19 @@ SELECT is((SELECT array_agg(username) FROM keen.users), ARRAY['tenant_b'::text],
 DO $$ BEGIN PERFORM set_config('app.current_user_id', '', true); END $$;
 SELECT is(keen.current_user_id(), NULL, 'an empty setting (what a committed local setting leaves) means no tenant');
 SELECT is((SELECT count(*) FROM keen.auth_tokens), 0::bigint, 'an empty setting shows no rows and raises no cast error');
-SELECT is(pg_temp.calls_not_raising(true, ARRAY[
-    -- pure helpers and lookups that read nothing of a tenant without one
+SELECT is(tap.calls_not_raising(true, ARRAY[
+    -- pure helpers that read nothing of a tenant
     'keen.current_user_id()', 'keen.require_user_id()',
     'keen.round_cost(numeric)', 'keen.validate_credit_amount(numeric,text)',
-    'keen.session_phase_rank(text)',
-    'keen.credit_local_date(uuid,timestamp with time zone)', 'keen.lock_event_stream(uuid)',
-    'keen.session_usage(keen.agent_sessions,text,integer)', 'keen.append_session_event(keen.agent_sessions,text,jsonb)',
-    'keen.check_session_cost(numeric,text)',
-    -- internal helpers taking ids: under RLS they find nothing without a tenant
-    'keen.add_usage_deltas(keen.usage_delta[])'
+    'keen.credit_local_date(uuid,timestamp with time zone)',
+    'keen.text_prefix(text)', 'keen.check_text(text,text,integer,boolean)',
+    -- the cross-tenant definers, which need no tenant
+    'keen.register_user(text,text,text,text,text)', 'keen.login_lookup(text)', 'keen.authenticate_token(text,inet)'
   ], '^KE010'), '{}'::text[],
-  'every tenant API function raises KE010 without tenant context');
+  'every tenant API function, SECURITY DEFINER writers included, raises KE010 without tenant context');
 RESET ROLE;
-SELECT throws_ok($$SELECT keen.current_user_id() FROM (SELECT set_config('app.current_user_id', 'not-a-uuid', true)) AS s$$,
-  '22P02', NULL, 'a malformed tenant id is an error, never a match');
+SELECT is((SELECT keen.current_user_id() FROM (SELECT set_config('app.current_user_id', 'not-a-uuid', true)) AS s), NULL,
+  'a malformed tenant id is no tenant (fail closed), never an error and never a match');
 
 SELECT * FROM finish();
 ROLLBACK;

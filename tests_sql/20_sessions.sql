@@ -33,21 +33,23 @@ SELECT function_returns('keen', 'complete_session', ARRAY['text', 'boolean', 'nu
 SELECT function_returns('keen', 'open_connection', ARRAY['text', 'inet', 'text', 'text', 'text', 'text[]', 'text[]'],
   'keen.websocket_connections', 'open_connection returns the websocket_connections row type');
 SELECT is_definer('keen', 'reap_stale_connections', ARRAY['interval'], 'reap_stale_connections is SECURITY DEFINER (it crosses tenants)');
-SELECT ok(NOT EXISTS (SELECT FROM pg_proc AS p
-                       WHERE p.pronamespace = 'keen'::regnamespace AND p.prosecdef
-                         AND p.oid IN (SELECT t.tgfoid FROM pg_trigger AS t
-                                        WHERE t.tgrelid IN ('keen.agent_sessions'::regclass, 'keen.session_events'::regclass,
-                                                            'keen.websocket_connections'::regclass))
-                          OR p.prosecdef AND p.proname IN ('start_session', 'update_session_progress', 'complete_session',
-                               'cancel_session', 'session_tree', 'list_sessions', 'list_session_events', 'open_connection',
-                               'ping_connection', 'close_connection', 'prune_session_events')),
-  'every other session function and trigger runs as the invoker under RLS');
+SELECT set_eq($$SELECT p.proname::text FROM pg_proc AS p
+                  WHERE p.pronamespace = 'keen'::regnamespace AND p.prosecdef
+                    AND (p.oid IN (SELECT t.tgfoid FROM pg_trigger AS t
+                                    WHERE t.tgrelid IN ('keen.agent_sessions'::regclass, 'keen.session_events'::regclass,
+                                                        'keen.websocket_connections'::regclass))
+                         OR p.proname IN ('start_session', 'update_session_progress', 'complete_session',
+                              'cancel_session', 'session_tree', 'list_sessions', 'list_session_events', 'open_connection',
+                              'ping_connection', 'close_connection', 'prune_session_events'))$$,
+  ARRAY['start_session', 'update_session_progress', 'complete_session', 'cancel_session', 'open_connection',
+        'ping_connection', 'close_connection', 'tg_agent_sessions__track_usage'],
+  'the session functions that write are SECURITY DEFINER (keen_app writes no session table), as is the deferred stats trigger; readers run as the invoker');
 SELECT ok(NOT EXISTS (SELECT FROM pg_proc AS p
                        WHERE p.pronamespace = 'keen'::regnamespace
                          AND p.proname IN ('start_session', 'complete_session', 'session_tree', 'reap_stale_connections',
                                            'tg_session_events__sequence', 'tg_websocket_connections__sync_session')
-                         AND NOT coalesce(p.proconfig @> ARRAY['search_path=""'], false)),
-  'session functions pin an empty search_path');
+                         AND NOT coalesce(p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp'], false)),
+  'session functions pin search_path to pg_catalog, pg_temp (pg_temp last)');
 SELECT function_privs_are('keen', 'complete_session', ARRAY['text', 'boolean', 'numeric', 'text[]', 'text[]', 'text[]', 'jsonb', 'text'],
   'keen_app', ARRAY['EXECUTE'], 'keen_app may execute complete_session');
 SELECT function_privs_are('keen', 'reap_stale_connections', ARRAY['interval'], 'keen_app', '{}'::text[],
@@ -94,7 +96,7 @@ SELECT throws_ok($$SELECT keen.start_session(p_session_id => 'orphan', p_vision 
 SELECT throws_ok($$SELECT keen.start_session(p_session_id => 'x', p_vision => NULL, p_working_directory => '/w', p_git_branch => 'b')$$,
   'KE013', NULL, 'a missing required argument raises KE013');
 SELECT throws_ok($$SELECT keen.start_session(p_session_id => '', p_vision => 'v', p_working_directory => '/w', p_git_branch => 'b')$$,
-  '23514', NULL, 'an empty session id is refused by agent_sessions_session_id_check');
+  'KE013', NULL, 'an empty session id raises KE013 at the call (not a raw 23514)');
 
 -- ===== as the owner: hierarchy limits ========================================
 RESET ROLE;
@@ -305,6 +307,9 @@ SELECT throws_ok($$SELECT keen.start_session(p_session_id => 'y', p_vision => 'v
 SELECT throws_ok($$SELECT keen.cancel_session('nope')$$, 'KE006', NULL, 'cancelling an unknown session raises KE006');
 
 -- ===== as the owner: the database guards =====================================
+-- keen_app writes no session table (tests_sql/12_attacker.sql); the guards hold for whoever
+-- does, keen_owner included.
+SET LOCAL ROLE keen_owner;
 SELECT throws_ok($$UPDATE keen.agent_sessions SET parent_session_id = (SELECT id FROM keen.agent_sessions WHERE session_id = 'grandchild')
                    WHERE session_id = 'child-3'$$,
   'KE013', NULL, 'a parent never changes, so no cycle can form');
@@ -315,6 +320,7 @@ SELECT throws_ok($$UPDATE keen.agent_sessions SET websocket_connections = ARRAY[
 SELECT throws_ok($$INSERT INTO keen.session_events (user_id, session_id, seq, event_type)
                    SELECT user_id, id, last_event_seq + 1, 'session.forged' FROM keen.agent_sessions WHERE session_id = 'life'$$,
   'KE013', NULL, 'an event not numbered under the session''s row lock is refused');
+SET LOCAL ROLE keen_app;
 
 -- ===== as the owner: session_tree, 6 levels and 1,000 nodes ==================
 -- Depths 0-4 branch 3 ways (1 + 3 + 9 + 27 + 81 = 121 nodes); the 879 leaves at depth 5
@@ -450,10 +456,10 @@ SELECT throws_ok($$SELECT * FROM keen.session_tree('t0000')$$, 'KE006', NULL, 'a
 SELECT throws_ok($$SELECT keen.open_connection(p_connection_id => 'b-ws', p_client_ip => '10.0.0.9', p_session_id => 'life')$$,
   'KE006', NULL, 'a connection cannot follow another tenant''s session');
 SELECT throws_ok($$SELECT keen.ping_connection('ws-0')$$, 'KE006', NULL, 'another tenant''s connection is not found');
-SELECT throws_ok($$SELECT keen.lock_event_stream('00000000-0000-4000-8000-0000000d0a01')$$, 'KE006', NULL,
-  'a tenant cannot take (and hold) another tenant''s event-stream lock');
-SELECT lives_ok($$SELECT keen.lock_event_stream('00000000-0000-4000-8000-0000000d0b01')$$,
-  'a tenant takes its own event-stream lock');
+SELECT throws_ok($$SELECT keen.lock_event_stream('00000000-0000-4000-8000-0000000d0a01')$$, '42501', NULL,
+  'a tenant cannot take (and hold) another tenant''s event-stream lock: keen_app may not call lock_event_stream');
+SELECT throws_ok($$SELECT FROM keen.users WHERE id = '00000000-0000-4000-8000-0000000d0b01' FOR NO KEY UPDATE$$, '42501', NULL,
+  'nor lock a user row (the stream lock) directly, not even its own: keen_app has no UPDATE privilege');
 SELECT lives_ok($$SELECT keen.start_session(p_session_id => 'root', p_vision => 'v', p_working_directory => '/w', p_git_branch => 'b')$$,
   'session ids are unique per tenant: bob may use alice''s id');
 SELECT results_eq($$SELECT session_id FROM keen.list_sessions()$$, $$VALUES ('root')$$, 'bob lists only his own session');

@@ -16,14 +16,15 @@ SELECT columns_are('keen', 'daily_usage_stats', ARRAY[
 SELECT has_materialized_view('keen', 'dashboard_metrics', 'dashboard_metrics is a materialized view');
 SELECT index_is_unique('keen', 'dashboard_metrics', 'dashboard_metrics_hour_bucket_key',
   'dashboard_metrics has the unique index REFRESH CONCURRENTLY needs');
-SELECT policies_are('keen', 'daily_usage_stats', ARRAY['select_own', 'insert_own', 'update_own', 'owner_all'],
-  'daily_usage_stats has the tenant policies and the owner policy');
+SELECT policies_are('keen', 'daily_usage_stats', ARRAY['select_own', 'owner_all'],
+  'daily_usage_stats has the tenant read policy and the owner policy (keen_app writes no stats)');
 SELECT is_definer('keen', 'refresh_dashboard_metrics', '{}'::name[],
   'refresh_dashboard_metrics is SECURITY DEFINER (the view reads every tenant)');
 SELECT isnt_definer('keen', 'usage_report', ARRAY['date', 'date'], 'usage_report runs as the caller, under RLS');
 SELECT isnt_definer('keen', 'session_cost_breakdown', ARRAY['text'], 'session_cost_breakdown runs as the caller, under RLS');
 SELECT isnt_definer('keen', 'verify_usage_stats', '{}'::name[], 'verify_usage_stats runs as the operator');
-SELECT isnt_definer('keen', 'tg_agent_sessions__track_usage', '{}'::name[], 'the session stats trigger runs as the invoker');
+SELECT is_definer('keen', 'tg_agent_sessions__track_usage', '{}'::name[],
+  'the deferred session stats trigger is SECURITY DEFINER (at commit it runs as keen_app, which writes no stats)');
 SELECT hasnt_function('keen', 'tg_credit_transactions__track_usage', '{}'::name[], 'no ledger stats trigger: each credit movement adds its own figure (keen.add_ledger_usage)');
 SELECT isnt_definer('keen', 'add_usage_deltas', ARRAY['keen.usage_delta[]'], 'add_usage_deltas runs as the invoker, under RLS');
 SELECT isnt_definer('keen', 'tg_users__rebucket_usage_stats', '{}'::name[], 'the time zone trigger runs as the invoker');
@@ -41,8 +42,8 @@ SELECT function_privs_are('keen', 'refresh_dashboard_metrics', '{}'::name[], 'ke
   'keen_analytics may refresh the dashboard (the scheduled job''s login)');
 SELECT table_privs_are('keen', 'dashboard_metrics', 'keen_app', '{}'::text[], 'keen_app has no access to dashboard_metrics');
 SELECT table_privs_are('keen', 'dashboard_metrics', 'keen_analytics', ARRAY['SELECT'], 'keen_analytics may only read dashboard_metrics');
-SELECT table_privs_are('keen', 'daily_usage_stats', 'keen_app', ARRAY['SELECT', 'INSERT', 'UPDATE'],
-  'keen_app reads and upserts (through the triggers) but never deletes stats');
+SELECT table_privs_are('keen', 'daily_usage_stats', 'keen_app', ARRAY['SELECT'],
+  'keen_app only reads stats (the triggers write them as keen_owner)');
 SELECT has_trigger('keen', 'agent_sessions', '_500_track_usage_stats', 'sessions inserted or deleted update the stats');
 SELECT has_trigger('keen', 'agent_sessions', '_500_track_usage_stats_update', 'sessions changed update the stats');
 SELECT hasnt_trigger('keen', 'credit_transactions', '_500_track_usage_stats', 'ledger rows are counted by the movements, not by a trigger');
@@ -58,24 +59,27 @@ DO $$ BEGIN
     p_email => 'bob@example.com', p_username => 'bob', p_password_hash => repeat('b', 40),
     p_timezone => 'America/New_York')::text, true);
 END $$;
-CREATE FUNCTION pg_temp.day_of(p_user text, p_day date) RETURNS keen.daily_usage_stats
+CREATE FUNCTION tap.day_of(p_user text, p_day date) RETURNS keen.daily_usage_stats
   LANGUAGE sql STABLE AS $$
     SELECT s.* FROM keen.daily_usage_stats AS s
     WHERE s.user_id = current_setting('test.' || p_user)::uuid AND s.date_bucket = p_day $$;
-GRANT EXECUTE ON FUNCTION pg_temp.day_of(text, date) TO keen_app;
+GRANT EXECUTE ON FUNCTION tap.day_of(text, date) TO keen_app, keen_owner;
+GRANT USAGE ON SCHEMA tap TO keen_owner;
 
 -- ===== as the owner: alice's scripted day (2020-11-10, Paris) ================
-SET LOCAL ROLE keen_app;
+-- History with chosen times is written as keen_owner (keen_app writes no session and sets
+-- no time); the figures then arrive through the same triggers.
+SET LOCAL ROLE keen_owner;
 SELECT set_config('app.current_user_id', current_setting('test.a'), true);
 -- a1 (09:00–10:00 Paris) completes; its child a2 fails; a3 runs across Paris midnight;
 -- a4 starts after Paris midnight (still 2020-11-10 in UTC) and is cancelled.
 INSERT INTO keen.agent_sessions (id, user_id, session_id, git_branch, vision, working_directory, start_time)
 VALUES ('00000000-0000-4000-8000-0000000000a1', current_setting('test.a')::uuid, 'a1', 'main', 'v', '/w',
         '2020-11-10 08:00Z');
-SELECT is(pg_temp.day_of('a', '2020-11-10'), NULL,
+SELECT is(tap.day_of('a', '2020-11-10'), NULL,
   'session figures are added at commit (deferred trigger), not at the insert');
 SET CONSTRAINTS keen._500_track_usage_stats, keen._500_track_usage_stats_update IMMEDIATE;
-SELECT is((pg_temp.day_of('a', '2020-11-10')).sessions_started, 1,
+SELECT is((tap.day_of('a', '2020-11-10')).sessions_started, 1,
   'the deferred figures arrive when the constraint trigger fires (commit, or SET CONSTRAINTS IMMEDIATE)');
 INSERT INTO keen.agent_sessions (id, user_id, session_id, parent_session_id, session_depth, git_branch, vision,
                                  working_directory, start_time)
@@ -97,7 +101,8 @@ UPDATE keen.agent_sessions SET execution_status = 'failed', end_time = '2020-11-
 UPDATE keen.agent_sessions SET execution_status = 'completed', end_time = '2020-11-10 09:00Z' WHERE session_id = 'a1';
 UPDATE keen.agent_sessions SET execution_status = 'completed', end_time = '2020-11-10 23:30Z' WHERE session_id = 'a3';
 UPDATE keen.agent_sessions SET execution_status = 'cancelled', end_time = '2020-11-10 23:20Z' WHERE session_id = 'a4';
--- Credits move today (the ledger stamps server time).
+-- Credits move today (the ledger stamps server time), through the API as keen_app.
+SET LOCAL ROLE keen_app;
 SELECT set_config('test.a_today', (now() AT TIME ZONE 'Europe/Paris')::date::text, true);
 SELECT lives_ok($$SELECT keen.add_credits(p_amount => 50, p_transaction_type => 'purchase')$$, 'alice buys 50 credits');
 SELECT lives_ok($$SELECT keen.deduct_credits(p_amount => 2, p_session_id => '00000000-0000-4000-8000-0000000000a1')$$,
@@ -105,24 +110,24 @@ SELECT lives_ok($$SELECT keen.deduct_credits(p_amount => 2, p_session_id => '000
 SELECT lives_ok($$SELECT keen.add_credits(p_amount => 0.5, p_transaction_type => 'refund')$$, 'alice is refunded 0.5');
 SELECT lives_ok($$SELECT keen.add_credits(p_amount => 1, p_transaction_type => 'adjustment')$$, 'alice is adjusted by 1');
 
-SELECT is((pg_temp.day_of('a', '2020-11-10')).sessions_started, 3,
+SELECT is((tap.day_of('a', '2020-11-10')).sessions_started, 3,
   'sessions_started counts a1, a2 and a3 on their local start day');
-SELECT is((pg_temp.day_of('a', '2020-11-10')).sessions_completed, 1, 'sessions_completed counts a1 on its local end day');
-SELECT is((pg_temp.day_of('a', '2020-11-10')).sessions_failed, 1, 'sessions_failed counts a2');
-SELECT is((pg_temp.day_of('a', '2020-11-10')).tokens_used, 1700::bigint, 'tokens_used sums the increments of the day''s sessions');
-SELECT is((pg_temp.day_of('a', '2020-11-10')).tool_calls, 8::bigint, 'tool_calls sums the increments');
-SELECT is((pg_temp.day_of('a', '2020-11-10')).total_cost, 2.5, 'total_cost sums the increments');
-SELECT is((pg_temp.day_of('a', '2020-11-11')).sessions_started, 1,
+SELECT is((tap.day_of('a', '2020-11-10')).sessions_completed, 1, 'sessions_completed counts a1 on its local end day');
+SELECT is((tap.day_of('a', '2020-11-10')).sessions_failed, 1, 'sessions_failed counts a2');
+SELECT is((tap.day_of('a', '2020-11-10')).tokens_used, 1700::bigint, 'tokens_used sums the increments of the day''s sessions');
+SELECT is((tap.day_of('a', '2020-11-10')).tool_calls, 8::bigint, 'tool_calls sums the increments');
+SELECT is((tap.day_of('a', '2020-11-10')).total_cost, 2.5, 'total_cost sums the increments');
+SELECT is((tap.day_of('a', '2020-11-11')).sessions_started, 1,
   'a4 started at 00:15 Paris time: it counts on the user''s next day, not the UTC day');
-SELECT is((pg_temp.day_of('a', '2020-11-11')).sessions_completed, 1, 'a3 ended after Paris midnight: completed on the next day');
-SELECT is((pg_temp.day_of('a', '2020-11-11')).sessions_cancelled, 1, 'sessions_cancelled counts a4');
-SELECT is((pg_temp.day_of('a', current_setting('test.a_today')::date)).credits_purchased, 50.0,
+SELECT is((tap.day_of('a', '2020-11-11')).sessions_completed, 1, 'a3 ended after Paris midnight: completed on the next day');
+SELECT is((tap.day_of('a', '2020-11-11')).sessions_cancelled, 1, 'sessions_cancelled counts a4');
+SELECT is((tap.day_of('a', current_setting('test.a_today')::date)).credits_purchased, 50.0,
   'credits_purchased counts purchases on the local day of the ledger row');
-SELECT is((pg_temp.day_of('a', current_setting('test.a_today')::date)).credits_spent, 2.0,
+SELECT is((tap.day_of('a', current_setting('test.a_today')::date)).credits_spent, 2.0,
   'credits_spent counts usage rows as positive amounts');
-SELECT is((pg_temp.day_of('a', current_setting('test.a_today')::date)).credits_refunded, 0.5,
+SELECT is((tap.day_of('a', current_setting('test.a_today')::date)).credits_refunded, 0.5,
   'credits_refunded counts refunds apart from spending');
-SELECT is((pg_temp.day_of('a', current_setting('test.a_today')::date)).credits_adjusted, 1.0,
+SELECT is((tap.day_of('a', current_setting('test.a_today')::date)).credits_adjusted, 1.0,
   'credits_adjusted nets adjustments');
 SELECT results_eq(
   $$SELECT date_bucket, sessions_started, sessions_completed, sessions_failed, sessions_cancelled, tokens_used,
@@ -160,13 +165,16 @@ SELECT is((SELECT count(*) FROM keen.daily_usage_stats WHERE user_id <> current_
 
 -- ===== as another tenant =====================================================
 SELECT set_config('app.current_user_id', current_setting('test.b'), true);
--- b1 runs 22:00–23:00 New York time on 2020-11-10 (already 2020-11-11 in UTC).
+-- b1 runs 22:00–23:00 New York time on 2020-11-10 (already 2020-11-11 in UTC): history,
+-- written as keen_owner.
+SET LOCAL ROLE keen_owner;
 INSERT INTO keen.agent_sessions (user_id, session_id, git_branch, vision, working_directory, start_time)
 VALUES (current_setting('test.b')::uuid, 'b1', 'main', 'v', '/w', '2020-11-11 03:00Z');
 UPDATE keen.agent_sessions SET tokens_used = 300, tool_calls_count = 4, total_cost = 0.3 WHERE session_id = 'b1';
 -- Completion may set a final cost below the running total: the decrement is taken back.
 UPDATE keen.agent_sessions SET execution_status = 'completed', end_time = '2020-11-11 04:00Z', total_cost = 0.25
 WHERE session_id = 'b1';
+SET LOCAL ROLE keen_app;
 SELECT lives_ok($$SELECT keen.add_credits(p_amount => 20)$$, 'bob buys 20 credits');
 SELECT results_eq(
   $$SELECT date_bucket, sessions_started, sessions_completed, tokens_used, total_cost

@@ -387,8 +387,8 @@ class CreditTransaction(NamedTuple):
         idempotency_key: Caller's key: a retry returns this row instead of charging again.
         request_fingerprint: Hash of the calls arguments: a retried key with other arguments
         raises KE005.
-        stripe_payment_intent_id: The payment that bought these credits; globally unique, so one
-        payment credits once.
+        stripe_payment_intent_id: The payment that bought these credits; unique per tenant, so
+        one payment credits once.
         created_at: When the entry was posted (set by the ledger trigger).
         created_by_ip: Client address of the request, when known.
     """

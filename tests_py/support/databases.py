@@ -36,6 +36,12 @@ def create_database(admin_url: str, name: str, template: str | None = None) -> s
         if template:
             stmt += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
         conn.execute(stmt)
+        if template:
+            # A clone does not copy the template's database privileges: repeat what migration
+            # 0009 sets (no TEMP for PUBLIC, so none for a service login; keen_owner keeps it).
+            ident = sql.Identifier(name)
+            conn.execute(sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC").format(ident))
+            conn.execute(sql.SQL("GRANT TEMPORARY ON DATABASE {} TO keen_owner").format(ident))
     return url_for(admin_url, name)
 
 
