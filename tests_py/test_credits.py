@@ -428,6 +428,7 @@ def test_capture_of_a_released_hold_raises_KE007(db: Database, db_url: str) -> N
             p_idempotency_key=None,
             p_expires_in=None,
         )
+        assert hold is not None
         q.credits.release_hold(p_hold_id=hold.id)
     with pytest.raises(errors.InvalidStateTransition), db.tenant(user) as q:
         q.credits.capture_hold(p_hold_id=hold.id, p_amount=None, p_description=None)
