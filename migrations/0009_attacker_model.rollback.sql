@@ -776,6 +776,35 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION keen.tg_websocket_connections__sync_session()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+  v_session_id uuid;
+BEGIN
+  FOR v_session_id IN
+    SELECT DISTINCT x.id
+      FROM (VALUES (CASE WHEN TG_OP <> 'INSERT' THEN OLD.session_id END),
+                   (CASE WHEN TG_OP <> 'DELETE' THEN NEW.session_id END)) AS x(id)
+     WHERE x.id IS NOT NULL
+  LOOP
+    -- Lock first, then read in a new statement: its snapshot sees every connection
+    -- committed by whoever held the lock before, so concurrent opens and closes of one
+    -- session's connections cannot overwrite each other's list.
+    PERFORM FROM keen.agent_sessions AS s WHERE s.id = v_session_id FOR NO KEY UPDATE;
+    UPDATE keen.agent_sessions AS s
+       SET websocket_connections = ARRAY(
+             SELECT c.connection_id FROM keen.websocket_connections AS c
+              WHERE c.session_id = v_session_id AND c.connection_status = 'active'
+              ORDER BY c.connection_id)
+     WHERE s.id = v_session_id;
+  END LOOP;
+  RETURN NULL;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION keen.lock_credit_account(p_user_id uuid)
 RETURNS keen.credit_accounts
 LANGUAGE plpgsql
@@ -945,6 +974,137 @@ BEGIN
       PERFORM pg_catalog.pg_notify('keen_recharge', v_request_id::text);
     END IF;
   END IF;
+  RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION keen.tg_credit_accounts__guard()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+  v_entry record;  -- the ledger row and the user's timezone
+  v_date date;
+  v_month date;
+  v_held numeric;
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    IF (NEW.current_balance, NEW.held_amount, NEW.lifetime_purchased, NEW.lifetime_spent,
+        NEW.last_entry_no, NEW.spent_today, NEW.spent_this_month) <> (0, 0, 0, 0, 0, 0, 0) THEN
+      RAISE EXCEPTION 'a credit account opens empty: credits arrive through the ledger'
+        USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NEW;
+  END IF;
+  IF NEW.id <> OLD.id OR NEW.user_id <> OLD.user_id THEN
+    RAISE EXCEPTION 'a credit account''s id and user_id never change' USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  IF (NEW.account_status, NEW.suspended_reason) IS DISTINCT FROM (OLD.account_status, OLD.suspended_reason)
+     AND NOT pg_catalog.pg_has_role(current_user, 'keen_owner', 'MEMBER') THEN
+    RAISE EXCEPTION 'only operators change a credit account''s status' USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  -- Derived columns are never written directly; they are computed below.
+  IF (NEW.lifetime_purchased, NEW.lifetime_spent, NEW.spent_today_date, NEW.spent_today,
+      NEW.spent_month_start, NEW.spent_this_month)
+     IS DISTINCT FROM (OLD.lifetime_purchased, OLD.lifetime_spent, OLD.spent_today_date, OLD.spent_today,
+                       OLD.spent_month_start, OLD.spent_this_month) THEN
+    RAISE EXCEPTION 'lifetime totals and spending counters are derived from the ledger'
+      USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  IF NEW.last_entry_no <> OLD.last_entry_no OR NEW.current_balance <> OLD.current_balance THEN
+    -- A balance moves only to the balance_after of the next ledger entry, which must exist.
+    -- With the user's time zone in the same statement (one statement less per entry).
+    SELECT t.*, u.timezone INTO v_entry
+      FROM keen.credit_transactions AS t LEFT JOIN keen.users AS u ON u.id = OLD.user_id
+     WHERE t.account_id = OLD.id AND t.entry_no = NEW.last_entry_no;
+    IF NOT FOUND OR NEW.last_entry_no <> OLD.last_entry_no + 1
+       OR v_entry.balance_before <> OLD.current_balance OR v_entry.balance_after <> NEW.current_balance THEN
+      RAISE EXCEPTION 'credit account % balance changes only through a ledger entry', OLD.id
+        USING ERRCODE = 'insufficient_privilege', HINT = 'Use keen.add_credits() or keen.deduct_credits().';
+    END IF;
+    IF v_entry.transaction_type = 'purchase' THEN
+      NEW.lifetime_purchased := OLD.lifetime_purchased + v_entry.amount;
+    ELSIF v_entry.transaction_type = 'usage' THEN
+      NEW.lifetime_spent := OLD.lifetime_spent - v_entry.amount;
+      -- As keen.credit_local_date: the user's day, UTC when the user row is not visible.
+      v_date := (v_entry.created_at AT TIME ZONE coalesce(v_entry.timezone, 'UTC'))::date;
+      v_month := pg_catalog.date_trunc('month', v_date)::date;
+      IF OLD.spent_today_date = v_date THEN
+        NEW.spent_today := OLD.spent_today - v_entry.amount;
+      ELSIF OLD.spent_today_date IS NULL OR OLD.spent_today_date < v_date THEN
+        NEW.spent_today_date := v_date;
+        NEW.spent_today := -v_entry.amount;
+      END IF;
+      IF OLD.spent_month_start = v_month THEN
+        NEW.spent_this_month := OLD.spent_this_month - v_entry.amount;
+      ELSIF OLD.spent_month_start IS NULL OR OLD.spent_month_start < v_month THEN
+        NEW.spent_month_start := v_month;
+        NEW.spent_this_month := -v_entry.amount;
+      END IF;
+    END IF;
+  END IF;
+  IF NEW.held_amount <> OLD.held_amount THEN
+    SELECT coalesce(sum(h.amount), 0) INTO v_held FROM keen.credit_holds AS h
+     WHERE h.account_id = OLD.id AND h.status = 'active';
+    IF v_held <> NEW.held_amount THEN
+      RAISE EXCEPTION 'credit account % held_amount must equal its active holds (%)', OLD.id, v_held
+        USING ERRCODE = 'insufficient_privilege';
+    END IF;
+  END IF;
+  RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION keen.tg_credit_holds__guard()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+BEGIN
+  IF (NEW.id, NEW.user_id, NEW.account_id, NEW.session_id, NEW.amount, NEW.idempotency_key,
+      NEW.request_fingerprint, NEW.expires_at, NEW.created_at)
+     IS DISTINCT FROM (OLD.id, OLD.user_id, OLD.account_id, OLD.session_id, OLD.amount, OLD.idempotency_key,
+                       OLD.request_fingerprint, OLD.expires_at, OLD.created_at) THEN
+    RAISE EXCEPTION 'a hold''s terms never change' USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  IF NEW.status = OLD.status AND NEW IS NOT DISTINCT FROM OLD THEN
+    RETURN NEW;
+  END IF;
+  IF OLD.status <> 'active' THEN
+    RAISE EXCEPTION 'hold % is already %', OLD.id, OLD.status USING ERRCODE = 'KE007';
+  END IF;
+  IF NEW.status = 'captured' THEN
+    -- Captured only by its ledger entry (inserted just before, by the ledger trigger).
+    IF NOT EXISTS (SELECT FROM keen.credit_transactions AS t
+                    WHERE t.id = NEW.capture_transaction_id AND t.hold_id = NEW.id
+                      AND t.amount = -NEW.captured_amount) THEN
+      RAISE EXCEPTION 'hold % is captured only by a ledger entry', OLD.id
+        USING ERRCODE = 'insufficient_privilege', HINT = 'Use keen.capture_hold().';
+    END IF;
+  ELSIF NEW.status = 'expired' AND OLD.expires_at > pg_catalog.now() THEN
+    RAISE EXCEPTION 'hold % expires only at %', OLD.id, OLD.expires_at USING ERRCODE = 'KE007';
+  ELSIF NEW.status NOT IN ('released', 'expired') THEN
+    RAISE EXCEPTION 'hold % cannot become %', OLD.id, NEW.status USING ERRCODE = 'KE007';
+  ELSIF NEW.captured_amount IS NOT NULL OR NEW.capture_transaction_id IS NOT NULL THEN
+    RAISE EXCEPTION 'a % hold has no capture', NEW.status USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  NEW.resolved_at := pg_catalog.now();
+  RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION keen.tg_credit_holds__apply()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+BEGIN
+  -- Recomputed rather than incremented: right even when one statement changes many holds.
+  UPDATE keen.credit_accounts AS a
+     SET held_amount = (SELECT coalesce(sum(h.amount), 0) FROM keen.credit_holds AS h
+                         WHERE h.account_id = NEW.account_id AND h.status = 'active')
+   WHERE a.id = NEW.account_id;
   RETURN NULL;
 END
 $$;

@@ -247,13 +247,13 @@ BEGIN
   IF NEW.hold_id IS NOT NULL THEN
     UPDATE keen.credit_holds AS h
        SET status = 'captured', captured_amount = -NEW.amount, capture_transaction_id = NEW.id
-     WHERE h.id = NEW.hold_id;
+     WHERE h.user_id = NEW.user_id AND h.id = NEW.hold_id;
   END IF;
   -- The guard trigger on credit_accounts checks this against the entry and derives the
   -- lifetime totals and spending counters from it.
   UPDATE keen.credit_accounts AS a
      SET current_balance = NEW.balance_after, last_entry_no = NEW.entry_no
-   WHERE a.id = NEW.account_id
+   WHERE a.user_id = NEW.user_id AND a.id = NEW.account_id
   RETURNING a.auto_recharge_enabled, a.auto_recharge_threshold, a.auto_recharge_amount
        INTO v_enabled, v_threshold, v_recharge;
   -- Auto-recharge outbox: one open request per account (unique partial index), its id
@@ -313,7 +313,7 @@ BEGIN
     -- With the user's time zone in the same statement (one statement less per entry).
     SELECT t.*, u.timezone INTO v_entry
       FROM keen.credit_transactions AS t LEFT JOIN keen.users AS u ON u.id = OLD.user_id
-     WHERE t.account_id = OLD.id AND t.entry_no = NEW.last_entry_no;
+     WHERE t.user_id = OLD.user_id AND t.account_id = OLD.id AND t.entry_no = NEW.last_entry_no;
     IF NOT FOUND OR NEW.last_entry_no <> OLD.last_entry_no + 1
        OR v_entry.balance_before <> OLD.current_balance OR v_entry.balance_after <> NEW.current_balance THEN
       RAISE EXCEPTION 'credit account % balance changes only through a ledger entry', OLD.id
@@ -342,7 +342,7 @@ BEGIN
   END IF;
   IF NEW.held_amount <> OLD.held_amount THEN
     SELECT coalesce(sum(h.amount), 0) INTO v_held FROM keen.credit_holds AS h
-     WHERE h.account_id = OLD.id AND h.status = 'active';
+     WHERE h.user_id = OLD.user_id AND h.account_id = OLD.id AND h.status = 'active';
     IF v_held <> NEW.held_amount THEN
       RAISE EXCEPTION 'credit account % held_amount must equal its active holds (%)', OLD.id, v_held
         USING ERRCODE = 'insufficient_privilege';
@@ -411,7 +411,7 @@ BEGIN
   IF NEW.status = 'captured' THEN
     -- Captured only by its ledger entry (inserted just before, by the ledger trigger).
     IF NOT EXISTS (SELECT FROM keen.credit_transactions AS t
-                    WHERE t.id = NEW.capture_transaction_id AND t.hold_id = NEW.id
+                    WHERE t.user_id = NEW.user_id AND t.id = NEW.capture_transaction_id AND t.hold_id = NEW.id
                       AND t.amount = -NEW.captured_amount) THEN
       RAISE EXCEPTION 'hold % is captured only by a ledger entry', OLD.id
         USING ERRCODE = 'insufficient_privilege', HINT = 'Use keen.capture_hold().';
@@ -437,8 +437,8 @@ BEGIN
   -- Recomputed rather than incremented: right even when one statement changes many holds.
   UPDATE keen.credit_accounts AS a
      SET held_amount = (SELECT coalesce(sum(h.amount), 0) FROM keen.credit_holds AS h
-                         WHERE h.account_id = NEW.account_id AND h.status = 'active')
-   WHERE a.id = NEW.account_id;
+                         WHERE h.user_id = NEW.user_id AND h.account_id = NEW.account_id AND h.status = 'active')
+   WHERE a.user_id = NEW.user_id AND a.id = NEW.account_id;
   RETURN NULL;
 END
 $$;

@@ -1024,6 +1024,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+  v_user_id uuid := CASE WHEN TG_OP = 'DELETE' THEN OLD.user_id ELSE NEW.user_id END;
   v_session_id uuid;
 BEGIN
   FOR v_session_id IN
@@ -1035,13 +1036,13 @@ BEGIN
     -- Lock first, then read in a new statement: its snapshot sees every connection
     -- committed by whoever held the lock before, so concurrent opens and closes of one
     -- session's connections cannot overwrite each other's list.
-    PERFORM FROM keen.agent_sessions AS s WHERE s.id = v_session_id FOR NO KEY UPDATE;
+    PERFORM FROM keen.agent_sessions AS s WHERE s.user_id = v_user_id AND s.id = v_session_id FOR NO KEY UPDATE;
     UPDATE keen.agent_sessions AS s
        SET websocket_connections = ARRAY(
              SELECT c.connection_id FROM keen.websocket_connections AS c
-              WHERE c.session_id = v_session_id AND c.connection_status = 'active'
+              WHERE c.user_id = v_user_id AND c.session_id = v_session_id AND c.connection_status = 'active'
               ORDER BY c.connection_id)
-     WHERE s.id = v_session_id;
+     WHERE s.user_id = v_user_id AND s.id = v_session_id;
   END LOOP;
   RETURN NULL;
 END

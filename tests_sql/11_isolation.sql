@@ -2,7 +2,7 @@
 -- cross-tenant references, fail-closed without context, and the exact lists of SECURITY
 -- DEFINER functions, policies and grants (a new one cannot appear unnoticed).
 BEGIN;
-SELECT plan(156);
+SELECT plan(157);
 
 -- pgTAP itself must be callable while acting as keen_app (rolled back with the test).
 GRANT USAGE ON SCHEMA tap TO keen_app, keen_analytics;
@@ -230,6 +230,11 @@ SELECT is_empty(
     WHERE p.pronamespace = 'keen'::regnamespace
       AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)$$,
   'every function in keen pins search_path to pg_catalog, pg_temp (pg_temp last: no temporary object shadows ours)');
+SELECT results_eq(
+  $$SELECT r, has_database_privilege(r, current_database(), 'TEMP')
+    FROM unnest(ARRAY['keen_app', 'keen_analytics', 'keen_owner']) AS r$$,
+  $$VALUES ('keen_app', false), ('keen_analytics', false), ('keen_owner', true)$$,
+  'keen_app and keen_analytics cannot create temporary objects (nor can any login through PUBLIC); keen_owner can (REFRESH CONCURRENTLY)');
 SELECT is_empty(
   $$SELECT c.relname FROM pg_class AS c
     WHERE c.relnamespace = 'keen'::regnamespace AND c.relkind IN ('r', 'p')
