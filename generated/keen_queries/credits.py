@@ -118,8 +118,9 @@ def capture_hold(
     """Charges at most the held amount (all of it when p_amount is NULL) and frees the rest; once
     per hold.
 
-    Charges at most the held amount (default all of it) and frees the rest; a hold is captured
-    once (KE007).
+    Charges at most the held amount (default all of it) and frees the rest, never refused for
+    balance or limits; a retry with the same amount and description returns the original entry,
+    other arguments KE005.
     """
     with psycopg.RawCursor(conn, row_factory=_CAPTURE_HOLD_ROWS) as _cur:
         _cur.execute(CAPTURE_HOLD, (p_hold_id, p_amount, p_description))
@@ -136,8 +137,9 @@ async def capture_hold_async(
     """Charges at most the held amount (all of it when p_amount is NULL) and frees the rest; once
     per hold.
 
-    Charges at most the held amount (default all of it) and frees the rest; a hold is captured
-    once (KE007).
+    Charges at most the held amount (default all of it) and frees the rest, never refused for
+    balance or limits; a retry with the same amount and description returns the original entry,
+    other arguments KE005.
 
     The async twin of `capture_hold`.
     """
@@ -321,7 +323,7 @@ async def complete_recharge_request_async(
         return await _cur.fetchone()
 
 
-CONFIGURE_AUTO_RECHARGE: LiteralString = """SELECT id, user_id, current_balance, held_amount, lifetime_purchased, lifetime_spent, daily_limit, monthly_limit, auto_recharge_enabled, auto_recharge_threshold, auto_recharge_amount, account_status, suspended_reason, last_entry_no, spent_today_date, spent_today, spent_month_start, spent_this_month, created_at, updated_at FROM keen.configure_auto_recharge(
+CONFIGURE_AUTO_RECHARGE: LiteralString = """SELECT id, user_id, current_balance, held_amount, lifetime_purchased, lifetime_spent, daily_limit, monthly_limit, auto_recharge_enabled, auto_recharge_threshold, auto_recharge_amount, account_status, suspended_reason, last_entry_no, spent_today_date, spent_today, spent_month_start, spent_this_month, created_at, updated_at, next_hold_expiry FROM keen.configure_auto_recharge(
   p_enabled => $1::boolean,
   p_threshold => $2::numeric,
   p_amount => $3::numeric
@@ -431,8 +433,8 @@ def deduct_credits(
     """Charges usage atomically (balance, holds, daily/monthly limits); a retried key returns the
     original entry.
 
-    Charges usage atomically under the account lock: balance, holds, daily/monthly limits,
-    idempotency key.
+    Charges usage atomically under the account lock: balance, holds, daily/monthly limits (holds
+    count as spending to come), idempotency key.
     """
     with psycopg.RawCursor(conn, row_factory=_DEDUCT_CREDITS_ROWS) as _cur:
         _cur.execute(DEDUCT_CREDITS, (p_amount, p_session_id, p_description, p_idempotency_key))
@@ -450,8 +452,8 @@ async def deduct_credits_async(
     """Charges usage atomically (balance, holds, daily/monthly limits); a retried key returns the
     original entry.
 
-    Charges usage atomically under the account lock: balance, holds, daily/monthly limits,
-    idempotency key.
+    Charges usage atomically under the account lock: balance, holds, daily/monthly limits (holds
+    count as spending to come), idempotency key.
 
     The async twin of `deduct_credits`.
     """
@@ -694,7 +696,7 @@ async def round_cost_async(
         return await _cur.fetchone()
 
 
-SET_SPENDING_LIMITS: LiteralString = """SELECT id, user_id, current_balance, held_amount, lifetime_purchased, lifetime_spent, daily_limit, monthly_limit, auto_recharge_enabled, auto_recharge_threshold, auto_recharge_amount, account_status, suspended_reason, last_entry_no, spent_today_date, spent_today, spent_month_start, spent_this_month, created_at, updated_at FROM keen.set_spending_limits(
+SET_SPENDING_LIMITS: LiteralString = """SELECT id, user_id, current_balance, held_amount, lifetime_purchased, lifetime_spent, daily_limit, monthly_limit, auto_recharge_enabled, auto_recharge_threshold, auto_recharge_amount, account_status, suspended_reason, last_entry_no, spent_today_date, spent_today, spent_month_start, spent_this_month, created_at, updated_at, next_hold_expiry FROM keen.set_spending_limits(
   p_daily_limit => $1::numeric,
   p_monthly_limit => $2::numeric
 )"""
