@@ -8,7 +8,7 @@ DB_URL = $(or $(KEEN_DATABASE_URL),$(shell scripts/db.sh url))
 export KEEN_DATABASE_URL := $(KEEN_DATABASE_URL)
 
 .PHONY: help setup db-up db-down migrate rollback status health backup generate verify lint test test-sql \
-        test-py run check coverage docs
+        test-py run check check-wheel coverage docs schedule pitr-drill
 
 help: ## list the targets
 	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -34,10 +34,16 @@ status: db-up ## list migrations and whether they are applied
 health: db-up ## health checks of the configured database (docs/operations.md)
 	@$(VENV)/keen-sql --database-url '$(DB_URL)' health
 
+schedule: db-up ## schedule the periodic jobs in pg_cron (keen-sql schedule; idempotent)
+	@$(VENV)/keen-sql --database-url '$(DB_URL)' schedule
+
+pitr-drill: setup ## point-in-time recovery with pgBackRest on a throwaway cluster; prints the figures
+	@$(PY) scripts/pitr_drill.py
+
 backup: db-up ## pg_dump with a manifest into backups/ (restore: keen-sql restore DUMP --target-db NAME)
 	@$(VENV)/keen-sql --database-url '$(DB_URL)' backup --output-dir backups
 
-generate: db-up ## regenerate generated/ from queries/ with sqlc and the sqlc_psycopg plugin
+generate: db-up ## regenerate generated/ from queries/ with sqlc and the plugin (tools/sqlc_psycopg)
 	@scripts/generate.sh
 
 verify: generate ## fail when generated/ is not what `make generate` writes
@@ -48,7 +54,8 @@ lint: db-up ## squawk, ruff, mypy --strict, plpgsql_check on every function, doc
 	@$(VENV)/squawk --config .squawk.toml migrations/*.sql
 	@$(VENV)/ruff check .
 	@$(VENV)/ruff format --check .
-	@$(VENV)/mypy keen_sql sqlc_psycopg generated/keen_queries tests_py scripts
+	@$(VENV)/mypy keen_sql generated/keen_queries tests_py scripts examples tools/keen_dev/keen_dev \
+		tools/sqlc_psycopg/sqlc_psycopg tools/sqlc_psycopg/tests
 	@$(PY) scripts/plpgsql_check.py --database-url '$(DB_URL)'
 	@$(PY) scripts/gen_docs.py --check --database-url '$(DB_URL)'
 
@@ -60,15 +67,18 @@ test-py: db-up ## pytest over tests_py/
 
 test: test-sql test-py ## the whole test suite (pgTAP, then pytest)
 
-run: db-up ## start the database, migrate and run the demonstration
-	@$(VENV)/keen-sql --database-url '$(DB_URL)' demo
+run: db-up ## start the database, migrate and run the demonstration (examples/demo)
+	@$(PY) -m examples.demo --database-url '$(DB_URL)'
 
 check: lint verify test ## lint, generated-code check and tests
+
+check-wheel: db-up ## build the wheel, install it in a fresh venv elsewhere, migrate and use it
+	@scripts/check_wheel.sh
 
 docs: db-up ## regenerate docs/reference/ (schema and SQL API) from the catalog
 	@$(PY) scripts/gen_docs.py --database-url '$(DB_URL)'
 
-coverage: db-up ## pytest-cov over keen_sql/ and the plugin, plpgsql_check statement coverage
+coverage: db-up ## pytest-cov over keen_sql/ and the plugin (tools/sqlc_psycopg), plpgsql_check statement coverage
 	@scripts/coverage.sh
 
 bench-%: db-up ## run one benchmark: bench/<name>/run.sh (make bench-credits, bench-isolation, …)

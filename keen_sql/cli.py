@@ -1,56 +1,71 @@
-"""The `keen-sql` command line: migrations, status, operations and the demonstration."""
+"""The `keen-sql` command line: migrations, status and operations.
+
+Exit status: 0 success; 1 a finding (a violated invariant, a failed check); 2 a usage error;
+3 a failure to connect or to run. Errors print as one line with advice on stderr; ``--debug``
+adds the traceback. Connection: ``--database-url`` (a libpq URL or key=value conninfo), else
+``KEEN_DATABASE_URL``, else libpq's own environment (``PGHOST``, ``PGDATABASE``, …). The
+common options are accepted before or after the subcommand.
+"""
 
 from __future__ import annotations
 
 import argparse
 import datetime
 import json
+import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
+from typing import Any, NoReturn
 
 import psycopg
+import psycopg_pool
 from keen_queries import analytics, credits, sessions
 
-from keen_sql import backup, demo, health, migrations
+from keen_sql import backup, health, migrations, schedule
 from keen_sql.config import database_url
 
 Command = Callable[[argparse.Namespace], int]
+
+OK, FINDING, USAGE, FAILURE = 0, 1, 2, 3
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def _migrate(args: argparse.Namespace) -> int:
     applied = migrations.apply(args.database_url)
     print(f"applied {len(applied)} migration(s)" + "".join(f"\n  {m}" for m in applied))
-    return 0
+    return OK
 
 
 def _rollback(args: argparse.Namespace) -> int:
     undone = migrations.rollback(args.database_url, None if args.all else args.count)
     print(f"rolled back {len(undone)} migration(s)" + "".join(f"\n  {m}" for m in undone))
-    return 0
+    return OK
 
 
 def _status(args: argparse.Namespace) -> int:
     for state in migrations.status(args.database_url):
         print(f"{'applied' if state.applied else 'pending'}  {state.id}")
-    return 0
+    return OK
 
 
 def _backup(args: argparse.Namespace) -> int:
     try:
         done = backup.backup(args.database_url, args.output_dir)
     except (backup.BackupError, psycopg.Error) as exc:
-        print(f"backup failed: {exc}", file=sys.stderr)
-        return 2
+        raise CommandFailed(f"backup failed: {_first_line(exc)}") from exc
     facts = done.manifest.facts
     print(f"dump:     {done.dump_path} ({done.manifest.dump_bytes} bytes)")
     print(f"manifest: {done.manifest_path}")
     rows = sum(facts.row_counts.values())
     print(f"  {len(facts.migrations)} migrations, {rows} rows in {len(facts.row_counts)} tables")
     print(f"  ledger: {facts.ledger_rows} rows, md5 {facts.ledger_checksum}")
-    return 0
+    return OK
 
 
 def _restore(args: argparse.Namespace) -> int:
@@ -59,26 +74,47 @@ def _restore(args: argparse.Namespace) -> int:
     except backup.VerificationFailed as exc:
         print(f"restored into {exc.report.database} but verification FAILED:", file=sys.stderr)
         print("\n".join(f"  {p}" for p in exc.report.problems), file=sys.stderr)
-        return 1
+        return FINDING
     except (backup.BackupError, psycopg.Error) as exc:
-        print(f"restore refused or failed: {exc}", file=sys.stderr)
-        return 2
+        raise CommandFailed(f"restore refused or failed: {_first_line(exc)}") from exc
     print(f"restored into {report.database}; verified:")
     print(
         "\n".join([f"  ok    {c}" for c in report.checks] + [f"  note  {n}" for n in report.notes])
     )
-    return 0
+    return OK
 
 
 def _health(args: argparse.Namespace) -> int:
     limits = health.Thresholds(long_transaction_s=args.long_transaction_s)
     report = health.check_health(args.database_url, replica_url=args.replica_url, thresholds=limits)
     print(json.dumps(report.to_dict(), indent=2, default=str) if args.json else report.render())
-    return 0 if report.ok else 1
+    if report.by_name("server").status == "fail":
+        raise CommandFailed(f"cannot connect to the database: {report.by_name('server').summary}")
+    return OK if report.ok else FINDING
 
 
-def _demo(args: argparse.Namespace) -> int:
-    return demo.run(args.database_url)
+def _schedule(args: argparse.Namespace) -> int:
+    # The periodic jobs in pg_cron (keen_sql/schedule.py); idempotent.
+    try:
+        if args.remove:
+            print(f"{schedule.unschedule(args.database_url)} pg_cron job(s) removed")
+            return OK
+        overrides = {}
+        for item in args.at:
+            task, equals, when = item.partition("=")
+            if not equals or not when.strip():
+                raise ValueError(f"--at wants TASK=CRON, got {item!r}")
+            overrides[task] = when
+        jobs = schedule.schedule(args.database_url, overrides)
+    except ValueError as exc:
+        tasks = ", ".join(j.task for j in schedule.JOBS)
+        print(f"keen-sql schedule: error: {exc} (tasks: {tasks})", file=sys.stderr)
+        return USAGE
+    except (schedule.ScheduleError, psycopg.Error) as exc:
+        raise CommandFailed(f"schedule failed: {_first_line(exc)}") from exc
+    for name, jobid, when in jobs:
+        print(f"scheduled  {name:<40} {when:<14} (job {jobid})")
+    return OK
 
 
 def _analytics_refresh(args: argparse.Namespace) -> int:
@@ -87,7 +123,7 @@ def _analytics_refresh(args: argparse.Namespace) -> int:
     with psycopg.connect(args.database_url, autocommit=True) as conn:
         analytics.refresh_dashboard_metrics(conn)
     print(f"dashboard_metrics refreshed in {time.monotonic() - started:.2f} s")
-    return 0
+    return OK
 
 
 def _analytics_verify(args: argparse.Namespace) -> int:
@@ -99,7 +135,7 @@ def _analytics_verify(args: argparse.Namespace) -> int:
             f"{r.user_id} {r.date_bucket} {r.figure}: recorded {r.recorded}, expected {r.expected}"
         )
     print(f"{len(rows)} difference(s) in daily_usage_stats")
-    return 1 if rows else 0
+    return FINDING if rows else OK
 
 
 def _credits_verify(args: argparse.Namespace) -> int:
@@ -109,53 +145,136 @@ def _credits_verify(args: argparse.Namespace) -> int:
     for row in rows:
         print(f"{row.user_id} {row.account_id} {row.invariant}: {row.detail}")
     print(f"{len(rows)} violated ledger invariant(s)")
-    return 1 if rows else 0
+    return FINDING if rows else OK
 
 
 def _credits_sweep(args: argparse.Namespace) -> int:
     # An operator utility: expire lapsed holds (schedule every minute).
     with psycopg.connect(args.database_url, autocommit=True) as conn:
-        row = credits.sweep_expired_holds(conn)
-    print(f"{row.expired if row else 0} expired hold(s) released")
-    return 0
+        expired = credits.sweep_expired_holds(conn)
+    print(f"{expired} expired hold(s) released")
+    return OK
+
+
+def _sessions_end_idle(args: argparse.Namespace) -> int:
+    # Operators: service transactions left idle (an injected statement may lift its own
+    # timeout) are ended from outside (docs/security.md).
+    with psycopg.connect(args.database_url, autocommit=True) as conn:
+        ended = sessions.end_idle_transactions(conn, idle=datetime.timedelta(seconds=args.idle_s))
+    print(f"{ended} idle service transaction(s) ended")
+    return OK
 
 
 def _sessions_reap(args: argparse.Namespace) -> int:
     # The WebSocket server's housekeeping: connections silent for too long become stale.
     with psycopg.connect(args.database_url, autocommit=True) as conn:
-        row = sessions.reap_stale_connections(conn, p_idle=datetime.timedelta(seconds=args.idle_s))
-    print(f"{row.reaped if row else 0} stale connection(s) reaped")
-    return 0
+        reaped = sessions.reap_stale_connections(conn, idle=datetime.timedelta(seconds=args.idle_s))
+    print(f"{reaped} stale connection(s) reaped")
+    return OK
 
 
 def _sessions_prune(args: argparse.Namespace) -> int:
     # An operator utility: the event log's retention (schedule daily).
     with psycopg.connect(args.database_url, autocommit=True) as conn:
-        row = sessions.prune_session_events(
-            conn, p_older_than=datetime.timedelta(days=args.older_than_days)
+        pruned = sessions.prune_session_events(
+            conn, older_than=datetime.timedelta(days=args.older_than_days)
         )
-    print(f"{row.pruned if row else 0} session event(s) pruned")
-    return 0
+    print(f"{pruned} session event(s) pruned")
+    return OK
+
+
+class CommandFailed(Exception):
+    """A command could not do its work; the message is the one line to print (exit 3)."""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0].strip() if text else type(exc).__name__
+
+
+def _version() -> str:
+    try:
+        return metadata.version("keen-sql")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _common_options(defaults: bool) -> _Parser:
+    """The options every (sub)command takes; only the top level carries their defaults, so a
+    value given before the subcommand is not reset by the subcommand's parser."""
+    common = _Parser(add_help=False)
+
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    common.add_argument(
+        "--database-url",
+        default=default(None),
+        metavar="CONNINFO",
+        help="libpq URL or key=value conninfo (default: KEEN_DATABASE_URL, else libpq's "
+        "PGHOST, PGDATABASE, … environment)",
+    )
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=default(0),
+        help="log more: -v info (yoyo's migrations, the pool), -vv debug",
+    )
+    common.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default=default(None),
+        help="log level of keen_sql, yoyo and psycopg (overrides -v; default WARNING)",
+    )
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        default=default(False),
+        help="show the traceback of an error (and log at DEBUG)",
+    )
+    return common
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with keen-sql's usage errors: one line and a hint, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of every `keen-sql` subcommand."""
-    parser = argparse.ArgumentParser(prog="keen-sql", description=__doc__)
-    parser.add_argument(
-        "--database-url",
-        default=None,
-        help="libpq URL of the database (default: KEEN_DATABASE_URL, else the embedded cluster)",
+    common = _common_options(defaults=False)
+    parser = _Parser(
+        prog="keen-sql",
+        description=__doc__,
+        parents=[_common_options(True)],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"keen-sql {_version()}")
+    top = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    class _Sub:
+        """add_parser with the common options on every subcommand."""
+
+        def __init__(self, action: argparse._SubParsersAction[_Parser]) -> None:
+            self.action = action
+
+        def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+            return self.action.add_parser(name, parents=[common], **kwargs)
+
+        def add_subparsers(self, parser: argparse.ArgumentParser, dest: str) -> _Sub:
+            return _Sub(parser.add_subparsers(dest=dest, required=True, parser_class=_Parser))
+
+    sub = _Sub(top)
     sub.add_parser("migrate", help="apply pending migrations").set_defaults(func=_migrate)
     rb = sub.add_parser("rollback", help="roll back applied migrations")
     rb.add_argument("--count", type=int, default=1, help="how many (default 1)")
     rb.add_argument("--all", action="store_true", help="roll back every migration")
     rb.set_defaults(func=_rollback)
     sub.add_parser("status", help="list migrations").set_defaults(func=_status)
-    sub.add_parser("demo", help="migrate, then show the migrations and the schema").set_defaults(
-        func=_demo
-    )
     bk = sub.add_parser("backup", help="pg_dump (custom format) with a manifest beside it")
     bk.add_argument("--output-dir", type=Path, default=Path("backups"), help="default backups/")
     bk.set_defaults(func=_backup)
@@ -172,8 +291,18 @@ def build_parser() -> argparse.ArgumentParser:
     hc.add_argument("--long-transaction-s", type=float, default=60.0, help="default 60")
     hc.add_argument("--json", action="store_true", help="print the report as JSON")
     hc.set_defaults(func=_health)
+    sc = sub.add_parser("schedule", help="schedule the periodic jobs in pg_cron (idempotent)")
+    sc.add_argument(
+        "--at",
+        action="append",
+        default=[],
+        metavar="TASK=CRON",
+        help="another cron schedule for a task, e.g. prune-events='0 4 * * *' (repeatable)",
+    )
+    sc.add_argument("--remove", action="store_true", help="unschedule this database's jobs")
+    sc.set_defaults(func=_schedule)
     an = sub.add_parser("analytics", help="dashboard refresh and usage-stats check (operators)")
-    an_sub = an.add_subparsers(dest="analytics_command", required=True)
+    an_sub = sub.add_subparsers(an, "analytics_command")
     an_sub.add_parser(
         "refresh", help="refresh dashboard_metrics concurrently (schedule every 5 minutes)"
     ).set_defaults(func=_analytics_refresh)
@@ -181,30 +310,97 @@ def build_parser() -> argparse.ArgumentParser:
         "verify", help="list usage figures that differ from sessions and the ledger (exit 1 if any)"
     ).set_defaults(func=_analytics_verify)
     cr = sub.add_parser("credits", help="ledger verification and hold sweeping (operators)")
-    cr_sub = cr.add_subparsers(dest="credits_command", required=True)
+    cr_sub = sub.add_subparsers(cr, "credits_command")
     cr_sub.add_parser(
         "verify", help="list violated ledger invariants (exit 1 if any)"
     ).set_defaults(func=_credits_verify)
     cr_sub.add_parser(
         "sweep-holds", help="release holds past their expiry (schedule every minute)"
     ).set_defaults(func=_credits_sweep)
-    se = sub.add_parser("sessions", help="connection reaping and event retention (operators)")
-    se_sub = se.add_subparsers(dest="sessions_command", required=True)
+    se = sub.add_parser(
+        "sessions", help="connection reaping, idle transactions and event retention (operators)"
+    )
+    se_sub = sub.add_subparsers(se, "sessions_command")
     rp = se_sub.add_parser("reap-connections", help="mark connections silent too long as stale")
     rp.add_argument("--idle-s", type=float, default=120.0, help="silence allowed, s (default 120)")
     rp.set_defaults(func=_sessions_reap)
+    ei = se_sub.add_parser("end-idle", help="end service transactions idle for too long")
+    ei.add_argument(
+        "--idle-s", type=float, default=300.0, help="idle time allowed, s (default 300)"
+    )
+    ei.set_defaults(func=_sessions_end_idle)
     pr = se_sub.add_parser("prune-events", help="delete session events older than the retention")
     pr.add_argument("--older-than-days", type=float, default=30.0, help="retention (default 30)")
     pr.set_defaults(func=_sessions_prune)
     return parser
 
 
+@contextmanager
+def _logging(args: argparse.Namespace) -> Iterator[None]:
+    """Make keen_sql's, yoyo's and psycopg_pool's own logging visible at the level asked,
+    on stderr, for the command's duration."""
+    if args.log_level:
+        level = getattr(logging, args.log_level)
+    elif args.debug or args.verbose >= 2:
+        level = logging.DEBUG
+    elif args.verbose == 1:
+        level = logging.INFO
+    else:
+        level = logging.WARNING
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(level)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+
+
+def _advice(exc: BaseException) -> str:
+    """One line: what went wrong, and what to do."""
+    if isinstance(exc, CommandFailed | migrations.MigrationError):
+        return str(exc)
+    if isinstance(exc, psycopg.OperationalError | psycopg_pool.PoolTimeout) and not getattr(
+        exc, "sqlstate", None
+    ):
+        return (
+            f"cannot connect to the database: {_first_line(exc)} -- check --database-url, "
+            "KEEN_DATABASE_URL or the PG* variables, and that the server runs"
+        )
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        return (
+            f"permission denied: {_first_line(exc)} -- run operator commands as the owner "
+            "of the database or a superuser"
+        )
+    if isinstance(exc, psycopg.Error):
+        code = f" ({exc.sqlstate})" if exc.sqlstate else ""
+        return f"database error{code}: {_first_line(exc)}"
+    if isinstance(exc, OSError):
+        return f"{_first_line(exc)}"
+    return f"unexpected {type(exc).__name__}: {_first_line(exc)} -- run with --debug for details"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the process exit code."""
+    """Run the command line; return the process exit code (0, 1, 2 or 3; see the module)."""
     args = build_parser().parse_args(argv)
-    args.database_url = args.database_url or database_url()
+    if args.database_url is None:
+        args.database_url = database_url()
     func: Command = args.func
-    return func(args)
+    try:
+        with _logging(args):
+            return func(args)
+    except KeyboardInterrupt:
+        print("keen-sql: interrupted", file=sys.stderr)
+        return FAILURE
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"keen-sql {args.command}: {_advice(exc)}", file=sys.stderr)
+        return FAILURE
 
 
 if __name__ == "__main__":

@@ -12,18 +12,29 @@ transaction mode does with the server connection afterwards.
 
 from __future__ import annotations
 
-import re
+import dataclasses
+import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import (
     AbstractAsyncContextManager,
     AbstractContextManager,
+    AsyncExitStack,
+    ExitStack,
     asynccontextmanager,
     contextmanager,
 )
 from dataclasses import dataclass
-from decimal import Decimal
-from typing import Any, LiteralString, NoReturn, Self, TypedDict
+from typing import (
+    Any,
+    Concatenate,
+    LiteralString,
+    NoReturn,
+    ParamSpec,
+    Self,
+    TypedDict,
+    TypeVar,
+)
 from uuid import UUID
 
 import psycopg
@@ -33,7 +44,9 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from keen_sql.bindings import AsyncQueries, Queries
 from keen_sql.config import Settings
+from keen_sql.context import SET_CONTEXT, TenantContext
 from keen_sql.errors import translate
+from keen_sql.replica import BEGIN_READ_ONLY, AsyncReplicaRoute, ReplicaRoute
 
 __all__ = [
     "AsyncDatabase",
@@ -42,36 +55,17 @@ __all__ = [
     "Health",
     "Queries",
     "TransactionAborted",
+    "settings_for",
 ]
 
+log = logging.getLogger("keen_sql.database")
 
-# The one statement of keen_sql that carries tenant context: role, tenant and timeouts, all
-# transaction-local, bound as parameters ("%s": the role, the tenant's UUID text or '' for
-# none — fail closed — and the two timeouts). `Database.tenant()` pipelines it behind an
-# explicit BEGIN, so the transaction and its context cost one round trip; keen_sql.events
-# runs it inside a transaction it has begun.
+
+# The tenant context (keen_sql.context, the one builder of it): `Database.tenant()` pipelines
+# SET_CONTEXT behind an explicit BEGIN, so the transaction and its context cost one round trip.
 BEGIN: LiteralString = "BEGIN"
 COMMIT: LiteralString = "COMMIT"
-SET_CONTEXT: LiteralString = (
-    "SELECT pg_catalog.set_config('role', %s, true),"
-    " pg_catalog.set_config('app.current_user_id', %s, true),"
-    " pg_catalog.set_config('statement_timeout', %s, true),"
-    " pg_catalog.set_config('lock_timeout', %s, true)"
-)
-ROLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
-
-
-def _context_params(settings: Settings) -> tuple[str, str, str]:
-    """The role and timeouts of SET_CONTEXT; the role must be a plain identifier."""
-    if not ROLE_NAME.fullmatch(settings.app_role):
-        raise ValueError(f"not a plain role name: {settings.app_role!r}")
-    statement_timeout, lock_timeout = _timeout_params(settings)
-    return settings.app_role, statement_timeout, lock_timeout
-
-
-def _context(fixed: tuple[str, str, str], user_id: UUID | None) -> tuple[str, str, str, str]:
-    role, statement_timeout, lock_timeout = fixed
-    return role, "" if user_id is None else str(user_id), statement_timeout, lock_timeout
+_context = TenantContext.params
 
 
 # What a transaction may leave on its connection at session level (a SET, a LISTEN, an
@@ -102,12 +96,39 @@ def _timeout_params(settings: Settings) -> tuple[str, str]:
     return f"{settings.statement_timeout_ms}ms", f"{settings.lock_timeout_ms}ms"
 
 
+def settings_for(target: Settings | str | None) -> Settings:
+    """The settings of `Database(target)`: given, or a conninfo over `Settings.from_env()`.
+
+    A libpq URL or key=value conninfo replaces the environment's connection only; None
+    means `Settings.from_env()` (KEEN_DATABASE_URL, else libpq's PG* environment).
+    """
+    if isinstance(target, Settings):
+        return target
+    settings = Settings.from_env()
+    if target is None:
+        return settings
+    return dataclasses.replace(settings, database_url=target)
+
+
+def _reconnect_failed(pool: ConnectionPool[Any] | AsyncConnectionPool[Any]) -> None:
+    """psycopg_pool gave up reconnecting (reconnect_timeout): say so; it keeps trying."""
+    log.error(
+        "pool %s could not connect to the database for %.0f s; requests fail with PoolTimeout "
+        "until it can (check that the server runs and the conninfo is right)",
+        pool.name,
+        pool.reconnect_timeout,
+    )
+
+
 class _PoolOptions(TypedDict):
     kwargs: dict[str, Any]
     min_size: int
     max_size: int
     timeout: float
     max_idle: float
+    max_waiting: int
+    reconnect_timeout: float
+    reconnect_failed: Callable[[Any], None]
 
 
 def _pool_options(settings: Settings) -> _PoolOptions:
@@ -115,8 +136,12 @@ def _pool_options(settings: Settings) -> _PoolOptions:
     # prepare_threshold=None: never prepare server-side (PgBouncer 1.18 transaction mode
     # hands each transaction to any server connection, where the statement does not exist).
     # Autocommit: psycopg sends no BEGIN of its own; tenant() opens the transaction itself,
-    # pipelined with the context (SET_CONTEXT).
-    kwargs: dict[str, Any] = {"autocommit": True}
+    # pipelined with the context (SET_CONTEXT). The application name is a fallback: one
+    # given in the conninfo or PGAPPNAME wins.
+    kwargs: dict[str, Any] = {
+        "autocommit": True,
+        "fallback_application_name": settings.application_name,
+    }
     if not settings.prepare:
         kwargs["prepare_threshold"] = None
     return _PoolOptions(
@@ -125,6 +150,9 @@ def _pool_options(settings: Settings) -> _PoolOptions:
         max_size=settings.pool_max_size,
         timeout=settings.pool_timeout,
         max_idle=settings.max_idle,
+        max_waiting=settings.pool_max_waiting,
+        reconnect_timeout=settings.pool_reconnect_timeout,
+        reconnect_failed=_reconnect_failed,
     )
 
 
@@ -165,14 +193,63 @@ def _health(
     )
 
 
-# `Database.deduct_credits`: the generated statement and its row type, run in one pipeline.
-_DEDUCTION_ROWS = models.row_factory(models.CreditTransaction)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def _deduction(row: models.CreditTransaction | None) -> models.CreditTransaction:
-    if row is None:  # keen.deduct_credits returns its entry or raises
-        raise RuntimeError("keen.deduct_credits returned no row")
-    return row
+@dataclass(frozen=True, slots=True)
+class _OneTrip:
+    """A generated `:one` query run in a transaction of its own, in one round trip: its
+    statement, the generated function binding its keyword arguments, and its row factory."""
+
+    name: str
+    statement: LiteralString
+    rows: models.RowFactory[Any]
+
+
+def _one_trip(
+    name: str,
+    statement: LiteralString,
+    params: Callable[P, tuple[Any, ...]],
+    rows: models.RowFactory[R],
+) -> Callable[Concatenate[Database, UUID | str, P], R]:
+    """A `Database` method running one generated `:one` query for a tenant in one round trip;
+    it takes the generated function's own keyword arguments (`params` binds them)."""
+    query = _OneTrip(name, statement, rows)
+
+    def call(self: Database, user_id: UUID | str, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        row: R = self._run_one_trip(user_id, query, params(*args, **kwargs))
+        return row
+
+    return call
+
+
+def _one_trip_async(
+    name: str,
+    statement: LiteralString,
+    params: Callable[P, tuple[Any, ...]],
+    rows: models.RowFactory[R],
+) -> Callable[Concatenate[AsyncDatabase, UUID | str, P], Awaitable[R]]:
+    """The async twin of `_one_trip`."""
+    query = _OneTrip(name, statement, rows)
+
+    async def call(
+        self: AsyncDatabase, user_id: UUID | str, /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        row: R = await self._run_one_trip(user_id, query, params(*args, **kwargs))
+        return row
+
+    return call
+
+
+_DEDUCT_DOC = """Charge tenant `user_id` in a transaction of its own, in one round trip.
+
+        Takes the arguments of ``q.credits.deduct_credits`` (inside ``db.tenant(user_id)``),
+        but BEGIN, the context, the call and COMMIT travel in one pipeline: the account's row
+        lock is released by the server's COMMIT without waiting for the client, which matters
+        when many agents charge one account (bench/credits/REPORT.md, hot). Errors arrive as
+        their `keen_sql.errors` class, with nothing written.
+        """
 
 
 def _connection_failed(exc: BaseException) -> bool:
@@ -266,19 +343,30 @@ async def _rolled_back_on_error_async(conn: psycopg.AsyncConnection[Any]) -> Asy
 class Database:
     """A pool of connections to the keen database and its tenant transactions.
 
-    ``Database(settings)`` opens the pool at once (``Settings.from_env()`` when omitted);
-    use it as a context manager or call `close()`.
+    ``Database("postgresql://…")`` (a libpq URL or key=value conninfo), ``Database(settings)``
+    or ``Database()`` (KEEN_DATABASE_URL, else libpq's PG* environment) opens the pool at
+    once; use it as a context manager or call `close()`.
     """
 
-    def __init__(self, settings: Settings | None = None) -> None:
-        self.settings = settings or Settings.from_env()
-        self._context = _context_params(self.settings)
-        self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-            self.settings.database_url,
+    def __init__(self, settings: Settings | str | None = None) -> None:
+        self.settings = settings_for(settings)
+        self._context = TenantContext.from_settings(self.settings)
+        self.pool = self._new_pool(self.settings.database_url, "keen-sql")
+
+        # Read-only transactions may go to a streaming replica (keen_sql/replica.py); its pool
+        # configures and resets its connections as the primary's does.
+        self.replica: ReplicaRoute | None = None
+        if self.settings.replica_url:
+            replica_pool = self._new_pool(self.settings.replica_url, "keen-sql-replica")
+            self.replica = ReplicaRoute(replica_pool, self.settings.replica_max_lag_s)
+
+    def _new_pool(self, url: str, name: str) -> ConnectionPool[psycopg.Connection[Any]]:
+        return ConnectionPool(
+            url,
             configure=self._configure,
             reset=self._reset,
             check=ConnectionPool.check_connection if self.settings.pool_check else None,
-            name="keen-sql",
+            name=name,
             open=True,
             **_pool_options(self.settings),
         )
@@ -293,6 +381,36 @@ class Database:
         # sends psycopg's pending DEALLOCATE ALL first, still in this background reset).
         conn._prepared.clear()
         self._configure(conn)
+
+    @contextmanager
+    def _read_only(self, user_id: UUID | None) -> Iterator[Queries]:
+        context = (SET_CONTEXT, _context(self._context, user_id))
+        with ExitStack() as stack:
+            conn = self.replica.begin(stack, [context]) if self.replica else None
+            if conn is not None:
+                stack.enter_context(_rolled_back_on_error(conn))
+            else:
+                conn = stack.enter_context(self.pool.connection())
+                stack.enter_context(_rolled_back_on_error(conn))
+                with conn.pipeline():
+                    conn.execute(BEGIN_READ_ONLY, prepare=False)
+                    conn.execute(*context, prepare=False)
+            yield Queries(conn, user_id)
+            if conn.info.transaction_status == TransactionStatus.INERROR:
+                raise TransactionAborted("a statement failed inside the block: rolled back")
+            conn.commit()
+
+    def read_only(self, user_id: UUID | str | None = None) -> AbstractContextManager[Queries]:
+        """Open one READ ONLY transaction, on the replica when it is fresh enough.
+
+        With `Settings.replica_url`, the transaction runs on the replica when its replay
+        lag is at most `Settings.replica_max_lag_s`, else (or when the replica cannot be
+        reached) on the primary; without, on the primary. For reports that tolerate that
+        lag: ``usage_report``, ``session_cost_breakdown``, the lists, and — with an analytics
+        login (``app_role="keen_analytics"``, no tenant) — ``dashboard_metrics``. A write
+        inside raises ``psycopg.errors.ReadOnlySqlTransaction`` (25006) on either server.
+        """
+        return self._read_only(None if user_id is None else UUID(_tenant_id(user_id)))
 
     @contextmanager
     def _transaction(self, user_id: UUID | None) -> Iterator[Queries]:
@@ -319,35 +437,29 @@ class Database:
         """Open one transaction as `keen_app` without tenant: sign-up, login, token lookup."""
         return self._transaction(None)
 
-    def deduct_credits(
-        self,
-        user_id: UUID | str,
-        *,
-        p_amount: Decimal,
-        p_session_id: UUID | None = None,
-        p_description: str | None = None,
-        p_idempotency_key: str | None = None,
-    ) -> models.CreditTransaction:
-        """Charge tenant `user_id` in a transaction of its own, in one round trip.
-
-        The same call as ``q.credits.deduct_credits`` inside ``db.tenant(user_id)``, but
-        BEGIN, the context, the call and COMMIT travel in one pipeline: the account's row
-        lock is released by the server's COMMIT without waiting for the client, which
-        matters when many agents charge one account (bench/credits/REPORT.md, hot).
-        Errors arrive as their `keen_sql.errors` class, with nothing written.
-        """
+    def _run_one_trip(self, user_id: UUID | str, query: _OneTrip, params: tuple[Any, ...]) -> Any:
         context = _context(self._context, UUID(_tenant_id(user_id)))
-        params = (p_amount, p_session_id, p_description, p_idempotency_key)
         with self.pool.connection() as conn:
-            cur = psycopg.RawCursor(conn, row_factory=_DEDUCTION_ROWS)
+            cur = psycopg.RawCursor(conn, row_factory=query.rows)
             # On an error the server skips everything after the failed statement, COMMIT
             # included, until the pipeline's Sync: the transaction is left to roll back.
             with _rolled_back_on_error(conn), conn.pipeline():
                 conn.execute(BEGIN, prepare=False)
                 conn.execute(SET_CONTEXT, context, prepare=False)
-                cur.execute(credits.DEDUCT_CREDITS, params)
+                cur.execute(query.statement, params)
                 conn.execute(COMMIT, prepare=False)
-            return _deduction(cur.fetchone())
+            row = cur.fetchone()
+        if row is None:
+            raise models.NoRowError(query.name)
+        return row
+
+    deduct_credits = _one_trip(
+        "DeductCredits",
+        credits.DEDUCT_CREDITS,
+        credits.deduct_credits_params,
+        credits.DEDUCT_CREDITS_ROWS,
+    )
+    deduct_credits.__doc__ = _DEDUCT_DOC
 
     def health(self, timeout: float = 5.0) -> Health:
         """Check that a pooled connection answers; never raises for a database failure."""
@@ -360,8 +472,10 @@ class Database:
         return _health(True, t0, self.pool.get_stats(), row)
 
     def close(self) -> None:
-        """Close the pool and every connection in it."""
+        """Close the pool (and the replica's) and every connection in them."""
         self.pool.close()
+        if self.replica is not None:
+            self.replica.close()
 
     def __enter__(self) -> Self:
         return self
@@ -373,15 +487,22 @@ class Database:
 class AsyncDatabase:
     """The asyncio twin of `Database`: open it with ``async with`` or `await db.open()`."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
-        self.settings = settings or Settings.from_env()
-        self._context = _context_params(self.settings)
-        self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
-            self.settings.database_url,
+    def __init__(self, settings: Settings | str | None = None) -> None:
+        self.settings = settings_for(settings)
+        self._context = TenantContext.from_settings(self.settings)
+        self.pool = self._new_pool(self.settings.database_url, "keen-sql-async")
+        self.replica: AsyncReplicaRoute | None = None
+        if self.settings.replica_url:
+            replica_pool = self._new_pool(self.settings.replica_url, "keen-sql-async-replica")
+            self.replica = AsyncReplicaRoute(replica_pool, self.settings.replica_max_lag_s)
+
+    def _new_pool(self, url: str, name: str) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
+        return AsyncConnectionPool(
+            url,
             configure=self._configure,
             reset=self._reset,
             check=AsyncConnectionPool.check_connection if self.settings.pool_check else None,
-            name="keen-sql-async",
+            name=name,
             open=False,
             **_pool_options(self.settings),
         )
@@ -395,8 +516,35 @@ class AsyncDatabase:
         await self._configure(conn)
 
     async def open(self) -> None:
-        """Open the pool (idempotent)."""
+        """Open the pool, and the replica's (idempotent)."""
         await self.pool.open()
+        if self.replica is not None:
+            await self.replica.open()
+
+    @asynccontextmanager
+    async def _read_only(self, user_id: UUID | None) -> AsyncIterator[AsyncQueries]:
+        context = (SET_CONTEXT, _context(self._context, user_id))
+        async with AsyncExitStack() as stack:
+            conn = await self.replica.begin(stack, [context]) if self.replica else None
+            if conn is not None:
+                await stack.enter_async_context(_rolled_back_on_error_async(conn))
+            else:
+                conn = await stack.enter_async_context(self.pool.connection())
+                await stack.enter_async_context(_rolled_back_on_error_async(conn))
+                async with conn.pipeline():
+                    await conn.execute(BEGIN_READ_ONLY, prepare=False)
+                    await conn.execute(*context, prepare=False)
+            yield AsyncQueries(conn, user_id)
+            if conn.info.transaction_status == TransactionStatus.INERROR:
+                raise TransactionAborted("a statement failed inside the block: rolled back")
+            await conn.commit()
+
+    def read_only(
+        self, user_id: UUID | str | None = None
+    ) -> AbstractAsyncContextManager[AsyncQueries]:
+        """The async twin of `Database.read_only`: one READ ONLY transaction, on the replica
+        when its lag is within `Settings.replica_max_lag_s`, else on the primary."""
+        return self._read_only(None if user_id is None else UUID(_tenant_id(user_id)))
 
     @asynccontextmanager
     async def _transaction(self, user_id: UUID | None) -> AsyncIterator[AsyncQueries]:
@@ -417,26 +565,29 @@ class AsyncDatabase:
         """Open one transaction as `keen_app` without tenant."""
         return self._transaction(None)
 
-    async def deduct_credits(
-        self,
-        user_id: UUID | str,
-        *,
-        p_amount: Decimal,
-        p_session_id: UUID | None = None,
-        p_description: str | None = None,
-        p_idempotency_key: str | None = None,
-    ) -> models.CreditTransaction:
-        """The async twin of `Database.deduct_credits`: one transaction, one round trip."""
+    async def _run_one_trip(
+        self, user_id: UUID | str, query: _OneTrip, params: tuple[Any, ...]
+    ) -> Any:
         context = _context(self._context, UUID(_tenant_id(user_id)))
-        params = (p_amount, p_session_id, p_description, p_idempotency_key)
         async with self.pool.connection() as conn:
-            cur = psycopg.AsyncRawCursor(conn, row_factory=_DEDUCTION_ROWS)
+            cur = psycopg.AsyncRawCursor(conn, row_factory=query.rows)
             async with _rolled_back_on_error_async(conn), conn.pipeline():
                 await conn.execute(BEGIN, prepare=False)
                 await conn.execute(SET_CONTEXT, context, prepare=False)
-                await cur.execute(credits.DEDUCT_CREDITS, params)
+                await cur.execute(query.statement, params)
                 await conn.execute(COMMIT, prepare=False)
-            return _deduction(await cur.fetchone())
+            row = await cur.fetchone()
+        if row is None:
+            raise models.NoRowError(query.name)
+        return row
+
+    deduct_credits = _one_trip_async(
+        "DeductCredits",
+        credits.DEDUCT_CREDITS,
+        credits.deduct_credits_params,
+        credits.DEDUCT_CREDITS_ROWS,
+    )
+    deduct_credits.__doc__ = "The async twin of `Database.deduct_credits`: one round trip."
 
     async def health(self, timeout: float = 5.0) -> Health:
         """Check that a pooled connection answers; never raises for a database failure."""
@@ -450,8 +601,10 @@ class AsyncDatabase:
         return _health(True, t0, self.pool.get_stats(), row)
 
     async def close(self) -> None:
-        """Close the pool and every connection in it."""
+        """Close the pool (and the replica's) and every connection in them."""
         await self.pool.close()
+        if self.replica is not None:
+            await self.replica.close()
 
     async def __aenter__(self) -> Self:
         await self.open()

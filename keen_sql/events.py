@@ -36,7 +36,7 @@ from keen_queries import sessions as q
 from keen_queries.models import SessionEvent
 
 from keen_sql.config import Settings
-from keen_sql.database import SET_CONTEXT
+from keen_sql.context import SET_CONTEXT, TenantContext
 from keen_sql.errors import translate
 
 __all__ = [
@@ -72,13 +72,7 @@ class _Stream:
 
     def context(self) -> tuple[str, str, str, str]:
         """Parameters of SET_CONTEXT: keen_app, this tenant, the timeouts."""
-        s = self.settings
-        return (
-            s.app_role,
-            str(self.user_id),
-            f"{s.statement_timeout_ms}ms",
-            f"{s.lock_timeout_ms}ms",
-        )
+        return TenantContext.from_settings(self.settings).params(self.user_id)
 
     def wants(self, payload: str) -> bool:
         """Whether a notification is a wake-up to read the log (its payload is always empty)."""
@@ -135,9 +129,10 @@ def _raise_unless_disconnect(exc: psycopg.Error, closed: bool) -> None:
 class EventListener:
     """Yields a tenant's session events in order, resuming after an event id.
 
-    ``EventListener(url, user_id, session_id=None, after_id=0)``; iterate ``events()``
+    ``EventListener(url, user_id, session_id=None, after_id=None)``; iterate ``events()``
     (forever, or until ``idle_timeout`` seconds pass without an event). ``last_event_id``
-    is the cursor to resume from later. The URL must reach PostgreSQL directly (see the
+    is the cursor to resume from later; ``after_id=None`` (or 0) starts from the first
+    event of the log. The URL must reach PostgreSQL directly (see the
     module docstring; ``allow_pooler=True`` accepts a session-mode pool, which keeps one
     server connection per client); its login must be allowed to SET ROLE keen_app.
     """
@@ -148,7 +143,7 @@ class EventListener:
         user_id: UUID | str,
         *,
         session_id: str | None = None,
-        after_id: int = 0,
+        after_id: int | None = None,
         poll_interval: float = 5.0,
         batch_size: int = 500,
         max_backoff: float = 2.0,
@@ -161,7 +156,7 @@ class EventListener:
             settings=settings or Settings.from_env(),
             user_id=user_id if isinstance(user_id, UUID) else UUID(user_id),
             session_id=session_id,
-            last_event_id=after_id,
+            last_event_id=after_id or 0,
             poll_interval=poll_interval,
             batch_size=batch_size,
             max_backoff=max_backoff,
@@ -184,7 +179,11 @@ class EventListener:
     def connect(self) -> None:
         """Open the connection, check it is direct, and LISTEN."""
         self.close()
-        conn = psycopg.connect(self.conninfo, autocommit=True)
+        conn = psycopg.connect(
+            self.conninfo,
+            autocommit=True,
+            fallback_application_name=self._stream.settings.application_name,
+        )
         try:
             row = conn.execute(BACKEND_PID).fetchone()
             self._stream.check_direct(conn.info.backend_pid, row[0] if row else -1)
@@ -213,7 +212,7 @@ class EventListener:
         with conn.transaction():
             conn.execute(SET_CONTEXT, s.context())
             rows = q.list_session_events(
-                conn, p_after_id=s.last_event_id, p_session_id=s.session_id, p_limit=s.batch_size
+                conn, after_id=s.last_event_id, session_id=s.session_id, limit=s.batch_size
             )
         return s.fresh(rows)
 
@@ -281,7 +280,7 @@ class AsyncEventListener:
         user_id: UUID | str,
         *,
         session_id: str | None = None,
-        after_id: int = 0,
+        after_id: int | None = None,
         poll_interval: float = 5.0,
         batch_size: int = 500,
         max_backoff: float = 2.0,
@@ -294,7 +293,7 @@ class AsyncEventListener:
             settings=settings or Settings.from_env(),
             user_id=user_id if isinstance(user_id, UUID) else UUID(user_id),
             session_id=session_id,
-            last_event_id=after_id,
+            last_event_id=after_id or 0,
             poll_interval=poll_interval,
             batch_size=batch_size,
             max_backoff=max_backoff,
@@ -317,7 +316,11 @@ class AsyncEventListener:
     async def connect(self) -> None:
         """Open the connection, check it is direct, and LISTEN."""
         await self.close()
-        conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+        conn = await psycopg.AsyncConnection.connect(
+            self.conninfo,
+            autocommit=True,
+            fallback_application_name=self._stream.settings.application_name,
+        )
         try:
             cur = await conn.execute(BACKEND_PID)
             row = await cur.fetchone()
@@ -347,7 +350,7 @@ class AsyncEventListener:
         async with conn.transaction():
             await conn.execute(SET_CONTEXT, s.context())
             rows = await q.list_session_events_async(
-                conn, p_after_id=s.last_event_id, p_session_id=s.session_id, p_limit=s.batch_size
+                conn, after_id=s.last_event_id, session_id=s.session_id, limit=s.batch_size
             )
         return s.fresh(rows)
 

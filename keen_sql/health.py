@@ -4,7 +4,8 @@
 server reachable, migrations current (applied vs migrations/), server connection figures and
 the pool's (when a `Database` is given), replication lag (primary-side from
 pg_stat_replication, and measured on a replica when one is configured), long-running
-transactions and stale WebSocket connections (the reaper's backlog). The report is healthy
+transactions, stale WebSocket connections (the reaper's backlog) and the periodic jobs'
+last runs in pg_cron (`keen_sql.schedule`). The report is healthy
 when nothing failed; warnings are for a human to look at.
 
 Run it as a superuser or an owner login: the stale-connection count reads across tenants.
@@ -18,10 +19,9 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import psycopg
-from yoyo import read_migrations
 
+from keen_sql import migrations, schedule
 from keen_sql.backup import applied_migrations
-from keen_sql.migrations import MIGRATIONS_DIR
 
 if TYPE_CHECKING:
     from keen_sql.database import Database
@@ -130,7 +130,7 @@ FROM keen.websocket_connections
 
 
 def _migrations(conn: psycopg.Connection[Any]) -> Check:
-    shipped = [m.id for m in read_migrations(str(MIGRATIONS_DIR))]
+    shipped = [m.id for m in migrations.read()]
     applied = applied_migrations(conn)
     pending = [m for m in shipped if m not in applied]
     unknown = [m for m in applied if m not in shipped]
@@ -285,6 +285,37 @@ def _stale_connections(conn: psycopg.Connection[Any], limits: Thresholds) -> Che
     return Check("stale_connections", "warn" if unpinged else "ok", summary, data)
 
 
+def _scheduled_jobs(database_url: str) -> Check:
+    try:
+        jobs = schedule.job_status(database_url)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        # pg_cron's schema is not readable by every login; each login sees its own jobs.
+        summary = f"this login may not read pg_cron's jobs ({exc.diag.message_primary})"
+        return Check("scheduled_jobs", "warn", summary)
+    if jobs is None:
+        return Check("scheduled_jobs", "skip", "pg_cron not on this server (jobs run from cron?)")
+    data: dict[str, Any] = {"jobs": [asdict(j) for j in jobs]}
+    missing = [j.task for j in schedule.JOBS if j.task not in {s.task for s in jobs}]
+    data["missing"] = missing
+    failed = [j for j in jobs if j.failed]
+    if failed:
+        parts = [
+            f"{j.task} ({j.last_end.isoformat(timespec='seconds') if j.last_end else '?'}:"
+            f" {' '.join((j.last_message or '').split())})"
+            for j in failed
+        ]
+        return Check("scheduled_jobs", "fail", f"last run failed: {'; '.join(parts)}", data)
+    runs = sum(j.runs_24h for j in jobs)
+    failures = sum(j.failures_24h for j in jobs)
+    summary = f"{len(jobs)} job(s), {runs} run(s) and {failures} failure(s) in 24 h"
+    problems = [f"{', '.join(missing)} not scheduled (keen-sql schedule)"] if missing else []
+    problems += [f"{j.task} inactive" for j in jobs if not j.active]
+    problems += [f"{j.task} failed {j.failures_24h}x in 24 h" for j in jobs if j.failures_24h]
+    if problems:
+        return Check("scheduled_jobs", "warn", f"{summary}; {'; '.join(problems)}", data)
+    return Check("scheduled_jobs", "ok", f"{summary}; every last run succeeded", data)
+
+
 def check_health(
     database_url: str,
     *,
@@ -336,6 +367,7 @@ def check_health(
             ("replication", lambda: _replication(conn, replica_url, limits, timeout)),
             ("long_transactions", lambda: _long_transactions(conn, limits)),
             ("stale_connections", lambda: _stale_connections(conn, limits)),
+            ("scheduled_jobs", lambda: _scheduled_jobs(database_url)),
         ]
         for name, run in checks:
             try:

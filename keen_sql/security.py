@@ -121,14 +121,14 @@ def issue_token(
     """Create a token of the tenant of `q` (a `db.tenant()` transaction) and return it."""
     token = new_token(prefix)
     row = q.users.create_auth_token(
-        p_token_type=token_type,
-        p_token_hash=hash_token(token),
-        p_token_name=name,
-        p_scopes=list(scopes),
-        p_expires_at=expires_at,
-        p_rate_limit_per_hour=rate_limit_per_hour,
-        p_created_ip=ip,
-        p_user_agent=user_agent,
+        token_type=token_type,
+        token_hash=hash_token(token),
+        token_name=name,
+        scopes=list(scopes),
+        expires_at=expires_at,
+        rate_limit_per_hour=rate_limit_per_hour,
+        created_ip=ip,
+        user_agent=user_agent,
     )
     assert row is not None  # the function returns its row or raises
     return IssuedToken(token, row)
@@ -142,7 +142,7 @@ def authenticate(
     None for an unknown, revoked or expired token (or a replayed refresh token, whose
     family is then revoked). A row with ``rate_limited`` true means: refuse with 429.
     """
-    return q.users.authenticate_token(p_token_hash=hash_token(token), p_ip=ip)
+    return q.users.authenticate_token(token_hash=hash_token(token), ip=ip)
 
 
 def _verified(
@@ -180,11 +180,11 @@ def login(
     Raises `AccountNotActive` for a suspended or deleted account with the right password.
     """
     with db.service() as q:
-        found = q.users.login_lookup(p_login=login_name)
+        found = q.users.login_lookup(login=login_name)
     result = _verified(found, password, hasher)
     if result is not None:
         with db.tenant(result.user_id) as q:
-            q.users.record_login(p_ip=ip)
+            q.users.record_login(ip=ip)
     return result
 
 
@@ -198,11 +198,11 @@ async def login_async(
 ) -> LoginResult | None:
     """The asyncio twin of `login` (argon2 runs in a worker thread)."""
     async with db.service() as q:
-        found = await q.users.login_lookup(p_login=login_name)
+        found = await q.users.login_lookup(login=login_name)
     result = await asyncio.to_thread(_verified, found, password, hasher)
     if result is not None:
         async with db.tenant(result.user_id) as q:
-            await q.users.record_login(p_ip=ip)
+            await q.users.record_login(ip=ip)
     return result
 
 
@@ -235,21 +235,21 @@ def rotate_refresh_token(
     """
     token_hash, successor = hash_token(refresh_token), new_token()
     with db.service() as q:
-        auth = q.users.authenticate_token(p_token_hash=token_hash, p_ip=ip)
+        auth = q.users.authenticate_token(token_hash=token_hash, ip=ip)
     # Only after the commit: raising inside the block would roll a family revocation back.
     user_id = _refresh_owner(auth)
     try:
         with db.tenant(user_id) as q:
             row = q.users.rotate_refresh_token(
-                p_token_hash=token_hash,
-                p_new_token_hash=hash_token(successor),
-                p_expires_at=datetime.now(UTC) + ttl,
-                p_ip=ip,
-                p_user_agent=user_agent,
+                token_hash=token_hash,
+                new_token_hash=hash_token(successor),
+                expires_at=datetime.now(UTC) + ttl,
+                ip=ip,
+                user_agent=user_agent,
             )
     except RefreshTokenReuse:
         with db.service() as q:  # the replay revokes the family, committed here
-            q.users.authenticate_token(p_token_hash=token_hash, p_ip=ip)
+            q.users.authenticate_token(token_hash=token_hash, ip=ip)
         raise
     assert row is not None
     return IssuedToken(successor, row)
@@ -266,20 +266,20 @@ async def rotate_refresh_token_async(
     """The asyncio twin of `rotate_refresh_token` (same two transactions, same errors)."""
     token_hash, successor = hash_token(refresh_token), new_token()
     async with db.service() as q:
-        auth = await q.users.authenticate_token(p_token_hash=token_hash, p_ip=ip)
+        auth = await q.users.authenticate_token(token_hash=token_hash, ip=ip)
     user_id = _refresh_owner(auth)
     try:
         async with db.tenant(user_id) as q:
             row = await q.users.rotate_refresh_token(
-                p_token_hash=token_hash,
-                p_new_token_hash=hash_token(successor),
-                p_expires_at=datetime.now(UTC) + ttl,
-                p_ip=ip,
-                p_user_agent=user_agent,
+                token_hash=token_hash,
+                new_token_hash=hash_token(successor),
+                expires_at=datetime.now(UTC) + ttl,
+                ip=ip,
+                user_agent=user_agent,
             )
     except RefreshTokenReuse:
         async with db.service() as q:
-            await q.users.authenticate_token(p_token_hash=token_hash, p_ip=ip)
+            await q.users.authenticate_token(token_hash=token_hash, ip=ip)
         raise
     assert row is not None
     return IssuedToken(successor, row)

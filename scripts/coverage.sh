@@ -20,12 +20,12 @@ trap cleanup EXIT
 profiler on
 
 # sqlc runs the plugin as a subprocess without environment: a wrapper with absolute paths,
-# first on sqlc's PATH (tests_py/plugin/corpus.py), records its coverage beside pytest-cov's.
+# first on sqlc's PATH (tools/sqlc_psycopg/tests/corpus.py), records its coverage beside pytest-cov's.
 plugin_dir=$KEEN_PLPGSQL_COVERAGE/bin
 mkdir -p "$plugin_dir"
 cat >"$plugin_dir/sqlc-gen-psycopg" <<WRAPPER
 #!/bin/sh
-exec "$root/.venv/bin/python" -m coverage run --parallel-mode --source="$root/sqlc_psycopg" \\
+exec "$root/.venv/bin/python" -m coverage run --parallel-mode --source="$root/tools/sqlc_psycopg/sqlc_psycopg" \\
   --data-file="$root/.coverage" -m sqlc_psycopg
 WRAPPER
 chmod +x "$plugin_dir/sqlc-gen-psycopg"
@@ -37,5 +37,5 @@ scripts/test_sql.sh || status=1
 .venv/bin/pytest -q -p no:cacheprovider --cov=keen_sql --cov=sqlc_psycopg --cov-report= || status=1
 .venv/bin/python -m coverage combine --append -q .coverage.* 2>/dev/null || true
 .venv/bin/python -m coverage report --fail-under="$fail_under" || status=1
-.venv/bin/python tests_py/support/plpgsql_coverage.py "$KEEN_PLPGSQL_COVERAGE" "$fail_under" || status=1
+.venv/bin/python -m keen_dev.plpgsql_coverage "$KEEN_PLPGSQL_COVERAGE" "$fail_under" || status=1
 exit $status

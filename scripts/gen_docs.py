@@ -22,8 +22,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from keen_sql.config import database_url  # noqa: E402
-from tests_py.support.databases import scratch_database  # noqa: E402
+from keen_dev.databases import scratch_database, server_url  # noqa: E402
 
 OUT = ROOT / "docs" / "reference"
 
@@ -196,7 +195,7 @@ def main() -> int:
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
-    admin = args.database_url or database_url()
+    admin = args.database_url or server_url()
     problems = Problems([])
     with scratch_database(admin, "docs", migrate=True) as (_, url), psycopg.connect(url) as conn:
         files = {

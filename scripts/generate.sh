@@ -27,28 +27,20 @@ if ((${#queries[@]} == 0)); then
   exit 0
 fi
 
-# A scratch database of our own, migrated, dropped on every exit path. Migrations run through
-# keen_sql.migrations (what `keen-sql migrate` runs): the CLI itself imports the generated
-# package, which must not be needed to regenerate it.
-scratch() {
-  "$venv/python" - "$@" <<'PY'
-import sys
-
-from keen_sql import migrations
-from tests_py.support.databases import create_database, drop_database
-
-action, base_url, name = sys.argv[1:4]
-if action == "create":
-    url = create_database(base_url, name)
-    migrations.apply(url)
-    print(url)
-else:
-    drop_database(base_url, name)
-PY
-}
+# A scratch database of our own, migrated with plain yoyo (yoyo.ini names migrations/), dropped
+# on every exit path. Nothing here imports keen_sql or the generated package: generation
+# never needs its own output (a removed query would otherwise break regenerating).
 name="keen_sqlc_$(od -An -N5 -tx1 /dev/urandom | tr -d ' \n')"
-trap 'scratch drop "$base_url" "$name" || echo "generate: could not drop $name" >&2' EXIT
-url=$(scratch create "$base_url" "$name")
+url=$("$venv/python" -c '
+import sys
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+parts = urlsplit(sys.argv[1])
+query = [(k, v) for k, v in parse_qsl(parts.query) if k != "dbname"]
+print(urlunsplit(parts._replace(path="/" + quote(sys.argv[2], safe=""), query=urlencode(query, safe="/"))))
+' "$base_url" "$name")
+trap 'psql -X -q "$base_url" -c "DROP DATABASE IF EXISTS $name WITH (FORCE)" >/dev/null 2>&1 || echo "generate: could not drop $name" >&2' EXIT
+psql -X -q -v ON_ERROR_STOP=1 "$base_url" -c "CREATE DATABASE $name" >/dev/null
+"$venv/yoyo" apply --config "$root/yoyo.ini" --batch --database "postgresql+psycopg://${url#*://}" >/dev/null
 
 rm -rf "$out"
 mkdir -p "$out"

@@ -14,8 +14,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from keen_sql.config import database_url
-from tests_py.support.databases import scratch_database
+from keen_dev.databases import scratch_database, server_url
 
 # Every PL/pgSQL function of keen, with one table each trigger function is attached to
 # (plpgsql_check needs the relation to resolve NEW and OLD).
@@ -63,7 +62,7 @@ def main() -> int:
     """Check a scratch database migrated from migrations/; return the exit code."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--database-url", default=None)
-    admin = parser.parse_args().database_url or database_url()
+    admin = parser.parse_args().database_url or server_url()
     with scratch_database(admin, "plpgsql_check", migrate=True) as (_, url):
         findings = check(url)
     for line in findings:

@@ -8,7 +8,7 @@ scratch_db_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 scratch_db() {
   url=${KEEN_DATABASE_URL:-$("$scratch_db_root/scripts/db.sh" url)}
   name=keen_${1}_$$_$RANDOM
-  dburl=$(cd "$scratch_db_root" && .venv/bin/python -c 'import sys; from tests_py.support.databases import url_for; print(url_for(sys.argv[1], sys.argv[2]))' "$url" "$name")
+  dburl=$(cd "$scratch_db_root" && .venv/bin/python -c 'import sys; from keen_dev.databases import url_for; print(url_for(sys.argv[1], sys.argv[2]))' "$url" "$name")
   trap scratch_db_drop EXIT
   psql -X -q -v ON_ERROR_STOP=1 "$url" -c "CREATE DATABASE $name" >/dev/null
   "$scratch_db_root/.venv/bin/keen-sql" --database-url "$dburl" migrate >/dev/null
@@ -16,7 +16,7 @@ scratch_db() {
 
 scratch_db_drop() {
   if [[ -n ${KEEN_PLPGSQL_COVERAGE:-} ]]; then
-    (cd "$scratch_db_root" && .venv/bin/python -c 'import sys; from tests_py.support.plpgsql_coverage import dump; dump(sys.argv[1], sys.argv[2])' "$dburl" "$name") || true
+    (cd "$scratch_db_root" && .venv/bin/python -c 'import sys; from keen_dev.plpgsql_coverage import dump; dump(sys.argv[1], sys.argv[2])' "$dburl" "$name") || true
   fi
   psql -X -q "$url" -c "DROP DATABASE IF EXISTS $name WITH (FORCE)" >/dev/null 2>&1 || true
 }

@@ -27,14 +27,12 @@ def register(
     tag = username or f"{prefix}{uuid.uuid4().hex[:10]}"
     with db.service() as q:
         row = q.users.register_user(
-            p_email=f"{tag}@example.com",
-            p_username=tag,
-            p_password_hash=password_hash,
-            p_display_name=None,
-            p_timezone=timezone,
+            email=f"{tag}@example.com",
+            username=tag,
+            password_hash=password_hash,
+            timezone=timezone,
         )
-    assert row is not None
-    return row.user_id
+    return row
 
 
 def create_token(
@@ -48,14 +46,14 @@ def create_token(
 ) -> AuthToken:
     """Store a token (random unless given) of the transaction's tenant; return its row."""
     row = q.users.create_auth_token(
-        p_token_type=token_type,
-        p_token_hash=hash_token(token or uuid.uuid4().hex),
-        p_token_name=name,
-        p_scopes=[],
-        p_expires_at=expires_at,
-        p_rate_limit_per_hour=rate_limit_per_hour,
-        p_created_ip=None,
-        p_user_agent=None,
+        token_type=token_type,
+        token_hash=hash_token(token or uuid.uuid4().hex),
+        token_name=name,
+        scopes=[],
+        expires_at=expires_at,
+        rate_limit_per_hour=rate_limit_per_hour,
+        created_ip=None,
+        user_agent=None,
     )
     assert row is not None
     return row

@@ -14,13 +14,13 @@ from typing import Any
 
 import psycopg
 import pytest
+from keen_dev.ledger import as_tenant, credit, make_user
 from keen_queries import sessions
 from psycopg import errors
 
 from keen_sql import cli
 from keen_sql.config import Settings
 from keen_sql.database import Database
-from tests_py.support.ledger import as_tenant, credit, make_user
 
 THREADS = 8
 USERS = 3
@@ -51,34 +51,34 @@ def _session_day(db: Database, user_id: uuid.UUID, session_id: str, ok: bool) ->
     with db.tenant(user_id) as q:
         sessions.start_session(
             q.conn,
-            p_session_id=session_id,
-            p_vision="analytics test",
-            p_working_directory="/w",
-            p_git_branch="main",
-            p_parent_session_id=None,
+            session_id=session_id,
+            vision="analytics test",
+            working_directory="/w",
+            git_branch="main",
+            parent_session_id=None,
         )
     with db.tenant(user_id) as q:
         sessions.update_session_progress(
             q.conn,
-            p_session_id=session_id,
-            p_phase="PLAN",
-            p_iterations=1,
-            p_tool_calls=3,
-            p_tokens=120,
-            p_cost=Decimal("0.25"),
+            session_id=session_id,
+            phase="PLAN",
+            iterations=1,
+            tool_calls=3,
+            tokens=120,
+            cost=Decimal("0.25"),
         )
     with db.tenant(user_id) as q:
         # Charges the final cost (0.75) through the ledger in the same transaction.
         sessions.complete_session(
             q.conn,
-            p_session_id=session_id,
-            p_success=ok,
-            p_total_cost=Decimal("0.75"),
-            p_files_created=None,
-            p_files_modified=None,
-            p_files_deleted=None,
-            p_completion_report=None,
-            p_error_message=None if ok else "failed on purpose",
+            session_id=session_id,
+            success=ok,
+            total_cost=Decimal("0.75"),
+            files_created=None,
+            files_modified=None,
+            files_deleted=None,
+            completion_report=None,
+            error_message=None if ok else "failed on purpose",
         )
 
 
@@ -100,7 +100,7 @@ def test_parallel_sessions_and_credits_leave_verify_usage_stats_empty(
         _run_threads(worker, THREADS)
         with db.tenant(users[0]) as q:
             report = q.analytics.usage_report(
-                p_from=date.today() - timedelta(days=1), p_to=date.today() + timedelta(days=1)
+                from_=date.today() - timedelta(days=1), to=date.today() + timedelta(days=1)
             )
     with psycopg.connect(db_url, autocommit=True) as conn:
         assert conn.execute("SELECT * FROM keen.verify_usage_stats()").fetchall() == []
@@ -278,7 +278,7 @@ def test_usage_report_types(db_url: str, users: list[uuid.UUID]) -> None:
     """Through db.tenant: one row per day, days as date, money as Decimal, counts as int."""
     today = date.today()
     with Database(Settings(database_url=db_url, pool_max_size=1)) as db, db.tenant(users[0]) as q:
-        rows = q.analytics.usage_report(p_from=today - timedelta(days=6), p_to=today)
+        rows = q.analytics.usage_report(from_=today - timedelta(days=6), to=today)
     assert [r.date_bucket for r in rows] == [today - timedelta(days=6 - i) for i in range(7)]
     assert all(isinstance(r.total_cost, Decimal) for r in rows)
     assert all(isinstance(r.credits_spent, Decimal) for r in rows)

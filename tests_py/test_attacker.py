@@ -15,13 +15,13 @@ from decimal import Decimal
 
 import psycopg
 import pytest
+from keen_dev.ledger import credit
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from keen_sql import errors
+from keen_sql import cli, errors
 from keen_sql.config import Settings
 from keen_sql.database import Database
-from tests_py.support.ledger import credit
 from tests_py.tenants import register
 
 
@@ -108,7 +108,8 @@ def test_pool_resets_session_state_before_the_next_tenant(login_url: str, db: Da
             ).fetchone()
             # The pool's own defaults are set again (the transaction sets its own too).
             timeout = q.conn.execute("SHOW statement_timeout").fetchone()
-    assert state == ("", 0, 0)
+    # application_name is back to what the pool connects with, not tenant A's.
+    assert state == (settings.application_name, 0, 0)
     assert timeout is not None and timeout[0] != "0"
 
 
@@ -153,19 +154,10 @@ def test_another_tenant_cannot_stall_an_event_stream(login_url: str, db: Databas
         with Database(victim) as vdb, vdb.tenant(b) as q:
             started = time.monotonic()
             row = q.sessions.start_session(
-                p_session_id="s-1",
-                p_vision="v",
-                p_working_directory="/w",
-                p_git_branch="main",
-                p_parent_session_id=None,
+                session_id="s-1", vision="v", working_directory="/w", git_branch="main"
             )
             q.sessions.update_session_progress(
-                p_session_id="s-1",
-                p_phase=None,
-                p_iterations=1,
-                p_tool_calls=0,
-                p_tokens=0,
-                p_cost=Decimal("0"),
+                session_id="s-1", iterations=1, tool_calls=0, tokens=0, cost=Decimal("0")
             )
             elapsed = time.monotonic() - started
     finally:
@@ -190,3 +182,40 @@ def test_tenant_cannot_write_or_lock_tables_through_the_pool(login_url: str, db:
         with pytest.raises(errors.NoTenantContext), pool.service() as q:
             q.conn.execute("SELECT set_config('app.current_user_id', 'not-a-uuid', true)")
             q.conn.execute("SELECT keen.require_user_id()")
+
+
+def test_an_idle_service_transaction_is_ended_by_the_operator_job(
+    login_url: str, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Finding 6, second half: an injected statement lifts its own idle timeout and leaves
+    # the transaction open. keen.end_idle_transactions (an operator job, migration 0011)
+    # ends it all the same; a service connection outside a transaction is left alone, and
+    # keen_app may not call the job.
+    with psycopg.connect(login_url) as victim, psycopg.connect(login_url, autocommit=True) as idle:
+        victim.execute("SET idle_in_transaction_session_timeout = 0")
+        victim.execute("SET ROLE keen_app")
+        victim.execute("SELECT count(*) FROM keen.credit_accounts")
+        pid, idle_pid = victim.info.backend_pid, idle.info.backend_pid
+        time.sleep(0.3)
+        # The operator's command (what the pg_cron job and the cron route run).
+        assert cli.main(["--database-url", db_url, "sessions", "end-idle", "--idle-s", "0.1"]) == 0
+        ended = capsys.readouterr().out
+        assert int(ended.split()[0]) >= 1, ended
+        with psycopg.connect(db_url, autocommit=True) as operator:
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                gone = operator.execute(
+                    "SELECT NOT EXISTS (SELECT FROM pg_catalog.pg_stat_activity WHERE pid = %s)",
+                    [pid],
+                ).fetchone()
+                if gone is not None and gone[0]:
+                    break
+                time.sleep(0.02)
+            else:
+                pytest.fail("the idle transaction's backend is still there")
+        with pytest.raises(psycopg.OperationalError):
+            victim.execute("SELECT 1")
+        assert idle.execute("SELECT pg_catalog.pg_backend_pid()").fetchone() == (idle_pid,)
+        idle.execute("SET ROLE keen_app")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            idle.execute("SELECT keen.end_idle_transactions()")

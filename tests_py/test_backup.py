@@ -11,12 +11,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from keen_dev import ledger
+from keen_dev.databases import drop_database, scratch_name
 from psycopg import sql
 
 from keen_sql import backup, cli
 from keen_sql.backup import BackupError, Manifest, RestoreRefused
-from tests_py.support import ledger
-from tests_py.support.databases import drop_database, scratch_name
 
 
 @pytest.fixture
@@ -189,7 +189,7 @@ def test_cli_backup_then_restore_exits_0_and_refuses_non_empty_with_2(
     assert "verified" in capsys.readouterr().out
 
     code = cli.main(["--database-url", admin_url, "restore", str(dump), "--target-db", target])
-    assert code == 2
+    assert code == 3  # refused: a failure to run, not a usage error
     assert "not empty" in capsys.readouterr().err
 
 

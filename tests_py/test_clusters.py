@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tests_py.support.clusters import ClusterDir, give_to_postgres, sweep_orphans
+from keen_dev.clusters import ClusterDir, give_to_postgres, sweep_orphans
 
 
 def _dir(parent: Path, name: str, owner: int) -> Path:

@@ -70,10 +70,10 @@ def deduct(
 ) -> models.CreditTransaction:
     """deduct_credits through the generated binding with keen_sql's error mapping."""
     row = q.credits.deduct_credits(
-        p_amount=Decimal(amount),
-        p_session_id=session_id,
-        p_description=None,
-        p_idempotency_key=key,
+        amount=Decimal(amount),
+        session_id=session_id,
+        description=None,
+        idempotency_key=key,
     )
     assert row is not None
     return row
@@ -84,12 +84,12 @@ def add(
 ) -> models.CreditTransaction:
     """add_credits through the generated binding."""
     row = q.credits.add_credits(
-        p_amount=Decimal(amount),
-        p_transaction_type=kind,
-        p_description=None,
-        p_idempotency_key=key,
-        p_stripe_payment_intent_id=None,
-        p_metadata=None,
+        amount=Decimal(amount),
+        transaction_type=kind,
+        description=None,
+        idempotency_key=key,
+        stripe_payment_intent_id=None,
+        metadata=None,
     )
     assert row is not None
     return row
@@ -132,26 +132,26 @@ def test_async_twin_deducts_with_decimal_and_maps_KE001(db_url: str) -> None:
         async with AsyncDatabase(settings) as adb:
             async with adb.tenant(user) as q:
                 await q.credits.add_credits(
-                    p_amount=Decimal("3"),
-                    p_transaction_type=None,
-                    p_description=None,
-                    p_idempotency_key=None,
-                    p_stripe_payment_intent_id=None,
-                    p_metadata=None,
+                    amount=Decimal("3"),
+                    transaction_type=None,
+                    description=None,
+                    idempotency_key=None,
+                    stripe_payment_intent_id=None,
+                    metadata=None,
                 )
                 row = await q.credits.deduct_credits(
-                    p_amount=Decimal("1.0001"),
-                    p_session_id=None,
-                    p_description=None,
-                    p_idempotency_key=None,
+                    amount=Decimal("1.0001"),
+                    session_id=None,
+                    description=None,
+                    idempotency_key=None,
                 )
             with pytest.raises(errors.InsufficientCredits):
                 async with adb.tenant(user) as q:
                     await q.credits.deduct_credits(
-                        p_amount=Decimal("5"),
-                        p_session_id=None,
-                        p_description=None,
-                        p_idempotency_key=None,
+                        amount=Decimal("5"),
+                        session_id=None,
+                        description=None,
+                        idempotency_key=None,
                     )
         assert row is not None
         return row.balance_after
@@ -168,13 +168,13 @@ def test_one_trip_deduction_commits_returns_its_entry_and_honours_the_key(
     (user,) = open_accounts(db_url, 1)
     with db.tenant(user) as q:
         add(q, "10")
-    row = db.deduct_credits(user, p_amount=Decimal("2.5"), p_idempotency_key="trip-1")
+    row = db.deduct_credits(user, amount=Decimal("2.5"), idempotency_key="trip-1")
     assert (row.transaction_type, row.amount, row.balance_after) == (
         "usage",
         Decimal("-2.5"),
         Decimal("7.5"),
     )
-    again = db.deduct_credits(str(user), p_amount=Decimal("2.5"), p_idempotency_key="trip-1")
+    again = db.deduct_credits(str(user), amount=Decimal("2.5"), idempotency_key="trip-1")
     assert again.id == row.id  # the key's entry, not a second charge
     assert balance(db, user).current_balance == Decimal("7.5")
     assert verify_ledger(db_url) == []
@@ -190,7 +190,7 @@ def test_one_trip_deduction_sends_begin_to_commit_before_reading_any_reply(db_ur
         with one.pool.connection() as conn:  # the pool's only connection: traced from now on
             conn.pgconn.trace(trace.fileno())
             conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
-        one.deduct_credits(user, p_amount=Decimal("1"))
+        one.deduct_credits(user, amount=Decimal("1"))
         with one.pool.connection() as conn:
             conn.pgconn.untrace()
         assert balance(one, user).current_balance == Decimal("4")
@@ -221,12 +221,12 @@ def test_one_trip_errors_arrive_mapped_write_nothing_and_leave_the_connection_cl
         with one.tenant(user) as q:
             add(q, "10")
         with pytest.raises(error):
-            one.deduct_credits(user, p_amount=Decimal(amount), p_idempotency_key="trip-bad")
+            one.deduct_credits(user, amount=Decimal(amount), idempotency_key="trip-bad")
         with one.tenant(user) as q:
-            rows = q.credits.list_credit_transactions(p_limit=10)
+            rows = q.credits.list_credit_transactions(limit=10)
         assert [r.transaction_type for r in rows] == ["purchase"]
         # The failed key is not pinned, and the same connection serves the next charge.
-        row = one.deduct_credits(user, p_amount=Decimal("1"), p_idempotency_key="trip-bad")
+        row = one.deduct_credits(user, amount=Decimal("1"), idempotency_key="trip-bad")
         assert row.balance_after == Decimal("9")
 
 
@@ -243,7 +243,7 @@ def test_one_trip_deductions_racing_on_one_account_never_overdraw(
         start.wait()
         for _ in range(20):  # 8 threads, 20 charges of 0.01 each: 1.60 asked of 1.00
             try:
-                db.deduct_credits(user, p_amount=Decimal("0.01"))
+                db.deduct_credits(user, amount=Decimal("0.01"))
                 outcomes.append("ok")
             except errors.InsufficientCredits:
                 outcomes.append("KE001")
@@ -267,8 +267,8 @@ def test_one_trip_async_twin_charges_and_maps_KE001(db: Database, db_url: str) -
         settings = Settings(database_url=db_url, pool_min_size=1, pool_max_size=1)
         async with AsyncDatabase(settings) as adb:
             with pytest.raises(errors.InsufficientCredits):
-                await adb.deduct_credits(user, p_amount=Decimal("5"))
-            return await adb.deduct_credits(user, p_amount=Decimal("1.0001"))
+                await adb.deduct_credits(user, amount=Decimal("5"))
+            return await adb.deduct_credits(user, amount=Decimal("1.0001"))
 
     assert asyncio.run(scenario()).balance_after == Decimal("1.9999")
     assert verify_ledger(db_url) == []
@@ -305,7 +305,7 @@ def test_two_concurrent_deductions_of_8_from_10_one_succeeds_other_raises_KE001(
     assert sorted(outcomes) == ["KE001", "ok"]
     assert balance(db, user).current_balance == Decimal("2.00")
     with db.tenant(user) as q:
-        rows = q.credits.list_credit_transactions(p_limit=10)
+        rows = q.credits.list_credit_transactions(limit=10)
     assert [r.transaction_type for r in rows] == ["usage", "purchase"]
     assert verify_ledger(db_url) == []
 
@@ -345,7 +345,7 @@ def test_deduct_beyond_daily_limit_raises_KE002(db: Database, db_url: str) -> No
     (user,) = open_accounts(db_url, 1)
     with db.tenant(user) as q:
         add(q, "100")
-        q.credits.set_spending_limits(p_daily_limit=Decimal("5"), p_monthly_limit=None)
+        q.credits.set_spending_limits(daily_limit=Decimal("5"), monthly_limit=None)
     with pytest.raises(errors.DailyLimitExceeded), db.tenant(user) as q:
         deduct(q, "5.0001")
 
@@ -354,7 +354,7 @@ def test_deduct_beyond_monthly_limit_raises_KE003(db: Database, db_url: str) -> 
     (user,) = open_accounts(db_url, 1)
     with db.tenant(user) as q:
         add(q, "100")
-        q.credits.set_spending_limits(p_daily_limit=None, p_monthly_limit=Decimal("7"))
+        q.credits.set_spending_limits(daily_limit=None, monthly_limit=Decimal("7"))
         deduct(q, "4")
     with pytest.raises(errors.MonthlyLimitExceeded), db.tenant(user) as q:
         deduct(q, "3.5")
@@ -380,14 +380,14 @@ def test_capture_of_another_tenants_hold_raises_KE006(db: Database, db_url: str)
     with db.tenant(alice) as q:
         add(q, "10")
         hold = q.credits.hold_credits(
-            p_session_id=None,
-            p_amount=Decimal("5"),
-            p_idempotency_key=None,
-            p_expires_in=datetime.timedelta(minutes=5),
+            session_id=None,
+            amount=Decimal("5"),
+            idempotency_key=None,
+            expires_in=datetime.timedelta(minutes=5),
         )
     assert hold is not None
     with pytest.raises(errors.NotFound), db.tenant(bob) as q:
-        q.credits.capture_hold(p_hold_id=hold.id, p_amount=None, p_description=None)
+        q.credits.capture_hold(hold_id=hold.id, amount=None, description=None)
 
 
 def test_retried_capture_returns_the_original_entry_and_other_arguments_raise_KE005(
@@ -397,24 +397,22 @@ def test_retried_capture_returns_the_original_entry_and_other_arguments_raise_KE
     with db.tenant(user) as q:
         add(q, "10")
         hold = q.credits.hold_credits(
-            p_session_id=None,
-            p_amount=Decimal("5"),
-            p_idempotency_key="h",
-            p_expires_in=datetime.timedelta(minutes=5),
+            session_id=None,
+            amount=Decimal("5"),
+            idempotency_key="h",
+            expires_in=datetime.timedelta(minutes=5),
         )
         assert hold is not None
-        captured = q.credits.capture_hold(
-            p_hold_id=hold.id, p_amount=Decimal("1.25"), p_description=None
-        )
+        captured = q.credits.capture_hold(hold_id=hold.id, amount=Decimal("1.25"), description=None)
     assert captured is not None and captured.amount == Decimal("-1.25")
     # The reply was lost: the caller retries with the same arguments, in a new transaction.
     with db.tenant(user) as q:
         retried = q.credits.capture_hold(
-            p_hold_id=hold.id, p_amount=Decimal("1.2500"), p_description=None
+            hold_id=hold.id, amount=Decimal("1.2500"), description=None
         )
     assert retried == captured
     with pytest.raises(errors.IdempotencyConflict), db.tenant(user) as q:
-        q.credits.capture_hold(p_hold_id=hold.id, p_amount=None, p_description=None)
+        q.credits.capture_hold(hold_id=hold.id, amount=None, description=None)
     assert balance(db, user).available_balance == Decimal("8.75")
 
 
@@ -423,15 +421,15 @@ def test_capture_of_a_released_hold_raises_KE007(db: Database, db_url: str) -> N
     with db.tenant(user) as q:
         add(q, "10")
         hold = q.credits.hold_credits(
-            p_session_id=None,
-            p_amount=Decimal("5"),
-            p_idempotency_key=None,
-            p_expires_in=None,
+            session_id=None,
+            amount=Decimal("5"),
+            idempotency_key=None,
+            expires_in=None,
         )
         assert hold is not None
-        q.credits.release_hold(p_hold_id=hold.id)
+        q.credits.release_hold(hold_id=hold.id)
     with pytest.raises(errors.InvalidStateTransition), db.tenant(user) as q:
-        q.credits.capture_hold(p_hold_id=hold.id, p_amount=None, p_description=None)
+        q.credits.capture_hold(hold_id=hold.id, amount=None, description=None)
     assert balance(db, user).available_balance == Decimal("10")
 
 
@@ -466,9 +464,9 @@ def test_deduction_under_threshold_records_one_request_and_notifies_keen_recharg
     with db.tenant(user) as q:
         add(q, "30")
         q.credits.configure_auto_recharge(
-            p_enabled=True,
-            p_threshold=Decimal("20"),
-            p_amount=Decimal("25"),
+            enabled=True,
+            threshold=Decimal("20"),
+            amount=Decimal("25"),
         )
     with psycopg.connect(db_url, autocommit=True) as listener:
         listener.execute("LISTEN keen_recharge")
@@ -478,12 +476,12 @@ def test_deduction_under_threshold_records_one_request_and_notifies_keen_recharg
             deduct(q, "1")
         notes = list(listener.notifies(timeout=2.0, stop_after=1))
         with psycopg.connect(db_url) as ops:
-            claimed = credits.claim_recharge_requests(ops, p_limit=1000, p_reclaim_after=None)
+            claimed = credits.claim_recharge_requests(ops, limit=1000, reclaim_after=None)
             mine = [r for r in claimed if r.user_id == user]
             # A wake-up naming nothing (no request, no tenant): the workers claim what is pending.
             assert len(mine) == 1 and len(notes) == 1 and notes[0].payload == ""
             purchase = credits.complete_recharge_request(
-                ops, p_request_id=mine[0].id, p_stripe_payment_intent_id=None
+                ops, request_id=mine[0].id, stripe_payment_intent_id=None
             )
     assert purchase is not None and purchase.amount == Decimal("25")
     assert balance(db, user).current_balance == Decimal("39")
@@ -595,7 +593,7 @@ def test_random_operation_sequences_agree_with_a_model_step_by_step(
     model = Model(daily=daily, monthly=monthly)
     with db.tenant(user) as q:
         add(q, "100")
-        q.credits.set_spending_limits(p_daily_limit=daily, p_monthly_limit=monthly)
+        q.credits.set_spending_limits(daily_limit=daily, monthly_limit=monthly)
     model.balance = Decimal(100)
     hold_ids: list[uuid.UUID] = []
     for op in ops:
@@ -612,23 +610,23 @@ def test_random_operation_sequences_agree_with_a_model_step_by_step(
                     deduct(q, amount, key=key)
                 elif kind == "hold":
                     hold = q.credits.hold_credits(
-                        p_session_id=None,
-                        p_amount=amount,
-                        p_idempotency_key=None,
-                        p_expires_in=datetime.timedelta(hours=1),
+                        session_id=None,
+                        amount=amount,
+                        idempotency_key=None,
+                        expires_in=datetime.timedelta(hours=1),
                     )
                     assert hold is not None
                     hold_ids.append(hold.id)
                 elif kind == "capture":
                     assert index is not None
                     q.credits.capture_hold(
-                        p_hold_id=hold_ids[index],
-                        p_amount=amount,
-                        p_description=None,
+                        hold_id=hold_ids[index],
+                        amount=amount,
+                        description=None,
                     )
                 else:
                     assert index is not None
-                    q.credits.release_hold(p_hold_id=hold_ids[index])
+                    q.credits.release_hold(hold_id=hold_ids[index])
         except errors.KeenError as exc:
             got = exc.sqlstate
         assert got == expected, (op, model)

@@ -21,12 +21,12 @@ from decimal import Decimal
 
 import psycopg
 import pytest
+from keen_dev import ledger
 from psycopg.conninfo import conninfo_to_dict
 
 from keen_sql import errors
 from keen_sql.config import Settings
 from keen_sql.database import AsyncDatabase, Database
-from tests_py.support import ledger
 
 
 class CuttingProxy:
@@ -164,11 +164,11 @@ def test_refusal_in_one_round_trip_survives_a_cut_connection_as_KE001(
     with Database(_proxied(db_url, proxy)) as db:
         proxy.arm()
         with pytest.raises(errors.InsufficientCredits) as info:
-            db.deduct_credits(user, p_amount=Decimal("5"))
+            db.deduct_credits(user, amount=Decimal("5"))
         assert proxy.cuts == 1, "the proxy never saw the refusal"
         _assert_refusal_with_lost_connection(info.value)
         # The pool replaces the dead connection: the next charge goes through.
-        assert db.deduct_credits(user, p_amount=Decimal("0.25")).balance_after == Decimal("0.75")
+        assert db.deduct_credits(user, amount=Decimal("0.25")).balance_after == Decimal("0.75")
     assert _ledger_size(db_url, user) == before + 1
 
 
@@ -203,10 +203,10 @@ def test_async_refusal_survives_a_terminated_backend_as_KE001(db_url: str, user:
                     pid = q.conn.info.backend_pid
                     try:
                         await q.credits.deduct_credits(
-                            p_amount=Decimal("5"),
-                            p_session_id=None,
-                            p_description=None,
-                            p_idempotency_key=None,
+                            amount=Decimal("5"),
+                            session_id=None,
+                            description=None,
+                            idempotency_key=None,
                         )
                     finally:
                         await asyncio.to_thread(_terminate, db_url, pid)

@@ -62,10 +62,10 @@ def one_call(
         )
     if kind == "hold":
         hold = q.credits.hold_credits(
-            p_session_id=None,
-            p_amount=amount,
-            p_idempotency_key=key,
-            p_expires_in=datetime.timedelta(minutes=10),
+            session_id=None,
+            amount=amount,
+            idempotency_key=key,
+            expires_in=datetime.timedelta(minutes=10),
         )
         assert hold is not None
         return hold.id, kind, (amount, key)
@@ -81,10 +81,10 @@ def one_call(
             if rng.random() < 0.5
             else max(Decimal("0.01"), (held * Decimal(rng.random())).quantize(Decimal("0.01")))
         )
-        entry = q.credits.capture_hold(p_hold_id=hold_id, p_amount=part, p_description=None)
+        entry = q.credits.capture_hold(hold_id=hold_id, amount=part, description=None)
         assert entry is not None
         return entry.id, kind, hold_id
-    q.credits.release_hold(p_hold_id=hold_id)
+    q.credits.release_hold(hold_id=hold_id)
     return None, kind, hold_id
 
 
@@ -97,10 +97,10 @@ def retry(q: Queries, kind: str, args: tuple[Decimal, str], first: uuid.UUID) ->
         again = add(q, amount, key=key, kind="purchase" if kind == "add" else "refund").id
     else:
         hold = q.credits.hold_credits(
-            p_session_id=None,
-            p_amount=amount,
-            p_idempotency_key=key,
-            p_expires_in=datetime.timedelta(minutes=10),
+            session_id=None,
+            amount=amount,
+            idempotency_key=key,
+            expires_in=datetime.timedelta(minutes=10),
         )
         assert hold is not None
         again = hold.id

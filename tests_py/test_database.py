@@ -22,10 +22,12 @@ from typing import Any
 import keen_queries
 import psycopg
 import pytest
+from keen_dev.databases import CHECKOUT as ROOT
+from keen_queries import bound
 from psycopg import pq, sql
 
 from keen_sql import bindings
-from keen_sql.config import ROOT, Settings
+from keen_sql.config import Settings
 from keen_sql.database import AsyncDatabase, Database, TransactionAborted
 from keen_sql.errors import NoTenantContext, NotFound
 from keen_sql.security import hash_token
@@ -34,13 +36,13 @@ from tests_py.test_isolation import LEFTOVER
 
 API_DOC = ROOT / "docs" / "python_api.md"
 TOKEN_ARGS: dict[str, Any] = {
-    "p_token_type": "api_key",
-    "p_token_name": None,
-    "p_scopes": [],
-    "p_expires_at": None,
-    "p_rate_limit_per_hour": 10,
-    "p_created_ip": None,
-    "p_user_agent": None,
+    "token_type": "api_key",
+    "token_name": None,
+    "scopes": [],
+    "expires_at": None,
+    "rate_limit_per_hour": 10,
+    "created_ip": None,
+    "user_agent": None,
 }
 
 
@@ -167,7 +169,7 @@ def test_service_transaction_has_no_tenant_and_tenant_functions_raise_KE010(db: 
             "keen_app",
         )
     with pytest.raises(NoTenantContext), db.service() as q:
-        q.users.revoke_token(p_token_id=uuid.uuid4())
+        q.users.revoke_token(token_id=uuid.uuid4())
 
 
 def test_a_session_level_leftover_cannot_reach_the_next_transaction(
@@ -196,7 +198,7 @@ def test_tenant_refuses_an_id_that_is_not_a_uuid_before_touching_the_database(
 
 def test_domain_error_at_the_call_site_is_its_keen_sql_class(db: Database) -> None:
     with pytest.raises(NotFound) as caught, db.tenant(uuid.uuid4()) as q:
-        q.users.revoke_token(p_token_id=uuid.uuid4())
+        q.users.revoke_token(token_id=uuid.uuid4())
     assert caught.value.sqlstate == "KE006"
 
 
@@ -207,7 +209,7 @@ def test_call_binds_any_function_taking_the_connection_first(
         rows = q.call(keen_queries.users.list_auth_tokens)
         assert isinstance(rows, list)
         with pytest.raises(NotFound), q.conn.transaction():
-            q.call(keen_queries.users.revoke_token, p_token_id=uuid.uuid4())
+            q.call(keen_queries.users.revoke_token, token_id=uuid.uuid4())
 
 
 def test_prepared_statements_follow_the_prepare_setting(db_url: str) -> None:
@@ -260,11 +262,11 @@ def test_async_tenant_commits_rolls_back_and_maps_errors(db_url: str, user_id: u
                 before = len(await q.users.list_auth_tokens())
             with pytest.raises(RuntimeError):
                 async with adb.tenant(user_id) as q:
-                    await q.users.create_auth_token(**TOKEN_ARGS, p_token_hash=hash_token("x"))
+                    await q.users.create_auth_token(**TOKEN_ARGS, token_hash=hash_token("x"))
                     raise RuntimeError
             with pytest.raises(NotFound):
                 async with adb.tenant(user_id) as q:
-                    await q.users.revoke_token(p_token_id=uuid.uuid4())
+                    await q.users.revoke_token(token_id=uuid.uuid4())
             async with adb.tenant(user_id) as q:
                 after = len([t async for t in q.users.list_auth_tokens_iter()])
             assert (await adb.health()).ok
@@ -275,30 +277,46 @@ def test_async_tenant_commits_rolls_back_and_maps_errors(db_url: str, user_id: u
     assert before == after
 
 
-def test_every_generated_query_is_bound_in_keen_sql_bindings() -> None:
-    missing = []
+def _generated_functions() -> list[tuple[str, Any]]:
+    """(module, function) of every public function the plugin wrote into keen_queries."""
+    out = []
     for info in pkgutil.iter_modules(keen_queries.__path__):
-        if info.name == "models":
-            continue
         module = importlib.import_module(f"keen_queries.{info.name}")
-        domain = info.name.title().replace("_", "")
-        sync_cls = getattr(bindings, domain, None)
-        async_cls = getattr(bindings, f"Async{domain}", None)
         for name, fn in sorted(vars(module).items()):
-            if (
-                name.startswith("_")
-                or not inspect.isfunction(fn)
-                or fn.__module__ != module.__name__
-            ):
-                continue
-            if name.endswith("_async"):
-                base = name.removesuffix("_async")
-                kind = "aiter_query" if base.endswith("_iter") else "aquery"
-                if async_cls is None or getattr(async_cls, base, None) is None:
-                    missing.append(f"Async{domain}: {base} = {kind}({info.name}.{name})")
-            elif sync_cls is None or getattr(sync_cls, name, None) is None:
-                missing.append(f"{domain}: {name} = query({info.name}.{name})")
-    assert not missing, "add to keen_sql/bindings.py (and Queries):\n" + "\n".join(missing)
+            public = not name.startswith("_") and inspect.isfunction(fn)
+            if public and fn.__module__ == module.__name__:
+                out.append((info.name, fn))
+    return out
+
+
+def test_every_generated_query_is_bound_by_the_generated_classes_keen_sql_uses() -> None:
+    # keen_sql lists no query: Queries is the plugin's bound.Queries with keen's error hook.
+    assert issubclass(bindings.Queries, bound.Queries)
+    assert issubclass(bindings.AsyncQueries, bound.AsyncQueries)
+    unbound = []
+    for module, fn in _generated_functions():
+        name = fn.__name__
+        if module in ("models", "bound") or name.endswith("_params"):
+            continue
+        is_async = name.endswith("_async")
+        cls = getattr(
+            importlib.import_module(f"keen_queries.{module}"),
+            f"{'Async' if is_async else ''}{module.title()}Queries",
+        )
+        if not hasattr(cls, name.removesuffix("_async")) or not hasattr(bindings.Queries, module):
+            unbound.append(f"{module}.{name}")
+    assert not unbound
+
+
+def test_no_generated_function_has_a_p_parameter() -> None:
+    named = [
+        f"{module}.{fn.__name__}({param})"
+        for module, fn in _generated_functions()
+        for param in inspect.signature(fn).parameters
+        if param.startswith("p_")
+    ]
+    assert not named
+    assert len(_generated_functions()) > 100
 
 
 def _doc_example() -> str:
@@ -330,10 +348,10 @@ def test_the_documented_usage_example_runs_with_the_promised_types(
     assert Decimal(balance) == Decimal("25.0000") and offset == "0:00:00" and len(token) == 43
     assert printed[1].startswith("KE001 insufficient credits")
     with Database(settings_for(db_url)) as db, db.service() as q:
-        found = q.users.login_lookup(p_login="ada")
+        found = q.users.login_lookup(login="ada")
         assert found is not None and isinstance(found.user_id, uuid.UUID)
         with db.tenant(found.user_id) as t:
-            entry = t.credits.list_credit_transactions(p_limit=1)
+            entry = t.credits.list_credit_transactions(limit=1)
     if entry:
         assert isinstance(entry[0].amount, Decimal)
         assert isinstance(entry[0].created_at, datetime) and entry[0].created_at.tzinfo

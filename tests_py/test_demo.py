@@ -1,16 +1,16 @@
-"""`keen-sql demo` migrates an empty database, summarises the schema and runs the demonstration."""
+"""The demonstration of `make run` (examples/demo): migrates, summarises, runs every capability."""
 
 from __future__ import annotations
 
 import pytest
 
-from keen_sql import cli
+from examples.demo.__main__ import main
 
 
 def test_demo_migrates_then_lists_migrations_tables_and_functions(
     empty_db_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli.main(["--database-url", empty_db_url, "demo"]) == 0
+    assert main(["--database-url", empty_db_url]) == 0
     out = capsys.readouterr().out
 
     assert "applied just now" in out

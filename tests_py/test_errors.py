@@ -11,13 +11,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from keen_dev.databases import CHECKOUT
 
 from keen_sql import errors
-from keen_sql.config import ROOT, Settings
+from keen_sql.config import Settings
 from keen_sql.database import Database, Queries
 from tests_py.tenants import register
 
-REGISTRY = ROOT / "docs" / "errors.md"
+REGISTRY = CHECKOUT / "docs" / "errors.md"
 ROW = re.compile(
     r"^\| `(?P<code>[0-9A-Z]{5})` \| (?P<meaning>[^|]+) \| (?P<raisers>[^|]+) \| `(?P<cls>\w+)` \|$"
 )
@@ -137,12 +138,11 @@ def test_duplicate_chosen_key_becomes_AlreadyExists_KE009_naming_the_constraint(
 
 def _buy(q: Queries, intent: str, key: str) -> None:
     q.credits.add_credits(
-        p_amount=Decimal("5"),
-        p_transaction_type="purchase",
-        p_description="top-up",
-        p_idempotency_key=key,
-        p_stripe_payment_intent_id=intent,
-        p_metadata=None,
+        amount=Decimal("5"),
+        transaction_type="purchase",
+        description="top-up",
+        idempotency_key=key,
+        stripe_payment_intent_id=intent,
     )
 
 
@@ -185,7 +185,7 @@ def test_domain_error_is_raised_at_the_call_site_of_a_bound_query(db: Database) 
         # A savepoint lets the block handle the error and go on in the same transaction,
         # with the tenant context intact.
         with pytest.raises(errors.NotFound), q.conn.transaction():
-            q.users.revoke_token(p_token_id=uuid.uuid4())
+            q.users.revoke_token(token_id=uuid.uuid4())
         assert q.conn.execute("SELECT keen.current_user_id()").fetchone() == (tenant,)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from keen_dev.ledger import new_user
 from keen_queries import sessions as q
 from keen_queries.models import SessionEvent
 
@@ -27,7 +28,6 @@ from keen_sql.events import (
     EventListener,
     _Stream,
 )
-from tests_py.support.ledger import new_user
 from tests_py.test_isolation_pgbouncer import pgbouncer_url  # noqa: F401 - a fixture
 
 SESSIONS = 8
@@ -46,34 +46,34 @@ def run_session(db: Database, user_id: uuid.UUID, name: str) -> None:
     with db.tenant(user_id) as t:
         t.call(
             q.start_session,
-            p_session_id=name,
-            p_vision="secret vision",
-            p_working_directory="/w",
-            p_git_branch="main",
-            p_parent_session_id=None,
+            session_id=name,
+            vision="secret vision",
+            working_directory="/w",
+            git_branch="main",
+            parent_session_id=None,
         )
     for i in range(PROGRESS):
         with db.tenant(user_id) as t:
             t.call(
                 q.update_session_progress,
-                p_session_id=name,
-                p_phase=None,
-                p_iterations=1,
-                p_tool_calls=i,
-                p_tokens=100,
-                p_cost=None,
+                session_id=name,
+                phase=None,
+                iterations=1,
+                tool_calls=i,
+                tokens=100,
+                cost=None,
             )
     with db.tenant(user_id) as t:
         t.call(
             q.complete_session,
-            p_session_id=name,
-            p_success=True,
-            p_total_cost=Decimal(0),
-            p_files_created=None,
-            p_files_modified=None,
-            p_files_deleted=None,
-            p_completion_report=None,
-            p_error_message=None,
+            session_id=name,
+            success=True,
+            total_cost=Decimal(0),
+            files_created=None,
+            files_modified=None,
+            files_deleted=None,
+            completion_report=None,
+            error_message=None,
         )
 
 
@@ -92,7 +92,7 @@ def run_concurrently(db: Database, user_id: uuid.UUID, prefix: str) -> None:
 def logged(db: Database, user_id: uuid.UUID) -> list[SessionEvent]:
     """The user's whole event log, in id order."""
     with db.tenant(user_id) as t:
-        return t.call(q.list_session_events, p_after_id=0, p_session_id=None, p_limit=10000)
+        return t.call(q.list_session_events, after_id=0, session_id=None, limit=10000)
 
 
 def collect(listener: EventListener, count: int, out: list[SessionEvent]) -> None:
@@ -121,11 +121,11 @@ def test_notify_payload_names_no_tenant_user_session_or_event(db: Database, db_u
         with db.tenant(user) as t:
             row = t.call(
                 q.start_session,
-                p_session_id="notify-1",
-                p_vision="secret vision",
-                p_working_directory="/home/secret",
-                p_git_branch="secret-branch",
-                p_parent_session_id=None,
+                session_id="notify-1",
+                vision="secret vision",
+                working_directory="/home/secret",
+                git_branch="secret-branch",
+                parent_session_id=None,
             )
         assert row is not None
         notes = list(conn.notifies(timeout=5, stop_after=1))
@@ -269,11 +269,11 @@ def test_a_users_event_ids_follow_commit_order_while_other_users_never_wait(
         with db.tenant(user) as t:
             t.call(
                 q.start_session,
-                p_session_id=name,
-                p_vision="v",
-                p_working_directory="/w",
-                p_git_branch="main",
-                p_parent_session_id=None,
+                session_id=name,
+                vision="v",
+                working_directory="/w",
+                git_branch="main",
+                parent_session_id=None,
             )
     done = threading.Event()
 
@@ -281,43 +281,53 @@ def test_a_users_event_ids_follow_commit_order_while_other_users_never_wait(
         with db.tenant(alice) as t:
             t.call(
                 q.update_session_progress,
-                p_session_id="order-2",
-                p_phase=None,
-                p_iterations=1,
-                p_tool_calls=None,
-                p_tokens=None,
-                p_cost=None,
+                session_id="order-2",
+                phase=None,
+                iterations=1,
+                tool_calls=None,
+                tokens=None,
+                cost=None,
             )
         done.set()
 
     with db.tenant(alice) as first:  # holds alice's event stream until it commits
         first.call(
             q.update_session_progress,
-            p_session_id="order-1",
-            p_phase=None,
-            p_iterations=1,
-            p_tool_calls=None,
-            p_tokens=None,
-            p_cost=None,
+            session_id="order-1",
+            phase=None,
+            iterations=1,
+            tool_calls=None,
+            tokens=None,
+            cost=None,
         )
         other = threading.Thread(target=second_report)
         other.start()
         with db.tenant(bob) as t:  # another tenant is not held up
             t.call(
                 q.update_session_progress,
-                p_session_id="order-3",
-                p_phase=None,
-                p_iterations=1,
-                p_tool_calls=None,
-                p_tokens=None,
-                p_cost=None,
+                session_id="order-3",
+                phase=None,
+                iterations=1,
+                tool_calls=None,
+                tokens=None,
+                cost=None,
             )
         assert not done.wait(0.5), "alice's second report waits for her first to commit"
     other.join(timeout=10)
     assert done.is_set()
     ids = {e.session_id: e.id for e in logged(db, alice) if e.event_type == "session.progress"}
     with db.tenant(alice) as t:
-        first_id = t.call(q.get_session, p_session_id="order-1")
-        second_id = t.call(q.get_session, p_session_id="order-2")
+        first_id = t.call(q.get_session, session_id="order-1")
+        second_id = t.call(q.get_session, session_id="order-2")
     assert first_id is not None and second_id is not None
     assert ids[first_id.id] < ids[second_id.id], "ids are drawn in commit order"
+
+
+def test_listener_after_id_none_starts_from_the_first_event(db: Database, db_url: str) -> None:
+    user = new_user(db_url)
+    run_session(db, user, "from-start")
+    with EventListener(db_url, user, after_id=None) as listener:
+        events = list(listener.events(idle_timeout=0.5))
+    assert [e.id for e in events] == [e.id for e in logged(db, user)]
+    assert len(events) == PROGRESS + 2
+    assert listener.last_event_id == events[-1].id

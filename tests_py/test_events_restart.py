@@ -13,13 +13,13 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from keen_dev.clusters import Cluster, cluster_dir
+from keen_dev.ledger import make_user
 from keen_queries.models import SessionEvent
 
 from keen_sql.config import Settings
 from keen_sql.database import Database
 from keen_sql.events import EventListener
-from tests_py.support.clusters import Cluster, cluster_dir
-from tests_py.support.ledger import make_user
 from tests_py.test_events import PROGRESS, assert_in_order, logged, run_session
 
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from keen_dev import ledger
 from psycopg_pool import PoolTimeout
 
 from keen_sql.config import Settings
 from keen_sql.database import Database
 from keen_sql.errors import LockTimeout, StatementTimeout
-from tests_py.support import ledger
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from keen_dev import ledger
+from keen_dev.clusters import Cluster, cluster_dir
 from psycopg import sql
 
 from keen_sql import cli, migrations
 from keen_sql.config import Settings
 from keen_sql.database import Database
 from keen_sql.health import Thresholds, check_health
-from tests_py.support import ledger
-from tests_py.support.clusters import Cluster, cluster_dir
 
 
 def test_health_of_a_migrated_database_is_ok(db_url: str) -> None:
@@ -90,11 +90,7 @@ def primary_and_replica() -> Iterator[tuple[Cluster, Cluster]]:
     """A throwaway primary (migrated `keen`) and a streaming replica of it."""
     with cluster_dir("replica") as clusters:
         primary = clusters.keen("primary", wal_level="replica", max_wal_senders="4")
-        base = clusters.base_backup(primary, "standby_base", "-R")
-        replica = clusters.from_copy("replica", base, hot_standby="on")
-        replica.start()
-        replica.wait_ready("keen")
-        yield primary, replica
+        yield primary, clusters.replica_of(primary, "replica")
 
 
 @pytest.mark.slow

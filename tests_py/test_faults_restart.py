@@ -14,12 +14,12 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
+from keen_dev import ledger
+from keen_dev.clusters import Cluster, cluster_dir
 
 from keen_sql import backup
 from keen_sql.config import Settings
 from keen_sql.database import Database
-from tests_py.support import ledger
-from tests_py.support.clusters import Cluster, cluster_dir
 
 WORKERS = 4
 

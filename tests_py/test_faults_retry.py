@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from keen_dev import ledger
 
 from keen_sql import backup
 from keen_sql.config import Settings
@@ -30,7 +31,6 @@ from keen_sql.retry import (
     run_with_retry,
     run_with_retry_async,
 )
-from tests_py.support import ledger
 
 RAISE_40001 = "DO $$BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = '40001'; END$$"
 

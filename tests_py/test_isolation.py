@@ -108,7 +108,7 @@ def _worker(db: Database, tenants: list[uuid.UUID], seed: int, out: Outcome) -> 
                     create_token(q, name="rolled back")
                     raise Boom
                 if dice < 0.15:
-                    q.users.revoke_token(p_token_id=uuid.uuid4())  # not the caller's: KE006
+                    q.users.revoke_token(token_id=uuid.uuid4())  # not the caller's: KE006
                 elif dice < 0.20:
                     q.conn.execute("SELECT 1 / 0")
             counts["committed"] += 1

@@ -23,11 +23,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 import pytest
+from keen_dev.ledger import credit
 
 from keen_sql import errors
 from keen_sql.config import Settings
 from keen_sql.database import Database
-from tests_py.support.ledger import credit
 from tests_py.tenants import register
 from tests_py.test_isolation import (
     POOL_SIZE,
@@ -181,7 +181,7 @@ def test_one_trip_deductions_through_pgbouncer_charge_each_tenant_exactly(
         for i in range(40):  # 8 threads x 40 = 320 charges of 0.01, 80 per tenant of 50
             tenant = tenants[(n + i) % len(tenants)]
             try:
-                row = bounced_db.deduct_credits(tenant, p_amount=Decimal("0.01"))
+                row = bounced_db.deduct_credits(tenant, amount=Decimal("0.01"))
             except errors.InsufficientCredits:
                 with lock:
                     refused.append(str(tenant))
@@ -203,7 +203,7 @@ def test_one_trip_deductions_through_pgbouncer_charge_each_tenant_exactly(
     for tenant in tenants:
         with bounced_db.tenant(tenant) as q:
             account = q.credits.credit_balance()
-            charges = q.credits.list_credit_transactions(p_limit=100)
+            charges = q.credits.list_credit_transactions(limit=100)
         assert account is not None and account.current_balance == Decimal("0.00")
         assert {r.user_id for r in charges} == {tenant} and len(charges) == 51
 

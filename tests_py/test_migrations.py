@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from keen_dev.clusters import cluster_dir
+from keen_dev.databases import CHECKOUT, create_database, drop_database, scratch_name
 
 from keen_sql import migrations
-from tests_py.support.clusters import cluster_dir
-from tests_py.support.databases import create_database, drop_database, scratch_name
 from tests_py.support.schema import (
     OUR_ROLES,
     apply_schema,
@@ -99,7 +99,10 @@ def test_rollback_drops_the_roles_only_when_no_other_database_uses_them() -> Non
 
 
 def test_migration_files_are_numbered_twins_with_a_leading_comment() -> None:
-    files = sorted(p for p in migrations.MIGRATIONS_DIR.iterdir() if not p.name.startswith("."))
+    files = sorted(
+        (p for p in migrations.migration_files().iterdir() if not p.name.startswith(".")),
+        key=lambda p: p.name,
+    )
     assert files, "migrations/ is empty"
 
     forward: dict[int, str] = {}
@@ -111,8 +114,20 @@ def test_migration_files_are_numbered_twins_with_a_leading_comment() -> None:
         target = rollback if match["rollback"] else forward
         assert int(match["number"]) not in target, f"{path.name}: number used twice"
         target[int(match["number"])] = stem
-        first_line = path.read_text(encoding="utf-8").splitlines()[0] if path.stat().st_size else ""
+        lines = path.read_text(encoding="utf-8").splitlines()
+        first_line = lines[0] if lines else ""
         assert re.match(r"^-- \S", first_line), f"{path.name}: must open with a describing comment"
 
     assert forward == rollback, "every migration needs its rollback twin (same number and name)"
     assert sorted(forward) == list(range(1, len(forward) + 1)), "numbers must run 0001, 0002, …"
+
+
+def test_packaged_migrations_are_the_files_of_migrations_dir() -> None:
+    # keen_sql reads its migrations as package data (importlib.resources); in the checkout
+    # keen_sql/sql/migrations links to migrations/, and the wheel carries the same files.
+    packaged = {p.name: p.read_bytes() for p in migrations.migration_files().iterdir()}
+    on_disk = {p.name: p.read_bytes() for p in (CHECKOUT / "migrations").glob("*.sql")}
+    assert packaged == on_disk
+    assert [m.id for m in migrations.read()] == sorted(
+        name.removesuffix(".sql") for name in on_disk if not name.endswith(".rollback.sql")
+    )

@@ -15,6 +15,7 @@ from decimal import Decimal
 
 import psycopg
 import pytest
+from keen_dev.ledger import credit, new_user
 from keen_queries import credits as cq
 from keen_queries import sessions as q
 
@@ -22,7 +23,6 @@ from keen_sql import cli
 from keen_sql.config import Settings
 from keen_sql.database import Database
 from keen_sql.errors import InvalidStateTransition, NotFound
-from tests_py.support.ledger import credit, new_user
 
 THREADS = 8
 OPS_PER_THREAD = 40
@@ -40,11 +40,11 @@ def start(db: Database, user: uuid.UUID, name: str, parent: str | None = None) -
     with db.tenant(user) as t:
         t.call(
             q.start_session,
-            p_session_id=name,
-            p_vision="v",
-            p_working_directory="/w",
-            p_git_branch="main",
-            p_parent_session_id=parent,
+            session_id=name,
+            vision="v",
+            working_directory="/w",
+            git_branch="main",
+            parent_session_id=parent,
         )
 
 
@@ -54,33 +54,33 @@ def test_lifecycle_returns_the_promised_types_and_charges_once(db: Database, db_
         credit(t, Decimal("25.00"))
         started = t.call(
             q.start_session,
-            p_session_id="life",
-            p_vision="v",
-            p_working_directory="/w",
-            p_git_branch="main",
-            p_parent_session_id=None,
+            session_id="life",
+            vision="v",
+            working_directory="/w",
+            git_branch="main",
+            parent_session_id=None,
         )
         t.call(
             q.update_session_progress,
-            p_session_id="life",
-            p_phase="PLAN",
-            p_iterations=1,
-            p_tool_calls=2,
-            p_tokens=300,
-            p_cost=Decimal("1.5"),
+            session_id="life",
+            phase="PLAN",
+            iterations=1,
+            tool_calls=2,
+            tokens=300,
+            cost=Decimal("1.5"),
         )
         done = t.call(
             q.complete_session,
-            p_session_id="life",
-            p_success=True,
-            p_total_cost=Decimal("3.75"),
-            p_files_created=["a.py"],
-            p_files_modified=None,
-            p_files_deleted=None,
-            p_completion_report=None,
-            p_error_message=None,
+            session_id="life",
+            success=True,
+            total_cost=Decimal("3.75"),
+            files_created=["a.py"],
+            files_modified=None,
+            files_deleted=None,
+            completion_report=None,
+            error_message=None,
         )
-        tree = t.call(q.session_tree, p_session_id="life")
+        tree = t.call(q.session_tree, session_id="life")
         balance = t.call(cq.credit_balance)
     assert started is not None and done is not None and balance is not None
     assert isinstance(done.id, uuid.UUID) and done.id == started.id
@@ -96,28 +96,28 @@ def test_lifecycle_returns_the_promised_types_and_charges_once(db: Database, db_
     with db.tenant(user) as t:
         again = t.call(
             q.complete_session,
-            p_session_id="life",
-            p_success=True,
-            p_total_cost=Decimal("3.75"),
-            p_files_created=["a.py"],
-            p_files_modified=None,
-            p_files_deleted=None,
-            p_completion_report=None,
-            p_error_message=None,
+            session_id="life",
+            success=True,
+            total_cost=Decimal("3.75"),
+            files_created=["a.py"],
+            files_modified=None,
+            files_deleted=None,
+            completion_report=None,
+            error_message=None,
         )
     assert again is not None and again.updated_at == done.updated_at
     with pytest.raises(InvalidStateTransition), db.tenant(user) as t:
         t.call(
             q.update_session_progress,
-            p_session_id="life",
-            p_phase=None,
-            p_iterations=None,
-            p_tool_calls=None,
-            p_tokens=1,
-            p_cost=None,
+            session_id="life",
+            phase=None,
+            iterations=None,
+            tool_calls=None,
+            tokens=1,
+            cost=None,
         )
     with pytest.raises(NotFound), db.tenant(user) as t:
-        t.call(q.get_session, p_session_id="nope")
+        t.call(q.get_session, session_id="nope")
 
 
 def cost_of(index: int) -> Decimal:
@@ -138,27 +138,27 @@ def worker(
                 if op < 0.5:
                     t.call(
                         q.update_session_progress,
-                        p_session_id=names[i],
-                        p_phase=None,
-                        p_iterations=1,
-                        p_tool_calls=1,
-                        p_tokens=10,
-                        p_cost=Decimal("0.01"),
+                        session_id=names[i],
+                        phase=None,
+                        iterations=1,
+                        tool_calls=1,
+                        tokens=10,
+                        cost=Decimal("0.01"),
                     )
                 elif op < 0.85:
                     t.call(
                         q.complete_session,
-                        p_session_id=names[i],
-                        p_success=i % 4 != 0,
-                        p_total_cost=cost_of(i),
-                        p_files_created=None,
-                        p_files_modified=None,
-                        p_files_deleted=None,
-                        p_completion_report=None,
-                        p_error_message=None,
+                        session_id=names[i],
+                        success=i % 4 != 0,
+                        total_cost=cost_of(i),
+                        files_created=None,
+                        files_modified=None,
+                        files_deleted=None,
+                        completion_report=None,
+                        error_message=None,
                     )
                 else:
-                    t.call(q.cancel_session, p_session_id=names[i])
+                    t.call(q.cancel_session, session_id=names[i])
         except InvalidStateTransition:
             pass  # the session (or its parent) was finished by another thread first
         except BaseException as exc:
@@ -262,13 +262,13 @@ def test_cli_reaps_silent_connections_and_the_session_list_follows(
         for cid in ("ws-a", "ws-b"):
             t.call(
                 q.open_connection,
-                p_connection_id=cid,
-                p_client_ip=ipaddress.ip_address("10.0.0.1"),
-                p_user_agent=None,
-                p_client_type=None,
-                p_session_id="watched",
-                p_subscribed_events=None,
-                p_session_filters=None,
+                connection_id=cid,
+                client_ip=ipaddress.ip_address("10.0.0.1"),
+                user_agent=None,
+                client_type=None,
+                session_id="watched",
+                subscribed_events=None,
+                session_filters=None,
             )
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(
@@ -281,7 +281,7 @@ def test_cli_reaps_silent_connections_and_the_session_list_follows(
     )
     assert "1 stale connection(s) reaped" in capsys.readouterr().out
     with db.tenant(user) as t:
-        row = t.call(q.get_session, p_session_id="watched")
+        row = t.call(q.get_session, session_id="watched")
     assert row is not None and row.websocket_connections == ["ws-b"]
     assert (
         cli.main(["--database-url", db_url, "sessions", "prune-events", "--older-than-days", "1"])
@@ -298,22 +298,22 @@ def test_list_sessions_pages_newest_first_without_gap_or_repeat(db: Database, db
         for name in ("page-7", "page-8"):
             t.call(
                 q.start_session,
-                p_session_id=name,
-                p_vision="v",
-                p_working_directory="/w",
-                p_git_branch="main",
-                p_parent_session_id=None,
+                session_id=name,
+                vision="v",
+                working_directory="/w",
+                git_branch="main",
+                parent_session_id=None,
             )
         t.call(
             q.complete_session,
-            p_session_id="page-3",
-            p_success=False,
-            p_total_cost=None,
-            p_files_created=None,
-            p_files_modified=None,
-            p_files_deleted=None,
-            p_completion_report=None,
-            p_error_message="x",
+            session_id="page-3",
+            success=False,
+            total_cost=None,
+            files_created=None,
+            files_modified=None,
+            files_deleted=None,
+            completion_report=None,
+            error_message="x",
         )
     seen: list[str] = []
     before: tuple[datetime.datetime, uuid.UUID] | None = None
@@ -321,10 +321,10 @@ def test_list_sessions_pages_newest_first_without_gap_or_repeat(db: Database, db
         with db.tenant(user) as t:
             page = t.call(
                 q.list_sessions,
-                p_status=None,
-                p_before_start_time=before[0] if before else None,
-                p_before_id=before[1] if before else None,
-                p_limit=2,
+                status=None,
+                before_start_time=before[0] if before else None,
+                before_id=before[1] if before else None,
+                limit=2,
             )
         if not page:
             break
@@ -344,10 +344,10 @@ def test_list_sessions_pages_newest_first_without_gap_or_repeat(db: Database, db
     with db.tenant(user) as t:
         failed = t.call(
             q.list_sessions,
-            p_status="failed",
-            p_before_start_time=None,
-            p_before_id=None,
-            p_limit=None,
+            status="failed",
+            before_start_time=None,
+            before_id=None,
+            limit=None,
         )
     assert [s.session_id for s in failed] == ["page-3"]
 
@@ -366,7 +366,7 @@ def test_session_tree_orders_siblings_by_start_time_depth_first(db: Database, db
     ):
         start(db, user, name, parent)
     with db.tenant(user) as t:
-        tree = t.call(q.session_tree, p_session_id="root")
+        tree = t.call(q.session_tree, session_id="root")
     assert [(r.session_id, r.depth) for r in tree] == [
         ("root", 0),
         ("zeta", 1),

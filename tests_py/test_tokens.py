@@ -116,7 +116,7 @@ def test_unknown_token_is_refused(db: Database) -> None:
 def test_revoked_token_is_refused(db: Database, user_id: uuid.UUID) -> None:
     with db.tenant(user_id) as q:
         issued = security.issue_token(q, "api_key")
-        q.users.revoke_token(p_token_id=issued.row.id)
+        q.users.revoke_token(token_id=issued.row.id)
     assert _authenticate(db, issued.token) is None
 
 
@@ -230,20 +230,20 @@ def test_losing_a_rotation_race_raises_KE011_and_the_family_is_revoked(
         assert _authenticate(db, token) is not None
     with db.tenant(user_id) as q:
         winner = q.users.rotate_refresh_token(
-            p_token_hash=token_hash,
-            p_new_token_hash=security.hash_token("winner"),
-            p_expires_at=datetime.now(UTC) + timedelta(days=1),
-            p_ip=None,
-            p_user_agent=None,
+            token_hash=token_hash,
+            new_token_hash=security.hash_token("winner"),
+            expires_at=datetime.now(UTC) + timedelta(days=1),
+            ip=None,
+            user_agent=None,
         )
     assert winner is not None
     with pytest.raises(RefreshTokenReuse) as caught, db.tenant(user_id) as q:
         q.users.rotate_refresh_token(
-            p_token_hash=token_hash,
-            p_new_token_hash=security.hash_token("loser"),
-            p_expires_at=datetime.now(UTC) + timedelta(days=1),
-            p_ip=None,
-            p_user_agent=None,
+            token_hash=token_hash,
+            new_token_hash=security.hash_token("loser"),
+            expires_at=datetime.now(UTC) + timedelta(days=1),
+            ip=None,
+            user_agent=None,
         )
     assert caught.value.sqlstate == "KE011"
     assert _authenticate(db, token) is None  # the replay revokes the family…
@@ -278,7 +278,7 @@ def test_logout_revokes_the_refresh_token_family(db: Database, user_id: uuid.UUI
     first = _refresh_token(db, user_id)
     second = security.rotate_refresh_token(db, first)
     with db.tenant(user_id) as q:
-        q.users.revoke_token(p_token_id=second.row.id)
+        q.users.revoke_token(token_id=second.row.id)
     assert _authenticate(db, second.token) is None
 
 
@@ -325,11 +325,11 @@ def test_concurrent_sign_ups_with_one_email_leave_one_user_the_rest_KE009(db: Da
         try:
             with db.service() as q:
                 row = q.users.register_user(
-                    p_email=f"race-{tag}@example.com" if i % 2 else f"RACE-{tag}@example.com",
-                    p_username=f"race_{tag}_{i}",
-                    p_password_hash="x" * 40,
-                    p_display_name=None,
-                    p_timezone="UTC",
+                    email=f"race-{tag}@example.com" if i % 2 else f"RACE-{tag}@example.com",
+                    username=f"race_{tag}_{i}",
+                    password_hash="x" * 40,
+                    display_name=None,
+                    timezone="UTC",
                 )
             outcomes.append(row)
         except AlreadyExists as exc:
@@ -343,17 +343,17 @@ def test_concurrent_sign_ups_with_one_email_leave_one_user_the_rest_KE009(db: Da
     assert len(outcomes) == CONCURRENT_CALLERS
     assert sum(not isinstance(o, AlreadyExists) for o in outcomes) == 1
     with db.service() as q:
-        assert q.users.login_lookup(p_login=f"race-{tag}@example.com") is not None
+        assert q.users.login_lookup(login=f"race-{tag}@example.com") is not None
 
 
 def test_sign_up_with_an_unknown_time_zone_raises_KE013(db: Database) -> None:
     with pytest.raises(InvalidArgument), db.service() as q:
         q.users.register_user(
-            p_email=f"tz-{uuid.uuid4().hex[:8]}@example.com",
-            p_username=f"tz_{uuid.uuid4().hex[:8]}",
-            p_password_hash="x" * 40,
-            p_display_name=None,
-            p_timezone="Mars/Olympus_Mons",
+            email=f"tz-{uuid.uuid4().hex[:8]}@example.com",
+            username=f"tz_{uuid.uuid4().hex[:8]}",
+            password_hash="x" * 40,
+            display_name=None,
+            timezone="Mars/Olympus_Mons",
         )
 
 

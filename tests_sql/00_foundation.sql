@@ -37,11 +37,12 @@ SELECT is(
 SELECT tables_are('keen', ARRAY[
   'users', 'auth_tokens', 'agent_sessions', 'session_events', 'websocket_connections',
   'credit_accounts', 'credit_transactions', 'credit_holds', 'recharge_requests', 'daily_usage_stats',
-  'session_limits'],
-  'keen holds the original six tables, the contract''s four more, and the session_limits setting');
+  'user_audit_log', 'session_limits'],
+  'keen holds the original six tables, the contract''s five more, and the session_limits setting');
 SELECT materialized_views_are('keen', ARRAY['dashboard_metrics'], 'keen holds one materialized view, dashboard_metrics');
 SELECT views_are('keen', ARRAY[]::name[], 'keen holds no plain views');
-SELECT sequences_are('keen', ARRAY['session_events_id_seq'], 'the only sequence is session_events'' identity');
+SELECT sequences_are('keen', ARRAY['session_events_id_seq', 'user_audit_log_id_seq'],
+  'the only sequences are the identities of session_events and user_audit_log');
 SELECT is(
   (SELECT count(*) FROM pg_catalog.pg_class AS c
     WHERE c.relnamespace = 'keen'::regnamespace AND c.relkind IN ('r', 'p', 'm', 'v', 'S', 'i')

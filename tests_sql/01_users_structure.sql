@@ -12,7 +12,8 @@ SELECT columns_are('keen', 'users', ARRAY[
     'is_admin', 'admin_privileges', 'email_verified', 'email_verification_token',
     'account_status', 'mfa_enabled', 'mfa_secret', 'recovery_codes', 'timezone',
     'preferences', 'subscription_tier', 'subscription_status', 'created_at', 'updated_at',
-    'last_login_at', 'last_login_ip'],
+    'last_login_at', 'last_login_ip', 'avatar_url', 'billing_customer_id',
+    'email_verification_expires_at', 'suspended_reason'],
   'keen.users has exactly the expected columns');
 SELECT col_type_is('keen', 'users', 'id', 'uuid', 'users.id is uuid');
 SELECT col_not_null('keen', 'users', 'id', 'users.id is NOT NULL');
@@ -99,11 +100,16 @@ SELECT set_eq(
     'users_account_status_check', 'users_email_check', 'users_email_verification_check',
     'users_mfa_check', 'users_password_hash_check', 'users_role_check',
     'users_subscription_status_check', 'users_subscription_tier_check',
-    'users_timezone_check', 'users_username_check'],
+    'users_timezone_check', 'users_username_check', 'users_avatar_url_check',
+    'users_billing_customer_id_check', 'users_display_name_check', 'users_preferences_check',
+    'users_suspended_reason_check', 'users_email_verification_token_check',
+    'users_email_verification_expires_at_check', 'users_mfa_secret_check',
+    'users_recovery_codes_check', 'users_erased_identity_check'],
   'keen.users has exactly its named CHECK constraints');
 -- indexes
 SELECT indexes_are('keen', 'users', ARRAY[
-    'users_lower_email_key', 'users_lower_username_key', 'users_pkey', 'users_user_id_key'],
+    'users_lower_email_key', 'users_lower_username_key', 'users_pkey', 'users_user_id_key',
+    'users_billing_customer_id_key', 'users_email_verification_token_idx'],
   'keen.users has exactly the expected indexes');
 SELECT is((SELECT pg_get_indexdef('keen.users_lower_email_key'::regclass)),
   'CREATE UNIQUE INDEX users_lower_email_key ON keen.users USING btree (lower(email))',

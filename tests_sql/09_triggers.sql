@@ -1,7 +1,7 @@
 -- Triggers: every table's exact trigger list and the function each trigger runs, so a
 -- trigger cannot appear, vanish or change function unnoticed; and the time-zone check.
 BEGIN;
-SELECT plan(33);
+SELECT plan(34);
 
 -- ===== structure: trigger lists =============================================
 SELECT triggers_are('keen', 'agent_sessions', ARRAY['_010_check_update', '_010_set_depth', '_100_set_updated_at', '_500_track_usage_stats', '_500_track_usage_stats_update'], 'keen.agent_sessions has exactly its triggers');
@@ -10,7 +10,8 @@ SELECT triggers_are('keen', 'credit_accounts', ARRAY[]::name[], 'keen.credit_acc
 SELECT triggers_are('keen', 'credit_holds', ARRAY[]::name[], 'keen.credit_holds has no trigger (the movements write it; keen_app cannot)');
 SELECT triggers_are('keen', 'credit_transactions', ARRAY['_010_append_only', '_010_append_only_truncate'], 'keen.credit_transactions has exactly its append-only triggers');
 SELECT triggers_are('keen', 'session_events', ARRAY['_010_sequence', '_900_notify'], 'keen.session_events has exactly its triggers');
-SELECT triggers_are('keen', 'users', ARRAY['_100_set_updated_at', '_500_rebucket_usage_stats'], 'keen.users has exactly its triggers');
+SELECT triggers_are('keen', 'users', ARRAY['_100_set_updated_at', '_500_rebucket_usage_stats', '_900_audit'], 'keen.users has exactly its triggers');
+SELECT triggers_are('keen', 'user_audit_log', ARRAY['_010_append_only', '_010_append_only_truncate'], 'keen.user_audit_log has exactly its triggers');
 SELECT triggers_are('keen', 'websocket_connections', ARRAY['_100_set_updated_at', '_500_sync_session'], 'keen.websocket_connections has exactly its triggers');
 SELECT triggers_are('keen', 'daily_usage_stats', ARRAY[]::name[], 'keen.daily_usage_stats has no trigger');
 SELECT triggers_are('keen', 'recharge_requests', ARRAY[]::name[], 'keen.recharge_requests has no trigger');

@@ -164,7 +164,8 @@ SELECT set_eq(
   $$SELECT c.relname::text FROM pg_class AS c JOIN pg_attribute AS a ON a.attrelid = c.oid
     WHERE c.relnamespace = 'keen'::regnamespace AND c.relkind IN ('r', 'p') AND a.attname = 'user_id'$$,
   ARRAY['agent_sessions', 'auth_tokens', 'credit_accounts', 'credit_holds', 'credit_transactions',
-        'daily_usage_stats', 'recharge_requests', 'session_events', 'users', 'websocket_connections'],
+        'daily_usage_stats', 'recharge_requests', 'session_events', 'user_audit_log', 'users',
+        'websocket_connections'],
   'the tenant tables (every table with a user_id) are exactly these');
 SELECT is_empty(
   $$SELECT c.relname FROM pg_class AS c
@@ -185,6 +186,7 @@ SELECT set_eq(
     'recharge_requests owner_all ALL keen_owner', 'recharge_requests select_own SELECT keen_app',
     'session_events owner_all ALL keen_owner', 'session_events select_own SELECT keen_app',
     'session_limits owner_all ALL keen_owner', 'session_limits select_all SELECT keen_app',
+    'user_audit_log owner_all ALL keen_owner', 'user_audit_log select_own SELECT keen_app',
     'users owner_all ALL keen_owner', 'users select_own SELECT keen_app',
     'websocket_connections owner_all ALL keen_owner', 'websocket_connections select_own SELECT keen_app'
   ],
@@ -208,7 +210,8 @@ SELECT set_eq(
     WHERE p.pronamespace = 'keen'::regnamespace AND p.prosecdef$$,
   ARRAY[
     -- the cross-tenant operations DESIGN.md allows
-    'keen.authenticate_token(text,inet)', 'keen.login_lookup(text)', 'keen.reap_stale_connections(interval)',
+    'keen.authenticate_token(text,inet)', 'keen.end_idle_transactions(interval)', 'keen.login_lookup(text)',
+    'keen.reap_stale_connections(interval)',
     'keen.refresh_dashboard_metrics()', 'keen.register_user(text,text,text,text,text)',
     -- the tenant writers: the tenant from keen.require_user_id(), user_id named by value
     'keen.add_credits(numeric,text,text,text,text,jsonb)', 'keen.cancel_session(text)',
@@ -222,8 +225,17 @@ SELECT set_eq(
     'keen.rotate_refresh_token(text,text,timestamp with time zone,inet,text)',
     'keen.set_spending_limits(numeric,numeric)', 'keen.start_session(text,text,text,text,text)',
     'keen.update_session_progress(text,text,integer,integer,bigint,numeric)',
-    -- the deferred stats trigger, which fires at COMMIT as keen_app
-    'keen.tg_agent_sessions__track_usage()'],
+    -- the user's account writers (0010)
+    'keen.change_email(text,text,timestamp with time zone)', 'keen.change_password(text,boolean)',
+    'keen.close_account()', 'keen.confirm_email(text)', 'keen.disable_mfa()', 'keen.enable_mfa()',
+    'keen.enroll_mfa(text,text[])', 'keen.get_mfa_secret()', 'keen.start_email_verification(text,timestamp with time zone)',
+    'keen.update_profile(text,text,text,jsonb)', 'keen.use_recovery_code(text)',
+    -- the operators' and billing's account writers (0010; not granted to keen_app)
+    'keen.reactivate_user(uuid)', 'keen.set_billing(uuid,text,text,text)', 'keen.set_user_role(uuid,text)',
+    'keen.suspend_user(uuid,text)',
+    -- the deferred stats trigger, which fires at COMMIT as keen_app; the users audit trigger,
+    -- which appends to the trail keen_app cannot write
+    'keen.tg_agent_sessions__track_usage()', 'keen.tg_users__audit()'],
   'the SECURITY DEFINER functions are exactly the cross-tenant operations DESIGN.md allows and the tenant writers');
 SELECT is_empty(
   $$SELECT p.oid::regprocedure FROM pg_proc AS p
@@ -296,8 +308,13 @@ SELECT set_eq(
     'table keen.recharge_requests SELECT keen_app',
     'table keen.session_events SELECT keen_app',
     'table keen.session_limits SELECT keen_app',
+    'table keen.user_audit_log SELECT keen_app',
     'table keen.websocket_connections SELECT keen_app',
     'column keen.users.account_status SELECT keen_app',
+    'column keen.users.avatar_url SELECT keen_app',
+    'column keen.users.billing_customer_id SELECT keen_app',
+    'column keen.users.email_verification_expires_at SELECT keen_app',
+    'column keen.users.suspended_reason SELECT keen_app',
     'column keen.users.admin_privileges SELECT keen_app',
     'column keen.users.created_at SELECT keen_app',
     'column keen.users.display_name SELECT keen_app',
@@ -319,17 +336,25 @@ SELECT set_eq(
     'function keen.add_credits(numeric,text,text,text,text,jsonb) EXECUTE keen_app',
     'function keen.authenticate_token(text,inet) EXECUTE keen_app',
     'function keen.cancel_session(text) EXECUTE keen_app',
+    'function keen.change_email(text,text,timestamp with time zone) EXECUTE keen_app',
+    'function keen.change_password(text,boolean) EXECUTE keen_app',
     'function keen.capture_hold(uuid,numeric,text) EXECUTE keen_app',
     'function keen.check_credits(numeric) EXECUTE keen_app',
     'function keen.check_text(text,text,integer,boolean) EXECUTE keen_app',
+    'function keen.close_account() EXECUTE keen_app',
     'function keen.close_connection(text) EXECUTE keen_app',
     'function keen.complete_session(text,boolean,numeric,text[],text[],text[],jsonb,text) EXECUTE keen_app',
     'function keen.configure_auto_recharge(boolean,numeric,numeric) EXECUTE keen_app',
+    'function keen.confirm_email(text) EXECUTE keen_app',
     'function keen.create_auth_token(text,text,text,text[],timestamp with time zone,integer,inet,text) EXECUTE keen_app',
     'function keen.credit_balance() EXECUTE keen_app',
     'function keen.credit_local_date(uuid,timestamp with time zone) EXECUTE keen_app',
     'function keen.current_user_id() EXECUTE keen_app',
     'function keen.deduct_credits(numeric,uuid,text,text) EXECUTE keen_app',
+    'function keen.disable_mfa() EXECUTE keen_app',
+    'function keen.enable_mfa() EXECUTE keen_app',
+    'function keen.enroll_mfa(text,text[]) EXECUTE keen_app',
+    'function keen.get_mfa_secret() EXECUTE keen_app',
     'function keen.get_session(text) EXECUTE keen_app',
     'function keen.hold_credits(uuid,numeric,text,interval) EXECUTE keen_app',
     'function keen.list_session_events(bigint,text,integer) EXECUTE keen_app',
@@ -348,11 +373,15 @@ SELECT set_eq(
     'function keen.session_cost_breakdown(text) EXECUTE keen_app',
     'function keen.session_tree(text) EXECUTE keen_app',
     'function keen.session_uuid(text) EXECUTE keen_app',
+    'function keen.set_client_ip(inet) EXECUTE keen_app',
     'function keen.set_spending_limits(numeric,numeric) EXECUTE keen_app',
+    'function keen.start_email_verification(text,timestamp with time zone) EXECUTE keen_app',
     'function keen.start_session(text,text,text,text,text) EXECUTE keen_app',
     'function keen.text_prefix(text) EXECUTE keen_app',
+    'function keen.update_profile(text,text,text,jsonb) EXECUTE keen_app',
     'function keen.update_session_progress(text,text,integer,integer,bigint,numeric) EXECUTE keen_app',
     'function keen.usage_report(date,date) EXECUTE keen_app',
+    'function keen.use_recovery_code(text) EXECUTE keen_app',
     'function keen.validate_credit_amount(numeric,text) EXECUTE keen_app'
   ],
   'every grant to keen_app, keen_analytics and PUBLIC in keen is listed here (PUBLIC has none; keen_app holds SELECT and no other table privilege)');
@@ -375,7 +404,8 @@ SELECT set_eq(
     'keen.recharge_requests_account_id_open_key',             -- per the tenant's account
     'keen.session_events_session_id_seq_key',                 -- per the tenant's session
     'keen.users_lower_email_key',                             -- login identity: global
-    'keen.users_lower_username_key'                           -- login identity: global
+    'keen.users_lower_username_key',                          -- login identity: global
+    'keen.users_billing_customer_id_key'                      -- the billing provider's ids, set by billing
   ],
   'unique keys without user_id are exactly these: none on a value a tenant chooses freely');
 SELECT ok(NOT EXISTS (SELECT FROM pg_class AS c
@@ -604,12 +634,13 @@ SELECT is(keen.current_user_id(), NULL, 'an empty setting (what a committed loca
 SELECT is((SELECT count(*) FROM keen.auth_tokens), 0::bigint, 'an empty setting shows no rows and raises no cast error');
 SELECT is(tap.calls_not_raising(true, ARRAY[
     -- pure helpers that read nothing of a tenant
-    'keen.current_user_id()', 'keen.require_user_id()',
+    'keen.current_user_id()', 'keen.require_user_id()', 'keen.set_client_ip(inet)',
     'keen.round_cost(numeric)', 'keen.validate_credit_amount(numeric,text)',
     'keen.credit_local_date(uuid,timestamp with time zone)',
     'keen.text_prefix(text)', 'keen.check_text(text,text,integer,boolean)',
     -- the cross-tenant definers, which need no tenant
-    'keen.register_user(text,text,text,text,text)', 'keen.login_lookup(text)', 'keen.authenticate_token(text,inet)'
+    'keen.register_user(text,text,text,text,text)', 'keen.login_lookup(text)', 'keen.authenticate_token(text,inet)',
+    'keen.confirm_email(text)'
   ], '^KE010'), '{}'::text[],
   'every tenant API function, SECURITY DEFINER writers included, raises KE010 without tenant context');
 RESET ROLE;

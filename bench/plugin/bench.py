@@ -39,8 +39,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from keen_sql.config import database_url  # noqa: E402
-from tests_py.support.databases import scratch_database  # noqa: E402
+from keen_dev.databases import scratch_database, server_url  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -103,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", default="1,10,100,1000", help=":many sizes, comma-separated")
     args = parser.parse_args(argv)
     with (
-        scratch_database(database_url(), "bench_plugin") as (_, url),
+        scratch_database(server_url(), "bench_plugin") as (_, url),
         tempfile.TemporaryDirectory() as tmp,
     ):
         generate(Path(tmp))
@@ -177,6 +176,24 @@ def run(
     variants += [
         (f":many ({n} rows), `rows: named`", gen_many(named, n), raw_many(n)) for n in sizes
     ]
+    # Through the generated bound class (a method on an object holding the connection, the
+    # error hook's try around the call): what `q.credits.deduct_credits(…)` costs in keen.
+    bound = q.QueryQueries(conn)
+    variants.append((":one through the bound class", lambda: bound.get_account(id=4242), raw_one))
+    if 100 in sizes:  # one column: the values, against raw rows unpacked by the caller
+
+        def raw_ids() -> object:
+            with psycopg.RawCursor(conn) as cur:
+                cur.execute(q.LIST_IDS, (100, 100))
+                return [r[0] for r in cur.fetchall()]
+
+        variants.append(
+            (
+                ":many (100 rows) of one column: values",
+                lambda: q.list_ids(conn, first=100, n=100),
+                raw_ids,
+            )
+        )
     if 100 in sizes:  # what frozen dataclass rows would cost (not generated; for the design)
 
         def frozen_many() -> object:

@@ -4,3 +4,6 @@ SELECT id, owner, email, balance, active, created_at, note FROM bench_accounts W
 -- name: ListAccounts :many
 SELECT id, owner, email, balance, active, created_at, note FROM bench_accounts
 WHERE id >= sqlc.arg(first)::bigint ORDER BY id LIMIT sqlc.arg(n)::int;
+
+-- name: ListIds :many
+SELECT id FROM bench_accounts WHERE id >= sqlc.arg(first)::bigint ORDER BY id LIMIT sqlc.arg(n)::int;

@@ -11,9 +11,10 @@ import datetime
 import decimal
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, LiteralString, NamedTuple
+from typing import Any, LiteralString, NamedTuple, cast
 
 import psycopg
+from psycopg.rows import tuple_row
 
 from . import models
 
@@ -27,13 +28,14 @@ FROM keen.dashboard_metrics AS m
 ORDER BY m.hour_bucket"""
 
 
-_DASHBOARD_METRICS_ROWS = models.row_factory(models.DashboardMetric)
+DASHBOARD_METRICS_ROWS = models.row_factory(models.DashboardMetric)
+"""The psycopg row factory of DashboardMetrics's rows."""
 
 
 def dashboard_metrics(conn: psycopg.Connection[Any]) -> list[models.DashboardMetric]:
     """The operators' dashboard: hourly figures of the last 24 hours, oldest first (keen_analytics).
     """
-    with psycopg.RawCursor(conn, row_factory=_DASHBOARD_METRICS_ROWS) as _cur:
+    with psycopg.RawCursor(conn, row_factory=DASHBOARD_METRICS_ROWS) as _cur:
         _cur.execute(DASHBOARD_METRICS)
         return _cur.fetchall()
 
@@ -45,7 +47,7 @@ async def dashboard_metrics_async(
 
     The async twin of `dashboard_metrics`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_DASHBOARD_METRICS_ROWS) as _cur:
+    async with psycopg.AsyncRawCursor(conn, row_factory=DASHBOARD_METRICS_ROWS) as _cur:
         await _cur.execute(DASHBOARD_METRICS)
         return await _cur.fetchall()
 
@@ -55,7 +57,7 @@ def dashboard_metrics_iter(conn: psycopg.Connection[Any]) -> Iterator[models.Das
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
-    with psycopg.RawCursor(conn, row_factory=_DASHBOARD_METRICS_ROWS) as _cur:
+    with psycopg.RawCursor(conn, row_factory=DASHBOARD_METRICS_ROWS) as _cur:
         for _row in _cur.stream(DASHBOARD_METRICS):
             yield _row
 
@@ -67,7 +69,7 @@ async def dashboard_metrics_iter_async(
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_DASHBOARD_METRICS_ROWS) as _cur:
+    async with psycopg.AsyncRawCursor(conn, row_factory=DASHBOARD_METRICS_ROWS) as _cur:
         async for _row in _cur.stream(DASHBOARD_METRICS):
             yield _row
 
@@ -75,47 +77,55 @@ async def dashboard_metrics_iter_async(
 REBUILD_USAGE_STATS: LiteralString = "SELECT keen.rebuild_usage_stats(p_user_id => $1::uuid) AS rows_changed"
 
 
-class RebuildUsageStatsRow(NamedTuple):
-    """A row of RebuildUsageStats."""
-
-    rows_changed: int
+REBUILD_USAGE_STATS_ROWS = cast("models.RowFactory[tuple[int]]", tuple_row)
+"""The psycopg row factory of RebuildUsageStats's rows."""
 
 
-_REBUILD_USAGE_STATS_ROWS = models.row_factory(RebuildUsageStatsRow)
-
-
-def rebuild_usage_stats(
-    conn: psycopg.Connection[Any],
-    *,
-    p_user_id: uuid.UUID | None,
-) -> RebuildUsageStatsRow | None:
+def rebuild_usage_stats(conn: psycopg.Connection[Any], *, user_id: uuid.UUID | None = None) -> int:
     """Rewrites daily_usage_stats from sessions and the ledger (one user, or everyone); returns rows
     changed.
 
     Operators: rewrites daily_usage_stats from sessions and the ledger (one user, or all for
     NULL); returns rows changed.
+
+    Raises models.NoRowError when there is no row.
     """
-    with psycopg.RawCursor(conn, row_factory=_REBUILD_USAGE_STATS_ROWS) as _cur:
-        _cur.execute(REBUILD_USAGE_STATS, (p_user_id,))
-        return _cur.fetchone()
+    with psycopg.RawCursor(conn, row_factory=REBUILD_USAGE_STATS_ROWS) as _cur:
+        _cur.execute(REBUILD_USAGE_STATS, (user_id,))
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("RebuildUsageStats")
+        return _row[0]
 
 
 async def rebuild_usage_stats_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_user_id: uuid.UUID | None,
-) -> RebuildUsageStatsRow | None:
+    user_id: uuid.UUID | None = None,
+) -> int:
     """Rewrites daily_usage_stats from sessions and the ledger (one user, or everyone); returns rows
     changed.
 
     Operators: rewrites daily_usage_stats from sessions and the ledger (one user, or all for
     NULL); returns rows changed.
 
+    Raises models.NoRowError when there is no row.
+
     The async twin of `rebuild_usage_stats`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_REBUILD_USAGE_STATS_ROWS) as _cur:
-        await _cur.execute(REBUILD_USAGE_STATS, (p_user_id,))
-        return await _cur.fetchone()
+    async with psycopg.AsyncRawCursor(conn, row_factory=REBUILD_USAGE_STATS_ROWS) as _cur:
+        await _cur.execute(REBUILD_USAGE_STATS, (user_id,))
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("RebuildUsageStats")
+        return _row[0]
+
+
+def rebuild_usage_stats_params(*, user_id: uuid.UUID | None = None) -> tuple[Any, ...]:
+    """The parameters of RebuildUsageStats as REBUILD_USAGE_STATS binds them ($1, $2, …), for a
+    caller that runs the statement itself (e.g. in a pipeline).
+    """
+    return (user_id,)
 
 
 REFRESH_DASHBOARD_METRICS: LiteralString = "SELECT keen.refresh_dashboard_metrics()"
@@ -153,43 +163,44 @@ FROM keen.session_cost_breakdown(p_session_id => $1::text) AS b"""
 class SessionCostBreakdownRow(NamedTuple):
     """A row of SessionCostBreakdown."""
 
-    id: uuid.UUID | None
-    session_id: str | None
+    id: uuid.UUID
+    session_id: str
     parent_session_id: uuid.UUID | None
-    depth: int | None
-    path: list[str] | None
-    execution_status: str | None
-    own_cost: decimal.Decimal | None
-    tree_cost: decimal.Decimal | None
-    own_tokens: int | None
-    tree_tokens: int | None
-    descendants: int | None
-    own_charged: decimal.Decimal | None
-    tree_charged: decimal.Decimal | None
+    depth: int
+    path: list[str]
+    execution_status: str
+    own_cost: decimal.Decimal
+    tree_cost: decimal.Decimal
+    own_tokens: int
+    tree_tokens: int
+    descendants: int
+    own_charged: decimal.Decimal
+    tree_charged: decimal.Decimal
 
 
-_SESSION_COST_BREAKDOWN_ROWS = models.row_factory(SessionCostBreakdownRow)
+SESSION_COST_BREAKDOWN_ROWS = models.row_factory(SessionCostBreakdownRow)
+"""The psycopg row factory of SessionCostBreakdown's rows."""
 
 
 def session_cost_breakdown(
     conn: psycopg.Connection[Any],
     *,
-    p_session_id: str,
+    session_id: str,
 ) -> list[SessionCostBreakdownRow]:
     """The caller's session tree under a session: each session's own cost and its whole subtree's.
 
     The caller's session tree under p_session_id: each session's own cost and its subtree's (the
     task's) cost, tokens and charges.
     """
-    with psycopg.RawCursor(conn, row_factory=_SESSION_COST_BREAKDOWN_ROWS) as _cur:
-        _cur.execute(SESSION_COST_BREAKDOWN, (p_session_id,))
+    with psycopg.RawCursor(conn, row_factory=SESSION_COST_BREAKDOWN_ROWS) as _cur:
+        _cur.execute(SESSION_COST_BREAKDOWN, (session_id,))
         return _cur.fetchall()
 
 
 async def session_cost_breakdown_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_session_id: str,
+    session_id: str,
 ) -> list[SessionCostBreakdownRow]:
     """The caller's session tree under a session: each session's own cost and its whole subtree's.
 
@@ -198,15 +209,15 @@ async def session_cost_breakdown_async(
 
     The async twin of `session_cost_breakdown`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_SESSION_COST_BREAKDOWN_ROWS) as _cur:
-        await _cur.execute(SESSION_COST_BREAKDOWN, (p_session_id,))
+    async with psycopg.AsyncRawCursor(conn, row_factory=SESSION_COST_BREAKDOWN_ROWS) as _cur:
+        await _cur.execute(SESSION_COST_BREAKDOWN, (session_id,))
         return await _cur.fetchall()
 
 
 def session_cost_breakdown_iter(
     conn: psycopg.Connection[Any],
     *,
-    p_session_id: str,
+    session_id: str,
 ) -> Iterator[SessionCostBreakdownRow]:
     """The caller's session tree under a session: each session's own cost and its whole subtree's.
 
@@ -215,15 +226,15 @@ def session_cost_breakdown_iter(
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
-    with psycopg.RawCursor(conn, row_factory=_SESSION_COST_BREAKDOWN_ROWS) as _cur:
-        for _row in _cur.stream(SESSION_COST_BREAKDOWN, (p_session_id,)):
+    with psycopg.RawCursor(conn, row_factory=SESSION_COST_BREAKDOWN_ROWS) as _cur:
+        for _row in _cur.stream(SESSION_COST_BREAKDOWN, (session_id,)):
             yield _row
 
 
 async def session_cost_breakdown_iter_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_session_id: str,
+    session_id: str,
 ) -> AsyncIterator[SessionCostBreakdownRow]:
     """The caller's session tree under a session: each session's own cost and its whole subtree's.
 
@@ -232,9 +243,16 @@ async def session_cost_breakdown_iter_async(
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_SESSION_COST_BREAKDOWN_ROWS) as _cur:
-        async for _row in _cur.stream(SESSION_COST_BREAKDOWN, (p_session_id,)):
+    async with psycopg.AsyncRawCursor(conn, row_factory=SESSION_COST_BREAKDOWN_ROWS) as _cur:
+        async for _row in _cur.stream(SESSION_COST_BREAKDOWN, (session_id,)):
             yield _row
+
+
+def session_cost_breakdown_params(*, session_id: str) -> tuple[Any, ...]:
+    """The parameters of SessionCostBreakdown as SESSION_COST_BREAKDOWN binds them ($1, $2, …), for
+    a caller that runs the statement itself (e.g. in a pipeline).
+    """
+    return (session_id,)
 
 
 USAGE_REPORT: LiteralString = """SELECT r.date_bucket, r.sessions_started, r.sessions_completed, r.sessions_failed,
@@ -246,47 +264,48 @@ FROM keen.usage_report(p_from => $1::date, p_to => $2::date) AS r"""
 class UsageReportRow(NamedTuple):
     """A row of UsageReport."""
 
-    date_bucket: datetime.date | None
-    sessions_started: int | None
-    sessions_completed: int | None
-    sessions_failed: int | None
-    sessions_cancelled: int | None
-    tokens_used: int | None
-    tool_calls: int | None
-    total_cost: decimal.Decimal | None
-    credits_purchased: decimal.Decimal | None
-    credits_spent: decimal.Decimal | None
-    credits_refunded: decimal.Decimal | None
-    credits_adjusted: decimal.Decimal | None
+    date_bucket: datetime.date
+    sessions_started: int
+    sessions_completed: int
+    sessions_failed: int
+    sessions_cancelled: int
+    tokens_used: int
+    tool_calls: int
+    total_cost: decimal.Decimal
+    credits_purchased: decimal.Decimal
+    credits_spent: decimal.Decimal
+    credits_refunded: decimal.Decimal
+    credits_adjusted: decimal.Decimal
 
 
-_USAGE_REPORT_ROWS = models.row_factory(UsageReportRow)
+USAGE_REPORT_ROWS = models.row_factory(UsageReportRow)
+"""The psycopg row factory of UsageReport's rows."""
 
 
 def usage_report(
     conn: psycopg.Connection[Any],
     *,
-    p_from: datetime.date,
-    p_to: datetime.date,
+    from_: datetime.date,
+    to: datetime.date,
 ) -> list[UsageReportRow]:
-    """The caller's own figures for each day from p_from to p_to (at most 366 days), zeros on quiet
+    """The caller's own figures for each day from from_ to to (at most 366 days), zeros on quiet
     days.
 
     The caller's own figures for each day from p_from to p_to (at most 366 days), zeros on days
     without activity.
     """
-    with psycopg.RawCursor(conn, row_factory=_USAGE_REPORT_ROWS) as _cur:
-        _cur.execute(USAGE_REPORT, (p_from, p_to))
+    with psycopg.RawCursor(conn, row_factory=USAGE_REPORT_ROWS) as _cur:
+        _cur.execute(USAGE_REPORT, (from_, to))
         return _cur.fetchall()
 
 
 async def usage_report_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_from: datetime.date,
-    p_to: datetime.date,
+    from_: datetime.date,
+    to: datetime.date,
 ) -> list[UsageReportRow]:
-    """The caller's own figures for each day from p_from to p_to (at most 366 days), zeros on quiet
+    """The caller's own figures for each day from from_ to to (at most 366 days), zeros on quiet
     days.
 
     The caller's own figures for each day from p_from to p_to (at most 366 days), zeros on days
@@ -294,18 +313,18 @@ async def usage_report_async(
 
     The async twin of `usage_report`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_USAGE_REPORT_ROWS) as _cur:
-        await _cur.execute(USAGE_REPORT, (p_from, p_to))
+    async with psycopg.AsyncRawCursor(conn, row_factory=USAGE_REPORT_ROWS) as _cur:
+        await _cur.execute(USAGE_REPORT, (from_, to))
         return await _cur.fetchall()
 
 
 def usage_report_iter(
     conn: psycopg.Connection[Any],
     *,
-    p_from: datetime.date,
-    p_to: datetime.date,
+    from_: datetime.date,
+    to: datetime.date,
 ) -> Iterator[UsageReportRow]:
-    """The caller's own figures for each day from p_from to p_to (at most 366 days), zeros on quiet
+    """The caller's own figures for each day from from_ to to (at most 366 days), zeros on quiet
     days.
 
     The caller's own figures for each day from p_from to p_to (at most 366 days), zeros on days
@@ -313,18 +332,18 @@ def usage_report_iter(
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
-    with psycopg.RawCursor(conn, row_factory=_USAGE_REPORT_ROWS) as _cur:
-        for _row in _cur.stream(USAGE_REPORT, (p_from, p_to)):
+    with psycopg.RawCursor(conn, row_factory=USAGE_REPORT_ROWS) as _cur:
+        for _row in _cur.stream(USAGE_REPORT, (from_, to)):
             yield _row
 
 
 async def usage_report_iter_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_from: datetime.date,
-    p_to: datetime.date,
+    from_: datetime.date,
+    to: datetime.date,
 ) -> AsyncIterator[UsageReportRow]:
-    """The caller's own figures for each day from p_from to p_to (at most 366 days), zeros on quiet
+    """The caller's own figures for each day from from_ to to (at most 366 days), zeros on quiet
     days.
 
     The caller's own figures for each day from p_from to p_to (at most 366 days), zeros on days
@@ -332,9 +351,16 @@ async def usage_report_iter_async(
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_USAGE_REPORT_ROWS) as _cur:
-        async for _row in _cur.stream(USAGE_REPORT, (p_from, p_to)):
+    async with psycopg.AsyncRawCursor(conn, row_factory=USAGE_REPORT_ROWS) as _cur:
+        async for _row in _cur.stream(USAGE_REPORT, (from_, to)):
             yield _row
+
+
+def usage_report_params(*, from_: datetime.date, to: datetime.date) -> tuple[Any, ...]:
+    """The parameters of UsageReport as USAGE_REPORT binds them ($1, $2, …), for a caller that runs
+    the statement itself (e.g. in a pipeline).
+    """
+    return (from_, to)
 
 
 VERIFY_USAGE_STATS: LiteralString = """SELECT v.user_id, v.date_bucket, v.figure, v.recorded, v.expected
@@ -344,14 +370,15 @@ FROM keen.verify_usage_stats() AS v"""
 class VerifyUsageStatsRow(NamedTuple):
     """A row of VerifyUsageStats."""
 
-    user_id: uuid.UUID | None
-    date_bucket: datetime.date | None
-    figure: str | None
-    recorded: decimal.Decimal | None
-    expected: decimal.Decimal | None
+    user_id: uuid.UUID
+    date_bucket: datetime.date
+    figure: str
+    recorded: decimal.Decimal
+    expected: decimal.Decimal
 
 
-_VERIFY_USAGE_STATS_ROWS = models.row_factory(VerifyUsageStatsRow)
+VERIFY_USAGE_STATS_ROWS = models.row_factory(VerifyUsageStatsRow)
+"""The psycopg row factory of VerifyUsageStats's rows."""
 
 
 def verify_usage_stats(conn: psycopg.Connection[Any]) -> list[VerifyUsageStatsRow]:
@@ -361,7 +388,7 @@ def verify_usage_stats(conn: psycopg.Connection[Any]) -> list[VerifyUsageStatsRo
     Operators: every figure of daily_usage_stats that differs from its recomputation; empty when
     healthy.
     """
-    with psycopg.RawCursor(conn, row_factory=_VERIFY_USAGE_STATS_ROWS) as _cur:
+    with psycopg.RawCursor(conn, row_factory=VERIFY_USAGE_STATS_ROWS) as _cur:
         _cur.execute(VERIFY_USAGE_STATS)
         return _cur.fetchall()
 
@@ -375,7 +402,7 @@ async def verify_usage_stats_async(conn: psycopg.AsyncConnection[Any]) -> list[V
 
     The async twin of `verify_usage_stats`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_VERIFY_USAGE_STATS_ROWS) as _cur:
+    async with psycopg.AsyncRawCursor(conn, row_factory=VERIFY_USAGE_STATS_ROWS) as _cur:
         await _cur.execute(VERIFY_USAGE_STATS)
         return await _cur.fetchall()
 
@@ -389,7 +416,7 @@ def verify_usage_stats_iter(conn: psycopg.Connection[Any]) -> Iterator[VerifyUsa
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
-    with psycopg.RawCursor(conn, row_factory=_VERIFY_USAGE_STATS_ROWS) as _cur:
+    with psycopg.RawCursor(conn, row_factory=VERIFY_USAGE_STATS_ROWS) as _cur:
         for _row in _cur.stream(VERIFY_USAGE_STATS):
             yield _row
 
@@ -405,6 +432,321 @@ async def verify_usage_stats_iter_async(
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_VERIFY_USAGE_STATS_ROWS) as _cur:
+    async with psycopg.AsyncRawCursor(conn, row_factory=VERIFY_USAGE_STATS_ROWS) as _cur:
         async for _row in _cur.stream(VERIFY_USAGE_STATS):
             yield _row
+
+
+class AnalyticsQueries:
+    """The queries of analytics.sql bound to one connection: `analytics.dashboard_metrics(…)` runs
+    `dashboard_metrics(conn, …)`.
+
+    A database error a query raises goes through `on_error` (models.ErrorHook): the exception it
+    returns is raised from the error, e.g. an application's own error classes; without a hook the
+    error is raised unchanged.
+    """
+
+    __slots__ = ("conn", "on_error")
+
+    def __init__(self, conn: psycopg.Connection[Any], on_error: models.ErrorHook | None = None) -> None:
+        self.conn = conn
+        self.on_error = on_error
+
+    def dashboard_metrics(self) -> list[models.DashboardMetric]:
+        """The operators' dashboard: hourly figures of the last 24 hours, oldest first
+        (keen_analytics).
+        """
+        try:
+            return dashboard_metrics(self.conn)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def dashboard_metrics_iter(self) -> Iterator[models.DashboardMetric]:
+        """The operators' dashboard: hourly figures of the last 24 hours, oldest first
+        (keen_analytics).
+
+        Streams the rows (psycopg single-row mode) instead of fetching them all.
+        """
+        try:
+            yield from dashboard_metrics_iter(self.conn)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def rebuild_usage_stats(self, *, user_id: uuid.UUID | None = None) -> int:
+        """Rewrites daily_usage_stats from sessions and the ledger (one user, or everyone); returns
+        rows changed.
+
+        Operators: rewrites daily_usage_stats from sessions and the ledger (one user, or all for
+        NULL); returns rows changed.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return rebuild_usage_stats(self.conn, user_id=user_id)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def refresh_dashboard_metrics(self) -> None:
+        """Refreshes dashboard_metrics concurrently (readers are never blocked); analytics or
+        operator login.
+
+        Refreshes dashboard_metrics CONCURRENTLY (plainly the first time); for the
+        analytics/operator login.
+        """
+        try:
+            refresh_dashboard_metrics(self.conn)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def session_cost_breakdown(self, *, session_id: str) -> list[SessionCostBreakdownRow]:
+        """The caller's session tree under a session: each session's own cost and its whole
+        subtree's.
+
+        The caller's session tree under p_session_id: each session's own cost and its subtree's
+        (the task's) cost, tokens and charges.
+        """
+        try:
+            return session_cost_breakdown(self.conn, session_id=session_id)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def session_cost_breakdown_iter(self, *, session_id: str) -> Iterator[SessionCostBreakdownRow]:
+        """The caller's session tree under a session: each session's own cost and its whole
+        subtree's.
+
+        The caller's session tree under p_session_id: each session's own cost and its subtree's
+        (the task's) cost, tokens and charges.
+
+        Streams the rows (psycopg single-row mode) instead of fetching them all.
+        """
+        try:
+            yield from session_cost_breakdown_iter(self.conn, session_id=session_id)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def usage_report(self, *, from_: datetime.date, to: datetime.date) -> list[UsageReportRow]:
+        """The caller's own figures for each day from from_ to to (at most 366 days), zeros on quiet
+        days.
+
+        The caller's own figures for each day from p_from to p_to (at most 366 days), zeros on
+        days without activity.
+        """
+        try:
+            return usage_report(self.conn, from_=from_, to=to)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def usage_report_iter(
+        self,
+        *,
+        from_: datetime.date,
+        to: datetime.date,
+    ) -> Iterator[UsageReportRow]:
+        """The caller's own figures for each day from from_ to to (at most 366 days), zeros on quiet
+        days.
+
+        The caller's own figures for each day from p_from to p_to (at most 366 days), zeros on
+        days without activity.
+
+        Streams the rows (psycopg single-row mode) instead of fetching them all.
+        """
+        try:
+            yield from usage_report_iter(self.conn, from_=from_, to=to)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def verify_usage_stats(self) -> list[VerifyUsageStatsRow]:
+        """Every daily_usage_stats figure that differs from its recomputation; empty when healthy
+        (operators).
+
+        Operators: every figure of daily_usage_stats that differs from its recomputation; empty
+        when healthy.
+        """
+        try:
+            return verify_usage_stats(self.conn)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def verify_usage_stats_iter(self) -> Iterator[VerifyUsageStatsRow]:
+        """Every daily_usage_stats figure that differs from its recomputation; empty when healthy
+        (operators).
+
+        Operators: every figure of daily_usage_stats that differs from its recomputation; empty
+        when healthy.
+
+        Streams the rows (psycopg single-row mode) instead of fetching them all.
+        """
+        try:
+            yield from verify_usage_stats_iter(self.conn)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+
+class AsyncAnalyticsQueries:
+    """The async queries of analytics.sql bound to one connection: `analytics.dashboard_metrics(…)`
+    runs `dashboard_metrics_async(conn, …)`.
+
+    A database error a query raises goes through `on_error` (models.ErrorHook): the exception it
+    returns is raised from the error, e.g. an application's own error classes; without a hook the
+    error is raised unchanged.
+    """
+
+    __slots__ = ("conn", "on_error")
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any], on_error: models.ErrorHook | None = None) -> None:
+        self.conn = conn
+        self.on_error = on_error
+
+    async def dashboard_metrics(self) -> list[models.DashboardMetric]:
+        """The operators' dashboard: hourly figures of the last 24 hours, oldest first
+        (keen_analytics).
+
+        The async twin of `dashboard_metrics`.
+        """
+        try:
+            return await dashboard_metrics_async(self.conn)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def dashboard_metrics_iter(self) -> AsyncIterator[models.DashboardMetric]:
+        """The operators' dashboard: hourly figures of the last 24 hours, oldest first
+        (keen_analytics).
+
+        Streams the rows (psycopg single-row mode) instead of fetching them all.
+        """
+        try:
+            async for _row in dashboard_metrics_iter_async(self.conn):
+                yield _row
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def rebuild_usage_stats(self, *, user_id: uuid.UUID | None = None) -> int:
+        """Rewrites daily_usage_stats from sessions and the ledger (one user, or everyone); returns
+        rows changed.
+
+        Operators: rewrites daily_usage_stats from sessions and the ledger (one user, or all for
+        NULL); returns rows changed.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `rebuild_usage_stats`.
+        """
+        try:
+            return await rebuild_usage_stats_async(self.conn, user_id=user_id)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def refresh_dashboard_metrics(self) -> None:
+        """Refreshes dashboard_metrics concurrently (readers are never blocked); analytics or
+        operator login.
+
+        Refreshes dashboard_metrics CONCURRENTLY (plainly the first time); for the
+        analytics/operator login.
+
+        The async twin of `refresh_dashboard_metrics`.
+        """
+        try:
+            await refresh_dashboard_metrics_async(self.conn)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def session_cost_breakdown(self, *, session_id: str) -> list[SessionCostBreakdownRow]:
+        """The caller's session tree under a session: each session's own cost and its whole
+        subtree's.
+
+        The caller's session tree under p_session_id: each session's own cost and its subtree's
+        (the task's) cost, tokens and charges.
+
+        The async twin of `session_cost_breakdown`.
+        """
+        try:
+            return await session_cost_breakdown_async(self.conn, session_id=session_id)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def session_cost_breakdown_iter(
+        self,
+        *,
+        session_id: str,
+    ) -> AsyncIterator[SessionCostBreakdownRow]:
+        """The caller's session tree under a session: each session's own cost and its whole
+        subtree's.
+
+        The caller's session tree under p_session_id: each session's own cost and its subtree's
+        (the task's) cost, tokens and charges.
+
+        Streams the rows (psycopg single-row mode) instead of fetching them all.
+        """
+        try:
+            async for _row in session_cost_breakdown_iter_async(self.conn, session_id=session_id):
+                yield _row
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def usage_report(
+        self,
+        *,
+        from_: datetime.date,
+        to: datetime.date,
+    ) -> list[UsageReportRow]:
+        """The caller's own figures for each day from from_ to to (at most 366 days), zeros on quiet
+        days.
+
+        The caller's own figures for each day from p_from to p_to (at most 366 days), zeros on
+        days without activity.
+
+        The async twin of `usage_report`.
+        """
+        try:
+            return await usage_report_async(self.conn, from_=from_, to=to)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def usage_report_iter(
+        self,
+        *,
+        from_: datetime.date,
+        to: datetime.date,
+    ) -> AsyncIterator[UsageReportRow]:
+        """The caller's own figures for each day from from_ to to (at most 366 days), zeros on quiet
+        days.
+
+        The caller's own figures for each day from p_from to p_to (at most 366 days), zeros on
+        days without activity.
+
+        Streams the rows (psycopg single-row mode) instead of fetching them all.
+        """
+        try:
+            async for _row in usage_report_iter_async(self.conn, from_=from_, to=to):
+                yield _row
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def verify_usage_stats(self) -> list[VerifyUsageStatsRow]:
+        """Every daily_usage_stats figure that differs from its recomputation; empty when healthy
+        (operators).
+
+        Operators: every figure of daily_usage_stats that differs from its recomputation; empty
+        when healthy.
+
+        The async twin of `verify_usage_stats`.
+        """
+        try:
+            return await verify_usage_stats_async(self.conn)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def verify_usage_stats_iter(self) -> AsyncIterator[VerifyUsageStatsRow]:
+        """Every daily_usage_stats figure that differs from its recomputation; empty when healthy
+        (operators).
+
+        Operators: every figure of daily_usage_stats that differs from its recomputation; empty
+        when healthy.
+
+        Streams the rows (psycopg single-row mode) instead of fetching them all.
+        """
+        try:
+            async for _row in verify_usage_stats_iter_async(self.conn):
+                yield _row
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)

@@ -12,9 +12,10 @@ import decimal
 import ipaddress
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, LiteralString, NamedTuple
+from typing import Any, LiteralString, NamedTuple, cast
 
 import psycopg
+from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb as _Jsonb
 
 from . import models
@@ -31,71 +32,104 @@ SELECT id, user_id, account_id, entry_no, transaction_type, amount, balance_befo
 )"""
 
 
-_ADD_CREDITS_ROWS = models.row_factory(models.CreditTransaction)
+ADD_CREDITS_ROWS = models.row_factory(models.CreditTransaction)
+"""The psycopg row factory of AddCredits's rows."""
 
 
 def add_credits(
     conn: psycopg.Connection[Any],
     *,
-    p_amount: decimal.Decimal,
-    p_transaction_type: str | None,
-    p_description: str | None,
-    p_idempotency_key: str | None,
-    p_stripe_payment_intent_id: str | None,
-    p_metadata: models.JsonParam | None,
-) -> models.CreditTransaction | None:
-    """Credits a purchase (type NULL), refund or adjustment; a retried key (or payment intent)
+    amount: decimal.Decimal,
+    transaction_type: str | None = None,
+    description: str | None = None,
+    idempotency_key: str | None = None,
+    stripe_payment_intent_id: str | None = None,
+    metadata: models.JsonParam | None = None,
+) -> models.CreditTransaction:
+    """Credits a purchase (type omitted), refund or adjustment; a retried key (or payment intent)
     returns the original entry.
 
     Credits a purchase, refund or adjustment; idempotent by key (or by payment intent without a
     key).
+
+    Raises models.NoRowError when there is no row.
     """
-    with psycopg.RawCursor(conn, row_factory=_ADD_CREDITS_ROWS) as _cur:
+    with psycopg.RawCursor(conn, row_factory=ADD_CREDITS_ROWS) as _cur:
         _cur.execute(
             ADD_CREDITS,
             (
-                p_amount,
-                p_transaction_type,
-                p_description,
-                p_idempotency_key,
-                p_stripe_payment_intent_id,
-                (None if p_metadata is None else _Jsonb(p_metadata)),
+                amount,
+                transaction_type,
+                description,
+                idempotency_key,
+                stripe_payment_intent_id,
+                (None if metadata is None else _Jsonb(metadata)),
             ),
         )
-        return _cur.fetchone()
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("AddCredits")
+        return _row
 
 
 async def add_credits_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_amount: decimal.Decimal,
-    p_transaction_type: str | None,
-    p_description: str | None,
-    p_idempotency_key: str | None,
-    p_stripe_payment_intent_id: str | None,
-    p_metadata: models.JsonParam | None,
-) -> models.CreditTransaction | None:
-    """Credits a purchase (type NULL), refund or adjustment; a retried key (or payment intent)
+    amount: decimal.Decimal,
+    transaction_type: str | None = None,
+    description: str | None = None,
+    idempotency_key: str | None = None,
+    stripe_payment_intent_id: str | None = None,
+    metadata: models.JsonParam | None = None,
+) -> models.CreditTransaction:
+    """Credits a purchase (type omitted), refund or adjustment; a retried key (or payment intent)
     returns the original entry.
 
     Credits a purchase, refund or adjustment; idempotent by key (or by payment intent without a
     key).
 
+    Raises models.NoRowError when there is no row.
+
     The async twin of `add_credits`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_ADD_CREDITS_ROWS) as _cur:
+    async with psycopg.AsyncRawCursor(conn, row_factory=ADD_CREDITS_ROWS) as _cur:
         await _cur.execute(
             ADD_CREDITS,
             (
-                p_amount,
-                p_transaction_type,
-                p_description,
-                p_idempotency_key,
-                p_stripe_payment_intent_id,
-                (None if p_metadata is None else _Jsonb(p_metadata)),
+                amount,
+                transaction_type,
+                description,
+                idempotency_key,
+                stripe_payment_intent_id,
+                (None if metadata is None else _Jsonb(metadata)),
             ),
         )
-        return await _cur.fetchone()
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("AddCredits")
+        return _row
+
+
+def add_credits_params(
+    *,
+    amount: decimal.Decimal,
+    transaction_type: str | None = None,
+    description: str | None = None,
+    idempotency_key: str | None = None,
+    stripe_payment_intent_id: str | None = None,
+    metadata: models.JsonParam | None = None,
+) -> tuple[Any, ...]:
+    """The parameters of AddCredits as ADD_CREDITS binds them ($1, $2, …), for a caller that runs
+    the statement itself (e.g. in a pipeline).
+    """
+    return (
+        amount,
+        transaction_type,
+        description,
+        idempotency_key,
+        stripe_payment_intent_id,
+        (None if metadata is None else _Jsonb(metadata)),
+    )
 
 
 CAPTURE_HOLD: LiteralString = """SELECT id, user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, claude_cost_usd, markup_multiplier, session_id, hold_id, description, metadata, idempotency_key, request_fingerprint, stripe_payment_intent_id, created_at, created_by_ip FROM keen.capture_hold(
@@ -105,47 +139,70 @@ CAPTURE_HOLD: LiteralString = """SELECT id, user_id, account_id, entry_no, trans
 )"""
 
 
-_CAPTURE_HOLD_ROWS = models.row_factory(models.CreditTransaction)
+CAPTURE_HOLD_ROWS = models.row_factory(models.CreditTransaction)
+"""The psycopg row factory of CaptureHold's rows."""
 
 
 def capture_hold(
     conn: psycopg.Connection[Any],
     *,
-    p_hold_id: uuid.UUID,
-    p_amount: decimal.Decimal | None,
-    p_description: str | None,
-) -> models.CreditTransaction | None:
-    """Charges at most the held amount (all of it when p_amount is NULL) and frees the rest; once
+    hold_id: uuid.UUID,
+    amount: decimal.Decimal | None = None,
+    description: str | None = None,
+) -> models.CreditTransaction:
+    """Charges at most the held amount (all of it when amount is omitted) and frees the rest; once
     per hold.
 
     Charges at most the held amount (default all of it) and frees the rest, never refused for
     balance or limits; a retry with the same amount and description returns the original entry,
     other arguments KE005.
+
+    Raises models.NoRowError when there is no row.
     """
-    with psycopg.RawCursor(conn, row_factory=_CAPTURE_HOLD_ROWS) as _cur:
-        _cur.execute(CAPTURE_HOLD, (p_hold_id, p_amount, p_description))
-        return _cur.fetchone()
+    with psycopg.RawCursor(conn, row_factory=CAPTURE_HOLD_ROWS) as _cur:
+        _cur.execute(CAPTURE_HOLD, (hold_id, amount, description))
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("CaptureHold")
+        return _row
 
 
 async def capture_hold_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_hold_id: uuid.UUID,
-    p_amount: decimal.Decimal | None,
-    p_description: str | None,
-) -> models.CreditTransaction | None:
-    """Charges at most the held amount (all of it when p_amount is NULL) and frees the rest; once
+    hold_id: uuid.UUID,
+    amount: decimal.Decimal | None = None,
+    description: str | None = None,
+) -> models.CreditTransaction:
+    """Charges at most the held amount (all of it when amount is omitted) and frees the rest; once
     per hold.
 
     Charges at most the held amount (default all of it) and frees the rest, never refused for
     balance or limits; a retry with the same amount and description returns the original entry,
     other arguments KE005.
 
+    Raises models.NoRowError when there is no row.
+
     The async twin of `capture_hold`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_CAPTURE_HOLD_ROWS) as _cur:
-        await _cur.execute(CAPTURE_HOLD, (p_hold_id, p_amount, p_description))
-        return await _cur.fetchone()
+    async with psycopg.AsyncRawCursor(conn, row_factory=CAPTURE_HOLD_ROWS) as _cur:
+        await _cur.execute(CAPTURE_HOLD, (hold_id, amount, description))
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("CaptureHold")
+        return _row
+
+
+def capture_hold_params(
+    *,
+    hold_id: uuid.UUID,
+    amount: decimal.Decimal | None = None,
+    description: str | None = None,
+) -> tuple[Any, ...]:
+    """The parameters of CaptureHold as CAPTURE_HOLD binds them ($1, $2, …), for a caller that runs
+    the statement itself (e.g. in a pipeline).
+    """
+    return (hold_id, amount, description)
 
 
 CHECK_CREDITS: LiteralString = """SELECT c.sufficient, c.current_balance, c.available_balance, c.required, c.shortfall
@@ -155,46 +212,60 @@ FROM keen.check_credits(p_amount => $1::numeric) AS c"""
 class CheckCreditsRow(NamedTuple):
     """A row of CheckCredits."""
 
-    sufficient: bool | None
-    current_balance: decimal.Decimal | None
-    available_balance: decimal.Decimal | None
-    required: decimal.Decimal | None
-    shortfall: decimal.Decimal | None
+    sufficient: bool
+    current_balance: decimal.Decimal
+    available_balance: decimal.Decimal
+    required: decimal.Decimal
+    shortfall: decimal.Decimal
 
 
-_CHECK_CREDITS_ROWS = models.row_factory(CheckCreditsRow)
+CHECK_CREDITS_ROWS = models.row_factory(CheckCreditsRow)
+"""The psycopg row factory of CheckCredits's rows."""
 
 
-def check_credits(
-    conn: psycopg.Connection[Any],
-    *,
-    p_amount: decimal.Decimal,
-) -> CheckCreditsRow | None:
+def check_credits(conn: psycopg.Connection[Any], *, amount: decimal.Decimal) -> CheckCreditsRow:
     """Whether the available balance (balance minus active holds) covers an amount, and the
     shortfall.
 
     Whether the available balance (balance minus active holds) covers an amount.
+
+    Raises models.NoRowError when there is no row.
     """
-    with psycopg.RawCursor(conn, row_factory=_CHECK_CREDITS_ROWS) as _cur:
-        _cur.execute(CHECK_CREDITS, (p_amount,))
-        return _cur.fetchone()
+    with psycopg.RawCursor(conn, row_factory=CHECK_CREDITS_ROWS) as _cur:
+        _cur.execute(CHECK_CREDITS, (amount,))
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("CheckCredits")
+        return _row
 
 
 async def check_credits_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_amount: decimal.Decimal,
-) -> CheckCreditsRow | None:
+    amount: decimal.Decimal,
+) -> CheckCreditsRow:
     """Whether the available balance (balance minus active holds) covers an amount, and the
     shortfall.
 
     Whether the available balance (balance minus active holds) covers an amount.
 
+    Raises models.NoRowError when there is no row.
+
     The async twin of `check_credits`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_CHECK_CREDITS_ROWS) as _cur:
-        await _cur.execute(CHECK_CREDITS, (p_amount,))
-        return await _cur.fetchone()
+    async with psycopg.AsyncRawCursor(conn, row_factory=CHECK_CREDITS_ROWS) as _cur:
+        await _cur.execute(CHECK_CREDITS, (amount,))
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("CheckCredits")
+        return _row
+
+
+def check_credits_params(*, amount: decimal.Decimal) -> tuple[Any, ...]:
+    """The parameters of CheckCredits as CHECK_CREDITS binds them ($1, $2, …), for a caller that
+    runs the statement itself (e.g. in a pipeline).
+    """
+    return (amount,)
 
 
 CLAIM_RECHARGE_REQUESTS: LiteralString = """SELECT id, user_id, account_id, amount, status, triggered_by_transaction_id, balance_at_request, attempts, failure_reason, purchase_transaction_id, created_at, claimed_at, resolved_at FROM keen.claim_recharge_requests(
@@ -203,33 +274,34 @@ CLAIM_RECHARGE_REQUESTS: LiteralString = """SELECT id, user_id, account_id, amou
 )"""
 
 
-_CLAIM_RECHARGE_REQUESTS_ROWS = models.row_factory(models.RechargeRequest)
+CLAIM_RECHARGE_REQUESTS_ROWS = models.row_factory(models.RechargeRequest)
+"""The psycopg row factory of ClaimRechargeRequests's rows."""
 
 
 def claim_recharge_requests(
     conn: psycopg.Connection[Any],
     *,
-    p_limit: int,
-    p_reclaim_after: datetime.timedelta | None,
+    limit: int,
+    reclaim_after: datetime.timedelta | None = None,
 ) -> list[models.RechargeRequest]:
-    """Billing operators: claims up to p_limit pending auto-recharge requests, and stale processing
+    """Billing operators: claims up to `limit` pending auto-recharge requests, and stale processing
     ones (SKIP LOCKED).
 
     Billing service: claims up to p_limit pending recharge requests, and those left processing
     longer than p_reclaim_after (SKIP LOCKED).
     """
-    with psycopg.RawCursor(conn, row_factory=_CLAIM_RECHARGE_REQUESTS_ROWS) as _cur:
-        _cur.execute(CLAIM_RECHARGE_REQUESTS, (p_limit, p_reclaim_after))
+    with psycopg.RawCursor(conn, row_factory=CLAIM_RECHARGE_REQUESTS_ROWS) as _cur:
+        _cur.execute(CLAIM_RECHARGE_REQUESTS, (limit, reclaim_after))
         return _cur.fetchall()
 
 
 async def claim_recharge_requests_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_limit: int,
-    p_reclaim_after: datetime.timedelta | None,
+    limit: int,
+    reclaim_after: datetime.timedelta | None = None,
 ) -> list[models.RechargeRequest]:
-    """Billing operators: claims up to p_limit pending auto-recharge requests, and stale processing
+    """Billing operators: claims up to `limit` pending auto-recharge requests, and stale processing
     ones (SKIP LOCKED).
 
     Billing service: claims up to p_limit pending recharge requests, and those left processing
@@ -237,18 +309,18 @@ async def claim_recharge_requests_async(
 
     The async twin of `claim_recharge_requests`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_CLAIM_RECHARGE_REQUESTS_ROWS) as _cur:
-        await _cur.execute(CLAIM_RECHARGE_REQUESTS, (p_limit, p_reclaim_after))
+    async with psycopg.AsyncRawCursor(conn, row_factory=CLAIM_RECHARGE_REQUESTS_ROWS) as _cur:
+        await _cur.execute(CLAIM_RECHARGE_REQUESTS, (limit, reclaim_after))
         return await _cur.fetchall()
 
 
 def claim_recharge_requests_iter(
     conn: psycopg.Connection[Any],
     *,
-    p_limit: int,
-    p_reclaim_after: datetime.timedelta | None,
+    limit: int,
+    reclaim_after: datetime.timedelta | None = None,
 ) -> Iterator[models.RechargeRequest]:
-    """Billing operators: claims up to p_limit pending auto-recharge requests, and stale processing
+    """Billing operators: claims up to `limit` pending auto-recharge requests, and stale processing
     ones (SKIP LOCKED).
 
     Billing service: claims up to p_limit pending recharge requests, and those left processing
@@ -256,18 +328,18 @@ def claim_recharge_requests_iter(
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
-    with psycopg.RawCursor(conn, row_factory=_CLAIM_RECHARGE_REQUESTS_ROWS) as _cur:
-        for _row in _cur.stream(CLAIM_RECHARGE_REQUESTS, (p_limit, p_reclaim_after)):
+    with psycopg.RawCursor(conn, row_factory=CLAIM_RECHARGE_REQUESTS_ROWS) as _cur:
+        for _row in _cur.stream(CLAIM_RECHARGE_REQUESTS, (limit, reclaim_after)):
             yield _row
 
 
 async def claim_recharge_requests_iter_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_limit: int,
-    p_reclaim_after: datetime.timedelta | None,
+    limit: int,
+    reclaim_after: datetime.timedelta | None = None,
 ) -> AsyncIterator[models.RechargeRequest]:
-    """Billing operators: claims up to p_limit pending auto-recharge requests, and stale processing
+    """Billing operators: claims up to `limit` pending auto-recharge requests, and stale processing
     ones (SKIP LOCKED).
 
     Billing service: claims up to p_limit pending recharge requests, and those left processing
@@ -275,9 +347,20 @@ async def claim_recharge_requests_iter_async(
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_CLAIM_RECHARGE_REQUESTS_ROWS) as _cur:
-        async for _row in _cur.stream(CLAIM_RECHARGE_REQUESTS, (p_limit, p_reclaim_after)):
+    async with psycopg.AsyncRawCursor(conn, row_factory=CLAIM_RECHARGE_REQUESTS_ROWS) as _cur:
+        async for _row in _cur.stream(CLAIM_RECHARGE_REQUESTS, (limit, reclaim_after)):
             yield _row
+
+
+def claim_recharge_requests_params(
+    *,
+    limit: int,
+    reclaim_after: datetime.timedelta | None = None,
+) -> tuple[Any, ...]:
+    """The parameters of ClaimRechargeRequests as CLAIM_RECHARGE_REQUESTS binds them ($1, $2, …),
+    for a caller that runs the statement itself (e.g. in a pipeline).
+    """
+    return (limit, reclaim_after)
 
 
 COMPLETE_RECHARGE_REQUEST: LiteralString = """SELECT id, user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, claude_cost_usd, markup_multiplier, session_id, hold_id, description, metadata, idempotency_key, request_fingerprint, stripe_payment_intent_id, created_at, created_by_ip FROM keen.complete_recharge_request(
@@ -286,41 +369,63 @@ COMPLETE_RECHARGE_REQUEST: LiteralString = """SELECT id, user_id, account_id, en
 )"""
 
 
-_COMPLETE_RECHARGE_REQUEST_ROWS = models.row_factory(models.CreditTransaction)
+COMPLETE_RECHARGE_REQUEST_ROWS = models.row_factory(models.CreditTransaction)
+"""The psycopg row factory of CompleteRechargeRequest's rows."""
 
 
 def complete_recharge_request(
     conn: psycopg.Connection[Any],
     *,
-    p_request_id: uuid.UUID,
-    p_stripe_payment_intent_id: str | None,
-) -> models.CreditTransaction | None:
+    request_id: uuid.UUID,
+    stripe_payment_intent_id: str | None = None,
+) -> models.CreditTransaction:
     """Billing operators: credits a recharge as a purchase and closes its request; repeatable.
 
     Billing service: credits the recharge as a purchase and closes the request; repeated calls
     return the same entry.
+
+    Raises models.NoRowError when there is no row.
     """
-    with psycopg.RawCursor(conn, row_factory=_COMPLETE_RECHARGE_REQUEST_ROWS) as _cur:
-        _cur.execute(COMPLETE_RECHARGE_REQUEST, (p_request_id, p_stripe_payment_intent_id))
-        return _cur.fetchone()
+    with psycopg.RawCursor(conn, row_factory=COMPLETE_RECHARGE_REQUEST_ROWS) as _cur:
+        _cur.execute(COMPLETE_RECHARGE_REQUEST, (request_id, stripe_payment_intent_id))
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("CompleteRechargeRequest")
+        return _row
 
 
 async def complete_recharge_request_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_request_id: uuid.UUID,
-    p_stripe_payment_intent_id: str | None,
-) -> models.CreditTransaction | None:
+    request_id: uuid.UUID,
+    stripe_payment_intent_id: str | None = None,
+) -> models.CreditTransaction:
     """Billing operators: credits a recharge as a purchase and closes its request; repeatable.
 
     Billing service: credits the recharge as a purchase and closes the request; repeated calls
     return the same entry.
 
+    Raises models.NoRowError when there is no row.
+
     The async twin of `complete_recharge_request`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_COMPLETE_RECHARGE_REQUEST_ROWS) as _cur:
-        await _cur.execute(COMPLETE_RECHARGE_REQUEST, (p_request_id, p_stripe_payment_intent_id))
-        return await _cur.fetchone()
+    async with psycopg.AsyncRawCursor(conn, row_factory=COMPLETE_RECHARGE_REQUEST_ROWS) as _cur:
+        await _cur.execute(COMPLETE_RECHARGE_REQUEST, (request_id, stripe_payment_intent_id))
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("CompleteRechargeRequest")
+        return _row
+
+
+def complete_recharge_request_params(
+    *,
+    request_id: uuid.UUID,
+    stripe_payment_intent_id: str | None = None,
+) -> tuple[Any, ...]:
+    """The parameters of CompleteRechargeRequest as COMPLETE_RECHARGE_REQUEST binds them ($1, $2,
+    …), for a caller that runs the statement itself (e.g. in a pipeline).
+    """
+    return (request_id, stripe_payment_intent_id)
 
 
 CONFIGURE_AUTO_RECHARGE: LiteralString = """SELECT id, user_id, current_balance, held_amount, lifetime_purchased, lifetime_spent, daily_limit, monthly_limit, auto_recharge_enabled, auto_recharge_threshold, auto_recharge_amount, account_status, suspended_reason, last_entry_no, spent_today_date, spent_today, spent_month_start, spent_this_month, created_at, updated_at, next_hold_expiry FROM keen.configure_auto_recharge(
@@ -330,41 +435,64 @@ CONFIGURE_AUTO_RECHARGE: LiteralString = """SELECT id, user_id, current_balance,
 )"""
 
 
-_CONFIGURE_AUTO_RECHARGE_ROWS = models.row_factory(models.CreditAccount)
+CONFIGURE_AUTO_RECHARGE_ROWS = models.row_factory(models.CreditAccount)
+"""The psycopg row factory of ConfigureAutoRecharge's rows."""
 
 
 def configure_auto_recharge(
     conn: psycopg.Connection[Any],
     *,
-    p_enabled: bool,
-    p_threshold: decimal.Decimal | None,
-    p_amount: decimal.Decimal | None,
-) -> models.CreditAccount | None:
+    enabled: bool,
+    threshold: decimal.Decimal | None = None,
+    amount: decimal.Decimal | None = None,
+) -> models.CreditAccount:
     """Turns auto-recharge on or off; a NULL threshold or amount keeps the current one.
 
     Turns auto-recharge on or off; threshold and amount keep their values when NULL.
+
+    Raises models.NoRowError when there is no row.
     """
-    with psycopg.RawCursor(conn, row_factory=_CONFIGURE_AUTO_RECHARGE_ROWS) as _cur:
-        _cur.execute(CONFIGURE_AUTO_RECHARGE, (p_enabled, p_threshold, p_amount))
-        return _cur.fetchone()
+    with psycopg.RawCursor(conn, row_factory=CONFIGURE_AUTO_RECHARGE_ROWS) as _cur:
+        _cur.execute(CONFIGURE_AUTO_RECHARGE, (enabled, threshold, amount))
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("ConfigureAutoRecharge")
+        return _row
 
 
 async def configure_auto_recharge_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_enabled: bool,
-    p_threshold: decimal.Decimal | None,
-    p_amount: decimal.Decimal | None,
-) -> models.CreditAccount | None:
+    enabled: bool,
+    threshold: decimal.Decimal | None = None,
+    amount: decimal.Decimal | None = None,
+) -> models.CreditAccount:
     """Turns auto-recharge on or off; a NULL threshold or amount keeps the current one.
 
     Turns auto-recharge on or off; threshold and amount keep their values when NULL.
 
+    Raises models.NoRowError when there is no row.
+
     The async twin of `configure_auto_recharge`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_CONFIGURE_AUTO_RECHARGE_ROWS) as _cur:
-        await _cur.execute(CONFIGURE_AUTO_RECHARGE, (p_enabled, p_threshold, p_amount))
-        return await _cur.fetchone()
+    async with psycopg.AsyncRawCursor(conn, row_factory=CONFIGURE_AUTO_RECHARGE_ROWS) as _cur:
+        await _cur.execute(CONFIGURE_AUTO_RECHARGE, (enabled, threshold, amount))
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("ConfigureAutoRecharge")
+        return _row
+
+
+def configure_auto_recharge_params(
+    *,
+    enabled: bool,
+    threshold: decimal.Decimal | None = None,
+    amount: decimal.Decimal | None = None,
+) -> tuple[Any, ...]:
+    """The parameters of ConfigureAutoRecharge as CONFIGURE_AUTO_RECHARGE binds them ($1, $2, …),
+    for a caller that runs the statement itself (e.g. in a pipeline).
+    """
+    return (enabled, threshold, amount)
 
 
 CREDIT_BALANCE: LiteralString = """SELECT b.current_balance, b.held_amount, b.available_balance, b.lifetime_purchased, b.lifetime_spent,
@@ -375,40 +503,51 @@ FROM keen.credit_balance() AS b"""
 class CreditBalanceRow(NamedTuple):
     """A row of CreditBalance."""
 
-    current_balance: decimal.Decimal | None
-    held_amount: decimal.Decimal | None
-    available_balance: decimal.Decimal | None
-    lifetime_purchased: decimal.Decimal | None
-    lifetime_spent: decimal.Decimal | None
-    spent_today: decimal.Decimal | None
-    spent_this_month: decimal.Decimal | None
+    current_balance: decimal.Decimal
+    held_amount: decimal.Decimal
+    available_balance: decimal.Decimal
+    lifetime_purchased: decimal.Decimal
+    lifetime_spent: decimal.Decimal
+    spent_today: decimal.Decimal
+    spent_this_month: decimal.Decimal
     daily_limit: decimal.Decimal | None
     monthly_limit: decimal.Decimal | None
 
 
-_CREDIT_BALANCE_ROWS = models.row_factory(CreditBalanceRow)
+CREDIT_BALANCE_ROWS = models.row_factory(CreditBalanceRow)
+"""The psycopg row factory of CreditBalance's rows."""
 
 
-def credit_balance(conn: psycopg.Connection[Any]) -> CreditBalanceRow | None:
+def credit_balance(conn: psycopg.Connection[Any]) -> CreditBalanceRow:
     """The caller's balance, holds, lifetime totals, spending today and this month, and limits.
 
     The caller's balance, holds, lifetime totals, spending today/this month and limits.
+
+    Raises models.NoRowError when there is no row.
     """
-    with psycopg.RawCursor(conn, row_factory=_CREDIT_BALANCE_ROWS) as _cur:
+    with psycopg.RawCursor(conn, row_factory=CREDIT_BALANCE_ROWS) as _cur:
         _cur.execute(CREDIT_BALANCE)
-        return _cur.fetchone()
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("CreditBalance")
+        return _row
 
 
-async def credit_balance_async(conn: psycopg.AsyncConnection[Any]) -> CreditBalanceRow | None:
+async def credit_balance_async(conn: psycopg.AsyncConnection[Any]) -> CreditBalanceRow:
     """The caller's balance, holds, lifetime totals, spending today and this month, and limits.
 
     The caller's balance, holds, lifetime totals, spending today/this month and limits.
+
+    Raises models.NoRowError when there is no row.
 
     The async twin of `credit_balance`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_CREDIT_BALANCE_ROWS) as _cur:
+    async with psycopg.AsyncRawCursor(conn, row_factory=CREDIT_BALANCE_ROWS) as _cur:
         await _cur.execute(CREDIT_BALANCE)
-        return await _cur.fetchone()
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("CreditBalance")
+        return _row
 
 
 DEDUCT_CREDITS: LiteralString = """SELECT id, user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, claude_cost_usd, markup_multiplier, session_id, hold_id, description, metadata, idempotency_key, request_fingerprint, stripe_payment_intent_id, created_at, created_by_ip FROM keen.deduct_credits(
@@ -419,50 +558,71 @@ DEDUCT_CREDITS: LiteralString = """SELECT id, user_id, account_id, entry_no, tra
 )"""
 
 
-_DEDUCT_CREDITS_ROWS = models.row_factory(models.CreditTransaction)
+DEDUCT_CREDITS_ROWS = models.row_factory(models.CreditTransaction)
+"""The psycopg row factory of DeductCredits's rows."""
 
 
 def deduct_credits(
     conn: psycopg.Connection[Any],
     *,
-    p_amount: decimal.Decimal,
-    p_session_id: uuid.UUID | None,
-    p_description: str | None,
-    p_idempotency_key: str | None,
-) -> models.CreditTransaction | None:
+    amount: decimal.Decimal,
+    session_id: uuid.UUID | None = None,
+    description: str | None = None,
+    idempotency_key: str | None = None,
+) -> models.CreditTransaction:
     """Charges usage atomically (balance, holds, daily/monthly limits); a retried key returns the
     original entry.
 
     Charges usage atomically under the account lock: balance, holds, daily/monthly limits (holds
     count as spending to come), idempotency key.
+
+    Raises models.NoRowError when there is no row.
     """
-    with psycopg.RawCursor(conn, row_factory=_DEDUCT_CREDITS_ROWS) as _cur:
-        _cur.execute(DEDUCT_CREDITS, (p_amount, p_session_id, p_description, p_idempotency_key))
-        return _cur.fetchone()
+    with psycopg.RawCursor(conn, row_factory=DEDUCT_CREDITS_ROWS) as _cur:
+        _cur.execute(DEDUCT_CREDITS, (amount, session_id, description, idempotency_key))
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("DeductCredits")
+        return _row
 
 
 async def deduct_credits_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_amount: decimal.Decimal,
-    p_session_id: uuid.UUID | None,
-    p_description: str | None,
-    p_idempotency_key: str | None,
-) -> models.CreditTransaction | None:
+    amount: decimal.Decimal,
+    session_id: uuid.UUID | None = None,
+    description: str | None = None,
+    idempotency_key: str | None = None,
+) -> models.CreditTransaction:
     """Charges usage atomically (balance, holds, daily/monthly limits); a retried key returns the
     original entry.
 
     Charges usage atomically under the account lock: balance, holds, daily/monthly limits (holds
     count as spending to come), idempotency key.
 
+    Raises models.NoRowError when there is no row.
+
     The async twin of `deduct_credits`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_DEDUCT_CREDITS_ROWS) as _cur:
-        await _cur.execute(
-            DEDUCT_CREDITS,
-            (p_amount, p_session_id, p_description, p_idempotency_key),
-        )
-        return await _cur.fetchone()
+    async with psycopg.AsyncRawCursor(conn, row_factory=DEDUCT_CREDITS_ROWS) as _cur:
+        await _cur.execute(DEDUCT_CREDITS, (amount, session_id, description, idempotency_key))
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("DeductCredits")
+        return _row
+
+
+def deduct_credits_params(
+    *,
+    amount: decimal.Decimal,
+    session_id: uuid.UUID | None = None,
+    description: str | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[Any, ...]:
+    """The parameters of DeductCredits as DEDUCT_CREDITS binds them ($1, $2, …), for a caller that
+    runs the statement itself (e.g. in a pipeline).
+    """
+    return (amount, session_id, description, idempotency_key)
 
 
 FAIL_RECHARGE_REQUEST: LiteralString = """SELECT id, user_id, account_id, amount, status, triggered_by_transaction_id, balance_at_request, attempts, failure_reason, purchase_transaction_id, created_at, claimed_at, resolved_at FROM keen.fail_recharge_request(
@@ -471,39 +631,61 @@ FAIL_RECHARGE_REQUEST: LiteralString = """SELECT id, user_id, account_id, amount
 )"""
 
 
-_FAIL_RECHARGE_REQUEST_ROWS = models.row_factory(models.RechargeRequest)
+FAIL_RECHARGE_REQUEST_ROWS = models.row_factory(models.RechargeRequest)
+"""The psycopg row factory of FailRechargeRequest's rows."""
 
 
 def fail_recharge_request(
     conn: psycopg.Connection[Any],
     *,
-    p_request_id: uuid.UUID,
-    p_reason: str | None,
-) -> models.RechargeRequest | None:
+    request_id: uuid.UUID,
+    reason: str | None = None,
+) -> models.RechargeRequest:
     """Billing operators: closes a recharge request as failed, with the reason.
 
     Billing service: closes a recharge request as failed.
+
+    Raises models.NoRowError when there is no row.
     """
-    with psycopg.RawCursor(conn, row_factory=_FAIL_RECHARGE_REQUEST_ROWS) as _cur:
-        _cur.execute(FAIL_RECHARGE_REQUEST, (p_request_id, p_reason))
-        return _cur.fetchone()
+    with psycopg.RawCursor(conn, row_factory=FAIL_RECHARGE_REQUEST_ROWS) as _cur:
+        _cur.execute(FAIL_RECHARGE_REQUEST, (request_id, reason))
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("FailRechargeRequest")
+        return _row
 
 
 async def fail_recharge_request_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_request_id: uuid.UUID,
-    p_reason: str | None,
-) -> models.RechargeRequest | None:
+    request_id: uuid.UUID,
+    reason: str | None = None,
+) -> models.RechargeRequest:
     """Billing operators: closes a recharge request as failed, with the reason.
 
     Billing service: closes a recharge request as failed.
 
+    Raises models.NoRowError when there is no row.
+
     The async twin of `fail_recharge_request`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_FAIL_RECHARGE_REQUEST_ROWS) as _cur:
-        await _cur.execute(FAIL_RECHARGE_REQUEST, (p_request_id, p_reason))
-        return await _cur.fetchone()
+    async with psycopg.AsyncRawCursor(conn, row_factory=FAIL_RECHARGE_REQUEST_ROWS) as _cur:
+        await _cur.execute(FAIL_RECHARGE_REQUEST, (request_id, reason))
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("FailRechargeRequest")
+        return _row
+
+
+def fail_recharge_request_params(
+    *,
+    request_id: uuid.UUID,
+    reason: str | None = None,
+) -> tuple[Any, ...]:
+    """The parameters of FailRechargeRequest as FAIL_RECHARGE_REQUEST binds them ($1, $2, …), for a
+    caller that runs the statement itself (e.g. in a pipeline).
+    """
+    return (request_id, reason)
 
 
 HOLD_CREDITS: LiteralString = """SELECT id, user_id, account_id, session_id, amount, captured_amount, status, idempotency_key, request_fingerprint, expires_at, capture_transaction_id, created_at, resolved_at FROM keen.hold_credits(
@@ -514,47 +696,71 @@ HOLD_CREDITS: LiteralString = """SELECT id, user_id, account_id, session_id, amo
 )"""
 
 
-_HOLD_CREDITS_ROWS = models.row_factory(models.CreditHold)
+HOLD_CREDITS_ROWS = models.row_factory(models.CreditHold)
+"""The psycopg row factory of HoldCredits's rows."""
 
 
 def hold_credits(
     conn: psycopg.Connection[Any],
     *,
-    p_session_id: uuid.UUID | None,
-    p_amount: decimal.Decimal,
-    p_idempotency_key: str | None,
-    p_expires_in: datetime.timedelta | None,
-) -> models.CreditHold | None:
-    """Reserves credits for a running agent until captured, released or expired (after p_expires_in,
-    NULL: 1 hour).
+    session_id: uuid.UUID | None = None,
+    amount: decimal.Decimal,
+    idempotency_key: str | None = None,
+    expires_in: datetime.timedelta | None = None,
+) -> models.CreditHold:
+    """Reserves credits for a running agent until captured, released or expired (after expires_in;
+    default 1 hour).
 
     Reserves credits for a running agent until captured, released or expired (p_expires_in,
     default 1 hour).
+
+    Raises models.NoRowError when there is no row.
     """
-    with psycopg.RawCursor(conn, row_factory=_HOLD_CREDITS_ROWS) as _cur:
-        _cur.execute(HOLD_CREDITS, (p_session_id, p_amount, p_idempotency_key, p_expires_in))
-        return _cur.fetchone()
+    with psycopg.RawCursor(conn, row_factory=HOLD_CREDITS_ROWS) as _cur:
+        _cur.execute(HOLD_CREDITS, (session_id, amount, idempotency_key, expires_in))
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("HoldCredits")
+        return _row
 
 
 async def hold_credits_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_session_id: uuid.UUID | None,
-    p_amount: decimal.Decimal,
-    p_idempotency_key: str | None,
-    p_expires_in: datetime.timedelta | None,
-) -> models.CreditHold | None:
-    """Reserves credits for a running agent until captured, released or expired (after p_expires_in,
-    NULL: 1 hour).
+    session_id: uuid.UUID | None = None,
+    amount: decimal.Decimal,
+    idempotency_key: str | None = None,
+    expires_in: datetime.timedelta | None = None,
+) -> models.CreditHold:
+    """Reserves credits for a running agent until captured, released or expired (after expires_in;
+    default 1 hour).
 
     Reserves credits for a running agent until captured, released or expired (p_expires_in,
     default 1 hour).
 
+    Raises models.NoRowError when there is no row.
+
     The async twin of `hold_credits`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_HOLD_CREDITS_ROWS) as _cur:
-        await _cur.execute(HOLD_CREDITS, (p_session_id, p_amount, p_idempotency_key, p_expires_in))
-        return await _cur.fetchone()
+    async with psycopg.AsyncRawCursor(conn, row_factory=HOLD_CREDITS_ROWS) as _cur:
+        await _cur.execute(HOLD_CREDITS, (session_id, amount, idempotency_key, expires_in))
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("HoldCredits")
+        return _row
+
+
+def hold_credits_params(
+    *,
+    session_id: uuid.UUID | None = None,
+    amount: decimal.Decimal,
+    idempotency_key: str | None = None,
+    expires_in: datetime.timedelta | None = None,
+) -> tuple[Any, ...]:
+    """The parameters of HoldCredits as HOLD_CREDITS binds them ($1, $2, …), for a caller that runs
+    the statement itself (e.g. in a pipeline).
+    """
+    return (session_id, amount, idempotency_key, expires_in)
 
 
 LIST_CREDIT_TRANSACTIONS: LiteralString = """SELECT t.id, t.user_id, t.account_id, t.entry_no, t.transaction_type, t.amount, t.balance_before, t.balance_after, t.claude_cost_usd, t.markup_multiplier, t.session_id, t.hold_id, t.description, t.metadata, t.idempotency_key, t.request_fingerprint, t.stripe_payment_intent_id, t.created_at, t.created_by_ip FROM keen.credit_transactions AS t
@@ -562,138 +768,172 @@ ORDER BY t.created_at DESC, t.entry_no DESC
 LIMIT $1::integer"""
 
 
-_LIST_CREDIT_TRANSACTIONS_ROWS = models.row_factory(models.CreditTransaction)
+LIST_CREDIT_TRANSACTIONS_ROWS = models.row_factory(models.CreditTransaction)
+"""The psycopg row factory of ListCreditTransactions's rows."""
 
 
 def list_credit_transactions(
     conn: psycopg.Connection[Any],
     *,
-    p_limit: int,
+    limit: int,
 ) -> list[models.CreditTransaction]:
-    """The caller's ledger, newest first, at most p_limit rows."""
-    with psycopg.RawCursor(conn, row_factory=_LIST_CREDIT_TRANSACTIONS_ROWS) as _cur:
-        _cur.execute(LIST_CREDIT_TRANSACTIONS, (p_limit,))
+    """The caller's ledger, newest first, at most `limit` rows."""
+    with psycopg.RawCursor(conn, row_factory=LIST_CREDIT_TRANSACTIONS_ROWS) as _cur:
+        _cur.execute(LIST_CREDIT_TRANSACTIONS, (limit,))
         return _cur.fetchall()
 
 
 async def list_credit_transactions_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_limit: int,
+    limit: int,
 ) -> list[models.CreditTransaction]:
-    """The caller's ledger, newest first, at most p_limit rows.
+    """The caller's ledger, newest first, at most `limit` rows.
 
     The async twin of `list_credit_transactions`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_LIST_CREDIT_TRANSACTIONS_ROWS) as _cur:
-        await _cur.execute(LIST_CREDIT_TRANSACTIONS, (p_limit,))
+    async with psycopg.AsyncRawCursor(conn, row_factory=LIST_CREDIT_TRANSACTIONS_ROWS) as _cur:
+        await _cur.execute(LIST_CREDIT_TRANSACTIONS, (limit,))
         return await _cur.fetchall()
 
 
 def list_credit_transactions_iter(
     conn: psycopg.Connection[Any],
     *,
-    p_limit: int,
+    limit: int,
 ) -> Iterator[models.CreditTransaction]:
-    """The caller's ledger, newest first, at most p_limit rows.
+    """The caller's ledger, newest first, at most `limit` rows.
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
-    with psycopg.RawCursor(conn, row_factory=_LIST_CREDIT_TRANSACTIONS_ROWS) as _cur:
-        for _row in _cur.stream(LIST_CREDIT_TRANSACTIONS, (p_limit,)):
+    with psycopg.RawCursor(conn, row_factory=LIST_CREDIT_TRANSACTIONS_ROWS) as _cur:
+        for _row in _cur.stream(LIST_CREDIT_TRANSACTIONS, (limit,)):
             yield _row
 
 
 async def list_credit_transactions_iter_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_limit: int,
+    limit: int,
 ) -> AsyncIterator[models.CreditTransaction]:
-    """The caller's ledger, newest first, at most p_limit rows.
+    """The caller's ledger, newest first, at most `limit` rows.
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_LIST_CREDIT_TRANSACTIONS_ROWS) as _cur:
-        async for _row in _cur.stream(LIST_CREDIT_TRANSACTIONS, (p_limit,)):
+    async with psycopg.AsyncRawCursor(conn, row_factory=LIST_CREDIT_TRANSACTIONS_ROWS) as _cur:
+        async for _row in _cur.stream(LIST_CREDIT_TRANSACTIONS, (limit,)):
             yield _row
+
+
+def list_credit_transactions_params(*, limit: int) -> tuple[Any, ...]:
+    """The parameters of ListCreditTransactions as LIST_CREDIT_TRANSACTIONS binds them ($1, $2, …),
+    for a caller that runs the statement itself (e.g. in a pipeline).
+    """
+    return (limit,)
 
 
 RELEASE_HOLD: LiteralString = "SELECT id, user_id, account_id, session_id, amount, captured_amount, status, idempotency_key, request_fingerprint, expires_at, capture_transaction_id, created_at, resolved_at FROM keen.release_hold(p_hold_id => $1::uuid)"
 
 
-_RELEASE_HOLD_ROWS = models.row_factory(models.CreditHold)
+RELEASE_HOLD_ROWS = models.row_factory(models.CreditHold)
+"""The psycopg row factory of ReleaseHold's rows."""
 
 
-def release_hold(
-    conn: psycopg.Connection[Any],
-    *,
-    p_hold_id: uuid.UUID,
-) -> models.CreditHold | None:
+def release_hold(conn: psycopg.Connection[Any], *, hold_id: uuid.UUID) -> models.CreditHold:
     """Frees a hold's credits; a no-op for a released or expired hold.
 
     Frees a hold's credits; a no-op for a released or expired hold, KE007 for a captured one.
+
+    Raises models.NoRowError when there is no row.
     """
-    with psycopg.RawCursor(conn, row_factory=_RELEASE_HOLD_ROWS) as _cur:
-        _cur.execute(RELEASE_HOLD, (p_hold_id,))
-        return _cur.fetchone()
+    with psycopg.RawCursor(conn, row_factory=RELEASE_HOLD_ROWS) as _cur:
+        _cur.execute(RELEASE_HOLD, (hold_id,))
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("ReleaseHold")
+        return _row
 
 
 async def release_hold_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_hold_id: uuid.UUID,
-) -> models.CreditHold | None:
+    hold_id: uuid.UUID,
+) -> models.CreditHold:
     """Frees a hold's credits; a no-op for a released or expired hold.
 
     Frees a hold's credits; a no-op for a released or expired hold, KE007 for a captured one.
 
+    Raises models.NoRowError when there is no row.
+
     The async twin of `release_hold`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_RELEASE_HOLD_ROWS) as _cur:
-        await _cur.execute(RELEASE_HOLD, (p_hold_id,))
-        return await _cur.fetchone()
+    async with psycopg.AsyncRawCursor(conn, row_factory=RELEASE_HOLD_ROWS) as _cur:
+        await _cur.execute(RELEASE_HOLD, (hold_id,))
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("ReleaseHold")
+        return _row
+
+
+def release_hold_params(*, hold_id: uuid.UUID) -> tuple[Any, ...]:
+    """The parameters of ReleaseHold as RELEASE_HOLD binds them ($1, $2, …), for a caller that runs
+    the statement itself (e.g. in a pipeline).
+    """
+    return (hold_id,)
 
 
 ROUND_COST: LiteralString = "SELECT keen.round_cost(p_cost => $1::numeric) AS amount"
 
 
-class RoundCostRow(NamedTuple):
-    """A row of RoundCost."""
-
-    amount: decimal.Decimal
+ROUND_COST_ROWS = cast("models.RowFactory[tuple[decimal.Decimal]]", tuple_row)
+"""The psycopg row factory of RoundCost's rows."""
 
 
-_ROUND_COST_ROWS = models.row_factory(RoundCostRow)
-
-
-def round_cost(conn: psycopg.Connection[Any], *, p_cost: decimal.Decimal) -> RoundCostRow | None:
+def round_cost(conn: psycopg.Connection[Any], *, cost: decimal.Decimal) -> decimal.Decimal:
     """A 6-place session cost as the 4-place amount charged for it (rounded up, at most 0.0001
     more).
 
     A 6-place session cost as a 4-place ledger amount: rounded up (ceiling), never below the
     cost, at most 0.0001 above.
+
+    Raises models.NoRowError when there is no row.
     """
-    with psycopg.RawCursor(conn, row_factory=_ROUND_COST_ROWS) as _cur:
-        _cur.execute(ROUND_COST, (p_cost,))
-        return _cur.fetchone()
+    with psycopg.RawCursor(conn, row_factory=ROUND_COST_ROWS) as _cur:
+        _cur.execute(ROUND_COST, (cost,))
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("RoundCost")
+        return _row[0]
 
 
 async def round_cost_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_cost: decimal.Decimal,
-) -> RoundCostRow | None:
+    cost: decimal.Decimal,
+) -> decimal.Decimal:
     """A 6-place session cost as the 4-place amount charged for it (rounded up, at most 0.0001
     more).
 
     A 6-place session cost as a 4-place ledger amount: rounded up (ceiling), never below the
     cost, at most 0.0001 above.
 
+    Raises models.NoRowError when there is no row.
+
     The async twin of `round_cost`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_ROUND_COST_ROWS) as _cur:
-        await _cur.execute(ROUND_COST, (p_cost,))
-        return await _cur.fetchone()
+    async with psycopg.AsyncRawCursor(conn, row_factory=ROUND_COST_ROWS) as _cur:
+        await _cur.execute(ROUND_COST, (cost,))
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("RoundCost")
+        return _row[0]
+
+
+def round_cost_params(*, cost: decimal.Decimal) -> tuple[Any, ...]:
+    """The parameters of RoundCost as ROUND_COST binds them ($1, $2, …), for a caller that runs the
+    statement itself (e.g. in a pipeline).
+    """
+    return (cost,)
 
 
 SET_SPENDING_LIMITS: LiteralString = """SELECT id, user_id, current_balance, held_amount, lifetime_purchased, lifetime_spent, daily_limit, monthly_limit, auto_recharge_enabled, auto_recharge_threshold, auto_recharge_amount, account_status, suspended_reason, last_entry_no, spent_today_date, spent_today, spent_month_start, spent_this_month, created_at, updated_at, next_hold_expiry FROM keen.set_spending_limits(
@@ -702,70 +942,96 @@ SET_SPENDING_LIMITS: LiteralString = """SELECT id, user_id, current_balance, hel
 )"""
 
 
-_SET_SPENDING_LIMITS_ROWS = models.row_factory(models.CreditAccount)
+SET_SPENDING_LIMITS_ROWS = models.row_factory(models.CreditAccount)
+"""The psycopg row factory of SetSpendingLimits's rows."""
 
 
 def set_spending_limits(
     conn: psycopg.Connection[Any],
     *,
-    p_daily_limit: decimal.Decimal | None,
-    p_monthly_limit: decimal.Decimal | None,
-) -> models.CreditAccount | None:
+    daily_limit: decimal.Decimal | None = None,
+    monthly_limit: decimal.Decimal | None = None,
+) -> models.CreditAccount:
     """Sets the daily and monthly spending limits (NULL for none), counted in the user's time zone.
 
     Sets the daily and monthly limits (NULL for none).
+
+    Raises models.NoRowError when there is no row.
     """
-    with psycopg.RawCursor(conn, row_factory=_SET_SPENDING_LIMITS_ROWS) as _cur:
-        _cur.execute(SET_SPENDING_LIMITS, (p_daily_limit, p_monthly_limit))
-        return _cur.fetchone()
+    with psycopg.RawCursor(conn, row_factory=SET_SPENDING_LIMITS_ROWS) as _cur:
+        _cur.execute(SET_SPENDING_LIMITS, (daily_limit, monthly_limit))
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("SetSpendingLimits")
+        return _row
 
 
 async def set_spending_limits_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_daily_limit: decimal.Decimal | None,
-    p_monthly_limit: decimal.Decimal | None,
-) -> models.CreditAccount | None:
+    daily_limit: decimal.Decimal | None = None,
+    monthly_limit: decimal.Decimal | None = None,
+) -> models.CreditAccount:
     """Sets the daily and monthly spending limits (NULL for none), counted in the user's time zone.
 
     Sets the daily and monthly limits (NULL for none).
 
+    Raises models.NoRowError when there is no row.
+
     The async twin of `set_spending_limits`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_SET_SPENDING_LIMITS_ROWS) as _cur:
-        await _cur.execute(SET_SPENDING_LIMITS, (p_daily_limit, p_monthly_limit))
-        return await _cur.fetchone()
+    async with psycopg.AsyncRawCursor(conn, row_factory=SET_SPENDING_LIMITS_ROWS) as _cur:
+        await _cur.execute(SET_SPENDING_LIMITS, (daily_limit, monthly_limit))
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("SetSpendingLimits")
+        return _row
+
+
+def set_spending_limits_params(
+    *,
+    daily_limit: decimal.Decimal | None = None,
+    monthly_limit: decimal.Decimal | None = None,
+) -> tuple[Any, ...]:
+    """The parameters of SetSpendingLimits as SET_SPENDING_LIMITS binds them ($1, $2, …), for a
+    caller that runs the statement itself (e.g. in a pipeline).
+    """
+    return (daily_limit, monthly_limit)
 
 
 SWEEP_EXPIRED_HOLDS: LiteralString = "SELECT keen.sweep_expired_holds() AS expired"
 
 
-class SweepExpiredHoldsRow(NamedTuple):
-    """A row of SweepExpiredHolds."""
-
-    expired: int
+SWEEP_EXPIRED_HOLDS_ROWS = cast("models.RowFactory[tuple[int]]", tuple_row)
+"""The psycopg row factory of SweepExpiredHolds's rows."""
 
 
-_SWEEP_EXPIRED_HOLDS_ROWS = models.row_factory(SweepExpiredHoldsRow)
-
-
-def sweep_expired_holds(conn: psycopg.Connection[Any]) -> SweepExpiredHoldsRow | None:
-    """Operators: expires lapsed holds, freeing their credits; returns how many."""
-    with psycopg.RawCursor(conn, row_factory=_SWEEP_EXPIRED_HOLDS_ROWS) as _cur:
-        _cur.execute(SWEEP_EXPIRED_HOLDS)
-        return _cur.fetchone()
-
-
-async def sweep_expired_holds_async(
-    conn: psycopg.AsyncConnection[Any],
-) -> SweepExpiredHoldsRow | None:
+def sweep_expired_holds(conn: psycopg.Connection[Any]) -> int:
     """Operators: expires lapsed holds, freeing their credits; returns how many.
+
+    Raises models.NoRowError when there is no row.
+    """
+    with psycopg.RawCursor(conn, row_factory=SWEEP_EXPIRED_HOLDS_ROWS) as _cur:
+        _cur.execute(SWEEP_EXPIRED_HOLDS)
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("SweepExpiredHolds")
+        return _row[0]
+
+
+async def sweep_expired_holds_async(conn: psycopg.AsyncConnection[Any]) -> int:
+    """Operators: expires lapsed holds, freeing their credits; returns how many.
+
+    Raises models.NoRowError when there is no row.
 
     The async twin of `sweep_expired_holds`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_SWEEP_EXPIRED_HOLDS_ROWS) as _cur:
+    async with psycopg.AsyncRawCursor(conn, row_factory=SWEEP_EXPIRED_HOLDS_ROWS) as _cur:
         await _cur.execute(SWEEP_EXPIRED_HOLDS)
-        return await _cur.fetchone()
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("SweepExpiredHolds")
+        return _row[0]
 
 
 VERIFY_LEDGER: LiteralString = "SELECT v.account_id, v.user_id, v.invariant, v.detail FROM keen.verify_ledger() AS v"
@@ -774,18 +1040,19 @@ VERIFY_LEDGER: LiteralString = "SELECT v.account_id, v.user_id, v.invariant, v.d
 class VerifyLedgerRow(NamedTuple):
     """A row of VerifyLedger."""
 
-    account_id: uuid.UUID | None
-    user_id: uuid.UUID | None
-    invariant: str | None
-    detail: str | None
+    account_id: uuid.UUID
+    user_id: uuid.UUID
+    invariant: str
+    detail: str
 
 
-_VERIFY_LEDGER_ROWS = models.row_factory(VerifyLedgerRow)
+VERIFY_LEDGER_ROWS = models.row_factory(VerifyLedgerRow)
+"""The psycopg row factory of VerifyLedger's rows."""
 
 
 def verify_ledger(conn: psycopg.Connection[Any]) -> list[VerifyLedgerRow]:
     """Operators: one row per violated ledger invariant; empty when healthy."""
-    with psycopg.RawCursor(conn, row_factory=_VERIFY_LEDGER_ROWS) as _cur:
+    with psycopg.RawCursor(conn, row_factory=VERIFY_LEDGER_ROWS) as _cur:
         _cur.execute(VERIFY_LEDGER)
         return _cur.fetchall()
 
@@ -795,7 +1062,7 @@ async def verify_ledger_async(conn: psycopg.AsyncConnection[Any]) -> list[Verify
 
     The async twin of `verify_ledger`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_VERIFY_LEDGER_ROWS) as _cur:
+    async with psycopg.AsyncRawCursor(conn, row_factory=VERIFY_LEDGER_ROWS) as _cur:
         await _cur.execute(VERIFY_LEDGER)
         return await _cur.fetchall()
 
@@ -805,7 +1072,7 @@ def verify_ledger_iter(conn: psycopg.Connection[Any]) -> Iterator[VerifyLedgerRo
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
-    with psycopg.RawCursor(conn, row_factory=_VERIFY_LEDGER_ROWS) as _cur:
+    with psycopg.RawCursor(conn, row_factory=VERIFY_LEDGER_ROWS) as _cur:
         for _row in _cur.stream(VERIFY_LEDGER):
             yield _row
 
@@ -817,6 +1084,742 @@ async def verify_ledger_iter_async(
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_VERIFY_LEDGER_ROWS) as _cur:
+    async with psycopg.AsyncRawCursor(conn, row_factory=VERIFY_LEDGER_ROWS) as _cur:
         async for _row in _cur.stream(VERIFY_LEDGER):
             yield _row
+
+
+class CreditsQueries:
+    """The queries of credits.sql bound to one connection: `credits.add_credits(…)` runs
+    `add_credits(conn, …)`.
+
+    A database error a query raises goes through `on_error` (models.ErrorHook): the exception it
+    returns is raised from the error, e.g. an application's own error classes; without a hook the
+    error is raised unchanged.
+    """
+
+    __slots__ = ("conn", "on_error")
+
+    def __init__(self, conn: psycopg.Connection[Any], on_error: models.ErrorHook | None = None) -> None:
+        self.conn = conn
+        self.on_error = on_error
+
+    def add_credits(
+        self,
+        *,
+        amount: decimal.Decimal,
+        transaction_type: str | None = None,
+        description: str | None = None,
+        idempotency_key: str | None = None,
+        stripe_payment_intent_id: str | None = None,
+        metadata: models.JsonParam | None = None,
+    ) -> models.CreditTransaction:
+        """Credits a purchase (type omitted), refund or adjustment; a retried key (or payment
+        intent) returns the original entry.
+
+        Credits a purchase, refund or adjustment; idempotent by key (or by payment intent without
+        a key).
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return add_credits(
+                self.conn,
+                amount=amount,
+                transaction_type=transaction_type,
+                description=description,
+                idempotency_key=idempotency_key,
+                stripe_payment_intent_id=stripe_payment_intent_id,
+                metadata=metadata,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def capture_hold(
+        self,
+        *,
+        hold_id: uuid.UUID,
+        amount: decimal.Decimal | None = None,
+        description: str | None = None,
+    ) -> models.CreditTransaction:
+        """Charges at most the held amount (all of it when amount is omitted) and frees the rest;
+        once per hold.
+
+        Charges at most the held amount (default all of it) and frees the rest, never refused for
+        balance or limits; a retry with the same amount and description returns the original
+        entry, other arguments KE005.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return capture_hold(self.conn, hold_id=hold_id, amount=amount, description=description)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def check_credits(self, *, amount: decimal.Decimal) -> CheckCreditsRow:
+        """Whether the available balance (balance minus active holds) covers an amount, and the
+        shortfall.
+
+        Whether the available balance (balance minus active holds) covers an amount.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return check_credits(self.conn, amount=amount)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def claim_recharge_requests(
+        self,
+        *,
+        limit: int,
+        reclaim_after: datetime.timedelta | None = None,
+    ) -> list[models.RechargeRequest]:
+        """Billing operators: claims up to `limit` pending auto-recharge requests, and stale
+        processing ones (SKIP LOCKED).
+
+        Billing service: claims up to p_limit pending recharge requests, and those left
+        processing longer than p_reclaim_after (SKIP LOCKED).
+        """
+        try:
+            return claim_recharge_requests(self.conn, limit=limit, reclaim_after=reclaim_after)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def claim_recharge_requests_iter(
+        self,
+        *,
+        limit: int,
+        reclaim_after: datetime.timedelta | None = None,
+    ) -> Iterator[models.RechargeRequest]:
+        """Billing operators: claims up to `limit` pending auto-recharge requests, and stale
+        processing ones (SKIP LOCKED).
+
+        Billing service: claims up to p_limit pending recharge requests, and those left
+        processing longer than p_reclaim_after (SKIP LOCKED).
+
+        Streams the rows (psycopg single-row mode) instead of fetching them all.
+        """
+        try:
+            yield from claim_recharge_requests_iter(
+                self.conn,
+                limit=limit,
+                reclaim_after=reclaim_after,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def complete_recharge_request(
+        self,
+        *,
+        request_id: uuid.UUID,
+        stripe_payment_intent_id: str | None = None,
+    ) -> models.CreditTransaction:
+        """Billing operators: credits a recharge as a purchase and closes its request; repeatable.
+
+        Billing service: credits the recharge as a purchase and closes the request; repeated
+        calls return the same entry.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return complete_recharge_request(
+                self.conn,
+                request_id=request_id,
+                stripe_payment_intent_id=stripe_payment_intent_id,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def configure_auto_recharge(
+        self,
+        *,
+        enabled: bool,
+        threshold: decimal.Decimal | None = None,
+        amount: decimal.Decimal | None = None,
+    ) -> models.CreditAccount:
+        """Turns auto-recharge on or off; a NULL threshold or amount keeps the current one.
+
+        Turns auto-recharge on or off; threshold and amount keep their values when NULL.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return configure_auto_recharge(
+                self.conn,
+                enabled=enabled,
+                threshold=threshold,
+                amount=amount,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def credit_balance(self) -> CreditBalanceRow:
+        """The caller's balance, holds, lifetime totals, spending today and this month, and limits.
+
+        The caller's balance, holds, lifetime totals, spending today/this month and limits.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return credit_balance(self.conn)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def deduct_credits(
+        self,
+        *,
+        amount: decimal.Decimal,
+        session_id: uuid.UUID | None = None,
+        description: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> models.CreditTransaction:
+        """Charges usage atomically (balance, holds, daily/monthly limits); a retried key returns
+        the original entry.
+
+        Charges usage atomically under the account lock: balance, holds, daily/monthly limits
+        (holds count as spending to come), idempotency key.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return deduct_credits(
+                self.conn,
+                amount=amount,
+                session_id=session_id,
+                description=description,
+                idempotency_key=idempotency_key,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def fail_recharge_request(
+        self,
+        *,
+        request_id: uuid.UUID,
+        reason: str | None = None,
+    ) -> models.RechargeRequest:
+        """Billing operators: closes a recharge request as failed, with the reason.
+
+        Billing service: closes a recharge request as failed.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return fail_recharge_request(self.conn, request_id=request_id, reason=reason)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def hold_credits(
+        self,
+        *,
+        session_id: uuid.UUID | None = None,
+        amount: decimal.Decimal,
+        idempotency_key: str | None = None,
+        expires_in: datetime.timedelta | None = None,
+    ) -> models.CreditHold:
+        """Reserves credits for a running agent until captured, released or expired (after
+        expires_in; default 1 hour).
+
+        Reserves credits for a running agent until captured, released or expired (p_expires_in,
+        default 1 hour).
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return hold_credits(
+                self.conn,
+                session_id=session_id,
+                amount=amount,
+                idempotency_key=idempotency_key,
+                expires_in=expires_in,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def list_credit_transactions(self, *, limit: int) -> list[models.CreditTransaction]:
+        """The caller's ledger, newest first, at most `limit` rows."""
+        try:
+            return list_credit_transactions(self.conn, limit=limit)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def list_credit_transactions_iter(self, *, limit: int) -> Iterator[models.CreditTransaction]:
+        """The caller's ledger, newest first, at most `limit` rows.
+
+        Streams the rows (psycopg single-row mode) instead of fetching them all.
+        """
+        try:
+            yield from list_credit_transactions_iter(self.conn, limit=limit)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def release_hold(self, *, hold_id: uuid.UUID) -> models.CreditHold:
+        """Frees a hold's credits; a no-op for a released or expired hold.
+
+        Frees a hold's credits; a no-op for a released or expired hold, KE007 for a captured one.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return release_hold(self.conn, hold_id=hold_id)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def round_cost(self, *, cost: decimal.Decimal) -> decimal.Decimal:
+        """A 6-place session cost as the 4-place amount charged for it (rounded up, at most 0.0001
+        more).
+
+        A 6-place session cost as a 4-place ledger amount: rounded up (ceiling), never below the
+        cost, at most 0.0001 above.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return round_cost(self.conn, cost=cost)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def set_spending_limits(
+        self,
+        *,
+        daily_limit: decimal.Decimal | None = None,
+        monthly_limit: decimal.Decimal | None = None,
+    ) -> models.CreditAccount:
+        """Sets the daily and monthly spending limits (NULL for none), counted in the user's time
+        zone.
+
+        Sets the daily and monthly limits (NULL for none).
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return set_spending_limits(
+                self.conn,
+                daily_limit=daily_limit,
+                monthly_limit=monthly_limit,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def sweep_expired_holds(self) -> int:
+        """Operators: expires lapsed holds, freeing their credits; returns how many.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return sweep_expired_holds(self.conn)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def verify_ledger(self) -> list[VerifyLedgerRow]:
+        """Operators: one row per violated ledger invariant; empty when healthy."""
+        try:
+            return verify_ledger(self.conn)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def verify_ledger_iter(self) -> Iterator[VerifyLedgerRow]:
+        """Operators: one row per violated ledger invariant; empty when healthy.
+
+        Streams the rows (psycopg single-row mode) instead of fetching them all.
+        """
+        try:
+            yield from verify_ledger_iter(self.conn)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+
+class AsyncCreditsQueries:
+    """The async queries of credits.sql bound to one connection: `credits.add_credits(…)` runs
+    `add_credits_async(conn, …)`.
+
+    A database error a query raises goes through `on_error` (models.ErrorHook): the exception it
+    returns is raised from the error, e.g. an application's own error classes; without a hook the
+    error is raised unchanged.
+    """
+
+    __slots__ = ("conn", "on_error")
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any], on_error: models.ErrorHook | None = None) -> None:
+        self.conn = conn
+        self.on_error = on_error
+
+    async def add_credits(
+        self,
+        *,
+        amount: decimal.Decimal,
+        transaction_type: str | None = None,
+        description: str | None = None,
+        idempotency_key: str | None = None,
+        stripe_payment_intent_id: str | None = None,
+        metadata: models.JsonParam | None = None,
+    ) -> models.CreditTransaction:
+        """Credits a purchase (type omitted), refund or adjustment; a retried key (or payment
+        intent) returns the original entry.
+
+        Credits a purchase, refund or adjustment; idempotent by key (or by payment intent without
+        a key).
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `add_credits`.
+        """
+        try:
+            return await add_credits_async(
+                self.conn,
+                amount=amount,
+                transaction_type=transaction_type,
+                description=description,
+                idempotency_key=idempotency_key,
+                stripe_payment_intent_id=stripe_payment_intent_id,
+                metadata=metadata,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def capture_hold(
+        self,
+        *,
+        hold_id: uuid.UUID,
+        amount: decimal.Decimal | None = None,
+        description: str | None = None,
+    ) -> models.CreditTransaction:
+        """Charges at most the held amount (all of it when amount is omitted) and frees the rest;
+        once per hold.
+
+        Charges at most the held amount (default all of it) and frees the rest, never refused for
+        balance or limits; a retry with the same amount and description returns the original
+        entry, other arguments KE005.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `capture_hold`.
+        """
+        try:
+            return await capture_hold_async(
+                self.conn,
+                hold_id=hold_id,
+                amount=amount,
+                description=description,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def check_credits(self, *, amount: decimal.Decimal) -> CheckCreditsRow:
+        """Whether the available balance (balance minus active holds) covers an amount, and the
+        shortfall.
+
+        Whether the available balance (balance minus active holds) covers an amount.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `check_credits`.
+        """
+        try:
+            return await check_credits_async(self.conn, amount=amount)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def claim_recharge_requests(
+        self,
+        *,
+        limit: int,
+        reclaim_after: datetime.timedelta | None = None,
+    ) -> list[models.RechargeRequest]:
+        """Billing operators: claims up to `limit` pending auto-recharge requests, and stale
+        processing ones (SKIP LOCKED).
+
+        Billing service: claims up to p_limit pending recharge requests, and those left
+        processing longer than p_reclaim_after (SKIP LOCKED).
+
+        The async twin of `claim_recharge_requests`.
+        """
+        try:
+            return await claim_recharge_requests_async(
+                self.conn,
+                limit=limit,
+                reclaim_after=reclaim_after,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def claim_recharge_requests_iter(
+        self,
+        *,
+        limit: int,
+        reclaim_after: datetime.timedelta | None = None,
+    ) -> AsyncIterator[models.RechargeRequest]:
+        """Billing operators: claims up to `limit` pending auto-recharge requests, and stale
+        processing ones (SKIP LOCKED).
+
+        Billing service: claims up to p_limit pending recharge requests, and those left
+        processing longer than p_reclaim_after (SKIP LOCKED).
+
+        Streams the rows (psycopg single-row mode) instead of fetching them all.
+        """
+        try:
+            async for _row in claim_recharge_requests_iter_async(
+                self.conn,
+                limit=limit,
+                reclaim_after=reclaim_after,
+            ):
+                yield _row
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def complete_recharge_request(
+        self,
+        *,
+        request_id: uuid.UUID,
+        stripe_payment_intent_id: str | None = None,
+    ) -> models.CreditTransaction:
+        """Billing operators: credits a recharge as a purchase and closes its request; repeatable.
+
+        Billing service: credits the recharge as a purchase and closes the request; repeated
+        calls return the same entry.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `complete_recharge_request`.
+        """
+        try:
+            return await complete_recharge_request_async(
+                self.conn,
+                request_id=request_id,
+                stripe_payment_intent_id=stripe_payment_intent_id,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def configure_auto_recharge(
+        self,
+        *,
+        enabled: bool,
+        threshold: decimal.Decimal | None = None,
+        amount: decimal.Decimal | None = None,
+    ) -> models.CreditAccount:
+        """Turns auto-recharge on or off; a NULL threshold or amount keeps the current one.
+
+        Turns auto-recharge on or off; threshold and amount keep their values when NULL.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `configure_auto_recharge`.
+        """
+        try:
+            return await configure_auto_recharge_async(
+                self.conn,
+                enabled=enabled,
+                threshold=threshold,
+                amount=amount,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def credit_balance(self) -> CreditBalanceRow:
+        """The caller's balance, holds, lifetime totals, spending today and this month, and limits.
+
+        The caller's balance, holds, lifetime totals, spending today/this month and limits.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `credit_balance`.
+        """
+        try:
+            return await credit_balance_async(self.conn)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def deduct_credits(
+        self,
+        *,
+        amount: decimal.Decimal,
+        session_id: uuid.UUID | None = None,
+        description: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> models.CreditTransaction:
+        """Charges usage atomically (balance, holds, daily/monthly limits); a retried key returns
+        the original entry.
+
+        Charges usage atomically under the account lock: balance, holds, daily/monthly limits
+        (holds count as spending to come), idempotency key.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `deduct_credits`.
+        """
+        try:
+            return await deduct_credits_async(
+                self.conn,
+                amount=amount,
+                session_id=session_id,
+                description=description,
+                idempotency_key=idempotency_key,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def fail_recharge_request(
+        self,
+        *,
+        request_id: uuid.UUID,
+        reason: str | None = None,
+    ) -> models.RechargeRequest:
+        """Billing operators: closes a recharge request as failed, with the reason.
+
+        Billing service: closes a recharge request as failed.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `fail_recharge_request`.
+        """
+        try:
+            return await fail_recharge_request_async(
+                self.conn,
+                request_id=request_id,
+                reason=reason,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def hold_credits(
+        self,
+        *,
+        session_id: uuid.UUID | None = None,
+        amount: decimal.Decimal,
+        idempotency_key: str | None = None,
+        expires_in: datetime.timedelta | None = None,
+    ) -> models.CreditHold:
+        """Reserves credits for a running agent until captured, released or expired (after
+        expires_in; default 1 hour).
+
+        Reserves credits for a running agent until captured, released or expired (p_expires_in,
+        default 1 hour).
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `hold_credits`.
+        """
+        try:
+            return await hold_credits_async(
+                self.conn,
+                session_id=session_id,
+                amount=amount,
+                idempotency_key=idempotency_key,
+                expires_in=expires_in,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def list_credit_transactions(self, *, limit: int) -> list[models.CreditTransaction]:
+        """The caller's ledger, newest first, at most `limit` rows.
+
+        The async twin of `list_credit_transactions`.
+        """
+        try:
+            return await list_credit_transactions_async(self.conn, limit=limit)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def list_credit_transactions_iter(
+        self,
+        *,
+        limit: int,
+    ) -> AsyncIterator[models.CreditTransaction]:
+        """The caller's ledger, newest first, at most `limit` rows.
+
+        Streams the rows (psycopg single-row mode) instead of fetching them all.
+        """
+        try:
+            async for _row in list_credit_transactions_iter_async(self.conn, limit=limit):
+                yield _row
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def release_hold(self, *, hold_id: uuid.UUID) -> models.CreditHold:
+        """Frees a hold's credits; a no-op for a released or expired hold.
+
+        Frees a hold's credits; a no-op for a released or expired hold, KE007 for a captured one.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `release_hold`.
+        """
+        try:
+            return await release_hold_async(self.conn, hold_id=hold_id)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def round_cost(self, *, cost: decimal.Decimal) -> decimal.Decimal:
+        """A 6-place session cost as the 4-place amount charged for it (rounded up, at most 0.0001
+        more).
+
+        A 6-place session cost as a 4-place ledger amount: rounded up (ceiling), never below the
+        cost, at most 0.0001 above.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `round_cost`.
+        """
+        try:
+            return await round_cost_async(self.conn, cost=cost)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def set_spending_limits(
+        self,
+        *,
+        daily_limit: decimal.Decimal | None = None,
+        monthly_limit: decimal.Decimal | None = None,
+    ) -> models.CreditAccount:
+        """Sets the daily and monthly spending limits (NULL for none), counted in the user's time
+        zone.
+
+        Sets the daily and monthly limits (NULL for none).
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `set_spending_limits`.
+        """
+        try:
+            return await set_spending_limits_async(
+                self.conn,
+                daily_limit=daily_limit,
+                monthly_limit=monthly_limit,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def sweep_expired_holds(self) -> int:
+        """Operators: expires lapsed holds, freeing their credits; returns how many.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `sweep_expired_holds`.
+        """
+        try:
+            return await sweep_expired_holds_async(self.conn)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def verify_ledger(self) -> list[VerifyLedgerRow]:
+        """Operators: one row per violated ledger invariant; empty when healthy.
+
+        The async twin of `verify_ledger`.
+        """
+        try:
+            return await verify_ledger_async(self.conn)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def verify_ledger_iter(self) -> AsyncIterator[VerifyLedgerRow]:
+        """Operators: one row per violated ledger invariant; empty when healthy.
+
+        Streams the rows (psycopg single-row mode) instead of fetching them all.
+        """
+        try:
+            async for _row in verify_ledger_iter_async(self.conn):
+                yield _row
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)

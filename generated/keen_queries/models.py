@@ -2,7 +2,8 @@
 # versions:
 #   sqlc v1.31.1
 #   sqlc-gen-psycopg 0.1.0
-"""Models, enums and composite types of the schema; their registration."""
+"""Models, enums and composite types of the schema; their registration; the no-row
+error and the error hook of the bound query classes."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import ipaddress
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import Any, Generic, LiteralString, NamedTuple, TypeAlias, TypeVar, Union
+from typing import Any, Generic, LiteralString, NamedTuple, NoReturn, TypeAlias, TypeVar, Union
 
 import psycopg
 from psycopg.abc import AdaptContext
@@ -34,6 +35,30 @@ JsonParam: TypeAlias = Union[
 
 _R = TypeVar("_R")
 _T = TypeVar("_T", bound=tuple[Any, ...])
+
+ErrorHook: TypeAlias = Callable[[psycopg.Error], BaseException]
+"""What a bound query class does with a database error: return the exception to raise in its
+place (chained `from` it), or the error itself to raise it unchanged."""
+
+
+class NoRowError(LookupError):
+    """A `:one` query found no row (a query marked `-- @lookup` returns None instead).
+
+    Attributes:
+        query: the name of the query (`GetAuthor`).
+    """
+
+    def __init__(self, query: str) -> None:
+        super().__init__(f"{query} returned no row")
+        self.query = query
+
+
+def raise_mapped(exc: psycopg.Error, on_error: ErrorHook | None) -> NoReturn:
+    """Raise what `on_error` makes of `exc` (chained from it), or `exc` itself."""
+    mapped = exc if on_error is None else on_error(exc)
+    if mapped is exc:
+        raise exc
+    raise mapped from exc
 
 
 class RowFactory(Generic[_R]):
@@ -83,6 +108,13 @@ class User(NamedTuple):
         updated_at: When the row was last updated (trigger _100_set_updated_at).
         last_login_at: Time of the last successful login (keen.record_login).
         last_login_ip: Client address of the last successful login.
+        avatar_url: https:// URL of the user's picture (at most 2048 characters); optional.
+        billing_customer_id: The billing provider's customer id (e.g. Stripe cus_…); unique; set
+        by keen.set_billing().
+        email_verification_expires_at: When the pending verification token stops working; set
+        exactly with the token.
+        suspended_reason: Why an operator suspended the user (keen.suspend_user); only while
+        suspended.
     """
 
     id: uuid.UUID
@@ -108,6 +140,10 @@ class User(NamedTuple):
     updated_at: datetime.datetime
     last_login_at: datetime.datetime | None
     last_login_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None
+    avatar_url: str | None
+    billing_customer_id: str | None
+    email_verification_expires_at: datetime.datetime | None
+    suspended_reason: str | None
 
 
 class AuthToken(NamedTuple):
@@ -161,6 +197,36 @@ class AuthToken(NamedTuple):
     replaced_by: uuid.UUID | None
     created_at: datetime.datetime
     updated_at: datetime.datetime
+
+
+class UserAuditLog(NamedTuple):
+    """Append-only trail of every change of a users row, written by the trigger _900_audit in the
+    changing transaction; no UPDATE, DELETE or TRUNCATE but a migration (and the erasure of a
+    closed account).
+
+    Attributes:
+        id: Primary key; increases with every entry.
+        user_id: The account that changed.
+        actor: Who: user (the account's own functions, register_user and record_login included),
+        operator, billing, service (a service login writing outside its tenant) or system.
+        action: What: the keen function that made the change (update_profile, suspend_user, …),
+        record_login, or direct_update/direct_insert.
+        changes: Changed columns: {"col": {"old": …, "new": …}}; secrets only {"changed": true};
+        personal values {"erased": true} once the account is closed.
+        ip: Client address the service set with keen.set_client_ip() in the transaction; NULL
+        when none, or once the account is closed.
+        actor_role: The database login (session_user) that made the change.
+        created_at: When the change was made (the transaction's time).
+    """
+
+    id: int
+    user_id: uuid.UUID
+    actor: str
+    action: str
+    changes: JsonValue
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None
+    actor_role: str
+    created_at: datetime.datetime
 
 
 class AgentSession(NamedTuple):

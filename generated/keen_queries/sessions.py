@@ -12,9 +12,10 @@ import decimal
 import ipaddress
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, LiteralString, NamedTuple
+from typing import Any, LiteralString, NamedTuple, cast
 
 import psycopg
+from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb as _Jsonb
 
 from . import models
@@ -24,77 +25,109 @@ CANCEL_SESSION: LiteralString = """
 SELECT id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory, current_phase, start_time, end_time, last_activity_at, phase_started_at, iteration_count, tool_calls_count, total_cost, tokens_used, context_window_size, files_modified, files_created, files_deleted, execution_status, success, error_message, completion_report, streaming_enabled, streaming_time, websocket_connections, agent_options, last_event_seq, created_at, updated_at FROM keen.cancel_session(p_session_id => $1::text)"""
 
 
-_CANCEL_SESSION_ROWS = models.row_factory(models.AgentSession)
+CANCEL_SESSION_ROWS = models.row_factory(models.AgentSession)
+"""The psycopg row factory of CancelSession's rows."""
 
 
-def cancel_session(
-    conn: psycopg.Connection[Any],
-    *,
-    p_session_id: str,
-) -> models.AgentSession | None:
+def cancel_session(conn: psycopg.Connection[Any], *, session_id: str) -> models.AgentSession:
     """Cancels a running session and all its running descendants; a cancelled one comes back
     unchanged.
 
     Cancels a running session and all its running descendants, releasing their holds (idempotent
     for a cancelled one; KE007 for a finished one). Event session.cancelled per session.
+
+    Raises models.NoRowError when there is no row.
     """
-    with psycopg.RawCursor(conn, row_factory=_CANCEL_SESSION_ROWS) as _cur:
-        _cur.execute(CANCEL_SESSION, (p_session_id,))
-        return _cur.fetchone()
+    with psycopg.RawCursor(conn, row_factory=CANCEL_SESSION_ROWS) as _cur:
+        _cur.execute(CANCEL_SESSION, (session_id,))
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("CancelSession")
+        return _row
 
 
 async def cancel_session_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_session_id: str,
-) -> models.AgentSession | None:
+    session_id: str,
+) -> models.AgentSession:
     """Cancels a running session and all its running descendants; a cancelled one comes back
     unchanged.
 
     Cancels a running session and all its running descendants, releasing their holds (idempotent
     for a cancelled one; KE007 for a finished one). Event session.cancelled per session.
 
+    Raises models.NoRowError when there is no row.
+
     The async twin of `cancel_session`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_CANCEL_SESSION_ROWS) as _cur:
-        await _cur.execute(CANCEL_SESSION, (p_session_id,))
-        return await _cur.fetchone()
+    async with psycopg.AsyncRawCursor(conn, row_factory=CANCEL_SESSION_ROWS) as _cur:
+        await _cur.execute(CANCEL_SESSION, (session_id,))
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("CancelSession")
+        return _row
+
+
+def cancel_session_params(*, session_id: str) -> tuple[Any, ...]:
+    """The parameters of CancelSession as CANCEL_SESSION binds them ($1, $2, …), for a caller that
+    runs the statement itself (e.g. in a pipeline).
+    """
+    return (session_id,)
 
 
 CLOSE_CONNECTION: LiteralString = "SELECT id, user_id, session_id, connection_id, client_ip, user_agent, client_type, connected_at, last_ping_at, disconnected_at, subscribed_events, session_filters, connection_status, created_at, updated_at FROM keen.close_connection(p_connection_id => $1::text)"
 
 
-_CLOSE_CONNECTION_ROWS = models.row_factory(models.WebsocketConnection)
+CLOSE_CONNECTION_ROWS = models.row_factory(models.WebsocketConnection)
+"""The psycopg row factory of CloseConnection's rows."""
 
 
 def close_connection(
     conn: psycopg.Connection[Any],
     *,
-    p_connection_id: str,
-) -> models.WebsocketConnection | None:
+    connection_id: str,
+) -> models.WebsocketConnection:
     """Closes a connection (idempotent) and takes it off its session's list.
 
     Closes a connection (idempotent).
+
+    Raises models.NoRowError when there is no row.
     """
-    with psycopg.RawCursor(conn, row_factory=_CLOSE_CONNECTION_ROWS) as _cur:
-        _cur.execute(CLOSE_CONNECTION, (p_connection_id,))
-        return _cur.fetchone()
+    with psycopg.RawCursor(conn, row_factory=CLOSE_CONNECTION_ROWS) as _cur:
+        _cur.execute(CLOSE_CONNECTION, (connection_id,))
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("CloseConnection")
+        return _row
 
 
 async def close_connection_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_connection_id: str,
-) -> models.WebsocketConnection | None:
+    connection_id: str,
+) -> models.WebsocketConnection:
     """Closes a connection (idempotent) and takes it off its session's list.
 
     Closes a connection (idempotent).
 
+    Raises models.NoRowError when there is no row.
+
     The async twin of `close_connection`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_CLOSE_CONNECTION_ROWS) as _cur:
-        await _cur.execute(CLOSE_CONNECTION, (p_connection_id,))
-        return await _cur.fetchone()
+    async with psycopg.AsyncRawCursor(conn, row_factory=CLOSE_CONNECTION_ROWS) as _cur:
+        await _cur.execute(CLOSE_CONNECTION, (connection_id,))
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("CloseConnection")
+        return _row
+
+
+def close_connection_params(*, connection_id: str) -> tuple[Any, ...]:
+    """The parameters of CloseConnection as CLOSE_CONNECTION binds them ($1, $2, …), for a caller
+    that runs the statement itself (e.g. in a pipeline).
+    """
+    return (connection_id,)
 
 
 COMPLETE_SESSION: LiteralString = """SELECT id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory, current_phase, start_time, end_time, last_activity_at, phase_started_at, iteration_count, tool_calls_count, total_cost, tokens_used, context_window_size, files_modified, files_created, files_deleted, execution_status, success, error_message, completion_report, streaming_enabled, streaming_time, websocket_connections, agent_options, last_event_seq, created_at, updated_at FROM keen.complete_session(
@@ -109,21 +142,22 @@ COMPLETE_SESSION: LiteralString = """SELECT id, user_id, session_id, parent_sess
 )"""
 
 
-_COMPLETE_SESSION_ROWS = models.row_factory(models.AgentSession)
+COMPLETE_SESSION_ROWS = models.row_factory(models.AgentSession)
+"""The psycopg row factory of CompleteSession's rows."""
 
 
 def complete_session(
     conn: psycopg.Connection[Any],
     *,
-    p_session_id: str,
-    p_success: bool,
-    p_total_cost: decimal.Decimal | None,
-    p_files_created: list[str] | None,
-    p_files_modified: list[str] | None,
-    p_files_deleted: list[str] | None,
-    p_completion_report: models.JsonParam | None,
-    p_error_message: str | None,
-) -> models.AgentSession | None:
+    session_id: str,
+    success: bool,
+    total_cost: decimal.Decimal | None = None,
+    files_created: list[str] | None = None,
+    files_modified: list[str] | None = None,
+    files_deleted: list[str] | None = None,
+    completion_report: models.JsonParam | None = None,
+    error_message: str | None = None,
+) -> models.AgentSession:
     """Ends a running session as completed or failed and charges its cost in the same transaction.
 
     Ends a running session as completed or failed, records its files and report, and charges its
@@ -131,36 +165,41 @@ def complete_session(
     transaction: captures its active hold, deducts the rest with key session:<id>, releases other
     holds. Idempotent for the same arguments; otherwise KE007 once finished. Event
     session.completed or session.failed.
+
+    Raises models.NoRowError when there is no row.
     """
-    with psycopg.RawCursor(conn, row_factory=_COMPLETE_SESSION_ROWS) as _cur:
+    with psycopg.RawCursor(conn, row_factory=COMPLETE_SESSION_ROWS) as _cur:
         _cur.execute(
             COMPLETE_SESSION,
             (
-                p_session_id,
-                p_success,
-                p_total_cost,
-                p_files_created,
-                p_files_modified,
-                p_files_deleted,
-                (None if p_completion_report is None else _Jsonb(p_completion_report)),
-                p_error_message,
+                session_id,
+                success,
+                total_cost,
+                files_created,
+                files_modified,
+                files_deleted,
+                (None if completion_report is None else _Jsonb(completion_report)),
+                error_message,
             ),
         )
-        return _cur.fetchone()
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("CompleteSession")
+        return _row
 
 
 async def complete_session_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_session_id: str,
-    p_success: bool,
-    p_total_cost: decimal.Decimal | None,
-    p_files_created: list[str] | None,
-    p_files_modified: list[str] | None,
-    p_files_deleted: list[str] | None,
-    p_completion_report: models.JsonParam | None,
-    p_error_message: str | None,
-) -> models.AgentSession | None:
+    session_id: str,
+    success: bool,
+    total_cost: decimal.Decimal | None = None,
+    files_created: list[str] | None = None,
+    files_modified: list[str] | None = None,
+    files_deleted: list[str] | None = None,
+    completion_report: models.JsonParam | None = None,
+    error_message: str | None = None,
+) -> models.AgentSession:
     """Ends a running session as completed or failed and charges its cost in the same transaction.
 
     Ends a running session as completed or failed, records its files and report, and charges its
@@ -169,55 +208,158 @@ async def complete_session_async(
     holds. Idempotent for the same arguments; otherwise KE007 once finished. Event
     session.completed or session.failed.
 
+    Raises models.NoRowError when there is no row.
+
     The async twin of `complete_session`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_COMPLETE_SESSION_ROWS) as _cur:
+    async with psycopg.AsyncRawCursor(conn, row_factory=COMPLETE_SESSION_ROWS) as _cur:
         await _cur.execute(
             COMPLETE_SESSION,
             (
-                p_session_id,
-                p_success,
-                p_total_cost,
-                p_files_created,
-                p_files_modified,
-                p_files_deleted,
-                (None if p_completion_report is None else _Jsonb(p_completion_report)),
-                p_error_message,
+                session_id,
+                success,
+                total_cost,
+                files_created,
+                files_modified,
+                files_deleted,
+                (None if completion_report is None else _Jsonb(completion_report)),
+                error_message,
             ),
         )
-        return await _cur.fetchone()
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("CompleteSession")
+        return _row
+
+
+def complete_session_params(
+    *,
+    session_id: str,
+    success: bool,
+    total_cost: decimal.Decimal | None = None,
+    files_created: list[str] | None = None,
+    files_modified: list[str] | None = None,
+    files_deleted: list[str] | None = None,
+    completion_report: models.JsonParam | None = None,
+    error_message: str | None = None,
+) -> tuple[Any, ...]:
+    """The parameters of CompleteSession as COMPLETE_SESSION binds them ($1, $2, …), for a caller
+    that runs the statement itself (e.g. in a pipeline).
+    """
+    return (
+        session_id,
+        success,
+        total_cost,
+        files_created,
+        files_modified,
+        files_deleted,
+        (None if completion_report is None else _Jsonb(completion_report)),
+        error_message,
+    )
+
+
+END_IDLE_TRANSACTIONS: LiteralString = "SELECT keen.end_idle_transactions(p_idle => $1::interval) AS ended"
+
+
+END_IDLE_TRANSACTIONS_ROWS = cast("models.RowFactory[tuple[int]]", tuple_row)
+"""The psycopg row factory of EndIdleTransactions's rows."""
+
+
+def end_idle_transactions(conn: psycopg.Connection[Any], *, idle: datetime.timedelta) -> int:
+    """Operators: ends the service logins' transactions left idle for longer than idle; returns how
+    many.
+
+    Housekeeping, all service logins (SECURITY DEFINER, operators only): ends the backends of
+    keen_app members idle in a transaction for longer than p_idle; returns how many.
+
+    Raises models.NoRowError when there is no row.
+    """
+    with psycopg.RawCursor(conn, row_factory=END_IDLE_TRANSACTIONS_ROWS) as _cur:
+        _cur.execute(END_IDLE_TRANSACTIONS, (idle,))
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("EndIdleTransactions")
+        return _row[0]
+
+
+async def end_idle_transactions_async(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    idle: datetime.timedelta,
+) -> int:
+    """Operators: ends the service logins' transactions left idle for longer than idle; returns how
+    many.
+
+    Housekeeping, all service logins (SECURITY DEFINER, operators only): ends the backends of
+    keen_app members idle in a transaction for longer than p_idle; returns how many.
+
+    Raises models.NoRowError when there is no row.
+
+    The async twin of `end_idle_transactions`.
+    """
+    async with psycopg.AsyncRawCursor(conn, row_factory=END_IDLE_TRANSACTIONS_ROWS) as _cur:
+        await _cur.execute(END_IDLE_TRANSACTIONS, (idle,))
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("EndIdleTransactions")
+        return _row[0]
+
+
+def end_idle_transactions_params(*, idle: datetime.timedelta) -> tuple[Any, ...]:
+    """The parameters of EndIdleTransactions as END_IDLE_TRANSACTIONS binds them ($1, $2, …), for a
+    caller that runs the statement itself (e.g. in a pipeline).
+    """
+    return (idle,)
 
 
 GET_SESSION: LiteralString = "SELECT id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory, current_phase, start_time, end_time, last_activity_at, phase_started_at, iteration_count, tool_calls_count, total_cost, tokens_used, context_window_size, files_modified, files_created, files_deleted, execution_status, success, error_message, completion_report, streaming_enabled, streaming_time, websocket_connections, agent_options, last_event_seq, created_at, updated_at FROM keen.get_session(p_session_id => $1::text)"
 
 
-_GET_SESSION_ROWS = models.row_factory(models.AgentSession)
+GET_SESSION_ROWS = models.row_factory(models.AgentSession)
+"""The psycopg row factory of GetSession's rows."""
 
 
-def get_session(conn: psycopg.Connection[Any], *, p_session_id: str) -> models.AgentSession | None:
+def get_session(conn: psycopg.Connection[Any], *, session_id: str) -> models.AgentSession:
     """The caller's session with this external id (KE006 when there is none).
 
     The caller's session with this external id; KE006 when there is none.
+
+    Raises models.NoRowError when there is no row.
     """
-    with psycopg.RawCursor(conn, row_factory=_GET_SESSION_ROWS) as _cur:
-        _cur.execute(GET_SESSION, (p_session_id,))
-        return _cur.fetchone()
+    with psycopg.RawCursor(conn, row_factory=GET_SESSION_ROWS) as _cur:
+        _cur.execute(GET_SESSION, (session_id,))
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("GetSession")
+        return _row
 
 
 async def get_session_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_session_id: str,
-) -> models.AgentSession | None:
+    session_id: str,
+) -> models.AgentSession:
     """The caller's session with this external id (KE006 when there is none).
 
     The caller's session with this external id; KE006 when there is none.
 
+    Raises models.NoRowError when there is no row.
+
     The async twin of `get_session`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_GET_SESSION_ROWS) as _cur:
-        await _cur.execute(GET_SESSION, (p_session_id,))
-        return await _cur.fetchone()
+    async with psycopg.AsyncRawCursor(conn, row_factory=GET_SESSION_ROWS) as _cur:
+        await _cur.execute(GET_SESSION, (session_id,))
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("GetSession")
+        return _row
+
+
+def get_session_params(*, session_id: str) -> tuple[Any, ...]:
+    """The parameters of GetSession as GET_SESSION binds them ($1, $2, …), for a caller that runs
+    the statement itself (e.g. in a pipeline).
+    """
+    return (session_id,)
 
 
 LIST_SESSION_EVENTS: LiteralString = """SELECT id, user_id, session_id, seq, event_type, payload, created_at FROM keen.list_session_events(
@@ -227,81 +369,94 @@ LIST_SESSION_EVENTS: LiteralString = """SELECT id, user_id, session_id, seq, eve
 )"""
 
 
-_LIST_SESSION_EVENTS_ROWS = models.row_factory(models.SessionEvent)
+LIST_SESSION_EVENTS_ROWS = models.row_factory(models.SessionEvent)
+"""The psycopg row factory of ListSessionEvents's rows."""
 
 
 def list_session_events(
     conn: psycopg.Connection[Any],
     *,
-    p_after_id: int | None,
-    p_session_id: str | None,
-    p_limit: int | None,
+    after_id: int | None = None,
+    session_id: str | None = None,
+    limit: int | None = None,
 ) -> list[models.SessionEvent]:
-    """Replays the caller's events (or one session's) with an id above p_after_id, in order.
+    """Replays the caller's events (or one session's) with an id above after_id, in order.
 
     The caller's events (or one session's) with id > p_after_id, in order: the replay of the
     event stream.
     """
-    with psycopg.RawCursor(conn, row_factory=_LIST_SESSION_EVENTS_ROWS) as _cur:
-        _cur.execute(LIST_SESSION_EVENTS, (p_after_id, p_session_id, p_limit))
+    with psycopg.RawCursor(conn, row_factory=LIST_SESSION_EVENTS_ROWS) as _cur:
+        _cur.execute(LIST_SESSION_EVENTS, (after_id, session_id, limit))
         return _cur.fetchall()
 
 
 async def list_session_events_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_after_id: int | None,
-    p_session_id: str | None,
-    p_limit: int | None,
+    after_id: int | None = None,
+    session_id: str | None = None,
+    limit: int | None = None,
 ) -> list[models.SessionEvent]:
-    """Replays the caller's events (or one session's) with an id above p_after_id, in order.
+    """Replays the caller's events (or one session's) with an id above after_id, in order.
 
     The caller's events (or one session's) with id > p_after_id, in order: the replay of the
     event stream.
 
     The async twin of `list_session_events`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_LIST_SESSION_EVENTS_ROWS) as _cur:
-        await _cur.execute(LIST_SESSION_EVENTS, (p_after_id, p_session_id, p_limit))
+    async with psycopg.AsyncRawCursor(conn, row_factory=LIST_SESSION_EVENTS_ROWS) as _cur:
+        await _cur.execute(LIST_SESSION_EVENTS, (after_id, session_id, limit))
         return await _cur.fetchall()
 
 
 def list_session_events_iter(
     conn: psycopg.Connection[Any],
     *,
-    p_after_id: int | None,
-    p_session_id: str | None,
-    p_limit: int | None,
+    after_id: int | None = None,
+    session_id: str | None = None,
+    limit: int | None = None,
 ) -> Iterator[models.SessionEvent]:
-    """Replays the caller's events (or one session's) with an id above p_after_id, in order.
+    """Replays the caller's events (or one session's) with an id above after_id, in order.
 
     The caller's events (or one session's) with id > p_after_id, in order: the replay of the
     event stream.
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
-    with psycopg.RawCursor(conn, row_factory=_LIST_SESSION_EVENTS_ROWS) as _cur:
-        for _row in _cur.stream(LIST_SESSION_EVENTS, (p_after_id, p_session_id, p_limit)):
+    with psycopg.RawCursor(conn, row_factory=LIST_SESSION_EVENTS_ROWS) as _cur:
+        for _row in _cur.stream(LIST_SESSION_EVENTS, (after_id, session_id, limit)):
             yield _row
 
 
 async def list_session_events_iter_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_after_id: int | None,
-    p_session_id: str | None,
-    p_limit: int | None,
+    after_id: int | None = None,
+    session_id: str | None = None,
+    limit: int | None = None,
 ) -> AsyncIterator[models.SessionEvent]:
-    """Replays the caller's events (or one session's) with an id above p_after_id, in order.
+    """Replays the caller's events (or one session's) with an id above after_id, in order.
 
     The caller's events (or one session's) with id > p_after_id, in order: the replay of the
     event stream.
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_LIST_SESSION_EVENTS_ROWS) as _cur:
-        async for _row in _cur.stream(LIST_SESSION_EVENTS, (p_after_id, p_session_id, p_limit)):
+    async with psycopg.AsyncRawCursor(conn, row_factory=LIST_SESSION_EVENTS_ROWS) as _cur:
+        async for _row in _cur.stream(LIST_SESSION_EVENTS, (after_id, session_id, limit)):
             yield _row
+
+
+def list_session_events_params(
+    *,
+    after_id: int | None = None,
+    session_id: str | None = None,
+    limit: int | None = None,
+) -> tuple[Any, ...]:
+    """The parameters of ListSessionEvents as LIST_SESSION_EVENTS binds them ($1, $2, …), for a
+    caller that runs the statement itself (e.g. in a pipeline).
+    """
+    return (after_id, session_id, limit)
 
 
 LIST_SESSIONS: LiteralString = """SELECT id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory, current_phase, start_time, end_time, last_activity_at, phase_started_at, iteration_count, tool_calls_count, total_cost, tokens_used, context_window_size, files_modified, files_created, files_deleted, execution_status, success, error_message, completion_report, streaming_enabled, streaming_time, websocket_connections, agent_options, last_event_seq, created_at, updated_at FROM keen.list_sessions(
@@ -312,16 +467,17 @@ LIST_SESSIONS: LiteralString = """SELECT id, user_id, session_id, parent_session
 )"""
 
 
-_LIST_SESSIONS_ROWS = models.row_factory(models.AgentSession)
+LIST_SESSIONS_ROWS = models.row_factory(models.AgentSession)
+"""The psycopg row factory of ListSessions's rows."""
 
 
 def list_sessions(
     conn: psycopg.Connection[Any],
     *,
-    p_status: str | None,
-    p_before_start_time: datetime.datetime | None,
-    p_before_id: uuid.UUID | None,
-    p_limit: int | None,
+    status: str | None = None,
+    before_start_time: datetime.datetime | None = None,
+    before_id: uuid.UUID | None = None,
+    limit: int | None = None,
 ) -> list[models.AgentSession]:
     """The caller's sessions newest first, optionally of one status; pass the last row's start_time
     and id for the next page.
@@ -329,18 +485,18 @@ def list_sessions(
     The caller's sessions newest first (start_time, id), optionally of one status; keyset pages:
     pass the last row's start_time and id.
     """
-    with psycopg.RawCursor(conn, row_factory=_LIST_SESSIONS_ROWS) as _cur:
-        _cur.execute(LIST_SESSIONS, (p_status, p_before_start_time, p_before_id, p_limit))
+    with psycopg.RawCursor(conn, row_factory=LIST_SESSIONS_ROWS) as _cur:
+        _cur.execute(LIST_SESSIONS, (status, before_start_time, before_id, limit))
         return _cur.fetchall()
 
 
 async def list_sessions_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_status: str | None,
-    p_before_start_time: datetime.datetime | None,
-    p_before_id: uuid.UUID | None,
-    p_limit: int | None,
+    status: str | None = None,
+    before_start_time: datetime.datetime | None = None,
+    before_id: uuid.UUID | None = None,
+    limit: int | None = None,
 ) -> list[models.AgentSession]:
     """The caller's sessions newest first, optionally of one status; pass the last row's start_time
     and id for the next page.
@@ -350,18 +506,18 @@ async def list_sessions_async(
 
     The async twin of `list_sessions`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_LIST_SESSIONS_ROWS) as _cur:
-        await _cur.execute(LIST_SESSIONS, (p_status, p_before_start_time, p_before_id, p_limit))
+    async with psycopg.AsyncRawCursor(conn, row_factory=LIST_SESSIONS_ROWS) as _cur:
+        await _cur.execute(LIST_SESSIONS, (status, before_start_time, before_id, limit))
         return await _cur.fetchall()
 
 
 def list_sessions_iter(
     conn: psycopg.Connection[Any],
     *,
-    p_status: str | None,
-    p_before_start_time: datetime.datetime | None,
-    p_before_id: uuid.UUID | None,
-    p_limit: int | None,
+    status: str | None = None,
+    before_start_time: datetime.datetime | None = None,
+    before_id: uuid.UUID | None = None,
+    limit: int | None = None,
 ) -> Iterator[models.AgentSession]:
     """The caller's sessions newest first, optionally of one status; pass the last row's start_time
     and id for the next page.
@@ -371,21 +527,18 @@ def list_sessions_iter(
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
-    with psycopg.RawCursor(conn, row_factory=_LIST_SESSIONS_ROWS) as _cur:
-        for _row in _cur.stream(
-            LIST_SESSIONS,
-            (p_status, p_before_start_time, p_before_id, p_limit),
-        ):
+    with psycopg.RawCursor(conn, row_factory=LIST_SESSIONS_ROWS) as _cur:
+        for _row in _cur.stream(LIST_SESSIONS, (status, before_start_time, before_id, limit)):
             yield _row
 
 
 async def list_sessions_iter_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_status: str | None,
-    p_before_start_time: datetime.datetime | None,
-    p_before_id: uuid.UUID | None,
-    p_limit: int | None,
+    status: str | None = None,
+    before_start_time: datetime.datetime | None = None,
+    before_id: uuid.UUID | None = None,
+    limit: int | None = None,
 ) -> AsyncIterator[models.AgentSession]:
     """The caller's sessions newest first, optionally of one status; pass the last row's start_time
     and id for the next page.
@@ -395,12 +548,22 @@ async def list_sessions_iter_async(
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_LIST_SESSIONS_ROWS) as _cur:
-        async for _row in _cur.stream(
-            LIST_SESSIONS,
-            (p_status, p_before_start_time, p_before_id, p_limit),
-        ):
+    async with psycopg.AsyncRawCursor(conn, row_factory=LIST_SESSIONS_ROWS) as _cur:
+        async for _row in _cur.stream(LIST_SESSIONS, (status, before_start_time, before_id, limit)):
             yield _row
+
+
+def list_sessions_params(
+    *,
+    status: str | None = None,
+    before_start_time: datetime.datetime | None = None,
+    before_id: uuid.UUID | None = None,
+    limit: int | None = None,
+) -> tuple[Any, ...]:
+    """The parameters of ListSessions as LIST_SESSIONS binds them ($1, $2, …), for a caller that
+    runs the statement itself (e.g. in a pipeline).
+    """
+    return (status, before_start_time, before_id, limit)
 
 
 OPEN_CONNECTION: LiteralString = """SELECT id, user_id, session_id, connection_id, client_ip, user_agent, client_type, connected_at, last_ping_at, disconnected_at, subscribed_events, session_filters, connection_status, created_at, updated_at FROM keen.open_connection(
@@ -414,199 +577,268 @@ OPEN_CONNECTION: LiteralString = """SELECT id, user_id, session_id, connection_i
 )"""
 
 
-_OPEN_CONNECTION_ROWS = models.row_factory(models.WebsocketConnection)
+OPEN_CONNECTION_ROWS = models.row_factory(models.WebsocketConnection)
+"""The psycopg row factory of OpenConnection's rows."""
 
 
 def open_connection(
     conn: psycopg.Connection[Any],
     *,
-    p_connection_id: str,
-    p_client_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface,
-    p_user_agent: str | None,
-    p_client_type: str | None,
-    p_session_id: str | None,
-    p_subscribed_events: list[str] | None,
-    p_session_filters: list[str] | None,
-) -> models.WebsocketConnection | None:
+    connection_id: str,
+    client_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface,
+    user_agent: str | None = None,
+    client_type: str | None = None,
+    session_id: str | None = None,
+    subscribed_events: list[str] | None = None,
+    session_filters: list[str] | None = None,
+) -> models.WebsocketConnection:
     """Records a live connection, optionally following a session, with its event and session
     filters.
 
     Records a live connection of the caller, optionally following a session and filtering events
     by type and session (external ids). KE009 duplicate id.
+
+    Raises models.NoRowError when there is no row.
     """
-    with psycopg.RawCursor(conn, row_factory=_OPEN_CONNECTION_ROWS) as _cur:
+    with psycopg.RawCursor(conn, row_factory=OPEN_CONNECTION_ROWS) as _cur:
         _cur.execute(
             OPEN_CONNECTION,
             (
-                p_connection_id,
-                p_client_ip,
-                p_user_agent,
-                p_client_type,
-                p_session_id,
-                p_subscribed_events,
-                p_session_filters,
+                connection_id,
+                client_ip,
+                user_agent,
+                client_type,
+                session_id,
+                subscribed_events,
+                session_filters,
             ),
         )
-        return _cur.fetchone()
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("OpenConnection")
+        return _row
 
 
 async def open_connection_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_connection_id: str,
-    p_client_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface,
-    p_user_agent: str | None,
-    p_client_type: str | None,
-    p_session_id: str | None,
-    p_subscribed_events: list[str] | None,
-    p_session_filters: list[str] | None,
-) -> models.WebsocketConnection | None:
+    connection_id: str,
+    client_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface,
+    user_agent: str | None = None,
+    client_type: str | None = None,
+    session_id: str | None = None,
+    subscribed_events: list[str] | None = None,
+    session_filters: list[str] | None = None,
+) -> models.WebsocketConnection:
     """Records a live connection, optionally following a session, with its event and session
     filters.
 
     Records a live connection of the caller, optionally following a session and filtering events
     by type and session (external ids). KE009 duplicate id.
 
+    Raises models.NoRowError when there is no row.
+
     The async twin of `open_connection`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_OPEN_CONNECTION_ROWS) as _cur:
+    async with psycopg.AsyncRawCursor(conn, row_factory=OPEN_CONNECTION_ROWS) as _cur:
         await _cur.execute(
             OPEN_CONNECTION,
             (
-                p_connection_id,
-                p_client_ip,
-                p_user_agent,
-                p_client_type,
-                p_session_id,
-                p_subscribed_events,
-                p_session_filters,
+                connection_id,
+                client_ip,
+                user_agent,
+                client_type,
+                session_id,
+                subscribed_events,
+                session_filters,
             ),
         )
-        return await _cur.fetchone()
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("OpenConnection")
+        return _row
+
+
+def open_connection_params(
+    *,
+    connection_id: str,
+    client_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface,
+    user_agent: str | None = None,
+    client_type: str | None = None,
+    session_id: str | None = None,
+    subscribed_events: list[str] | None = None,
+    session_filters: list[str] | None = None,
+) -> tuple[Any, ...]:
+    """The parameters of OpenConnection as OPEN_CONNECTION binds them ($1, $2, …), for a caller that
+    runs the statement itself (e.g. in a pipeline).
+    """
+    return (
+        connection_id,
+        client_ip,
+        user_agent,
+        client_type,
+        session_id,
+        subscribed_events,
+        session_filters,
+    )
 
 
 PING_CONNECTION: LiteralString = "SELECT id, user_id, session_id, connection_id, client_ip, user_agent, client_type, connected_at, last_ping_at, disconnected_at, subscribed_events, session_filters, connection_status, created_at, updated_at FROM keen.ping_connection(p_connection_id => $1::text)"
 
 
-_PING_CONNECTION_ROWS = models.row_factory(models.WebsocketConnection)
+PING_CONNECTION_ROWS = models.row_factory(models.WebsocketConnection)
+"""The psycopg row factory of PingConnection's rows."""
 
 
 def ping_connection(
     conn: psycopg.Connection[Any],
     *,
-    p_connection_id: str,
-) -> models.WebsocketConnection | None:
+    connection_id: str,
+) -> models.WebsocketConnection:
     """Marks an active connection alive now (KE007 once closed or reaped).
 
     Marks an active connection alive now; KE007 when closed or reaped.
+
+    Raises models.NoRowError when there is no row.
     """
-    with psycopg.RawCursor(conn, row_factory=_PING_CONNECTION_ROWS) as _cur:
-        _cur.execute(PING_CONNECTION, (p_connection_id,))
-        return _cur.fetchone()
+    with psycopg.RawCursor(conn, row_factory=PING_CONNECTION_ROWS) as _cur:
+        _cur.execute(PING_CONNECTION, (connection_id,))
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("PingConnection")
+        return _row
 
 
 async def ping_connection_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_connection_id: str,
-) -> models.WebsocketConnection | None:
+    connection_id: str,
+) -> models.WebsocketConnection:
     """Marks an active connection alive now (KE007 once closed or reaped).
 
     Marks an active connection alive now; KE007 when closed or reaped.
 
+    Raises models.NoRowError when there is no row.
+
     The async twin of `ping_connection`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_PING_CONNECTION_ROWS) as _cur:
-        await _cur.execute(PING_CONNECTION, (p_connection_id,))
-        return await _cur.fetchone()
+    async with psycopg.AsyncRawCursor(conn, row_factory=PING_CONNECTION_ROWS) as _cur:
+        await _cur.execute(PING_CONNECTION, (connection_id,))
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("PingConnection")
+        return _row
+
+
+def ping_connection_params(*, connection_id: str) -> tuple[Any, ...]:
+    """The parameters of PingConnection as PING_CONNECTION binds them ($1, $2, …), for a caller that
+    runs the statement itself (e.g. in a pipeline).
+    """
+    return (connection_id,)
 
 
 PRUNE_SESSION_EVENTS: LiteralString = "SELECT keen.prune_session_events(p_older_than => $1::interval) AS pruned"
 
 
-class PruneSessionEventsRow(NamedTuple):
-    """A row of PruneSessionEvents."""
-
-    pruned: int
+PRUNE_SESSION_EVENTS_ROWS = cast("models.RowFactory[tuple[int]]", tuple_row)
+"""The psycopg row factory of PruneSessionEvents's rows."""
 
 
-_PRUNE_SESSION_EVENTS_ROWS = models.row_factory(PruneSessionEventsRow)
-
-
-def prune_session_events(
-    conn: psycopg.Connection[Any],
-    *,
-    p_older_than: datetime.timedelta,
-) -> PruneSessionEventsRow | None:
-    """Operators: deletes the events older than p_older_than; returns how many.
+def prune_session_events(conn: psycopg.Connection[Any], *, older_than: datetime.timedelta) -> int:
+    """Operators: deletes the events older than older_than; returns how many.
 
     Operator: deletes events older than p_older_than (default 30 days); returns how many.
+
+    Raises models.NoRowError when there is no row.
     """
-    with psycopg.RawCursor(conn, row_factory=_PRUNE_SESSION_EVENTS_ROWS) as _cur:
-        _cur.execute(PRUNE_SESSION_EVENTS, (p_older_than,))
-        return _cur.fetchone()
+    with psycopg.RawCursor(conn, row_factory=PRUNE_SESSION_EVENTS_ROWS) as _cur:
+        _cur.execute(PRUNE_SESSION_EVENTS, (older_than,))
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("PruneSessionEvents")
+        return _row[0]
 
 
 async def prune_session_events_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_older_than: datetime.timedelta,
-) -> PruneSessionEventsRow | None:
-    """Operators: deletes the events older than p_older_than; returns how many.
+    older_than: datetime.timedelta,
+) -> int:
+    """Operators: deletes the events older than older_than; returns how many.
 
     Operator: deletes events older than p_older_than (default 30 days); returns how many.
 
+    Raises models.NoRowError when there is no row.
+
     The async twin of `prune_session_events`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_PRUNE_SESSION_EVENTS_ROWS) as _cur:
-        await _cur.execute(PRUNE_SESSION_EVENTS, (p_older_than,))
-        return await _cur.fetchone()
+    async with psycopg.AsyncRawCursor(conn, row_factory=PRUNE_SESSION_EVENTS_ROWS) as _cur:
+        await _cur.execute(PRUNE_SESSION_EVENTS, (older_than,))
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("PruneSessionEvents")
+        return _row[0]
+
+
+def prune_session_events_params(*, older_than: datetime.timedelta) -> tuple[Any, ...]:
+    """The parameters of PruneSessionEvents as PRUNE_SESSION_EVENTS binds them ($1, $2, …), for a
+    caller that runs the statement itself (e.g. in a pipeline).
+    """
+    return (older_than,)
 
 
 REAP_STALE_CONNECTIONS: LiteralString = "SELECT keen.reap_stale_connections(p_idle => $1::interval) AS reaped"
 
 
-class ReapStaleConnectionsRow(NamedTuple):
-    """A row of ReapStaleConnections."""
-
-    reaped: int
+REAP_STALE_CONNECTIONS_ROWS = cast("models.RowFactory[tuple[int]]", tuple_row)
+"""The psycopg row factory of ReapStaleConnections's rows."""
 
 
-_REAP_STALE_CONNECTIONS_ROWS = models.row_factory(ReapStaleConnectionsRow)
-
-
-def reap_stale_connections(
-    conn: psycopg.Connection[Any],
-    *,
-    p_idle: datetime.timedelta,
-) -> ReapStaleConnectionsRow | None:
-    """Housekeeping login: marks every tenant's connections silent for longer than p_idle stale;
+def reap_stale_connections(conn: psycopg.Connection[Any], *, idle: datetime.timedelta) -> int:
+    """Housekeeping login: marks every tenant's connections silent for longer than idle stale;
     returns how many.
 
     Housekeeping, all tenants (SECURITY DEFINER): marks active connections silent for longer than
     p_idle stale; returns how many.
+
+    Raises models.NoRowError when there is no row.
     """
-    with psycopg.RawCursor(conn, row_factory=_REAP_STALE_CONNECTIONS_ROWS) as _cur:
-        _cur.execute(REAP_STALE_CONNECTIONS, (p_idle,))
-        return _cur.fetchone()
+    with psycopg.RawCursor(conn, row_factory=REAP_STALE_CONNECTIONS_ROWS) as _cur:
+        _cur.execute(REAP_STALE_CONNECTIONS, (idle,))
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("ReapStaleConnections")
+        return _row[0]
 
 
 async def reap_stale_connections_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_idle: datetime.timedelta,
-) -> ReapStaleConnectionsRow | None:
-    """Housekeeping login: marks every tenant's connections silent for longer than p_idle stale;
+    idle: datetime.timedelta,
+) -> int:
+    """Housekeeping login: marks every tenant's connections silent for longer than idle stale;
     returns how many.
 
     Housekeeping, all tenants (SECURITY DEFINER): marks active connections silent for longer than
     p_idle stale; returns how many.
 
+    Raises models.NoRowError when there is no row.
+
     The async twin of `reap_stale_connections`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_REAP_STALE_CONNECTIONS_ROWS) as _cur:
-        await _cur.execute(REAP_STALE_CONNECTIONS, (p_idle,))
-        return await _cur.fetchone()
+    async with psycopg.AsyncRawCursor(conn, row_factory=REAP_STALE_CONNECTIONS_ROWS) as _cur:
+        await _cur.execute(REAP_STALE_CONNECTIONS, (idle,))
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("ReapStaleConnections")
+        return _row[0]
+
+
+def reap_stale_connections_params(*, idle: datetime.timedelta) -> tuple[Any, ...]:
+    """The parameters of ReapStaleConnections as REAP_STALE_CONNECTIONS binds them ($1, $2, …), for
+    a caller that runs the statement itself (e.g. in a pipeline).
+    """
+    return (idle,)
 
 
 SESSION_TREE: LiteralString = """SELECT t.id, t.session_id, t.parent_session_id, t.depth, t.path, t.current_phase,
@@ -617,35 +849,36 @@ FROM keen.session_tree(p_session_id => $1::text) AS t"""
 class SessionTreeRow(NamedTuple):
     """A row of SessionTree."""
 
-    id: uuid.UUID | None
-    session_id: str | None
+    id: uuid.UUID
+    session_id: str
     parent_session_id: uuid.UUID | None
-    depth: int | None
-    path: list[str] | None
-    current_phase: str | None
-    execution_status: str | None
-    total_cost: decimal.Decimal | None
-    tokens_used: int | None
+    depth: int
+    path: list[str]
+    current_phase: str
+    execution_status: str
+    total_cost: decimal.Decimal
+    tokens_used: int
 
 
-_SESSION_TREE_ROWS = models.row_factory(SessionTreeRow)
+SESSION_TREE_ROWS = models.row_factory(SessionTreeRow)
+"""The psycopg row factory of SessionTree's rows."""
 
 
-def session_tree(conn: psycopg.Connection[Any], *, p_session_id: str) -> list[SessionTreeRow]:
+def session_tree(conn: psycopg.Connection[Any], *, session_id: str) -> list[SessionTreeRow]:
     """The session and all its descendants with depth and path, depth-first in start order.
 
     The session and all its descendants in one query: depth (0 for the given one), path of
     external ids, depth-first with siblings in start order.
     """
-    with psycopg.RawCursor(conn, row_factory=_SESSION_TREE_ROWS) as _cur:
-        _cur.execute(SESSION_TREE, (p_session_id,))
+    with psycopg.RawCursor(conn, row_factory=SESSION_TREE_ROWS) as _cur:
+        _cur.execute(SESSION_TREE, (session_id,))
         return _cur.fetchall()
 
 
 async def session_tree_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_session_id: str,
+    session_id: str,
 ) -> list[SessionTreeRow]:
     """The session and all its descendants with depth and path, depth-first in start order.
 
@@ -654,15 +887,15 @@ async def session_tree_async(
 
     The async twin of `session_tree`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_SESSION_TREE_ROWS) as _cur:
-        await _cur.execute(SESSION_TREE, (p_session_id,))
+    async with psycopg.AsyncRawCursor(conn, row_factory=SESSION_TREE_ROWS) as _cur:
+        await _cur.execute(SESSION_TREE, (session_id,))
         return await _cur.fetchall()
 
 
 def session_tree_iter(
     conn: psycopg.Connection[Any],
     *,
-    p_session_id: str,
+    session_id: str,
 ) -> Iterator[SessionTreeRow]:
     """The session and all its descendants with depth and path, depth-first in start order.
 
@@ -671,15 +904,15 @@ def session_tree_iter(
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
-    with psycopg.RawCursor(conn, row_factory=_SESSION_TREE_ROWS) as _cur:
-        for _row in _cur.stream(SESSION_TREE, (p_session_id,)):
+    with psycopg.RawCursor(conn, row_factory=SESSION_TREE_ROWS) as _cur:
+        for _row in _cur.stream(SESSION_TREE, (session_id,)):
             yield _row
 
 
 async def session_tree_iter_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_session_id: str,
+    session_id: str,
 ) -> AsyncIterator[SessionTreeRow]:
     """The session and all its descendants with depth and path, depth-first in start order.
 
@@ -688,9 +921,16 @@ async def session_tree_iter_async(
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_SESSION_TREE_ROWS) as _cur:
-        async for _row in _cur.stream(SESSION_TREE, (p_session_id,)):
+    async with psycopg.AsyncRawCursor(conn, row_factory=SESSION_TREE_ROWS) as _cur:
+        async for _row in _cur.stream(SESSION_TREE, (session_id,)):
             yield _row
+
+
+def session_tree_params(*, session_id: str) -> tuple[Any, ...]:
+    """The parameters of SessionTree as SESSION_TREE binds them ($1, $2, …), for a caller that runs
+    the statement itself (e.g. in a pipeline).
+    """
+    return (session_id,)
 
 
 START_SESSION: LiteralString = """SELECT id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory, current_phase, start_time, end_time, last_activity_at, phase_started_at, iteration_count, tool_calls_count, total_cost, tokens_used, context_window_size, files_modified, files_created, files_deleted, execution_status, success, error_message, completion_report, streaming_enabled, streaming_time, websocket_connections, agent_options, last_event_seq, created_at, updated_at FROM keen.start_session(
@@ -702,42 +942,48 @@ START_SESSION: LiteralString = """SELECT id, user_id, session_id, parent_session
 )"""
 
 
-_START_SESSION_ROWS = models.row_factory(models.AgentSession)
+START_SESSION_ROWS = models.row_factory(models.AgentSession)
+"""The psycopg row factory of StartSession's rows."""
 
 
 def start_session(
     conn: psycopg.Connection[Any],
     *,
-    p_session_id: str,
-    p_vision: str,
-    p_working_directory: str,
-    p_git_branch: str,
-    p_parent_session_id: str | None,
-) -> models.AgentSession | None:
+    session_id: str,
+    vision: str,
+    working_directory: str,
+    git_branch: str,
+    parent_session_id: str | None = None,
+) -> models.AgentSession:
     """Starts a session of the caller, optionally the child of one of the caller's running sessions.
 
     Starts a session of the caller, optionally as a child of the caller's running session
     p_parent_session_id (external id): depth = parent's + 1, limits from keen.session_limits
     (KE008). KE006 unknown parent, KE007 parent not running, KE009 duplicate id. Event
     session.started.
+
+    Raises models.NoRowError when there is no row.
     """
-    with psycopg.RawCursor(conn, row_factory=_START_SESSION_ROWS) as _cur:
+    with psycopg.RawCursor(conn, row_factory=START_SESSION_ROWS) as _cur:
         _cur.execute(
             START_SESSION,
-            (p_session_id, p_vision, p_working_directory, p_git_branch, p_parent_session_id),
+            (session_id, vision, working_directory, git_branch, parent_session_id),
         )
-        return _cur.fetchone()
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("StartSession")
+        return _row
 
 
 async def start_session_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_session_id: str,
-    p_vision: str,
-    p_working_directory: str,
-    p_git_branch: str,
-    p_parent_session_id: str | None,
-) -> models.AgentSession | None:
+    session_id: str,
+    vision: str,
+    working_directory: str,
+    git_branch: str,
+    parent_session_id: str | None = None,
+) -> models.AgentSession:
     """Starts a session of the caller, optionally the child of one of the caller's running sessions.
 
     Starts a session of the caller, optionally as a child of the caller's running session
@@ -745,14 +991,33 @@ async def start_session_async(
     (KE008). KE006 unknown parent, KE007 parent not running, KE009 duplicate id. Event
     session.started.
 
+    Raises models.NoRowError when there is no row.
+
     The async twin of `start_session`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_START_SESSION_ROWS) as _cur:
+    async with psycopg.AsyncRawCursor(conn, row_factory=START_SESSION_ROWS) as _cur:
         await _cur.execute(
             START_SESSION,
-            (p_session_id, p_vision, p_working_directory, p_git_branch, p_parent_session_id),
+            (session_id, vision, working_directory, git_branch, parent_session_id),
         )
-        return await _cur.fetchone()
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("StartSession")
+        return _row
+
+
+def start_session_params(
+    *,
+    session_id: str,
+    vision: str,
+    working_directory: str,
+    git_branch: str,
+    parent_session_id: str | None = None,
+) -> tuple[Any, ...]:
+    """The parameters of StartSession as START_SESSION binds them ($1, $2, …), for a caller that
+    runs the statement itself (e.g. in a pipeline).
+    """
+    return (session_id, vision, working_directory, git_branch, parent_session_id)
 
 
 UPDATE_SESSION_PROGRESS: LiteralString = """SELECT id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory, current_phase, start_time, end_time, last_activity_at, phase_started_at, iteration_count, tool_calls_count, total_cost, tokens_used, context_window_size, files_modified, files_created, files_deleted, execution_status, success, error_message, completion_report, streaming_enabled, streaming_time, websocket_connections, agent_options, last_event_seq, created_at, updated_at FROM keen.update_session_progress(
@@ -765,52 +1030,833 @@ UPDATE_SESSION_PROGRESS: LiteralString = """SELECT id, user_id, session_id, pare
 )"""
 
 
-_UPDATE_SESSION_PROGRESS_ROWS = models.row_factory(models.AgentSession)
+UPDATE_SESSION_PROGRESS_ROWS = models.row_factory(models.AgentSession)
+"""The psycopg row factory of UpdateSessionProgress's rows."""
 
 
 def update_session_progress(
     conn: psycopg.Connection[Any],
     *,
-    p_session_id: str,
-    p_phase: str | None,
-    p_iterations: int | None,
-    p_tool_calls: int | None,
-    p_tokens: int | None,
-    p_cost: decimal.Decimal | None,
-) -> models.AgentSession | None:
+    session_id: str,
+    phase: str | None = None,
+    iterations: int | None = None,
+    tool_calls: int | None = None,
+    tokens: int | None = None,
+    cost: decimal.Decimal | None = None,
+) -> models.AgentSession:
     """Adds increments to a running session's counters and cost and moves its phase forward.
 
     Adds the increments to a running session's counters and cost and moves its phase forward
     (KE007 backward or not running, KE013 unknown phase, KE004 bad cost). Event session.progress.
+
+    Raises models.NoRowError when there is no row.
     """
-    with psycopg.RawCursor(conn, row_factory=_UPDATE_SESSION_PROGRESS_ROWS) as _cur:
+    with psycopg.RawCursor(conn, row_factory=UPDATE_SESSION_PROGRESS_ROWS) as _cur:
         _cur.execute(
             UPDATE_SESSION_PROGRESS,
-            (p_session_id, p_phase, p_iterations, p_tool_calls, p_tokens, p_cost),
+            (session_id, phase, iterations, tool_calls, tokens, cost),
         )
-        return _cur.fetchone()
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("UpdateSessionProgress")
+        return _row
 
 
 async def update_session_progress_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_session_id: str,
-    p_phase: str | None,
-    p_iterations: int | None,
-    p_tool_calls: int | None,
-    p_tokens: int | None,
-    p_cost: decimal.Decimal | None,
-) -> models.AgentSession | None:
+    session_id: str,
+    phase: str | None = None,
+    iterations: int | None = None,
+    tool_calls: int | None = None,
+    tokens: int | None = None,
+    cost: decimal.Decimal | None = None,
+) -> models.AgentSession:
     """Adds increments to a running session's counters and cost and moves its phase forward.
 
     Adds the increments to a running session's counters and cost and moves its phase forward
     (KE007 backward or not running, KE013 unknown phase, KE004 bad cost). Event session.progress.
 
+    Raises models.NoRowError when there is no row.
+
     The async twin of `update_session_progress`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_UPDATE_SESSION_PROGRESS_ROWS) as _cur:
+    async with psycopg.AsyncRawCursor(conn, row_factory=UPDATE_SESSION_PROGRESS_ROWS) as _cur:
         await _cur.execute(
             UPDATE_SESSION_PROGRESS,
-            (p_session_id, p_phase, p_iterations, p_tool_calls, p_tokens, p_cost),
+            (session_id, phase, iterations, tool_calls, tokens, cost),
         )
-        return await _cur.fetchone()
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("UpdateSessionProgress")
+        return _row
+
+
+def update_session_progress_params(
+    *,
+    session_id: str,
+    phase: str | None = None,
+    iterations: int | None = None,
+    tool_calls: int | None = None,
+    tokens: int | None = None,
+    cost: decimal.Decimal | None = None,
+) -> tuple[Any, ...]:
+    """The parameters of UpdateSessionProgress as UPDATE_SESSION_PROGRESS binds them ($1, $2, …),
+    for a caller that runs the statement itself (e.g. in a pipeline).
+    """
+    return (session_id, phase, iterations, tool_calls, tokens, cost)
+
+
+class SessionsQueries:
+    """The queries of sessions.sql bound to one connection: `sessions.cancel_session(…)` runs
+    `cancel_session(conn, …)`.
+
+    A database error a query raises goes through `on_error` (models.ErrorHook): the exception it
+    returns is raised from the error, e.g. an application's own error classes; without a hook the
+    error is raised unchanged.
+    """
+
+    __slots__ = ("conn", "on_error")
+
+    def __init__(self, conn: psycopg.Connection[Any], on_error: models.ErrorHook | None = None) -> None:
+        self.conn = conn
+        self.on_error = on_error
+
+    def cancel_session(self, *, session_id: str) -> models.AgentSession:
+        """Cancels a running session and all its running descendants; a cancelled one comes back
+        unchanged.
+
+        Cancels a running session and all its running descendants, releasing their holds
+        (idempotent for a cancelled one; KE007 for a finished one). Event session.cancelled per
+        session.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return cancel_session(self.conn, session_id=session_id)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def close_connection(self, *, connection_id: str) -> models.WebsocketConnection:
+        """Closes a connection (idempotent) and takes it off its session's list.
+
+        Closes a connection (idempotent).
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return close_connection(self.conn, connection_id=connection_id)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def complete_session(
+        self,
+        *,
+        session_id: str,
+        success: bool,
+        total_cost: decimal.Decimal | None = None,
+        files_created: list[str] | None = None,
+        files_modified: list[str] | None = None,
+        files_deleted: list[str] | None = None,
+        completion_report: models.JsonParam | None = None,
+        error_message: str | None = None,
+    ) -> models.AgentSession:
+        """Ends a running session as completed or failed and charges its cost in the same
+        transaction.
+
+        Ends a running session as completed or failed, records its files and report, and charges
+        its cost (p_total_cost, else the accumulated total, raised to 4 decimals) in the same
+        transaction: captures its active hold, deducts the rest with key session:<id>, releases
+        other holds. Idempotent for the same arguments; otherwise KE007 once finished. Event
+        session.completed or session.failed.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return complete_session(
+                self.conn,
+                session_id=session_id,
+                success=success,
+                total_cost=total_cost,
+                files_created=files_created,
+                files_modified=files_modified,
+                files_deleted=files_deleted,
+                completion_report=completion_report,
+                error_message=error_message,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def end_idle_transactions(self, *, idle: datetime.timedelta) -> int:
+        """Operators: ends the service logins' transactions left idle for longer than idle; returns
+        how many.
+
+        Housekeeping, all service logins (SECURITY DEFINER, operators only): ends the backends of
+        keen_app members idle in a transaction for longer than p_idle; returns how many.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return end_idle_transactions(self.conn, idle=idle)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def get_session(self, *, session_id: str) -> models.AgentSession:
+        """The caller's session with this external id (KE006 when there is none).
+
+        The caller's session with this external id; KE006 when there is none.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return get_session(self.conn, session_id=session_id)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def list_session_events(
+        self,
+        *,
+        after_id: int | None = None,
+        session_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[models.SessionEvent]:
+        """Replays the caller's events (or one session's) with an id above after_id, in order.
+
+        The caller's events (or one session's) with id > p_after_id, in order: the replay of the
+        event stream.
+        """
+        try:
+            return list_session_events(
+                self.conn,
+                after_id=after_id,
+                session_id=session_id,
+                limit=limit,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def list_session_events_iter(
+        self,
+        *,
+        after_id: int | None = None,
+        session_id: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[models.SessionEvent]:
+        """Replays the caller's events (or one session's) with an id above after_id, in order.
+
+        The caller's events (or one session's) with id > p_after_id, in order: the replay of the
+        event stream.
+
+        Streams the rows (psycopg single-row mode) instead of fetching them all.
+        """
+        try:
+            yield from list_session_events_iter(
+                self.conn,
+                after_id=after_id,
+                session_id=session_id,
+                limit=limit,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def list_sessions(
+        self,
+        *,
+        status: str | None = None,
+        before_start_time: datetime.datetime | None = None,
+        before_id: uuid.UUID | None = None,
+        limit: int | None = None,
+    ) -> list[models.AgentSession]:
+        """The caller's sessions newest first, optionally of one status; pass the last row's
+        start_time and id for the next page.
+
+        The caller's sessions newest first (start_time, id), optionally of one status; keyset
+        pages: pass the last row's start_time and id.
+        """
+        try:
+            return list_sessions(
+                self.conn,
+                status=status,
+                before_start_time=before_start_time,
+                before_id=before_id,
+                limit=limit,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def list_sessions_iter(
+        self,
+        *,
+        status: str | None = None,
+        before_start_time: datetime.datetime | None = None,
+        before_id: uuid.UUID | None = None,
+        limit: int | None = None,
+    ) -> Iterator[models.AgentSession]:
+        """The caller's sessions newest first, optionally of one status; pass the last row's
+        start_time and id for the next page.
+
+        The caller's sessions newest first (start_time, id), optionally of one status; keyset
+        pages: pass the last row's start_time and id.
+
+        Streams the rows (psycopg single-row mode) instead of fetching them all.
+        """
+        try:
+            yield from list_sessions_iter(
+                self.conn,
+                status=status,
+                before_start_time=before_start_time,
+                before_id=before_id,
+                limit=limit,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def open_connection(
+        self,
+        *,
+        connection_id: str,
+        client_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface,
+        user_agent: str | None = None,
+        client_type: str | None = None,
+        session_id: str | None = None,
+        subscribed_events: list[str] | None = None,
+        session_filters: list[str] | None = None,
+    ) -> models.WebsocketConnection:
+        """Records a live connection, optionally following a session, with its event and session
+        filters.
+
+        Records a live connection of the caller, optionally following a session and filtering
+        events by type and session (external ids). KE009 duplicate id.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return open_connection(
+                self.conn,
+                connection_id=connection_id,
+                client_ip=client_ip,
+                user_agent=user_agent,
+                client_type=client_type,
+                session_id=session_id,
+                subscribed_events=subscribed_events,
+                session_filters=session_filters,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def ping_connection(self, *, connection_id: str) -> models.WebsocketConnection:
+        """Marks an active connection alive now (KE007 once closed or reaped).
+
+        Marks an active connection alive now; KE007 when closed or reaped.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return ping_connection(self.conn, connection_id=connection_id)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def prune_session_events(self, *, older_than: datetime.timedelta) -> int:
+        """Operators: deletes the events older than older_than; returns how many.
+
+        Operator: deletes events older than p_older_than (default 30 days); returns how many.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return prune_session_events(self.conn, older_than=older_than)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def reap_stale_connections(self, *, idle: datetime.timedelta) -> int:
+        """Housekeeping login: marks every tenant's connections silent for longer than idle stale;
+        returns how many.
+
+        Housekeeping, all tenants (SECURITY DEFINER): marks active connections silent for longer
+        than p_idle stale; returns how many.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return reap_stale_connections(self.conn, idle=idle)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def session_tree(self, *, session_id: str) -> list[SessionTreeRow]:
+        """The session and all its descendants with depth and path, depth-first in start order.
+
+        The session and all its descendants in one query: depth (0 for the given one), path of
+        external ids, depth-first with siblings in start order.
+        """
+        try:
+            return session_tree(self.conn, session_id=session_id)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def session_tree_iter(self, *, session_id: str) -> Iterator[SessionTreeRow]:
+        """The session and all its descendants with depth and path, depth-first in start order.
+
+        The session and all its descendants in one query: depth (0 for the given one), path of
+        external ids, depth-first with siblings in start order.
+
+        Streams the rows (psycopg single-row mode) instead of fetching them all.
+        """
+        try:
+            yield from session_tree_iter(self.conn, session_id=session_id)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def start_session(
+        self,
+        *,
+        session_id: str,
+        vision: str,
+        working_directory: str,
+        git_branch: str,
+        parent_session_id: str | None = None,
+    ) -> models.AgentSession:
+        """Starts a session of the caller, optionally the child of one of the caller's running
+        sessions.
+
+        Starts a session of the caller, optionally as a child of the caller's running session
+        p_parent_session_id (external id): depth = parent's + 1, limits from keen.session_limits
+        (KE008). KE006 unknown parent, KE007 parent not running, KE009 duplicate id. Event
+        session.started.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return start_session(
+                self.conn,
+                session_id=session_id,
+                vision=vision,
+                working_directory=working_directory,
+                git_branch=git_branch,
+                parent_session_id=parent_session_id,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def update_session_progress(
+        self,
+        *,
+        session_id: str,
+        phase: str | None = None,
+        iterations: int | None = None,
+        tool_calls: int | None = None,
+        tokens: int | None = None,
+        cost: decimal.Decimal | None = None,
+    ) -> models.AgentSession:
+        """Adds increments to a running session's counters and cost and moves its phase forward.
+
+        Adds the increments to a running session's counters and cost and moves its phase forward
+        (KE007 backward or not running, KE013 unknown phase, KE004 bad cost). Event
+        session.progress.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return update_session_progress(
+                self.conn,
+                session_id=session_id,
+                phase=phase,
+                iterations=iterations,
+                tool_calls=tool_calls,
+                tokens=tokens,
+                cost=cost,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+
+class AsyncSessionsQueries:
+    """The async queries of sessions.sql bound to one connection: `sessions.cancel_session(…)` runs
+    `cancel_session_async(conn, …)`.
+
+    A database error a query raises goes through `on_error` (models.ErrorHook): the exception it
+    returns is raised from the error, e.g. an application's own error classes; without a hook the
+    error is raised unchanged.
+    """
+
+    __slots__ = ("conn", "on_error")
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any], on_error: models.ErrorHook | None = None) -> None:
+        self.conn = conn
+        self.on_error = on_error
+
+    async def cancel_session(self, *, session_id: str) -> models.AgentSession:
+        """Cancels a running session and all its running descendants; a cancelled one comes back
+        unchanged.
+
+        Cancels a running session and all its running descendants, releasing their holds
+        (idempotent for a cancelled one; KE007 for a finished one). Event session.cancelled per
+        session.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `cancel_session`.
+        """
+        try:
+            return await cancel_session_async(self.conn, session_id=session_id)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def close_connection(self, *, connection_id: str) -> models.WebsocketConnection:
+        """Closes a connection (idempotent) and takes it off its session's list.
+
+        Closes a connection (idempotent).
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `close_connection`.
+        """
+        try:
+            return await close_connection_async(self.conn, connection_id=connection_id)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def complete_session(
+        self,
+        *,
+        session_id: str,
+        success: bool,
+        total_cost: decimal.Decimal | None = None,
+        files_created: list[str] | None = None,
+        files_modified: list[str] | None = None,
+        files_deleted: list[str] | None = None,
+        completion_report: models.JsonParam | None = None,
+        error_message: str | None = None,
+    ) -> models.AgentSession:
+        """Ends a running session as completed or failed and charges its cost in the same
+        transaction.
+
+        Ends a running session as completed or failed, records its files and report, and charges
+        its cost (p_total_cost, else the accumulated total, raised to 4 decimals) in the same
+        transaction: captures its active hold, deducts the rest with key session:<id>, releases
+        other holds. Idempotent for the same arguments; otherwise KE007 once finished. Event
+        session.completed or session.failed.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `complete_session`.
+        """
+        try:
+            return await complete_session_async(
+                self.conn,
+                session_id=session_id,
+                success=success,
+                total_cost=total_cost,
+                files_created=files_created,
+                files_modified=files_modified,
+                files_deleted=files_deleted,
+                completion_report=completion_report,
+                error_message=error_message,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def end_idle_transactions(self, *, idle: datetime.timedelta) -> int:
+        """Operators: ends the service logins' transactions left idle for longer than idle; returns
+        how many.
+
+        Housekeeping, all service logins (SECURITY DEFINER, operators only): ends the backends of
+        keen_app members idle in a transaction for longer than p_idle; returns how many.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `end_idle_transactions`.
+        """
+        try:
+            return await end_idle_transactions_async(self.conn, idle=idle)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def get_session(self, *, session_id: str) -> models.AgentSession:
+        """The caller's session with this external id (KE006 when there is none).
+
+        The caller's session with this external id; KE006 when there is none.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `get_session`.
+        """
+        try:
+            return await get_session_async(self.conn, session_id=session_id)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def list_session_events(
+        self,
+        *,
+        after_id: int | None = None,
+        session_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[models.SessionEvent]:
+        """Replays the caller's events (or one session's) with an id above after_id, in order.
+
+        The caller's events (or one session's) with id > p_after_id, in order: the replay of the
+        event stream.
+
+        The async twin of `list_session_events`.
+        """
+        try:
+            return await list_session_events_async(
+                self.conn,
+                after_id=after_id,
+                session_id=session_id,
+                limit=limit,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def list_session_events_iter(
+        self,
+        *,
+        after_id: int | None = None,
+        session_id: str | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[models.SessionEvent]:
+        """Replays the caller's events (or one session's) with an id above after_id, in order.
+
+        The caller's events (or one session's) with id > p_after_id, in order: the replay of the
+        event stream.
+
+        Streams the rows (psycopg single-row mode) instead of fetching them all.
+        """
+        try:
+            async for _row in list_session_events_iter_async(
+                self.conn,
+                after_id=after_id,
+                session_id=session_id,
+                limit=limit,
+            ):
+                yield _row
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def list_sessions(
+        self,
+        *,
+        status: str | None = None,
+        before_start_time: datetime.datetime | None = None,
+        before_id: uuid.UUID | None = None,
+        limit: int | None = None,
+    ) -> list[models.AgentSession]:
+        """The caller's sessions newest first, optionally of one status; pass the last row's
+        start_time and id for the next page.
+
+        The caller's sessions newest first (start_time, id), optionally of one status; keyset
+        pages: pass the last row's start_time and id.
+
+        The async twin of `list_sessions`.
+        """
+        try:
+            return await list_sessions_async(
+                self.conn,
+                status=status,
+                before_start_time=before_start_time,
+                before_id=before_id,
+                limit=limit,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def list_sessions_iter(
+        self,
+        *,
+        status: str | None = None,
+        before_start_time: datetime.datetime | None = None,
+        before_id: uuid.UUID | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[models.AgentSession]:
+        """The caller's sessions newest first, optionally of one status; pass the last row's
+        start_time and id for the next page.
+
+        The caller's sessions newest first (start_time, id), optionally of one status; keyset
+        pages: pass the last row's start_time and id.
+
+        Streams the rows (psycopg single-row mode) instead of fetching them all.
+        """
+        try:
+            async for _row in list_sessions_iter_async(
+                self.conn,
+                status=status,
+                before_start_time=before_start_time,
+                before_id=before_id,
+                limit=limit,
+            ):
+                yield _row
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def open_connection(
+        self,
+        *,
+        connection_id: str,
+        client_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface,
+        user_agent: str | None = None,
+        client_type: str | None = None,
+        session_id: str | None = None,
+        subscribed_events: list[str] | None = None,
+        session_filters: list[str] | None = None,
+    ) -> models.WebsocketConnection:
+        """Records a live connection, optionally following a session, with its event and session
+        filters.
+
+        Records a live connection of the caller, optionally following a session and filtering
+        events by type and session (external ids). KE009 duplicate id.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `open_connection`.
+        """
+        try:
+            return await open_connection_async(
+                self.conn,
+                connection_id=connection_id,
+                client_ip=client_ip,
+                user_agent=user_agent,
+                client_type=client_type,
+                session_id=session_id,
+                subscribed_events=subscribed_events,
+                session_filters=session_filters,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def ping_connection(self, *, connection_id: str) -> models.WebsocketConnection:
+        """Marks an active connection alive now (KE007 once closed or reaped).
+
+        Marks an active connection alive now; KE007 when closed or reaped.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `ping_connection`.
+        """
+        try:
+            return await ping_connection_async(self.conn, connection_id=connection_id)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def prune_session_events(self, *, older_than: datetime.timedelta) -> int:
+        """Operators: deletes the events older than older_than; returns how many.
+
+        Operator: deletes events older than p_older_than (default 30 days); returns how many.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `prune_session_events`.
+        """
+        try:
+            return await prune_session_events_async(self.conn, older_than=older_than)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def reap_stale_connections(self, *, idle: datetime.timedelta) -> int:
+        """Housekeeping login: marks every tenant's connections silent for longer than idle stale;
+        returns how many.
+
+        Housekeeping, all tenants (SECURITY DEFINER): marks active connections silent for longer
+        than p_idle stale; returns how many.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `reap_stale_connections`.
+        """
+        try:
+            return await reap_stale_connections_async(self.conn, idle=idle)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def session_tree(self, *, session_id: str) -> list[SessionTreeRow]:
+        """The session and all its descendants with depth and path, depth-first in start order.
+
+        The session and all its descendants in one query: depth (0 for the given one), path of
+        external ids, depth-first with siblings in start order.
+
+        The async twin of `session_tree`.
+        """
+        try:
+            return await session_tree_async(self.conn, session_id=session_id)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def session_tree_iter(self, *, session_id: str) -> AsyncIterator[SessionTreeRow]:
+        """The session and all its descendants with depth and path, depth-first in start order.
+
+        The session and all its descendants in one query: depth (0 for the given one), path of
+        external ids, depth-first with siblings in start order.
+
+        Streams the rows (psycopg single-row mode) instead of fetching them all.
+        """
+        try:
+            async for _row in session_tree_iter_async(self.conn, session_id=session_id):
+                yield _row
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def start_session(
+        self,
+        *,
+        session_id: str,
+        vision: str,
+        working_directory: str,
+        git_branch: str,
+        parent_session_id: str | None = None,
+    ) -> models.AgentSession:
+        """Starts a session of the caller, optionally the child of one of the caller's running
+        sessions.
+
+        Starts a session of the caller, optionally as a child of the caller's running session
+        p_parent_session_id (external id): depth = parent's + 1, limits from keen.session_limits
+        (KE008). KE006 unknown parent, KE007 parent not running, KE009 duplicate id. Event
+        session.started.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `start_session`.
+        """
+        try:
+            return await start_session_async(
+                self.conn,
+                session_id=session_id,
+                vision=vision,
+                working_directory=working_directory,
+                git_branch=git_branch,
+                parent_session_id=parent_session_id,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def update_session_progress(
+        self,
+        *,
+        session_id: str,
+        phase: str | None = None,
+        iterations: int | None = None,
+        tool_calls: int | None = None,
+        tokens: int | None = None,
+        cost: decimal.Decimal | None = None,
+    ) -> models.AgentSession:
+        """Adds increments to a running session's counters and cost and moves its phase forward.
+
+        Adds the increments to a running session's counters and cost and moves its phase forward
+        (KE007 backward or not running, KE013 unknown phase, KE004 bad cost). Event
+        session.progress.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `update_session_progress`.
+        """
+        try:
+            return await update_session_progress_async(
+                self.conn,
+                session_id=session_id,
+                phase=phase,
+                iterations=iterations,
+                tool_calls=tool_calls,
+                tokens=tokens,
+                cost=cost,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)

@@ -11,9 +11,11 @@ import datetime
 import ipaddress
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, LiteralString, NamedTuple
+from typing import Any, LiteralString, NamedTuple, cast
 
 import psycopg
+from psycopg.rows import tuple_row
+from psycopg.types.json import Jsonb as _Jsonb
 
 from . import models
 
@@ -29,21 +31,22 @@ FROM keen.authenticate_token(
 class AuthenticateTokenRow(NamedTuple):
     """A row of AuthenticateToken."""
 
-    user_id: uuid.UUID | None
-    token_id: uuid.UUID | None
-    token_type: str | None
-    scopes: list[str] | None
-    rate_limited: bool | None
+    user_id: uuid.UUID
+    token_id: uuid.UUID
+    token_type: str
+    scopes: list[str]
+    rate_limited: bool
 
 
-_AUTHENTICATE_TOKEN_ROWS = models.row_factory(AuthenticateTokenRow)
+AUTHENTICATE_TOKEN_ROWS = models.row_factory(AuthenticateTokenRow)
+"""The psycopg row factory of AuthenticateToken's rows."""
 
 
 def authenticate_token(
     conn: psycopg.Connection[Any],
     *,
-    p_token_hash: str,
-    p_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None,
+    token_hash: str,
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
 ) -> AuthenticateTokenRow | None:
     """Authenticates a token by its SHA-256 hash and counts the use; no row when unknown, revoked or
     expired.
@@ -51,17 +54,19 @@ def authenticate_token(
     Token authentication (SECURITY DEFINER): user id, token id, type, scopes and whether the
     hourly rate limit is exceeded; no row for unknown, revoked or expired tokens or inactive
     users. Counts the use. A replayed rotated refresh token revokes its whole family.
+
+    None when there is no row (a lookup).
     """
-    with psycopg.RawCursor(conn, row_factory=_AUTHENTICATE_TOKEN_ROWS) as _cur:
-        _cur.execute(AUTHENTICATE_TOKEN, (p_token_hash, p_ip))
+    with psycopg.RawCursor(conn, row_factory=AUTHENTICATE_TOKEN_ROWS) as _cur:
+        _cur.execute(AUTHENTICATE_TOKEN, (token_hash, ip))
         return _cur.fetchone()
 
 
 async def authenticate_token_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_token_hash: str,
-    p_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None,
+    token_hash: str,
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
 ) -> AuthenticateTokenRow | None:
     """Authenticates a token by its SHA-256 hash and counts the use; no row when unknown, revoked or
     expired.
@@ -70,11 +75,221 @@ async def authenticate_token_async(
     hourly rate limit is exceeded; no row for unknown, revoked or expired tokens or inactive
     users. Counts the use. A replayed rotated refresh token revokes its whole family.
 
+    None when there is no row (a lookup).
+
     The async twin of `authenticate_token`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_AUTHENTICATE_TOKEN_ROWS) as _cur:
-        await _cur.execute(AUTHENTICATE_TOKEN, (p_token_hash, p_ip))
+    async with psycopg.AsyncRawCursor(conn, row_factory=AUTHENTICATE_TOKEN_ROWS) as _cur:
+        await _cur.execute(AUTHENTICATE_TOKEN, (token_hash, ip))
         return await _cur.fetchone()
+
+
+def authenticate_token_params(
+    *,
+    token_hash: str,
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+) -> tuple[Any, ...]:
+    """The parameters of AuthenticateToken as AUTHENTICATE_TOKEN binds them ($1, $2, …), for a
+    caller that runs the statement itself (e.g. in a pipeline).
+    """
+    return (token_hash, ip)
+
+
+CHANGE_EMAIL: LiteralString = """SELECT keen.change_email(
+  p_email => $1::text,
+  p_token_hash => $2::text,
+  p_expires_at => $3::timestamptz
+)"""
+
+
+def change_email(
+    conn: psycopg.Connection[Any],
+    *,
+    email: str,
+    token_hash: str,
+    expires_at: datetime.datetime,
+) -> None:
+    """Changes the caller's e-mail (unverified until confirmed) and stores the new verification
+    token's hash.
+
+    Changes the caller's e-mail (unverified) and stores a verification token hash. KE009 taken,
+    KE013 malformed e-mail, hash or expiry.
+    """
+    with psycopg.RawCursor(conn) as _cur:
+        _cur.execute(CHANGE_EMAIL, (email, token_hash, expires_at))
+
+
+async def change_email_async(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    email: str,
+    token_hash: str,
+    expires_at: datetime.datetime,
+) -> None:
+    """Changes the caller's e-mail (unverified until confirmed) and stores the new verification
+    token's hash.
+
+    Changes the caller's e-mail (unverified) and stores a verification token hash. KE009 taken,
+    KE013 malformed e-mail, hash or expiry.
+
+    The async twin of `change_email`.
+    """
+    async with psycopg.AsyncRawCursor(conn) as _cur:
+        await _cur.execute(CHANGE_EMAIL, (email, token_hash, expires_at))
+
+
+def change_email_params(
+    *,
+    email: str,
+    token_hash: str,
+    expires_at: datetime.datetime,
+) -> tuple[Any, ...]:
+    """The parameters of ChangeEmail as CHANGE_EMAIL binds them ($1, $2, …), for a caller that runs
+    the statement itself (e.g. in a pipeline).
+    """
+    return (email, token_hash, expires_at)
+
+
+CHANGE_PASSWORD: LiteralString = """SELECT keen.change_password(
+  p_password_hash => $1::text,
+  p_revoke_tokens => $2::boolean
+) AS revoked_tokens"""
+
+
+CHANGE_PASSWORD_ROWS = cast("models.RowFactory[tuple[int]]", tuple_row)
+"""The psycopg row factory of ChangePassword's rows."""
+
+
+def change_password(
+    conn: psycopg.Connection[Any],
+    *,
+    password_hash: str,
+    revoke_tokens: bool | None = None,
+) -> int:
+    """Stores the caller's new password hash; revokes every active token unless revoke_tokens is
+    false.
+
+    Stores the caller's new password hash; with p_revoke_tokens (default) revokes every active
+    token. Returns how many were revoked. KE013 bad hash, KE012 inactive user.
+
+    Raises models.NoRowError when there is no row.
+    """
+    with psycopg.RawCursor(conn, row_factory=CHANGE_PASSWORD_ROWS) as _cur:
+        _cur.execute(CHANGE_PASSWORD, (password_hash, revoke_tokens))
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("ChangePassword")
+        return _row[0]
+
+
+async def change_password_async(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    password_hash: str,
+    revoke_tokens: bool | None = None,
+) -> int:
+    """Stores the caller's new password hash; revokes every active token unless revoke_tokens is
+    false.
+
+    Stores the caller's new password hash; with p_revoke_tokens (default) revokes every active
+    token. Returns how many were revoked. KE013 bad hash, KE012 inactive user.
+
+    Raises models.NoRowError when there is no row.
+
+    The async twin of `change_password`.
+    """
+    async with psycopg.AsyncRawCursor(conn, row_factory=CHANGE_PASSWORD_ROWS) as _cur:
+        await _cur.execute(CHANGE_PASSWORD, (password_hash, revoke_tokens))
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("ChangePassword")
+        return _row[0]
+
+
+def change_password_params(
+    *,
+    password_hash: str,
+    revoke_tokens: bool | None = None,
+) -> tuple[Any, ...]:
+    """The parameters of ChangePassword as CHANGE_PASSWORD binds them ($1, $2, …), for a caller that
+    runs the statement itself (e.g. in a pipeline).
+    """
+    return (password_hash, revoke_tokens)
+
+
+CLOSE_ACCOUNT: LiteralString = "SELECT keen.close_account()"
+
+
+def close_account(conn: psycopg.Connection[Any]) -> None:
+    """Closes the caller's account: erases personal data, keeps the ledger and usage history.
+
+    Closes the caller's account: erases e-mail, username, names, avatar, secrets, tokens,
+    connections and personal audit values; closes the credit account; the ledger and usage
+    history stay. KE007 running sessions or active holds.
+    """
+    with psycopg.RawCursor(conn) as _cur:
+        _cur.execute(CLOSE_ACCOUNT)
+
+
+async def close_account_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Closes the caller's account: erases personal data, keeps the ledger and usage history.
+
+    Closes the caller's account: erases e-mail, username, names, avatar, secrets, tokens,
+    connections and personal audit values; closes the credit account; the ledger and usage
+    history stay. KE007 running sessions or active holds.
+
+    The async twin of `close_account`.
+    """
+    async with psycopg.AsyncRawCursor(conn) as _cur:
+        await _cur.execute(CLOSE_ACCOUNT)
+
+
+CONFIRM_EMAIL: LiteralString = "SELECT keen.confirm_email(p_token_hash => $1::text) AS user_id"
+
+
+CONFIRM_EMAIL_ROWS = cast("models.RowFactory[tuple[uuid.UUID]]", tuple_row)
+"""The psycopg row factory of ConfirmEmail's rows."""
+
+
+def confirm_email(conn: psycopg.Connection[Any], *, token_hash: str) -> uuid.UUID:
+    """Confirms an e-mail by the verification token's hash (no tenant needed); returns the user id.
+
+    E-mail confirmation (SECURITY DEFINER, no tenant needed): marks the e-mail verified for a
+    pending, unexpired token hash; returns the user id. KE006 unknown, used or expired.
+
+    Raises models.NoRowError when there is no row.
+    """
+    with psycopg.RawCursor(conn, row_factory=CONFIRM_EMAIL_ROWS) as _cur:
+        _cur.execute(CONFIRM_EMAIL, (token_hash,))
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("ConfirmEmail")
+        return _row[0]
+
+
+async def confirm_email_async(conn: psycopg.AsyncConnection[Any], *, token_hash: str) -> uuid.UUID:
+    """Confirms an e-mail by the verification token's hash (no tenant needed); returns the user id.
+
+    E-mail confirmation (SECURITY DEFINER, no tenant needed): marks the e-mail verified for a
+    pending, unexpired token hash; returns the user id. KE006 unknown, used or expired.
+
+    Raises models.NoRowError when there is no row.
+
+    The async twin of `confirm_email`.
+    """
+    async with psycopg.AsyncRawCursor(conn, row_factory=CONFIRM_EMAIL_ROWS) as _cur:
+        await _cur.execute(CONFIRM_EMAIL, (token_hash,))
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("ConfirmEmail")
+        return _row[0]
+
+
+def confirm_email_params(*, token_hash: str) -> tuple[Any, ...]:
+    """The parameters of ConfirmEmail as CONFIRM_EMAIL binds them ($1, $2, …), for a caller that
+    runs the statement itself (e.g. in a pipeline).
+    """
+    return (token_hash,)
 
 
 CREATE_AUTH_TOKEN: LiteralString = """SELECT id, user_id, token_type, token_hash, token_name, scopes, expires_at, last_used_at, usage_count, created_ip, last_used_ip, user_agent, revoked_at, revoked_reason, is_active, rate_limit_per_hour, rate_window_start, rate_window_count, family_id, replaced_by, created_at, updated_at FROM keen.create_auth_token(
@@ -89,82 +304,120 @@ CREATE_AUTH_TOKEN: LiteralString = """SELECT id, user_id, token_type, token_hash
 )"""
 
 
-_CREATE_AUTH_TOKEN_ROWS = models.row_factory(models.AuthToken)
+CREATE_AUTH_TOKEN_ROWS = models.row_factory(models.AuthToken)
+"""The psycopg row factory of CreateAuthToken's rows."""
 
 
 def create_auth_token(
     conn: psycopg.Connection[Any],
     *,
-    p_token_type: str,
-    p_token_hash: str,
-    p_token_name: str | None,
-    p_scopes: list[str],
-    p_expires_at: datetime.datetime | None,
-    p_rate_limit_per_hour: int,
-    p_created_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None,
-    p_user_agent: str | None,
-) -> models.AuthToken | None:
+    token_type: str,
+    token_hash: str,
+    token_name: str | None = None,
+    scopes: list[str],
+    expires_at: datetime.datetime | None = None,
+    rate_limit_per_hour: int,
+    created_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+    user_agent: str | None = None,
+) -> models.AuthToken:
     """Stores a new token of the caller by its hash; a jwt_refresh token starts a new family.
 
     Stores a new token of the caller by its SHA-256 hash; a jwt_refresh token starts a new
     family. KE012 inactive user, KE013 bad type, hash, expiry or rate limit.
+
+    Raises models.NoRowError when there is no row.
     """
-    with psycopg.RawCursor(conn, row_factory=_CREATE_AUTH_TOKEN_ROWS) as _cur:
+    with psycopg.RawCursor(conn, row_factory=CREATE_AUTH_TOKEN_ROWS) as _cur:
         _cur.execute(
             CREATE_AUTH_TOKEN,
             (
-                p_token_type,
-                p_token_hash,
-                p_token_name,
-                p_scopes,
-                p_expires_at,
-                p_rate_limit_per_hour,
-                p_created_ip,
-                p_user_agent,
+                token_type,
+                token_hash,
+                token_name,
+                scopes,
+                expires_at,
+                rate_limit_per_hour,
+                created_ip,
+                user_agent,
             ),
         )
-        return _cur.fetchone()
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("CreateAuthToken")
+        return _row
 
 
 async def create_auth_token_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_token_type: str,
-    p_token_hash: str,
-    p_token_name: str | None,
-    p_scopes: list[str],
-    p_expires_at: datetime.datetime | None,
-    p_rate_limit_per_hour: int,
-    p_created_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None,
-    p_user_agent: str | None,
-) -> models.AuthToken | None:
+    token_type: str,
+    token_hash: str,
+    token_name: str | None = None,
+    scopes: list[str],
+    expires_at: datetime.datetime | None = None,
+    rate_limit_per_hour: int,
+    created_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+    user_agent: str | None = None,
+) -> models.AuthToken:
     """Stores a new token of the caller by its hash; a jwt_refresh token starts a new family.
 
     Stores a new token of the caller by its SHA-256 hash; a jwt_refresh token starts a new
     family. KE012 inactive user, KE013 bad type, hash, expiry or rate limit.
 
+    Raises models.NoRowError when there is no row.
+
     The async twin of `create_auth_token`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_CREATE_AUTH_TOKEN_ROWS) as _cur:
+    async with psycopg.AsyncRawCursor(conn, row_factory=CREATE_AUTH_TOKEN_ROWS) as _cur:
         await _cur.execute(
             CREATE_AUTH_TOKEN,
             (
-                p_token_type,
-                p_token_hash,
-                p_token_name,
-                p_scopes,
-                p_expires_at,
-                p_rate_limit_per_hour,
-                p_created_ip,
-                p_user_agent,
+                token_type,
+                token_hash,
+                token_name,
+                scopes,
+                expires_at,
+                rate_limit_per_hour,
+                created_ip,
+                user_agent,
             ),
         )
-        return await _cur.fetchone()
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("CreateAuthToken")
+        return _row
+
+
+def create_auth_token_params(
+    *,
+    token_type: str,
+    token_hash: str,
+    token_name: str | None = None,
+    scopes: list[str],
+    expires_at: datetime.datetime | None = None,
+    rate_limit_per_hour: int,
+    created_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+    user_agent: str | None = None,
+) -> tuple[Any, ...]:
+    """The parameters of CreateAuthToken as CREATE_AUTH_TOKEN binds them ($1, $2, …), for a caller
+    that runs the statement itself (e.g. in a pipeline).
+    """
+    return (
+        token_type,
+        token_hash,
+        token_name,
+        scopes,
+        expires_at,
+        rate_limit_per_hour,
+        created_ip,
+        user_agent,
+    )
 
 
 CURRENT_USER: LiteralString = """SELECT u.id, u.email, u.username, u.display_name, u.role, u.is_admin, u.email_verified,
        u.account_status, u.mfa_enabled, u.timezone, u.preferences, u.subscription_tier,
-       u.subscription_status, u.created_at, u.updated_at, u.last_login_at, u.last_login_ip
+       u.subscription_status, u.created_at, u.updated_at, u.last_login_at, u.last_login_ip,
+       u.avatar_url, u.billing_customer_id, u.suspended_reason
 FROM keen.users AS u"""
 
 
@@ -188,26 +441,177 @@ class CurrentUserRow(NamedTuple):
     updated_at: datetime.datetime
     last_login_at: datetime.datetime | None
     last_login_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None
+    avatar_url: str | None
+    billing_customer_id: str | None
+    suspended_reason: str | None
 
 
-_CURRENT_USER_ROWS = models.row_factory(CurrentUserRow)
+CURRENT_USER_ROWS = models.row_factory(CurrentUserRow)
+"""The psycopg row factory of CurrentUser's rows."""
 
 
-def current_user(conn: psycopg.Connection[Any]) -> CurrentUserRow | None:
-    """The caller's own user row, without secrets (the service cannot read them)."""
-    with psycopg.RawCursor(conn, row_factory=_CURRENT_USER_ROWS) as _cur:
-        _cur.execute(CURRENT_USER)
-        return _cur.fetchone()
-
-
-async def current_user_async(conn: psycopg.AsyncConnection[Any]) -> CurrentUserRow | None:
+def current_user(conn: psycopg.Connection[Any]) -> CurrentUserRow:
     """The caller's own user row, without secrets (the service cannot read them).
+
+    Raises models.NoRowError when there is no row.
+    """
+    with psycopg.RawCursor(conn, row_factory=CURRENT_USER_ROWS) as _cur:
+        _cur.execute(CURRENT_USER)
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("CurrentUser")
+        return _row
+
+
+async def current_user_async(conn: psycopg.AsyncConnection[Any]) -> CurrentUserRow:
+    """The caller's own user row, without secrets (the service cannot read them).
+
+    Raises models.NoRowError when there is no row.
 
     The async twin of `current_user`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_CURRENT_USER_ROWS) as _cur:
+    async with psycopg.AsyncRawCursor(conn, row_factory=CURRENT_USER_ROWS) as _cur:
         await _cur.execute(CURRENT_USER)
-        return await _cur.fetchone()
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("CurrentUser")
+        return _row
+
+
+DISABLE_MFA: LiteralString = "SELECT keen.disable_mfa()"
+
+
+def disable_mfa(conn: psycopg.Connection[Any]) -> None:
+    """Turns the caller's MFA off and forgets the secret and the recovery codes.
+
+    Turns the caller's MFA off and forgets the secret and recovery codes. KE007 not enrolled.
+    """
+    with psycopg.RawCursor(conn) as _cur:
+        _cur.execute(DISABLE_MFA)
+
+
+async def disable_mfa_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Turns the caller's MFA off and forgets the secret and the recovery codes.
+
+    Turns the caller's MFA off and forgets the secret and recovery codes. KE007 not enrolled.
+
+    The async twin of `disable_mfa`.
+    """
+    async with psycopg.AsyncRawCursor(conn) as _cur:
+        await _cur.execute(DISABLE_MFA)
+
+
+ENABLE_MFA: LiteralString = "SELECT keen.enable_mfa()"
+
+
+def enable_mfa(conn: psycopg.Connection[Any]) -> None:
+    """Turns the caller's enrolled MFA on (after the service checked a code of the new secret).
+
+    Turns the caller's enrolled MFA on. KE007 not enrolled or already on.
+    """
+    with psycopg.RawCursor(conn) as _cur:
+        _cur.execute(ENABLE_MFA)
+
+
+async def enable_mfa_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Turns the caller's enrolled MFA on (after the service checked a code of the new secret).
+
+    Turns the caller's enrolled MFA on. KE007 not enrolled or already on.
+
+    The async twin of `enable_mfa`.
+    """
+    async with psycopg.AsyncRawCursor(conn) as _cur:
+        await _cur.execute(ENABLE_MFA)
+
+
+ENROLL_MFA: LiteralString = """SELECT keen.enroll_mfa(
+  p_secret_ciphertext => $1::text,
+  p_recovery_code_hashes => $2::text[]
+)"""
+
+
+def enroll_mfa(
+    conn: psycopg.Connection[Any],
+    *,
+    secret_ciphertext: str,
+    recovery_code_hashes: list[str],
+) -> None:
+    """Stores the caller's MFA secret as the service's ciphertext and the recovery codes' hashes.
+
+    Stores the caller's MFA secret as the service's ciphertext and 1-20 recovery code hashes; MFA
+    is on after enable_mfa(). KE007 MFA enabled, KE013 malformed input.
+    """
+    with psycopg.RawCursor(conn) as _cur:
+        _cur.execute(ENROLL_MFA, (secret_ciphertext, recovery_code_hashes))
+
+
+async def enroll_mfa_async(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    secret_ciphertext: str,
+    recovery_code_hashes: list[str],
+) -> None:
+    """Stores the caller's MFA secret as the service's ciphertext and the recovery codes' hashes.
+
+    Stores the caller's MFA secret as the service's ciphertext and 1-20 recovery code hashes; MFA
+    is on after enable_mfa(). KE007 MFA enabled, KE013 malformed input.
+
+    The async twin of `enroll_mfa`.
+    """
+    async with psycopg.AsyncRawCursor(conn) as _cur:
+        await _cur.execute(ENROLL_MFA, (secret_ciphertext, recovery_code_hashes))
+
+
+def enroll_mfa_params(
+    *,
+    secret_ciphertext: str,
+    recovery_code_hashes: list[str],
+) -> tuple[Any, ...]:
+    """The parameters of EnrollMfa as ENROLL_MFA binds them ($1, $2, …), for a caller that runs the
+    statement itself (e.g. in a pipeline).
+    """
+    return (secret_ciphertext, recovery_code_hashes)
+
+
+GET_MFA_SECRET: LiteralString = "SELECT keen.get_mfa_secret() AS secret_ciphertext"
+
+
+GET_MFA_SECRET_ROWS = cast("models.RowFactory[tuple[str | None]]", tuple_row)
+"""The psycopg row factory of GetMfaSecret's rows."""
+
+
+def get_mfa_secret(conn: psycopg.Connection[Any]) -> str | None:
+    """The caller's MFA secret ciphertext (None when not enrolled), for the service to decrypt.
+
+    The caller's MFA secret ciphertext (NULL when none), for the service to decrypt and check a
+    code. KE012 inactive user.
+
+    Raises models.NoRowError when there is no row.
+    """
+    with psycopg.RawCursor(conn, row_factory=GET_MFA_SECRET_ROWS) as _cur:
+        _cur.execute(GET_MFA_SECRET)
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("GetMfaSecret")
+        return _row[0]
+
+
+async def get_mfa_secret_async(conn: psycopg.AsyncConnection[Any]) -> str | None:
+    """The caller's MFA secret ciphertext (None when not enrolled), for the service to decrypt.
+
+    The caller's MFA secret ciphertext (NULL when none), for the service to decrypt and check a
+    code. KE012 inactive user.
+
+    Raises models.NoRowError when there is no row.
+
+    The async twin of `get_mfa_secret`.
+    """
+    async with psycopg.AsyncRawCursor(conn, row_factory=GET_MFA_SECRET_ROWS) as _cur:
+        await _cur.execute(GET_MFA_SECRET)
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("GetMfaSecret")
+        return _row[0]
 
 
 LIST_AUTH_TOKENS: LiteralString = """SELECT t.id, t.token_type, t.token_name, t.scopes, t.expires_at, t.last_used_at, t.usage_count,
@@ -239,12 +643,13 @@ class ListAuthTokensRow(NamedTuple):
     created_at: datetime.datetime
 
 
-_LIST_AUTH_TOKENS_ROWS = models.row_factory(ListAuthTokensRow)
+LIST_AUTH_TOKENS_ROWS = models.row_factory(ListAuthTokensRow)
+"""The psycopg row factory of ListAuthTokens's rows."""
 
 
 def list_auth_tokens(conn: psycopg.Connection[Any]) -> list[ListAuthTokensRow]:
     """The caller's tokens, newest first (hashes left out)."""
-    with psycopg.RawCursor(conn, row_factory=_LIST_AUTH_TOKENS_ROWS) as _cur:
+    with psycopg.RawCursor(conn, row_factory=LIST_AUTH_TOKENS_ROWS) as _cur:
         _cur.execute(LIST_AUTH_TOKENS)
         return _cur.fetchall()
 
@@ -254,7 +659,7 @@ async def list_auth_tokens_async(conn: psycopg.AsyncConnection[Any]) -> list[Lis
 
     The async twin of `list_auth_tokens`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_LIST_AUTH_TOKENS_ROWS) as _cur:
+    async with psycopg.AsyncRawCursor(conn, row_factory=LIST_AUTH_TOKENS_ROWS) as _cur:
         await _cur.execute(LIST_AUTH_TOKENS)
         return await _cur.fetchall()
 
@@ -264,7 +669,7 @@ def list_auth_tokens_iter(conn: psycopg.Connection[Any]) -> Iterator[ListAuthTok
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
-    with psycopg.RawCursor(conn, row_factory=_LIST_AUTH_TOKENS_ROWS) as _cur:
+    with psycopg.RawCursor(conn, row_factory=LIST_AUTH_TOKENS_ROWS) as _cur:
         for _row in _cur.stream(LIST_AUTH_TOKENS):
             yield _row
 
@@ -276,9 +681,89 @@ async def list_auth_tokens_iter_async(
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_LIST_AUTH_TOKENS_ROWS) as _cur:
+    async with psycopg.AsyncRawCursor(conn, row_factory=LIST_AUTH_TOKENS_ROWS) as _cur:
         async for _row in _cur.stream(LIST_AUTH_TOKENS):
             yield _row
+
+
+LIST_USER_AUDIT_LOG: LiteralString = """SELECT l.id, l.user_id, l.actor, l.action, l.changes, l.ip, l.actor_role, l.created_at
+FROM keen.user_audit_log AS l
+WHERE l.id < coalesce($1::bigint, 9223372036854775807)
+ORDER BY l.id DESC
+LIMIT least(greatest($2::integer, 0), 1000)"""
+
+
+LIST_USER_AUDIT_LOG_ROWS = models.row_factory(models.UserAuditLog)
+"""The psycopg row factory of ListUserAuditLog's rows."""
+
+
+def list_user_audit_log(
+    conn: psycopg.Connection[Any],
+    *,
+    before_id: int | None = None,
+    max_rows: int,
+) -> list[models.UserAuditLog]:
+    """The account changes the caller may read (a tenant its own), newest first, before an id;
+    at most 1,000 a page (a negative max_rows reads none).
+    """
+    with psycopg.RawCursor(conn, row_factory=LIST_USER_AUDIT_LOG_ROWS) as _cur:
+        _cur.execute(LIST_USER_AUDIT_LOG, (before_id, max_rows))
+        return _cur.fetchall()
+
+
+async def list_user_audit_log_async(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    before_id: int | None = None,
+    max_rows: int,
+) -> list[models.UserAuditLog]:
+    """The account changes the caller may read (a tenant its own), newest first, before an id;
+    at most 1,000 a page (a negative max_rows reads none).
+
+    The async twin of `list_user_audit_log`.
+    """
+    async with psycopg.AsyncRawCursor(conn, row_factory=LIST_USER_AUDIT_LOG_ROWS) as _cur:
+        await _cur.execute(LIST_USER_AUDIT_LOG, (before_id, max_rows))
+        return await _cur.fetchall()
+
+
+def list_user_audit_log_iter(
+    conn: psycopg.Connection[Any],
+    *,
+    before_id: int | None = None,
+    max_rows: int,
+) -> Iterator[models.UserAuditLog]:
+    """The account changes the caller may read (a tenant its own), newest first, before an id;
+    at most 1,000 a page (a negative max_rows reads none).
+
+    Streams the rows (psycopg single-row mode) instead of fetching them all.
+    """
+    with psycopg.RawCursor(conn, row_factory=LIST_USER_AUDIT_LOG_ROWS) as _cur:
+        for _row in _cur.stream(LIST_USER_AUDIT_LOG, (before_id, max_rows)):
+            yield _row
+
+
+async def list_user_audit_log_iter_async(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    before_id: int | None = None,
+    max_rows: int,
+) -> AsyncIterator[models.UserAuditLog]:
+    """The account changes the caller may read (a tenant its own), newest first, before an id;
+    at most 1,000 a page (a negative max_rows reads none).
+
+    Streams the rows (psycopg single-row mode) instead of fetching them all.
+    """
+    async with psycopg.AsyncRawCursor(conn, row_factory=LIST_USER_AUDIT_LOG_ROWS) as _cur:
+        async for _row in _cur.stream(LIST_USER_AUDIT_LOG, (before_id, max_rows)):
+            yield _row
+
+
+def list_user_audit_log_params(*, before_id: int | None = None, max_rows: int) -> tuple[Any, ...]:
+    """The parameters of ListUserAuditLog as LIST_USER_AUDIT_LOG binds them ($1, $2, …), for a
+    caller that runs the statement itself (e.g. in a pipeline).
+    """
+    return (before_id, max_rows)
 
 
 LOGIN_LOOKUP: LiteralString = """SELECT l.user_id, l.password_hash, l.mfa_enabled, l.account_status, l.email_verified
@@ -288,86 +773,143 @@ FROM keen.login_lookup(p_login => $1::text) AS l"""
 class LoginLookupRow(NamedTuple):
     """A row of LoginLookup."""
 
-    user_id: uuid.UUID | None
-    password_hash: str | None
-    mfa_enabled: bool | None
-    account_status: str | None
-    email_verified: bool | None
+    user_id: uuid.UUID
+    password_hash: str
+    mfa_enabled: bool
+    account_status: str
+    email_verified: bool
 
 
-_LOGIN_LOOKUP_ROWS = models.row_factory(LoginLookupRow)
+LOGIN_LOOKUP_ROWS = models.row_factory(LoginLookupRow)
+"""The psycopg row factory of LoginLookup's rows."""
 
 
-def login_lookup(conn: psycopg.Connection[Any], *, p_login: str) -> LoginLookupRow | None:
+def login_lookup(conn: psycopg.Connection[Any], *, login: str) -> LoginLookupRow | None:
     """Finds a user by e-mail or username for a login: id, password hash, MFA flag, statuses.
 
     Login step 1 (SECURITY DEFINER): by e-mail or username, the user id, password hash, MFA flag,
     account and verification status; no row when unknown. The password is verified in Python.
+
+    None when there is no row (a lookup).
     """
-    with psycopg.RawCursor(conn, row_factory=_LOGIN_LOOKUP_ROWS) as _cur:
-        _cur.execute(LOGIN_LOOKUP, (p_login,))
+    with psycopg.RawCursor(conn, row_factory=LOGIN_LOOKUP_ROWS) as _cur:
+        _cur.execute(LOGIN_LOOKUP, (login,))
         return _cur.fetchone()
 
 
 async def login_lookup_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_login: str,
+    login: str,
 ) -> LoginLookupRow | None:
     """Finds a user by e-mail or username for a login: id, password hash, MFA flag, statuses.
 
     Login step 1 (SECURITY DEFINER): by e-mail or username, the user id, password hash, MFA flag,
     account and verification status; no row when unknown. The password is verified in Python.
 
+    None when there is no row (a lookup).
+
     The async twin of `login_lookup`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_LOGIN_LOOKUP_ROWS) as _cur:
-        await _cur.execute(LOGIN_LOOKUP, (p_login,))
+    async with psycopg.AsyncRawCursor(conn, row_factory=LOGIN_LOOKUP_ROWS) as _cur:
+        await _cur.execute(LOGIN_LOOKUP, (login,))
         return await _cur.fetchone()
+
+
+def login_lookup_params(*, login: str) -> tuple[Any, ...]:
+    """The parameters of LoginLookup as LOGIN_LOOKUP binds them ($1, $2, …), for a caller that runs
+    the statement itself (e.g. in a pipeline).
+    """
+    return (login,)
+
+
+REACTIVATE_USER: LiteralString = "SELECT keen.reactivate_user(p_user_id => $1::uuid)"
+
+
+def reactivate_user(conn: psycopg.Connection[Any], *, user_id: uuid.UUID) -> None:
+    """Operator: reactivates a suspended user.
+
+    Operator: reactivates a suspended user. KE006 unknown, KE007 not suspended.
+    """
+    with psycopg.RawCursor(conn) as _cur:
+        _cur.execute(REACTIVATE_USER, (user_id,))
+
+
+async def reactivate_user_async(conn: psycopg.AsyncConnection[Any], *, user_id: uuid.UUID) -> None:
+    """Operator: reactivates a suspended user.
+
+    Operator: reactivates a suspended user. KE006 unknown, KE007 not suspended.
+
+    The async twin of `reactivate_user`.
+    """
+    async with psycopg.AsyncRawCursor(conn) as _cur:
+        await _cur.execute(REACTIVATE_USER, (user_id,))
+
+
+def reactivate_user_params(*, user_id: uuid.UUID) -> tuple[Any, ...]:
+    """The parameters of ReactivateUser as REACTIVATE_USER binds them ($1, $2, …), for a caller that
+    runs the statement itself (e.g. in a pipeline).
+    """
+    return (user_id,)
 
 
 RECORD_LOGIN: LiteralString = "SELECT keen.record_login(p_ip => $1::inet) AS last_login_at"
 
 
-class RecordLoginRow(NamedTuple):
-    """A row of RecordLogin."""
-
-    last_login_at: datetime.datetime
-
-
-_RECORD_LOGIN_ROWS = models.row_factory(RecordLoginRow)
+RECORD_LOGIN_ROWS = cast("models.RowFactory[tuple[datetime.datetime]]", tuple_row)
+"""The psycopg row factory of RecordLogin's rows."""
 
 
 def record_login(
     conn: psycopg.Connection[Any],
     *,
-    p_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None,
-) -> RecordLoginRow | None:
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+) -> datetime.datetime:
     """Stamps the caller's last login time and IP; returns the time.
 
     Login step 2 (tenant): stamps last_login_at and last_login_ip of the caller; returns the
     time.
+
+    Raises models.NoRowError when there is no row.
     """
-    with psycopg.RawCursor(conn, row_factory=_RECORD_LOGIN_ROWS) as _cur:
-        _cur.execute(RECORD_LOGIN, (p_ip,))
-        return _cur.fetchone()
+    with psycopg.RawCursor(conn, row_factory=RECORD_LOGIN_ROWS) as _cur:
+        _cur.execute(RECORD_LOGIN, (ip,))
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("RecordLogin")
+        return _row[0]
 
 
 async def record_login_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None,
-) -> RecordLoginRow | None:
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+) -> datetime.datetime:
     """Stamps the caller's last login time and IP; returns the time.
 
     Login step 2 (tenant): stamps last_login_at and last_login_ip of the caller; returns the
     time.
 
+    Raises models.NoRowError when there is no row.
+
     The async twin of `record_login`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_RECORD_LOGIN_ROWS) as _cur:
-        await _cur.execute(RECORD_LOGIN, (p_ip,))
-        return await _cur.fetchone()
+    async with psycopg.AsyncRawCursor(conn, row_factory=RECORD_LOGIN_ROWS) as _cur:
+        await _cur.execute(RECORD_LOGIN, (ip,))
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("RecordLogin")
+        return _row[0]
+
+
+def record_login_params(
+    *,
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+) -> tuple[Any, ...]:
+    """The parameters of RecordLogin as RECORD_LOGIN binds them ($1, $2, …), for a caller that runs
+    the statement itself (e.g. in a pipeline).
+    """
+    return (ip,)
 
 
 REGISTER_USER: LiteralString = """SELECT keen.register_user(
@@ -379,99 +921,126 @@ REGISTER_USER: LiteralString = """SELECT keen.register_user(
 ) AS user_id"""
 
 
-class RegisterUserRow(NamedTuple):
-    """A row of RegisterUser."""
-
-    user_id: uuid.UUID
-
-
-_REGISTER_USER_ROWS = models.row_factory(RegisterUserRow)
+REGISTER_USER_ROWS = cast("models.RowFactory[tuple[uuid.UUID]]", tuple_row)
+"""The psycopg row factory of RegisterUser's rows."""
 
 
 def register_user(
     conn: psycopg.Connection[Any],
     *,
-    p_email: str,
-    p_username: str,
-    p_password_hash: str,
-    p_display_name: str | None,
-    p_timezone: str,
-) -> RegisterUserRow | None:
+    email: str,
+    username: str,
+    password_hash: str,
+    display_name: str | None = None,
+    timezone: str,
+) -> uuid.UUID:
     """Signs a user up and opens the credit account; returns the new user id.
 
     Sign-up (SECURITY DEFINER, no tenant needed): creates the user and its credit account;
     returns the user id. KE009 duplicate e-mail/username, KE013 unknown time zone or malformed
     value.
+
+    Raises models.NoRowError when there is no row.
     """
-    with psycopg.RawCursor(conn, row_factory=_REGISTER_USER_ROWS) as _cur:
-        _cur.execute(
-            REGISTER_USER,
-            (p_email, p_username, p_password_hash, p_display_name, p_timezone),
-        )
-        return _cur.fetchone()
+    with psycopg.RawCursor(conn, row_factory=REGISTER_USER_ROWS) as _cur:
+        _cur.execute(REGISTER_USER, (email, username, password_hash, display_name, timezone))
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("RegisterUser")
+        return _row[0]
 
 
 async def register_user_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_email: str,
-    p_username: str,
-    p_password_hash: str,
-    p_display_name: str | None,
-    p_timezone: str,
-) -> RegisterUserRow | None:
+    email: str,
+    username: str,
+    password_hash: str,
+    display_name: str | None = None,
+    timezone: str,
+) -> uuid.UUID:
     """Signs a user up and opens the credit account; returns the new user id.
 
     Sign-up (SECURITY DEFINER, no tenant needed): creates the user and its credit account;
     returns the user id. KE009 duplicate e-mail/username, KE013 unknown time zone or malformed
     value.
 
+    Raises models.NoRowError when there is no row.
+
     The async twin of `register_user`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_REGISTER_USER_ROWS) as _cur:
-        await _cur.execute(
-            REGISTER_USER,
-            (p_email, p_username, p_password_hash, p_display_name, p_timezone),
-        )
-        return await _cur.fetchone()
+    async with psycopg.AsyncRawCursor(conn, row_factory=REGISTER_USER_ROWS) as _cur:
+        await _cur.execute(REGISTER_USER, (email, username, password_hash, display_name, timezone))
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("RegisterUser")
+        return _row[0]
+
+
+def register_user_params(
+    *,
+    email: str,
+    username: str,
+    password_hash: str,
+    display_name: str | None = None,
+    timezone: str,
+) -> tuple[Any, ...]:
+    """The parameters of RegisterUser as REGISTER_USER binds them ($1, $2, …), for a caller that
+    runs the statement itself (e.g. in a pipeline).
+    """
+    return (email, username, password_hash, display_name, timezone)
 
 
 REVOKE_TOKEN: LiteralString = "SELECT id, user_id, token_type, token_hash, token_name, scopes, expires_at, last_used_at, usage_count, created_ip, last_used_ip, user_agent, revoked_at, revoked_reason, is_active, rate_limit_per_hour, rate_window_start, rate_window_count, family_id, replaced_by, created_at, updated_at FROM keen.revoke_token(p_token_id => $1::uuid)"
 
 
-_REVOKE_TOKEN_ROWS = models.row_factory(models.AuthToken)
+REVOKE_TOKEN_ROWS = models.row_factory(models.AuthToken)
+"""The psycopg row factory of RevokeToken's rows."""
 
 
-def revoke_token(
-    conn: psycopg.Connection[Any],
-    *,
-    p_token_id: uuid.UUID,
-) -> models.AuthToken | None:
+def revoke_token(conn: psycopg.Connection[Any], *, token_id: uuid.UUID) -> models.AuthToken:
     """Revokes one of the caller's tokens (a refresh token with its whole family); returns it.
 
     Revokes one of the caller's tokens (a refresh token with its whole family); returns it. KE006
     when not the caller's.
+
+    Raises models.NoRowError when there is no row.
     """
-    with psycopg.RawCursor(conn, row_factory=_REVOKE_TOKEN_ROWS) as _cur:
-        _cur.execute(REVOKE_TOKEN, (p_token_id,))
-        return _cur.fetchone()
+    with psycopg.RawCursor(conn, row_factory=REVOKE_TOKEN_ROWS) as _cur:
+        _cur.execute(REVOKE_TOKEN, (token_id,))
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("RevokeToken")
+        return _row
 
 
 async def revoke_token_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_token_id: uuid.UUID,
-) -> models.AuthToken | None:
+    token_id: uuid.UUID,
+) -> models.AuthToken:
     """Revokes one of the caller's tokens (a refresh token with its whole family); returns it.
 
     Revokes one of the caller's tokens (a refresh token with its whole family); returns it. KE006
     when not the caller's.
 
+    Raises models.NoRowError when there is no row.
+
     The async twin of `revoke_token`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_REVOKE_TOKEN_ROWS) as _cur:
-        await _cur.execute(REVOKE_TOKEN, (p_token_id,))
-        return await _cur.fetchone()
+    async with psycopg.AsyncRawCursor(conn, row_factory=REVOKE_TOKEN_ROWS) as _cur:
+        await _cur.execute(REVOKE_TOKEN, (token_id,))
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("RevokeToken")
+        return _row
+
+
+def revoke_token_params(*, token_id: uuid.UUID) -> tuple[Any, ...]:
+    """The parameters of RevokeToken as REVOKE_TOKEN binds them ($1, $2, …), for a caller that runs
+    the statement itself (e.g. in a pipeline).
+    """
+    return (token_id,)
 
 
 ROTATE_REFRESH_TOKEN: LiteralString = """SELECT id, user_id, token_type, token_hash, token_name, scopes, expires_at, last_used_at, usage_count, created_ip, last_used_ip, user_agent, revoked_at, revoked_reason, is_active, rate_limit_per_hour, rate_window_start, rate_window_count, family_id, replaced_by, created_at, updated_at FROM keen.rotate_refresh_token(
@@ -483,52 +1052,1439 @@ ROTATE_REFRESH_TOKEN: LiteralString = """SELECT id, user_id, token_type, token_h
 )"""
 
 
-_ROTATE_REFRESH_TOKEN_ROWS = models.row_factory(models.AuthToken)
+ROTATE_REFRESH_TOKEN_ROWS = models.row_factory(models.AuthToken)
+"""The psycopg row factory of RotateRefreshToken's rows."""
 
 
 def rotate_refresh_token(
     conn: psycopg.Connection[Any],
     *,
-    p_token_hash: str,
-    p_new_token_hash: str,
-    p_expires_at: datetime.datetime,
-    p_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None,
-    p_user_agent: str | None,
-) -> models.AuthToken | None:
+    token_hash: str,
+    new_token_hash: str,
+    expires_at: datetime.datetime,
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+    user_agent: str | None = None,
+) -> models.AuthToken:
     """Replaces the caller's refresh token by its successor in the same family; KE011 on reuse.
 
     Refresh-token rotation (tenant, after authenticate_token): revokes the token and returns its
     successor in the same family. KE011 when the token was already rotated, KE006 when unknown,
     revoked or expired.
+
+    Raises models.NoRowError when there is no row.
     """
-    with psycopg.RawCursor(conn, row_factory=_ROTATE_REFRESH_TOKEN_ROWS) as _cur:
-        _cur.execute(
-            ROTATE_REFRESH_TOKEN,
-            (p_token_hash, p_new_token_hash, p_expires_at, p_ip, p_user_agent),
-        )
-        return _cur.fetchone()
+    with psycopg.RawCursor(conn, row_factory=ROTATE_REFRESH_TOKEN_ROWS) as _cur:
+        _cur.execute(ROTATE_REFRESH_TOKEN, (token_hash, new_token_hash, expires_at, ip, user_agent))
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("RotateRefreshToken")
+        return _row
 
 
 async def rotate_refresh_token_async(
     conn: psycopg.AsyncConnection[Any],
     *,
-    p_token_hash: str,
-    p_new_token_hash: str,
-    p_expires_at: datetime.datetime,
-    p_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None,
-    p_user_agent: str | None,
-) -> models.AuthToken | None:
+    token_hash: str,
+    new_token_hash: str,
+    expires_at: datetime.datetime,
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+    user_agent: str | None = None,
+) -> models.AuthToken:
     """Replaces the caller's refresh token by its successor in the same family; KE011 on reuse.
 
     Refresh-token rotation (tenant, after authenticate_token): revokes the token and returns its
     successor in the same family. KE011 when the token was already rotated, KE006 when unknown,
     revoked or expired.
 
+    Raises models.NoRowError when there is no row.
+
     The async twin of `rotate_refresh_token`.
     """
-    async with psycopg.AsyncRawCursor(conn, row_factory=_ROTATE_REFRESH_TOKEN_ROWS) as _cur:
+    async with psycopg.AsyncRawCursor(conn, row_factory=ROTATE_REFRESH_TOKEN_ROWS) as _cur:
         await _cur.execute(
             ROTATE_REFRESH_TOKEN,
-            (p_token_hash, p_new_token_hash, p_expires_at, p_ip, p_user_agent),
+            (token_hash, new_token_hash, expires_at, ip, user_agent),
         )
-        return await _cur.fetchone()
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("RotateRefreshToken")
+        return _row
+
+
+def rotate_refresh_token_params(
+    *,
+    token_hash: str,
+    new_token_hash: str,
+    expires_at: datetime.datetime,
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+    user_agent: str | None = None,
+) -> tuple[Any, ...]:
+    """The parameters of RotateRefreshToken as ROTATE_REFRESH_TOKEN binds them ($1, $2, …), for a
+    caller that runs the statement itself (e.g. in a pipeline).
+    """
+    return (token_hash, new_token_hash, expires_at, ip, user_agent)
+
+
+SET_BILLING: LiteralString = """SELECT keen.set_billing(
+  p_user_id => $1::uuid,
+  p_billing_customer_id => $2::text,
+  p_subscription_tier => $3::text,
+  p_subscription_status => $4::text
+)"""
+
+
+def set_billing(
+    conn: psycopg.Connection[Any],
+    *,
+    user_id: uuid.UUID,
+    billing_customer_id: str | None = None,
+    subscription_tier: str | None = None,
+    subscription_status: str | None = None,
+) -> None:
+    """Billing: sets a user's billing customer id, subscription tier and status (None leaves a
+    field).
+
+    Billing: sets a user's billing customer id, subscription tier and status; NULL leaves a
+    field. KE006 unknown, KE007 closed, KE009 customer id taken, KE013 invalid value.
+    """
+    with psycopg.RawCursor(conn) as _cur:
+        _cur.execute(
+            SET_BILLING,
+            (user_id, billing_customer_id, subscription_tier, subscription_status),
+        )
+
+
+async def set_billing_async(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    user_id: uuid.UUID,
+    billing_customer_id: str | None = None,
+    subscription_tier: str | None = None,
+    subscription_status: str | None = None,
+) -> None:
+    """Billing: sets a user's billing customer id, subscription tier and status (None leaves a
+    field).
+
+    Billing: sets a user's billing customer id, subscription tier and status; NULL leaves a
+    field. KE006 unknown, KE007 closed, KE009 customer id taken, KE013 invalid value.
+
+    The async twin of `set_billing`.
+    """
+    async with psycopg.AsyncRawCursor(conn) as _cur:
+        await _cur.execute(
+            SET_BILLING,
+            (user_id, billing_customer_id, subscription_tier, subscription_status),
+        )
+
+
+def set_billing_params(
+    *,
+    user_id: uuid.UUID,
+    billing_customer_id: str | None = None,
+    subscription_tier: str | None = None,
+    subscription_status: str | None = None,
+) -> tuple[Any, ...]:
+    """The parameters of SetBilling as SET_BILLING binds them ($1, $2, …), for a caller that runs
+    the statement itself (e.g. in a pipeline).
+    """
+    return (user_id, billing_customer_id, subscription_tier, subscription_status)
+
+
+SET_CLIENT_IP: LiteralString = "SELECT keen.set_client_ip(p_ip => $1::inet)"
+
+
+def set_client_ip(
+    conn: psycopg.Connection[Any],
+    *,
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+) -> None:
+    """Records the client's address for this transaction; the audit trail stores it with each
+    change.
+
+    Records the client's address for this transaction (app.client_ip); the audit trail stores it
+    with each account change.
+    """
+    with psycopg.RawCursor(conn) as _cur:
+        _cur.execute(SET_CLIENT_IP, (ip,))
+
+
+async def set_client_ip_async(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+) -> None:
+    """Records the client's address for this transaction; the audit trail stores it with each
+    change.
+
+    Records the client's address for this transaction (app.client_ip); the audit trail stores it
+    with each account change.
+
+    The async twin of `set_client_ip`.
+    """
+    async with psycopg.AsyncRawCursor(conn) as _cur:
+        await _cur.execute(SET_CLIENT_IP, (ip,))
+
+
+def set_client_ip_params(
+    *,
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+) -> tuple[Any, ...]:
+    """The parameters of SetClientIp as SET_CLIENT_IP binds them ($1, $2, …), for a caller that runs
+    the statement itself (e.g. in a pipeline).
+    """
+    return (ip,)
+
+
+SET_USER_ROLE: LiteralString = "SELECT keen.set_user_role(p_user_id => $1::uuid, p_role => $2::text)"
+
+
+def set_user_role(conn: psycopg.Connection[Any], *, user_id: uuid.UUID, role: str) -> None:
+    """Operator: sets a user's role (user, admin, super_admin).
+
+    Operator: sets a user's role (user, admin, super_admin). KE006 unknown, KE007 closed, KE013
+    role.
+    """
+    with psycopg.RawCursor(conn) as _cur:
+        _cur.execute(SET_USER_ROLE, (user_id, role))
+
+
+async def set_user_role_async(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    user_id: uuid.UUID,
+    role: str,
+) -> None:
+    """Operator: sets a user's role (user, admin, super_admin).
+
+    Operator: sets a user's role (user, admin, super_admin). KE006 unknown, KE007 closed, KE013
+    role.
+
+    The async twin of `set_user_role`.
+    """
+    async with psycopg.AsyncRawCursor(conn) as _cur:
+        await _cur.execute(SET_USER_ROLE, (user_id, role))
+
+
+def set_user_role_params(*, user_id: uuid.UUID, role: str) -> tuple[Any, ...]:
+    """The parameters of SetUserRole as SET_USER_ROLE binds them ($1, $2, …), for a caller that runs
+    the statement itself (e.g. in a pipeline).
+    """
+    return (user_id, role)
+
+
+START_EMAIL_VERIFICATION: LiteralString = """SELECT keen.start_email_verification(
+  p_token_hash => $1::text,
+  p_expires_at => $2::timestamptz
+)"""
+
+
+def start_email_verification(
+    conn: psycopg.Connection[Any],
+    *,
+    token_hash: str,
+    expires_at: datetime.datetime,
+) -> None:
+    """Stores the hash of a new e-mail verification token of the caller and its expiry.
+
+    Stores the SHA-256 of a new verification token and its expiry (at most 30 days) for the
+    caller. KE007 already verified, KE013 bad hash or expiry.
+    """
+    with psycopg.RawCursor(conn) as _cur:
+        _cur.execute(START_EMAIL_VERIFICATION, (token_hash, expires_at))
+
+
+async def start_email_verification_async(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    token_hash: str,
+    expires_at: datetime.datetime,
+) -> None:
+    """Stores the hash of a new e-mail verification token of the caller and its expiry.
+
+    Stores the SHA-256 of a new verification token and its expiry (at most 30 days) for the
+    caller. KE007 already verified, KE013 bad hash or expiry.
+
+    The async twin of `start_email_verification`.
+    """
+    async with psycopg.AsyncRawCursor(conn) as _cur:
+        await _cur.execute(START_EMAIL_VERIFICATION, (token_hash, expires_at))
+
+
+def start_email_verification_params(
+    *,
+    token_hash: str,
+    expires_at: datetime.datetime,
+) -> tuple[Any, ...]:
+    """The parameters of StartEmailVerification as START_EMAIL_VERIFICATION binds them ($1, $2, …),
+    for a caller that runs the statement itself (e.g. in a pipeline).
+    """
+    return (token_hash, expires_at)
+
+
+SUSPEND_USER: LiteralString = "SELECT keen.suspend_user(p_user_id => $1::uuid, p_reason => $2::text)"
+
+
+def suspend_user(conn: psycopg.Connection[Any], *, user_id: uuid.UUID, reason: str) -> None:
+    """Operator: suspends an active user, with the reason.
+
+    Operator: suspends an active user with a reason (logins and tokens refused). KE006 unknown,
+    KE007 not active, KE013 reason.
+    """
+    with psycopg.RawCursor(conn) as _cur:
+        _cur.execute(SUSPEND_USER, (user_id, reason))
+
+
+async def suspend_user_async(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    user_id: uuid.UUID,
+    reason: str,
+) -> None:
+    """Operator: suspends an active user, with the reason.
+
+    Operator: suspends an active user with a reason (logins and tokens refused). KE006 unknown,
+    KE007 not active, KE013 reason.
+
+    The async twin of `suspend_user`.
+    """
+    async with psycopg.AsyncRawCursor(conn) as _cur:
+        await _cur.execute(SUSPEND_USER, (user_id, reason))
+
+
+def suspend_user_params(*, user_id: uuid.UUID, reason: str) -> tuple[Any, ...]:
+    """The parameters of SuspendUser as SUSPEND_USER binds them ($1, $2, …), for a caller that runs
+    the statement itself (e.g. in a pipeline).
+    """
+    return (user_id, reason)
+
+
+UPDATE_PROFILE: LiteralString = """SELECT keen.update_profile(
+  p_display_name => $1::text,
+  p_avatar_url => $2::text,
+  p_timezone => $3::text,
+  p_preferences => $4::jsonb
+)"""
+
+
+def update_profile(
+    conn: psycopg.Connection[Any],
+    *,
+    display_name: str | None = None,
+    avatar_url: str | None = None,
+    timezone: str | None = None,
+    preferences: models.JsonParam | None = None,
+) -> None:
+    """Changes the caller's display name, avatar URL, time zone and preferences (None leaves a
+    field).
+
+    The caller's display name, avatar URL, time zone and preferences; NULL leaves a field, ''
+    clears the name or avatar. KE013 invalid value, KE012 inactive user.
+    """
+    with psycopg.RawCursor(conn) as _cur:
+        _cur.execute(
+            UPDATE_PROFILE,
+            (
+                display_name,
+                avatar_url,
+                timezone,
+                (None if preferences is None else _Jsonb(preferences)),
+            ),
+        )
+
+
+async def update_profile_async(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    display_name: str | None = None,
+    avatar_url: str | None = None,
+    timezone: str | None = None,
+    preferences: models.JsonParam | None = None,
+) -> None:
+    """Changes the caller's display name, avatar URL, time zone and preferences (None leaves a
+    field).
+
+    The caller's display name, avatar URL, time zone and preferences; NULL leaves a field, ''
+    clears the name or avatar. KE013 invalid value, KE012 inactive user.
+
+    The async twin of `update_profile`.
+    """
+    async with psycopg.AsyncRawCursor(conn) as _cur:
+        await _cur.execute(
+            UPDATE_PROFILE,
+            (
+                display_name,
+                avatar_url,
+                timezone,
+                (None if preferences is None else _Jsonb(preferences)),
+            ),
+        )
+
+
+def update_profile_params(
+    *,
+    display_name: str | None = None,
+    avatar_url: str | None = None,
+    timezone: str | None = None,
+    preferences: models.JsonParam | None = None,
+) -> tuple[Any, ...]:
+    """The parameters of UpdateProfile as UPDATE_PROFILE binds them ($1, $2, …), for a caller that
+    runs the statement itself (e.g. in a pipeline).
+    """
+    return (
+        display_name,
+        avatar_url,
+        timezone,
+        (None if preferences is None else _Jsonb(preferences)),
+    )
+
+
+USE_RECOVERY_CODE: LiteralString = "SELECT keen.use_recovery_code(p_code_hash => $1::text) AS remaining_codes"
+
+
+USE_RECOVERY_CODE_ROWS = cast("models.RowFactory[tuple[int]]", tuple_row)
+"""The psycopg row factory of UseRecoveryCode's rows."""
+
+
+def use_recovery_code(conn: psycopg.Connection[Any], *, code_hash: str) -> int:
+    """Spends one of the caller's recovery codes by its hash, exactly once; returns how many are
+    left.
+
+    Spends one of the caller's recovery codes by its hash, exactly once; returns how many are
+    left. KE006 unknown or used, KE007 MFA off.
+
+    Raises models.NoRowError when there is no row.
+    """
+    with psycopg.RawCursor(conn, row_factory=USE_RECOVERY_CODE_ROWS) as _cur:
+        _cur.execute(USE_RECOVERY_CODE, (code_hash,))
+        _row = _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("UseRecoveryCode")
+        return _row[0]
+
+
+async def use_recovery_code_async(conn: psycopg.AsyncConnection[Any], *, code_hash: str) -> int:
+    """Spends one of the caller's recovery codes by its hash, exactly once; returns how many are
+    left.
+
+    Spends one of the caller's recovery codes by its hash, exactly once; returns how many are
+    left. KE006 unknown or used, KE007 MFA off.
+
+    Raises models.NoRowError when there is no row.
+
+    The async twin of `use_recovery_code`.
+    """
+    async with psycopg.AsyncRawCursor(conn, row_factory=USE_RECOVERY_CODE_ROWS) as _cur:
+        await _cur.execute(USE_RECOVERY_CODE, (code_hash,))
+        _row = await _cur.fetchone()
+        if _row is None:
+            raise models.NoRowError("UseRecoveryCode")
+        return _row[0]
+
+
+def use_recovery_code_params(*, code_hash: str) -> tuple[Any, ...]:
+    """The parameters of UseRecoveryCode as USE_RECOVERY_CODE binds them ($1, $2, …), for a caller
+    that runs the statement itself (e.g. in a pipeline).
+    """
+    return (code_hash,)
+
+
+class UsersQueries:
+    """The queries of users.sql bound to one connection: `users.authenticate_token(…)` runs
+    `authenticate_token(conn, …)`.
+
+    A database error a query raises goes through `on_error` (models.ErrorHook): the exception it
+    returns is raised from the error, e.g. an application's own error classes; without a hook the
+    error is raised unchanged.
+    """
+
+    __slots__ = ("conn", "on_error")
+
+    def __init__(self, conn: psycopg.Connection[Any], on_error: models.ErrorHook | None = None) -> None:
+        self.conn = conn
+        self.on_error = on_error
+
+    def authenticate_token(
+        self,
+        *,
+        token_hash: str,
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+    ) -> AuthenticateTokenRow | None:
+        """Authenticates a token by its SHA-256 hash and counts the use; no row when unknown,
+        revoked or expired.
+
+        Token authentication (SECURITY DEFINER): user id, token id, type, scopes and whether the
+        hourly rate limit is exceeded; no row for unknown, revoked or expired tokens or inactive
+        users. Counts the use. A replayed rotated refresh token revokes its whole family.
+
+        None when there is no row (a lookup).
+        """
+        try:
+            return authenticate_token(self.conn, token_hash=token_hash, ip=ip)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def change_email(self, *, email: str, token_hash: str, expires_at: datetime.datetime) -> None:
+        """Changes the caller's e-mail (unverified until confirmed) and stores the new verification
+        token's hash.
+
+        Changes the caller's e-mail (unverified) and stores a verification token hash. KE009
+        taken, KE013 malformed e-mail, hash or expiry.
+        """
+        try:
+            change_email(self.conn, email=email, token_hash=token_hash, expires_at=expires_at)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def change_password(self, *, password_hash: str, revoke_tokens: bool | None = None) -> int:
+        """Stores the caller's new password hash; revokes every active token unless revoke_tokens is
+        false.
+
+        Stores the caller's new password hash; with p_revoke_tokens (default) revokes every
+        active token. Returns how many were revoked. KE013 bad hash, KE012 inactive user.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return change_password(
+                self.conn,
+                password_hash=password_hash,
+                revoke_tokens=revoke_tokens,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def close_account(self) -> None:
+        """Closes the caller's account: erases personal data, keeps the ledger and usage history.
+
+        Closes the caller's account: erases e-mail, username, names, avatar, secrets, tokens,
+        connections and personal audit values; closes the credit account; the ledger and usage
+        history stay. KE007 running sessions or active holds.
+        """
+        try:
+            close_account(self.conn)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def confirm_email(self, *, token_hash: str) -> uuid.UUID:
+        """Confirms an e-mail by the verification token's hash (no tenant needed); returns the user
+        id.
+
+        E-mail confirmation (SECURITY DEFINER, no tenant needed): marks the e-mail verified for a
+        pending, unexpired token hash; returns the user id. KE006 unknown, used or expired.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return confirm_email(self.conn, token_hash=token_hash)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def create_auth_token(
+        self,
+        *,
+        token_type: str,
+        token_hash: str,
+        token_name: str | None = None,
+        scopes: list[str],
+        expires_at: datetime.datetime | None = None,
+        rate_limit_per_hour: int,
+        created_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+        user_agent: str | None = None,
+    ) -> models.AuthToken:
+        """Stores a new token of the caller by its hash; a jwt_refresh token starts a new family.
+
+        Stores a new token of the caller by its SHA-256 hash; a jwt_refresh token starts a new
+        family. KE012 inactive user, KE013 bad type, hash, expiry or rate limit.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return create_auth_token(
+                self.conn,
+                token_type=token_type,
+                token_hash=token_hash,
+                token_name=token_name,
+                scopes=scopes,
+                expires_at=expires_at,
+                rate_limit_per_hour=rate_limit_per_hour,
+                created_ip=created_ip,
+                user_agent=user_agent,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def current_user(self) -> CurrentUserRow:
+        """The caller's own user row, without secrets (the service cannot read them).
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return current_user(self.conn)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def disable_mfa(self) -> None:
+        """Turns the caller's MFA off and forgets the secret and the recovery codes.
+
+        Turns the caller's MFA off and forgets the secret and recovery codes. KE007 not enrolled.
+        """
+        try:
+            disable_mfa(self.conn)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def enable_mfa(self) -> None:
+        """Turns the caller's enrolled MFA on (after the service checked a code of the new secret).
+
+        Turns the caller's enrolled MFA on. KE007 not enrolled or already on.
+        """
+        try:
+            enable_mfa(self.conn)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def enroll_mfa(self, *, secret_ciphertext: str, recovery_code_hashes: list[str]) -> None:
+        """Stores the caller's MFA secret as the service's ciphertext and the recovery codes'
+        hashes.
+
+        Stores the caller's MFA secret as the service's ciphertext and 1-20 recovery code hashes;
+        MFA is on after enable_mfa(). KE007 MFA enabled, KE013 malformed input.
+        """
+        try:
+            enroll_mfa(
+                self.conn,
+                secret_ciphertext=secret_ciphertext,
+                recovery_code_hashes=recovery_code_hashes,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def get_mfa_secret(self) -> str | None:
+        """The caller's MFA secret ciphertext (None when not enrolled), for the service to decrypt.
+
+        The caller's MFA secret ciphertext (NULL when none), for the service to decrypt and check
+        a code. KE012 inactive user.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return get_mfa_secret(self.conn)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def list_auth_tokens(self) -> list[ListAuthTokensRow]:
+        """The caller's tokens, newest first (hashes left out)."""
+        try:
+            return list_auth_tokens(self.conn)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def list_auth_tokens_iter(self) -> Iterator[ListAuthTokensRow]:
+        """The caller's tokens, newest first (hashes left out).
+
+        Streams the rows (psycopg single-row mode) instead of fetching them all.
+        """
+        try:
+            yield from list_auth_tokens_iter(self.conn)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def list_user_audit_log(
+        self,
+        *,
+        before_id: int | None = None,
+        max_rows: int,
+    ) -> list[models.UserAuditLog]:
+        """The account changes the caller may read (a tenant its own), newest first, before an id;
+        at most 1,000 a page (a negative max_rows reads none).
+        """
+        try:
+            return list_user_audit_log(self.conn, before_id=before_id, max_rows=max_rows)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def list_user_audit_log_iter(
+        self,
+        *,
+        before_id: int | None = None,
+        max_rows: int,
+    ) -> Iterator[models.UserAuditLog]:
+        """The account changes the caller may read (a tenant its own), newest first, before an id;
+        at most 1,000 a page (a negative max_rows reads none).
+
+        Streams the rows (psycopg single-row mode) instead of fetching them all.
+        """
+        try:
+            yield from list_user_audit_log_iter(self.conn, before_id=before_id, max_rows=max_rows)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def login_lookup(self, *, login: str) -> LoginLookupRow | None:
+        """Finds a user by e-mail or username for a login: id, password hash, MFA flag, statuses.
+
+        Login step 1 (SECURITY DEFINER): by e-mail or username, the user id, password hash, MFA
+        flag, account and verification status; no row when unknown. The password is verified in
+        Python.
+
+        None when there is no row (a lookup).
+        """
+        try:
+            return login_lookup(self.conn, login=login)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def reactivate_user(self, *, user_id: uuid.UUID) -> None:
+        """Operator: reactivates a suspended user.
+
+        Operator: reactivates a suspended user. KE006 unknown, KE007 not suspended.
+        """
+        try:
+            reactivate_user(self.conn, user_id=user_id)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def record_login(
+        self,
+        *,
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+    ) -> datetime.datetime:
+        """Stamps the caller's last login time and IP; returns the time.
+
+        Login step 2 (tenant): stamps last_login_at and last_login_ip of the caller; returns the
+        time.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return record_login(self.conn, ip=ip)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def register_user(
+        self,
+        *,
+        email: str,
+        username: str,
+        password_hash: str,
+        display_name: str | None = None,
+        timezone: str,
+    ) -> uuid.UUID:
+        """Signs a user up and opens the credit account; returns the new user id.
+
+        Sign-up (SECURITY DEFINER, no tenant needed): creates the user and its credit account;
+        returns the user id. KE009 duplicate e-mail/username, KE013 unknown time zone or
+        malformed value.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return register_user(
+                self.conn,
+                email=email,
+                username=username,
+                password_hash=password_hash,
+                display_name=display_name,
+                timezone=timezone,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def revoke_token(self, *, token_id: uuid.UUID) -> models.AuthToken:
+        """Revokes one of the caller's tokens (a refresh token with its whole family); returns it.
+
+        Revokes one of the caller's tokens (a refresh token with its whole family); returns it.
+        KE006 when not the caller's.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return revoke_token(self.conn, token_id=token_id)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def rotate_refresh_token(
+        self,
+        *,
+        token_hash: str,
+        new_token_hash: str,
+        expires_at: datetime.datetime,
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+        user_agent: str | None = None,
+    ) -> models.AuthToken:
+        """Replaces the caller's refresh token by its successor in the same family; KE011 on reuse.
+
+        Refresh-token rotation (tenant, after authenticate_token): revokes the token and returns
+        its successor in the same family. KE011 when the token was already rotated, KE006 when
+        unknown, revoked or expired.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return rotate_refresh_token(
+                self.conn,
+                token_hash=token_hash,
+                new_token_hash=new_token_hash,
+                expires_at=expires_at,
+                ip=ip,
+                user_agent=user_agent,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def set_billing(
+        self,
+        *,
+        user_id: uuid.UUID,
+        billing_customer_id: str | None = None,
+        subscription_tier: str | None = None,
+        subscription_status: str | None = None,
+    ) -> None:
+        """Billing: sets a user's billing customer id, subscription tier and status (None leaves a
+        field).
+
+        Billing: sets a user's billing customer id, subscription tier and status; NULL leaves a
+        field. KE006 unknown, KE007 closed, KE009 customer id taken, KE013 invalid value.
+        """
+        try:
+            set_billing(
+                self.conn,
+                user_id=user_id,
+                billing_customer_id=billing_customer_id,
+                subscription_tier=subscription_tier,
+                subscription_status=subscription_status,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def set_client_ip(
+        self,
+        *,
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+    ) -> None:
+        """Records the client's address for this transaction; the audit trail stores it with each
+        change.
+
+        Records the client's address for this transaction (app.client_ip); the audit trail stores
+        it with each account change.
+        """
+        try:
+            set_client_ip(self.conn, ip=ip)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def set_user_role(self, *, user_id: uuid.UUID, role: str) -> None:
+        """Operator: sets a user's role (user, admin, super_admin).
+
+        Operator: sets a user's role (user, admin, super_admin). KE006 unknown, KE007 closed,
+        KE013 role.
+        """
+        try:
+            set_user_role(self.conn, user_id=user_id, role=role)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def start_email_verification(self, *, token_hash: str, expires_at: datetime.datetime) -> None:
+        """Stores the hash of a new e-mail verification token of the caller and its expiry.
+
+        Stores the SHA-256 of a new verification token and its expiry (at most 30 days) for the
+        caller. KE007 already verified, KE013 bad hash or expiry.
+        """
+        try:
+            start_email_verification(self.conn, token_hash=token_hash, expires_at=expires_at)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def suspend_user(self, *, user_id: uuid.UUID, reason: str) -> None:
+        """Operator: suspends an active user, with the reason.
+
+        Operator: suspends an active user with a reason (logins and tokens refused). KE006
+        unknown, KE007 not active, KE013 reason.
+        """
+        try:
+            suspend_user(self.conn, user_id=user_id, reason=reason)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def update_profile(
+        self,
+        *,
+        display_name: str | None = None,
+        avatar_url: str | None = None,
+        timezone: str | None = None,
+        preferences: models.JsonParam | None = None,
+    ) -> None:
+        """Changes the caller's display name, avatar URL, time zone and preferences (None leaves a
+        field).
+
+        The caller's display name, avatar URL, time zone and preferences; NULL leaves a field, ''
+        clears the name or avatar. KE013 invalid value, KE012 inactive user.
+        """
+        try:
+            update_profile(
+                self.conn,
+                display_name=display_name,
+                avatar_url=avatar_url,
+                timezone=timezone,
+                preferences=preferences,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    def use_recovery_code(self, *, code_hash: str) -> int:
+        """Spends one of the caller's recovery codes by its hash, exactly once; returns how many are
+        left.
+
+        Spends one of the caller's recovery codes by its hash, exactly once; returns how many are
+        left. KE006 unknown or used, KE007 MFA off.
+
+        Raises models.NoRowError when there is no row.
+        """
+        try:
+            return use_recovery_code(self.conn, code_hash=code_hash)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+
+class AsyncUsersQueries:
+    """The async queries of users.sql bound to one connection: `users.authenticate_token(…)` runs
+    `authenticate_token_async(conn, …)`.
+
+    A database error a query raises goes through `on_error` (models.ErrorHook): the exception it
+    returns is raised from the error, e.g. an application's own error classes; without a hook the
+    error is raised unchanged.
+    """
+
+    __slots__ = ("conn", "on_error")
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any], on_error: models.ErrorHook | None = None) -> None:
+        self.conn = conn
+        self.on_error = on_error
+
+    async def authenticate_token(
+        self,
+        *,
+        token_hash: str,
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+    ) -> AuthenticateTokenRow | None:
+        """Authenticates a token by its SHA-256 hash and counts the use; no row when unknown,
+        revoked or expired.
+
+        Token authentication (SECURITY DEFINER): user id, token id, type, scopes and whether the
+        hourly rate limit is exceeded; no row for unknown, revoked or expired tokens or inactive
+        users. Counts the use. A replayed rotated refresh token revokes its whole family.
+
+        None when there is no row (a lookup).
+
+        The async twin of `authenticate_token`.
+        """
+        try:
+            return await authenticate_token_async(self.conn, token_hash=token_hash, ip=ip)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def change_email(
+        self,
+        *,
+        email: str,
+        token_hash: str,
+        expires_at: datetime.datetime,
+    ) -> None:
+        """Changes the caller's e-mail (unverified until confirmed) and stores the new verification
+        token's hash.
+
+        Changes the caller's e-mail (unverified) and stores a verification token hash. KE009
+        taken, KE013 malformed e-mail, hash or expiry.
+
+        The async twin of `change_email`.
+        """
+        try:
+            await change_email_async(
+                self.conn,
+                email=email,
+                token_hash=token_hash,
+                expires_at=expires_at,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def change_password(
+        self,
+        *,
+        password_hash: str,
+        revoke_tokens: bool | None = None,
+    ) -> int:
+        """Stores the caller's new password hash; revokes every active token unless revoke_tokens is
+        false.
+
+        Stores the caller's new password hash; with p_revoke_tokens (default) revokes every
+        active token. Returns how many were revoked. KE013 bad hash, KE012 inactive user.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `change_password`.
+        """
+        try:
+            return await change_password_async(
+                self.conn,
+                password_hash=password_hash,
+                revoke_tokens=revoke_tokens,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def close_account(self) -> None:
+        """Closes the caller's account: erases personal data, keeps the ledger and usage history.
+
+        Closes the caller's account: erases e-mail, username, names, avatar, secrets, tokens,
+        connections and personal audit values; closes the credit account; the ledger and usage
+        history stay. KE007 running sessions or active holds.
+
+        The async twin of `close_account`.
+        """
+        try:
+            await close_account_async(self.conn)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def confirm_email(self, *, token_hash: str) -> uuid.UUID:
+        """Confirms an e-mail by the verification token's hash (no tenant needed); returns the user
+        id.
+
+        E-mail confirmation (SECURITY DEFINER, no tenant needed): marks the e-mail verified for a
+        pending, unexpired token hash; returns the user id. KE006 unknown, used or expired.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `confirm_email`.
+        """
+        try:
+            return await confirm_email_async(self.conn, token_hash=token_hash)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def create_auth_token(
+        self,
+        *,
+        token_type: str,
+        token_hash: str,
+        token_name: str | None = None,
+        scopes: list[str],
+        expires_at: datetime.datetime | None = None,
+        rate_limit_per_hour: int,
+        created_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+        user_agent: str | None = None,
+    ) -> models.AuthToken:
+        """Stores a new token of the caller by its hash; a jwt_refresh token starts a new family.
+
+        Stores a new token of the caller by its SHA-256 hash; a jwt_refresh token starts a new
+        family. KE012 inactive user, KE013 bad type, hash, expiry or rate limit.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `create_auth_token`.
+        """
+        try:
+            return await create_auth_token_async(
+                self.conn,
+                token_type=token_type,
+                token_hash=token_hash,
+                token_name=token_name,
+                scopes=scopes,
+                expires_at=expires_at,
+                rate_limit_per_hour=rate_limit_per_hour,
+                created_ip=created_ip,
+                user_agent=user_agent,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def current_user(self) -> CurrentUserRow:
+        """The caller's own user row, without secrets (the service cannot read them).
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `current_user`.
+        """
+        try:
+            return await current_user_async(self.conn)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def disable_mfa(self) -> None:
+        """Turns the caller's MFA off and forgets the secret and the recovery codes.
+
+        Turns the caller's MFA off and forgets the secret and recovery codes. KE007 not enrolled.
+
+        The async twin of `disable_mfa`.
+        """
+        try:
+            await disable_mfa_async(self.conn)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def enable_mfa(self) -> None:
+        """Turns the caller's enrolled MFA on (after the service checked a code of the new secret).
+
+        Turns the caller's enrolled MFA on. KE007 not enrolled or already on.
+
+        The async twin of `enable_mfa`.
+        """
+        try:
+            await enable_mfa_async(self.conn)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def enroll_mfa(self, *, secret_ciphertext: str, recovery_code_hashes: list[str]) -> None:
+        """Stores the caller's MFA secret as the service's ciphertext and the recovery codes'
+        hashes.
+
+        Stores the caller's MFA secret as the service's ciphertext and 1-20 recovery code hashes;
+        MFA is on after enable_mfa(). KE007 MFA enabled, KE013 malformed input.
+
+        The async twin of `enroll_mfa`.
+        """
+        try:
+            await enroll_mfa_async(
+                self.conn,
+                secret_ciphertext=secret_ciphertext,
+                recovery_code_hashes=recovery_code_hashes,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def get_mfa_secret(self) -> str | None:
+        """The caller's MFA secret ciphertext (None when not enrolled), for the service to decrypt.
+
+        The caller's MFA secret ciphertext (NULL when none), for the service to decrypt and check
+        a code. KE012 inactive user.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `get_mfa_secret`.
+        """
+        try:
+            return await get_mfa_secret_async(self.conn)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def list_auth_tokens(self) -> list[ListAuthTokensRow]:
+        """The caller's tokens, newest first (hashes left out).
+
+        The async twin of `list_auth_tokens`.
+        """
+        try:
+            return await list_auth_tokens_async(self.conn)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def list_auth_tokens_iter(self) -> AsyncIterator[ListAuthTokensRow]:
+        """The caller's tokens, newest first (hashes left out).
+
+        Streams the rows (psycopg single-row mode) instead of fetching them all.
+        """
+        try:
+            async for _row in list_auth_tokens_iter_async(self.conn):
+                yield _row
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def list_user_audit_log(
+        self,
+        *,
+        before_id: int | None = None,
+        max_rows: int,
+    ) -> list[models.UserAuditLog]:
+        """The account changes the caller may read (a tenant its own), newest first, before an id;
+        at most 1,000 a page (a negative max_rows reads none).
+
+        The async twin of `list_user_audit_log`.
+        """
+        try:
+            return await list_user_audit_log_async(
+                self.conn,
+                before_id=before_id,
+                max_rows=max_rows,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def list_user_audit_log_iter(
+        self,
+        *,
+        before_id: int | None = None,
+        max_rows: int,
+    ) -> AsyncIterator[models.UserAuditLog]:
+        """The account changes the caller may read (a tenant its own), newest first, before an id;
+        at most 1,000 a page (a negative max_rows reads none).
+
+        Streams the rows (psycopg single-row mode) instead of fetching them all.
+        """
+        try:
+            async for _row in list_user_audit_log_iter_async(
+                self.conn,
+                before_id=before_id,
+                max_rows=max_rows,
+            ):
+                yield _row
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def login_lookup(self, *, login: str) -> LoginLookupRow | None:
+        """Finds a user by e-mail or username for a login: id, password hash, MFA flag, statuses.
+
+        Login step 1 (SECURITY DEFINER): by e-mail or username, the user id, password hash, MFA
+        flag, account and verification status; no row when unknown. The password is verified in
+        Python.
+
+        None when there is no row (a lookup).
+
+        The async twin of `login_lookup`.
+        """
+        try:
+            return await login_lookup_async(self.conn, login=login)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def reactivate_user(self, *, user_id: uuid.UUID) -> None:
+        """Operator: reactivates a suspended user.
+
+        Operator: reactivates a suspended user. KE006 unknown, KE007 not suspended.
+
+        The async twin of `reactivate_user`.
+        """
+        try:
+            await reactivate_user_async(self.conn, user_id=user_id)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def record_login(
+        self,
+        *,
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+    ) -> datetime.datetime:
+        """Stamps the caller's last login time and IP; returns the time.
+
+        Login step 2 (tenant): stamps last_login_at and last_login_ip of the caller; returns the
+        time.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `record_login`.
+        """
+        try:
+            return await record_login_async(self.conn, ip=ip)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def register_user(
+        self,
+        *,
+        email: str,
+        username: str,
+        password_hash: str,
+        display_name: str | None = None,
+        timezone: str,
+    ) -> uuid.UUID:
+        """Signs a user up and opens the credit account; returns the new user id.
+
+        Sign-up (SECURITY DEFINER, no tenant needed): creates the user and its credit account;
+        returns the user id. KE009 duplicate e-mail/username, KE013 unknown time zone or
+        malformed value.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `register_user`.
+        """
+        try:
+            return await register_user_async(
+                self.conn,
+                email=email,
+                username=username,
+                password_hash=password_hash,
+                display_name=display_name,
+                timezone=timezone,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def revoke_token(self, *, token_id: uuid.UUID) -> models.AuthToken:
+        """Revokes one of the caller's tokens (a refresh token with its whole family); returns it.
+
+        Revokes one of the caller's tokens (a refresh token with its whole family); returns it.
+        KE006 when not the caller's.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `revoke_token`.
+        """
+        try:
+            return await revoke_token_async(self.conn, token_id=token_id)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def rotate_refresh_token(
+        self,
+        *,
+        token_hash: str,
+        new_token_hash: str,
+        expires_at: datetime.datetime,
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+        user_agent: str | None = None,
+    ) -> models.AuthToken:
+        """Replaces the caller's refresh token by its successor in the same family; KE011 on reuse.
+
+        Refresh-token rotation (tenant, after authenticate_token): revokes the token and returns
+        its successor in the same family. KE011 when the token was already rotated, KE006 when
+        unknown, revoked or expired.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `rotate_refresh_token`.
+        """
+        try:
+            return await rotate_refresh_token_async(
+                self.conn,
+                token_hash=token_hash,
+                new_token_hash=new_token_hash,
+                expires_at=expires_at,
+                ip=ip,
+                user_agent=user_agent,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def set_billing(
+        self,
+        *,
+        user_id: uuid.UUID,
+        billing_customer_id: str | None = None,
+        subscription_tier: str | None = None,
+        subscription_status: str | None = None,
+    ) -> None:
+        """Billing: sets a user's billing customer id, subscription tier and status (None leaves a
+        field).
+
+        Billing: sets a user's billing customer id, subscription tier and status; NULL leaves a
+        field. KE006 unknown, KE007 closed, KE009 customer id taken, KE013 invalid value.
+
+        The async twin of `set_billing`.
+        """
+        try:
+            await set_billing_async(
+                self.conn,
+                user_id=user_id,
+                billing_customer_id=billing_customer_id,
+                subscription_tier=subscription_tier,
+                subscription_status=subscription_status,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def set_client_ip(
+        self,
+        *,
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None,
+    ) -> None:
+        """Records the client's address for this transaction; the audit trail stores it with each
+        change.
+
+        Records the client's address for this transaction (app.client_ip); the audit trail stores
+        it with each account change.
+
+        The async twin of `set_client_ip`.
+        """
+        try:
+            await set_client_ip_async(self.conn, ip=ip)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def set_user_role(self, *, user_id: uuid.UUID, role: str) -> None:
+        """Operator: sets a user's role (user, admin, super_admin).
+
+        Operator: sets a user's role (user, admin, super_admin). KE006 unknown, KE007 closed,
+        KE013 role.
+
+        The async twin of `set_user_role`.
+        """
+        try:
+            await set_user_role_async(self.conn, user_id=user_id, role=role)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def start_email_verification(
+        self,
+        *,
+        token_hash: str,
+        expires_at: datetime.datetime,
+    ) -> None:
+        """Stores the hash of a new e-mail verification token of the caller and its expiry.
+
+        Stores the SHA-256 of a new verification token and its expiry (at most 30 days) for the
+        caller. KE007 already verified, KE013 bad hash or expiry.
+
+        The async twin of `start_email_verification`.
+        """
+        try:
+            await start_email_verification_async(
+                self.conn,
+                token_hash=token_hash,
+                expires_at=expires_at,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def suspend_user(self, *, user_id: uuid.UUID, reason: str) -> None:
+        """Operator: suspends an active user, with the reason.
+
+        Operator: suspends an active user with a reason (logins and tokens refused). KE006
+        unknown, KE007 not active, KE013 reason.
+
+        The async twin of `suspend_user`.
+        """
+        try:
+            await suspend_user_async(self.conn, user_id=user_id, reason=reason)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def update_profile(
+        self,
+        *,
+        display_name: str | None = None,
+        avatar_url: str | None = None,
+        timezone: str | None = None,
+        preferences: models.JsonParam | None = None,
+    ) -> None:
+        """Changes the caller's display name, avatar URL, time zone and preferences (None leaves a
+        field).
+
+        The caller's display name, avatar URL, time zone and preferences; NULL leaves a field, ''
+        clears the name or avatar. KE013 invalid value, KE012 inactive user.
+
+        The async twin of `update_profile`.
+        """
+        try:
+            await update_profile_async(
+                self.conn,
+                display_name=display_name,
+                avatar_url=avatar_url,
+                timezone=timezone,
+                preferences=preferences,
+            )
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)
+
+    async def use_recovery_code(self, *, code_hash: str) -> int:
+        """Spends one of the caller's recovery codes by its hash, exactly once; returns how many are
+        left.
+
+        Spends one of the caller's recovery codes by its hash, exactly once; returns how many are
+        left. KE006 unknown or used, KE007 MFA off.
+
+        Raises models.NoRowError when there is no row.
+
+        The async twin of `use_recovery_code`.
+        """
+        try:
+            return await use_recovery_code_async(self.conn, code_hash=code_hash)
+        except psycopg.Error as exc:
+            models.raise_mapped(exc, self.on_error)

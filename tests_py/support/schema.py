@@ -18,10 +18,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import psycopg
+from keen_dev.databases import CHECKOUT
 
-from keen_sql.config import ROOT
-
-SCHEMA_DIR = ROOT / "schema"
+SCHEMA_DIR = CHECKOUT / "schema"
 
 # yoyo's bookkeeping lives in `public` of a migrated database; it is not part of the schema.
 YOYO_TABLES = ("_yoyo_log", "_yoyo_migration", "_yoyo_version", "yoyo_lock")

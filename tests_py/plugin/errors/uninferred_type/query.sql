@@ -1,2 +1,0 @@
--- name: Upper :one
-SELECT upper(name) AS u FROM t WHERE id = $1;

@@ -1,2 +1,0 @@
--- name: GetSpan :one
-SELECT r FROM spans WHERE id = $1;
