@@ -25,7 +25,16 @@ from contextlib import (
     contextmanager,
 )
 from dataclasses import dataclass
-from typing import Any, Concatenate, LiteralString, ParamSpec, Self, TypedDict, TypeVar
+from typing import (
+    Any,
+    Concatenate,
+    LiteralString,
+    NoReturn,
+    ParamSpec,
+    Self,
+    TypedDict,
+    TypeVar,
+)
 from uuid import UUID
 
 import psycopg
@@ -243,26 +252,77 @@ _DEDUCT_DOC = """Charge tenant `user_id` in a transaction of its own, in one rou
         """
 
 
-def _raise_mapped(exc: psycopg.Error) -> None:
-    mapped = translate(exc)
-    if mapped is not exc:
-        raise mapped from exc
+def _connection_failed(exc: BaseException) -> bool:
+    """Whether `exc` says the connection failed, rather than the server refusing a statement."""
+    if not isinstance(exc, psycopg.Error):
+        return False
+    state = exc.sqlstate
+    # No SQLSTATE: libpq's own errors (closed socket, "cannot exit pipeline mode while busy");
+    # class 08 and 57P01-57P03: the server ended or refused the connection.
+    return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
+
+
+def _server_error(exc: BaseException) -> psycopg.Error | None:
+    """The error the server sent behind `exc`, if any.
+
+    A bound query raises its `keen_sql.errors` class from the server's error; leaving pipeline
+    mode on a connection cut after the server's answer raises a connection error whose context
+    is that answer. Either way the server's error is found, not the one psycopg raised last.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, psycopg.Error) and not _connection_failed(seen):
+            return seen
+        if not isinstance(seen, psycopg.Error) and not isinstance(seen.__cause__, psycopg.Error):
+            return None
+        seen = seen.__cause__ if isinstance(seen.__cause__, psycopg.Error) else seen.__context__
+    return None
+
+
+def _raise_outcome(exc: BaseException, lost: psycopg.Error | None) -> NoReturn:
+    """Raise what the caller must see for `exc`, the block's error, mapped to its class.
+
+    `lost`, a connection failure after the server had answered (while leaving the pipeline
+    or rolling back), never takes the place of that answer: it is chained as the cause.
+    """
+    server = _server_error(exc)
+    if lost is None or server is None:
+        if isinstance(exc, psycopg.Error):
+            mapped = translate(exc)
+            if mapped is not exc:
+                raise mapped from exc
+        raise exc
+    mapped = translate(server)
+    if mapped is server:
+        server.add_note(f"the connection failed afterwards: {lost!r}")
+        raise server
+    raise mapped from lost
+
+
+def _lost_before_rollback(exc: BaseException) -> psycopg.Error | None:
+    """`exc` itself when it is a connection failure hiding the server's answer, else None."""
+    if isinstance(exc, psycopg.Error) and _connection_failed(exc):
+        return exc if _server_error(exc) is not None else None
+    return None
 
 
 @contextmanager
 def _rolled_back_on_error(conn: psycopg.Connection[Any]) -> Iterator[None]:
-    """Roll back the connection's transaction when the block raises; map database errors."""
+    """Roll back the connection's transaction when the block raises; map database errors.
+
+    A refusal survives a dying connection: when the rollback (or leaving the pipeline)
+    fails because the connection is gone, the caller still gets the server's error.
+    """
     try:
         yield
-    except psycopg.Error as exc:
-        if not conn.closed:
-            conn.rollback()
-        _raise_mapped(exc)
-        raise
-    except BaseException:
-        if not conn.closed:
-            conn.rollback()
-        raise
+    except BaseException as exc:
+        lost = _lost_before_rollback(exc)
+        if lost is None and not conn.closed:
+            try:
+                conn.rollback()
+            except psycopg.Error as failed:
+                lost = failed
+        _raise_outcome(exc, lost)
 
 
 @asynccontextmanager
@@ -270,15 +330,14 @@ async def _rolled_back_on_error_async(conn: psycopg.AsyncConnection[Any]) -> Asy
     """The async twin of `_rolled_back_on_error`."""
     try:
         yield
-    except psycopg.Error as exc:
-        if not conn.closed:
-            await conn.rollback()
-        _raise_mapped(exc)
-        raise
-    except BaseException:
-        if not conn.closed:
-            await conn.rollback()
-        raise
+    except BaseException as exc:
+        lost = _lost_before_rollback(exc)
+        if lost is None and not conn.closed:
+            try:
+                await conn.rollback()
+            except psycopg.Error as failed:
+                lost = failed
+        _raise_outcome(exc, lost)
 
 
 class Database:

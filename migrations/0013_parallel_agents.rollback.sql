@@ -495,15 +495,6 @@ DROP FUNCTION keen.add_session_budget(keen.agent_sessions, uuid, numeric);
 ALTER TABLE keen.session_events ALTER COLUMN id DROP DEFAULT;
 DROP FUNCTION keen.next_session_event_id();
 DROP FUNCTION keen.get_session_by_id(uuid);
--- Only 0013's stand-in: the ledger branch's extend_hold stays.
-DO $do$
-BEGIN
-  IF pg_catalog.obj_description(pg_catalog.to_regprocedure('keen.extend_hold(uuid, uuid, numeric)'), 'pg_proc')
-     LIKE 'MINIMAL STAND-IN (migration 0013)%' THEN
-    DROP FUNCTION keen.extend_hold(uuid, uuid, numeric);
-  END IF;
-END
-$do$;
 
 -- squawk-ignore-file ban-drop-column
 -- Ids drawn from a sequence again, above every id there is.

@@ -349,39 +349,6 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION keen.extend_hold(p_user_id uuid, p_hold_id uuid, p_amount numeric)
-RETURNS void
-LANGUAGE plpgsql
-VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
--- MINIMAL STAND-IN from migration 0013 (issue 17) for the ledger branch's keen.extend_hold
--- (issue 16, migration 0012), same signature and contract: adds p_amount to an active hold
--- under the checks of hold_credits (KE001/KE002/KE003/KE012), writes nothing on refusal.
--- Holds' terms are immutable here, so it releases the hold and places one of the sum (a new
--- id: callers re-read the session's active hold). The lead drops it when 0012 lands.
-DECLARE
-  v_hold record;  -- keen.credit_holds (created after this file)
-BEGIN
-  IF p_user_id IS DISTINCT FROM keen.require_user_id() THEN
-    RAISE EXCEPTION 'hold % not found', p_hold_id USING ERRCODE = 'KE006';
-  END IF;
-  PERFORM keen.validate_credit_amount(p_amount);
-  PERFORM keen.lock_credit_account(p_user_id);
-  SELECT h.* INTO v_hold FROM keen.credit_holds AS h
-   WHERE h.user_id = p_user_id AND h.id = p_hold_id AND h.status = 'active' AND h.expires_at > pg_catalog.now()
-     FOR UPDATE;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'hold % not found or not active', p_hold_id USING ERRCODE = 'KE006';
-  END IF;
-  -- Released first, so the new hold is checked against the balance without the old one:
-  -- exactly "p_amount more". A refusal below undoes the release with the statement.
-  PERFORM keen.release_hold(p_hold_id => v_hold.id);
-  PERFORM keen.hold_credits(p_session_id => v_hold.session_id, p_amount => v_hold.amount + p_amount,
-                            p_expires_in => interval '7 days');
-END
-$$;
-
 CREATE FUNCTION keen.add_session_budget(p_session keen.agent_sessions, p_hold_id uuid, p_amount numeric)
 RETURNS void
 LANGUAGE plpgsql
@@ -445,7 +412,7 @@ BEGIN
     END IF;
     PERFORM keen.add_session_budget(p_session, v_hold_id, v_short);
   END;
-  -- The hold now covering it (the stand-in keen.extend_hold replaces the hold).
+  -- The hold now covering it (keen.extend_hold of migration 0012 grows it in place).
   SELECT h.id INTO v_hold_id FROM keen.credit_holds AS h
    WHERE h.user_id = p_session.user_id AND h.session_id = p_session.id
      AND h.status = 'active' AND h.amount >= p_needed
@@ -1324,8 +1291,6 @@ COMMENT ON FUNCTION keen.check_session_cost(numeric, text) IS
   'Raises KE004 unless the cost is finite, >= 0, below 10^8 and of at most 6 decimals.';
 COMMENT ON FUNCTION keen.start_session(text, text, text, text, text) IS
   'Starts a session of the caller, optionally as a child of the caller''s running session p_parent_session_id (external id): depth = parent''s + 1, limits from keen.session_limits (KE008). KE006 unknown parent, KE007 parent not running, KE009 duplicate id. Event session.started.';
-COMMENT ON FUNCTION keen.extend_hold(uuid, uuid, numeric) IS
-  'MINIMAL STAND-IN (migration 0013) for the ledger branch''s extend_hold: adds p_amount to an active hold under hold_credits'' checks (KE001/KE002/KE003), writing nothing on refusal; replaces the hold (new id). Not keen_app''s.';
 COMMENT ON FUNCTION keen.add_session_budget(keen.agent_sessions, uuid, numeric) IS
   'Adds p_amount to the session''s budget: onto its active hold (keen.extend_hold) or as a new hold tied to it. Not keen_app''s.';
 COMMENT ON FUNCTION keen.reserve_session_budget(keen.agent_sessions, numeric, boolean) IS

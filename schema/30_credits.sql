@@ -27,6 +27,9 @@ CREATE TABLE keen.credit_accounts (
   spent_this_month         numeric(14,4) NOT NULL DEFAULT 0,
   created_at               timestamptz   NOT NULL DEFAULT now(),
   updated_at               timestamptz   NOT NULL DEFAULT now(),
+  -- Earliest expiry among the active holds (or earlier), NULL when none: once it has passed,
+  -- the next movement expires the lapsed holds under the account lock (migration 0012).
+  next_hold_expiry         timestamptz,
   CONSTRAINT credit_accounts_pkey PRIMARY KEY (id),
   CONSTRAINT credit_accounts_user_id_key UNIQUE (user_id),
   CONSTRAINT credit_accounts_user_id_id_key UNIQUE (user_id, id),
@@ -202,12 +205,12 @@ CREATE INDEX recharge_requests_pending_created_at_idx ON keen.recharge_requests 
 
 -- ===== functions =============================================================
 -- How the money is kept (docs/credits.md has the long form): every change of a balance is a
--- ledger row. The ledger's own triggers lock the account, check balance, limits and holds,
--- number the entry and move the balance; a guard on credit_accounts accepts a change of the
--- money columns only when it follows from the newest ledger row (or, for held_amount, from
--- the active holds). So the invariants hold whoever writes, not only when these functions do.
+-- ledger row, written by the one function of its movement under the account's row lock
+-- together with the account's new figures and the day's statistics. keen_app only reads the
+-- credit tables, so those functions (and migrations) are the only writers; verify_ledger()
+-- checks every invariant from the rows themselves.
 
--- Helpers (granted to keen_app: they only read or lock the caller's own rows) --------------
+-- Helpers ------------------------------------------------------------------------------------
 
 CREATE FUNCTION keen.validate_credit_amount(p_amount numeric, p_what text DEFAULT 'amount')
 RETURNS numeric
@@ -248,8 +251,6 @@ BEGIN
 END
 $$;
 
--- Small helpers on the hot path are PL/pgSQL, not SQL: a SQL function that cannot be inlined
--- (SET search_path prevents it) is planned again on every call; PL/pgSQL keeps its plans.
 CREATE FUNCTION keen.credit_local_date(p_user_id uuid, p_at timestamptz)
 RETURNS date
 LANGUAGE plpgsql
@@ -262,163 +263,6 @@ BEGIN
   -- The user's own calendar day of p_at; UTC when the user row is not visible.
   SELECT u.timezone INTO v_timezone FROM keen.users AS u WHERE u.id = p_user_id;
   RETURN (p_at AT TIME ZONE coalesce(v_timezone, 'UTC'))::date;
-END
-$$;
-
-CREATE FUNCTION keen.lock_credit_account(p_user_id uuid)
-RETURNS keen.credit_accounts
-LANGUAGE plpgsql
-VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-  v_account keen.credit_accounts;
-BEGIN
-  -- Every credit function starts here: the account row lock serializes all of its money.
-  SELECT a.* INTO v_account FROM keen.credit_accounts AS a WHERE a.user_id = p_user_id FOR UPDATE;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'credit account not found for user %', p_user_id
-      USING ERRCODE = 'KE006';
-  END IF;
-  -- Holds past their expiry stop reserving credits now, not only when the sweeper runs.
-  IF v_account.held_amount > 0 THEN
-    UPDATE keen.credit_holds AS h SET status = 'expired'
-     WHERE h.user_id = p_user_id AND h.account_id = v_account.id AND h.status = 'active'
-       AND h.expires_at <= pg_catalog.now();
-    IF FOUND THEN
-      SELECT a.* INTO v_account FROM keen.credit_accounts AS a WHERE a.user_id = p_user_id AND a.id = v_account.id;
-    END IF;
-  END IF;
-  RETURN v_account;
-END
-$$;
-
-CREATE FUNCTION keen.credit_fingerprint(p_operation text, p_arguments jsonb)
-RETURNS text
-LANGUAGE plpgsql
-IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-  RETURN pg_catalog.md5(p_operation || ':' || p_arguments::text);
-END
-$$;
-
-CREATE FUNCTION keen.idempotent_id(p_account_id uuid, p_kind text, p_idempotency_key text)
-RETURNS uuid
-LANGUAGE plpgsql
-VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-  -- Derived from the key, so a retry can never mint a second row; random without a key.
-  IF p_idempotency_key IS NULL THEN
-    RETURN pg_catalog.gen_random_uuid();
-  END IF;
-  RETURN pg_catalog.md5(p_account_id::text || ':' || p_kind || ':' || p_idempotency_key)::uuid;
-END
-$$;
-
-CREATE FUNCTION keen.check_idempotency_key(p_idempotency_key text)
-RETURNS void
-LANGUAGE plpgsql
-IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-  IF p_idempotency_key IS NOT NULL AND pg_catalog.length(p_idempotency_key) NOT BETWEEN 1 AND 255 THEN
-    RAISE EXCEPTION 'invalid idempotency key: length % (must be 1 to 255 characters)',
-      pg_catalog.length(p_idempotency_key)
-      USING ERRCODE = 'KE013';
-  END IF;
-END
-$$;
-
-CREATE FUNCTION keen.find_idempotent_entry(p_account_id uuid, p_idempotency_key text, p_fingerprint text)
-RETURNS keen.credit_transactions
-LANGUAGE plpgsql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-  v_user_id uuid := keen.require_user_id();
-  v_entry keen.credit_transactions;
-BEGIN
-  IF p_idempotency_key IS NULL THEN
-    RETURN NULL;
-  END IF;
-  PERFORM keen.check_idempotency_key(p_idempotency_key);
-  SELECT t.* INTO v_entry FROM keen.credit_transactions AS t
-   WHERE t.user_id = v_user_id AND t.account_id = p_account_id
-     AND t.idempotency_key = p_idempotency_key;
-  IF FOUND AND v_entry.request_fingerprint IS DISTINCT FROM p_fingerprint THEN
-    RAISE EXCEPTION 'idempotency key % was used with different arguments', keen.text_prefix(p_idempotency_key)
-      USING ERRCODE = 'KE005',
-            DETAIL = pg_catalog.format('original entry %s (%s %s)', v_entry.id, v_entry.transaction_type, v_entry.amount),
-            HINT = 'Use a new key for a new operation.';
-  END IF;
-  RETURN v_entry;
-END
-$$;
-
-CREATE FUNCTION keen.require_agent_session(p_session_id uuid)
-RETURNS void
-LANGUAGE plpgsql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-  v_user_id uuid := keen.require_user_id();
-BEGIN
-  -- Another tenant's session is "not found" (named by value: the SECURITY DEFINER callers
-  -- read through the owner's policy, which sees every row).
-  IF p_session_id IS NOT NULL
-     AND NOT EXISTS (SELECT FROM keen.agent_sessions AS s
-                      WHERE s.user_id = v_user_id AND s.id = p_session_id) THEN
-    RAISE EXCEPTION 'agent session % not found', p_session_id USING ERRCODE = 'KE006';
-  END IF;
-END
-$$;
-
-CREATE FUNCTION keen.check_spending_limits(p_account keen.credit_accounts, p_amount numeric)
-RETURNS void
-LANGUAGE plpgsql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-  v_today date;
-  v_day numeric;
-  v_month numeric;
-BEGIN
-  IF p_account.daily_limit IS NULL AND p_account.monthly_limit IS NULL THEN
-    RETURN;
-  END IF;
-  -- The counters only shrink at a new local day or month (to 0), so when even the counted
-  -- figures leave room under both limits, so do the real ones: no time zone lookup needed.
-  IF p_account.spent_today + p_account.held_amount + p_amount <= coalesce(p_account.daily_limit, 'Infinity')
-     AND p_account.spent_this_month + p_account.held_amount + p_amount
-         <= coalesce(p_account.monthly_limit, 'Infinity') THEN
-    RETURN;
-  END IF;
-  v_today := keen.credit_local_date(p_account.user_id, pg_catalog.now());
-  -- Spent in the window so far, plus every active hold (reserved spending), plus this amount.
-  v_day := CASE WHEN p_account.spent_today_date = v_today THEN p_account.spent_today ELSE 0 END
-           + p_account.held_amount + p_amount;
-  v_month := CASE WHEN p_account.spent_month_start = pg_catalog.date_trunc('month', v_today)::date
-                  THEN p_account.spent_this_month ELSE 0 END
-             + p_account.held_amount + p_amount;
-  IF v_day > p_account.daily_limit THEN
-    RAISE EXCEPTION 'daily spending limit exceeded: limit %, would reach %', p_account.daily_limit, v_day
-      USING ERRCODE = 'KE002',
-            DETAIL = pg_catalog.format('local day %s, held %s, requested %s', v_today, p_account.held_amount, p_amount);
-  END IF;
-  IF v_month > p_account.monthly_limit THEN
-    RAISE EXCEPTION 'monthly spending limit exceeded: limit %, would reach %', p_account.monthly_limit, v_month
-      USING ERRCODE = 'KE003',
-            DETAIL = pg_catalog.format('local month from %s, held %s, requested %s',
-                                       pg_catalog.date_trunc('month', v_today)::date, p_account.held_amount, p_amount);
-  END IF;
 END
 $$;
 
@@ -436,115 +280,6 @@ AS $$
                      FROM pg_catalog.pg_roles AS r WHERE r.rolname = session_user), false)
 $$;
 
--- Trigger functions ------------------------------------------------------------------------
-
-CREATE FUNCTION keen.tg_credit_transactions__post()
-RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-  v_account keen.credit_accounts;
-  v_hold keen.credit_holds;
-  v_held_after numeric;
-BEGIN
-  -- Lock the account (already locked by the credit functions; a direct INSERT gets it here).
-  SELECT a.* INTO v_account FROM keen.credit_accounts AS a
-   WHERE a.user_id = NEW.user_id AND a.id = coalesce(NEW.account_id, a.id)
-   FOR UPDATE;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'credit account % not found for user %', NEW.account_id, NEW.user_id USING ERRCODE = 'KE006';
-  END IF;
-  IF (NEW.amount < 0 AND v_account.account_status <> 'active')
-     OR (NEW.amount > 0 AND v_account.account_status = 'closed') THEN
-    RAISE EXCEPTION 'credit account % is %', v_account.id, v_account.account_status
-      USING ERRCODE = 'KE012', DETAIL = coalesce(v_account.suspended_reason, '');
-  END IF;
-  NEW.account_id := v_account.id;
-  -- Server time, never the caller's: the spending windows are counted from it.
-  NEW.created_at := pg_catalog.now();
-  v_held_after := v_account.held_amount;
-  IF NEW.hold_id IS NOT NULL THEN
-    IF NEW.transaction_type <> 'usage' THEN
-      RAISE EXCEPTION 'only usage entries capture a hold, not %', NEW.transaction_type USING ERRCODE = 'KE013';
-    END IF;
-    SELECT h.* INTO v_hold FROM keen.credit_holds AS h
-     WHERE h.user_id = NEW.user_id AND h.id = NEW.hold_id AND h.account_id = v_account.id FOR UPDATE;
-    IF NOT FOUND THEN
-      RAISE EXCEPTION 'hold % not found', NEW.hold_id USING ERRCODE = 'KE006';
-    END IF;
-    IF v_hold.status <> 'active' OR v_hold.expires_at <= pg_catalog.now() THEN
-      RAISE EXCEPTION 'hold % cannot be captured: it is %', v_hold.id,
-        CASE WHEN v_hold.status = 'active' THEN 'expired' ELSE v_hold.status END
-        USING ERRCODE = 'KE007', HINT = 'Charge with keen.deduct_credits() instead.';
-    END IF;
-    IF -NEW.amount > v_hold.amount THEN
-      RAISE EXCEPTION 'invalid amount: capture % exceeds hold %', -NEW.amount, v_hold.amount
-        USING ERRCODE = 'KE004', HINT = 'Capture at most the held amount; deduct the rest with keen.deduct_credits().';
-    END IF;
-    NEW.session_id := coalesce(NEW.session_id, v_hold.session_id);
-    v_held_after := v_held_after - v_hold.amount;
-  END IF;
-  NEW.entry_no := v_account.last_entry_no + 1;
-  NEW.balance_before := v_account.current_balance;
-  NEW.balance_after := v_account.current_balance + NEW.amount;
-  -- Available = balance minus the other active holds (a capture frees its own hold).
-  IF NEW.amount < 0 AND NEW.balance_after < v_held_after THEN
-    RAISE EXCEPTION 'insufficient credits: required %, available %', -NEW.amount, v_account.current_balance - v_held_after
-      USING ERRCODE = 'KE001',
-            DETAIL = pg_catalog.format('balance %s, held %s', v_account.current_balance, v_held_after),
-            HINT = 'Add credits or release holds.';
-  END IF;
-  -- A capture was counted against the limits when its hold was placed.
-  IF NEW.transaction_type = 'usage' AND NEW.hold_id IS NULL THEN
-    PERFORM keen.check_spending_limits(v_account, -NEW.amount);
-  END IF;
-  RETURN NEW;
-END
-$$;
-
-CREATE FUNCTION keen.tg_credit_transactions__apply()
-RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-  v_enabled boolean;
-  v_threshold numeric;
-  v_recharge numeric;
-  v_request_id uuid;
-BEGIN
-  -- The hold first: freeing it before the balance drops keeps held_amount <= balance.
-  IF NEW.hold_id IS NOT NULL THEN
-    UPDATE keen.credit_holds AS h
-       SET status = 'captured', captured_amount = -NEW.amount, capture_transaction_id = NEW.id
-     WHERE h.user_id = NEW.user_id AND h.id = NEW.hold_id;
-  END IF;
-  -- The guard trigger on credit_accounts checks this against the entry and derives the
-  -- lifetime totals and spending counters from it.
-  UPDATE keen.credit_accounts AS a
-     SET current_balance = NEW.balance_after, last_entry_no = NEW.entry_no
-   WHERE a.user_id = NEW.user_id AND a.id = NEW.account_id
-  RETURNING a.auto_recharge_enabled, a.auto_recharge_threshold, a.auto_recharge_amount
-       INTO v_enabled, v_threshold, v_recharge;
-  -- Auto-recharge outbox: one open request per account (unique partial index), its id
-  -- derived from this entry.
-  IF NEW.transaction_type = 'usage' AND v_enabled AND NEW.balance_after < v_threshold THEN
-    INSERT INTO keen.recharge_requests AS r
-           (id, user_id, account_id, amount, triggered_by_transaction_id, balance_at_request)
-    VALUES (pg_catalog.md5(NEW.id::text || ':recharge')::uuid, NEW.user_id, NEW.account_id,
-            v_recharge, NEW.id, NEW.balance_after)
-    ON CONFLICT (account_id) WHERE status IN ('pending', 'processing') DO NOTHING
-    RETURNING r.id INTO v_request_id;
-    IF v_request_id IS NOT NULL THEN
-      -- A wake-up for the billing workers, naming nothing: they claim pending requests.
-      PERFORM pg_catalog.pg_notify('keen_recharge', '');
-    END IF;
-  END IF;
-  RETURN NULL;
-END
-$$;
-
 CREATE FUNCTION keen.tg_credit_transactions__append_only()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -560,176 +295,121 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION keen.tg_credit_accounts__guard()
-RETURNS trigger
+-- Money movements -------------------------------------------------------------------------
+-- Each movement (deduct, add, hold, capture, release, extend) is one SECURITY DEFINER
+-- function that reads top to bottom like a ledger entry: validate the arguments, lock the
+-- account once (FOR UPDATE, by user_id) reading what the movement needs with the user's time
+-- zone, answer a retried idempotency key, check state, balance, holds and limits, write the
+-- ledger row with the balance before and after, update the account and the day's statistics
+-- in place, return. keen_app may not write any credit table (it reads them through RLS), so
+-- these functions (and migrations) are the only writers: no trigger re-checks their work.
+-- Every statement names user_id by value (the owner's RLS policy is USING (true): the
+-- predicate is the isolation, and what Citus routes by).
+
+CREATE FUNCTION keen.refuse_spending_limit(
+  p_daily_limit numeric, p_monthly_limit numeric, p_spent_day numeric, p_spent_month numeric,
+  p_held numeric, p_amount numeric, p_today date)
+RETURNS void
 LANGUAGE plpgsql
+IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-  v_entry record;  -- the ledger row and the user's timezone
-  v_date date;
-  v_month date;
-  v_held numeric;
 BEGIN
-  IF TG_OP = 'INSERT' THEN
-    IF (NEW.current_balance, NEW.held_amount, NEW.lifetime_purchased, NEW.lifetime_spent,
-        NEW.last_entry_no, NEW.spent_today, NEW.spent_this_month) <> (0, 0, 0, 0, 0, 0, 0) THEN
-      RAISE EXCEPTION 'a credit account opens empty: credits arrive through the ledger'
-        USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    RETURN NEW;
+  -- Called only once spent + held + amount is known to exceed a limit: names which, and why.
+  IF p_spent_day + p_held + p_amount > p_daily_limit THEN
+    RAISE EXCEPTION 'daily spending limit exceeded: limit %, would reach %', p_daily_limit,
+        p_spent_day + p_held + p_amount
+      USING ERRCODE = 'KE002',
+            DETAIL = pg_catalog.format('local day %s, held %s, requested %s', p_today, p_held, p_amount);
   END IF;
-  IF NEW.id <> OLD.id OR NEW.user_id <> OLD.user_id THEN
-    RAISE EXCEPTION 'a credit account''s id and user_id never change' USING ERRCODE = 'insufficient_privilege';
-  END IF;
-  IF (NEW.account_status, NEW.suspended_reason) IS DISTINCT FROM (OLD.account_status, OLD.suspended_reason)
-     AND NOT pg_catalog.pg_has_role(current_user, 'keen_owner', 'MEMBER') THEN
-    RAISE EXCEPTION 'only operators change a credit account''s status' USING ERRCODE = 'insufficient_privilege';
-  END IF;
-  -- Derived columns are never written directly; they are computed below.
-  IF (NEW.lifetime_purchased, NEW.lifetime_spent, NEW.spent_today_date, NEW.spent_today,
-      NEW.spent_month_start, NEW.spent_this_month)
-     IS DISTINCT FROM (OLD.lifetime_purchased, OLD.lifetime_spent, OLD.spent_today_date, OLD.spent_today,
-                       OLD.spent_month_start, OLD.spent_this_month) THEN
-    RAISE EXCEPTION 'lifetime totals and spending counters are derived from the ledger'
-      USING ERRCODE = 'insufficient_privilege';
-  END IF;
-  IF NEW.last_entry_no <> OLD.last_entry_no OR NEW.current_balance <> OLD.current_balance THEN
-    -- A balance moves only to the balance_after of the next ledger entry, which must exist.
-    -- With the user's time zone in the same statement (one statement less per entry).
-    SELECT t.*, u.timezone INTO v_entry
-      FROM keen.credit_transactions AS t LEFT JOIN keen.users AS u ON u.id = OLD.user_id
-     WHERE t.user_id = OLD.user_id AND t.account_id = OLD.id AND t.entry_no = NEW.last_entry_no;
-    IF NOT FOUND OR NEW.last_entry_no <> OLD.last_entry_no + 1
-       OR v_entry.balance_before <> OLD.current_balance OR v_entry.balance_after <> NEW.current_balance THEN
-      RAISE EXCEPTION 'credit account % balance changes only through a ledger entry', OLD.id
-        USING ERRCODE = 'insufficient_privilege', HINT = 'Use keen.add_credits() or keen.deduct_credits().';
-    END IF;
-    IF v_entry.transaction_type = 'purchase' THEN
-      NEW.lifetime_purchased := OLD.lifetime_purchased + v_entry.amount;
-    ELSIF v_entry.transaction_type = 'usage' THEN
-      NEW.lifetime_spent := OLD.lifetime_spent - v_entry.amount;
-      -- As keen.credit_local_date: the user's day, UTC when the user row is not visible.
-      v_date := (v_entry.created_at AT TIME ZONE coalesce(v_entry.timezone, 'UTC'))::date;
-      v_month := pg_catalog.date_trunc('month', v_date)::date;
-      IF OLD.spent_today_date = v_date THEN
-        NEW.spent_today := OLD.spent_today - v_entry.amount;
-      ELSIF OLD.spent_today_date IS NULL OR OLD.spent_today_date < v_date THEN
-        NEW.spent_today_date := v_date;
-        NEW.spent_today := -v_entry.amount;
-      END IF;
-      IF OLD.spent_month_start = v_month THEN
-        NEW.spent_this_month := OLD.spent_this_month - v_entry.amount;
-      ELSIF OLD.spent_month_start IS NULL OR OLD.spent_month_start < v_month THEN
-        NEW.spent_month_start := v_month;
-        NEW.spent_this_month := -v_entry.amount;
-      END IF;
-    END IF;
-  END IF;
-  IF NEW.held_amount <> OLD.held_amount THEN
-    SELECT coalesce(sum(h.amount), 0) INTO v_held FROM keen.credit_holds AS h
-     WHERE h.user_id = OLD.user_id AND h.account_id = OLD.id AND h.status = 'active';
-    IF v_held <> NEW.held_amount THEN
-      RAISE EXCEPTION 'credit account % held_amount must equal its active holds (%)', OLD.id, v_held
-        USING ERRCODE = 'insufficient_privilege';
-    END IF;
-  END IF;
-  RETURN NEW;
+  RAISE EXCEPTION 'monthly spending limit exceeded: limit %, would reach %', p_monthly_limit,
+      p_spent_month + p_held + p_amount
+    USING ERRCODE = 'KE003',
+          DETAIL = pg_catalog.format('local month from %s, held %s, requested %s',
+                                     pg_catalog.date_trunc('month', p_today)::date, p_held, p_amount);
 END
 $$;
 
-CREATE FUNCTION keen.tg_credit_holds__reserve()
-RETURNS trigger
+CREATE FUNCTION keen.expire_lapsed_holds(p_user_id uuid, OUT p_held_amount numeric, OUT p_expired integer)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-  v_account keen.credit_accounts;
-BEGIN
-  SELECT a.* INTO v_account FROM keen.credit_accounts AS a
-   WHERE a.user_id = NEW.user_id AND a.id = coalesce(NEW.account_id, a.id)
-   FOR UPDATE;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'credit account % not found for user %', NEW.account_id, NEW.user_id USING ERRCODE = 'KE006';
-  END IF;
-  IF v_account.account_status <> 'active' THEN
-    RAISE EXCEPTION 'credit account % is %', v_account.id, v_account.account_status USING ERRCODE = 'KE012';
-  END IF;
-  PERFORM keen.validate_credit_amount(NEW.amount);
-  NEW.account_id := v_account.id;
-  NEW.status := 'active';
-  NEW.captured_amount := NULL;
-  NEW.capture_transaction_id := NULL;
-  NEW.resolved_at := NULL;
-  NEW.created_at := pg_catalog.now();
-  IF NEW.expires_at <= NEW.created_at THEN
-    RAISE EXCEPTION 'invalid hold expiry: % is not in the future', NEW.expires_at USING ERRCODE = 'KE013';
-  END IF;
-  IF NEW.amount > v_account.current_balance - v_account.held_amount THEN
-    RAISE EXCEPTION 'insufficient credits: required %, available %', NEW.amount,
-      v_account.current_balance - v_account.held_amount
-      USING ERRCODE = 'KE001',
-            DETAIL = pg_catalog.format('balance %s, held %s', v_account.current_balance, v_account.held_amount);
-  END IF;
-  PERFORM keen.check_spending_limits(v_account, NEW.amount);
-  RETURN NEW;
-END
-$$;
-
-CREATE FUNCTION keen.tg_credit_holds__guard()
-RETURNS trigger
-LANGUAGE plpgsql
+VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  IF (NEW.id, NEW.user_id, NEW.account_id, NEW.session_id, NEW.amount, NEW.idempotency_key,
-      NEW.request_fingerprint, NEW.expires_at, NEW.created_at)
-     IS DISTINCT FROM (OLD.id, OLD.user_id, OLD.account_id, OLD.session_id, OLD.amount, OLD.idempotency_key,
-                       OLD.request_fingerprint, OLD.expires_at, OLD.created_at) THEN
-    RAISE EXCEPTION 'a hold''s terms never change' USING ERRCODE = 'insufficient_privilege';
-  END IF;
-  IF NEW.status = OLD.status AND NEW IS NOT DISTINCT FROM OLD THEN
-    RETURN NEW;
-  END IF;
-  IF OLD.status <> 'active' THEN
-    RAISE EXCEPTION 'hold % is already %', OLD.id, OLD.status USING ERRCODE = 'KE007';
-  END IF;
-  IF NEW.status = 'captured' THEN
-    -- Captured only by its ledger entry (inserted just before, by the ledger trigger).
-    IF NOT EXISTS (SELECT FROM keen.credit_transactions AS t
-                    WHERE t.user_id = NEW.user_id AND t.id = NEW.capture_transaction_id AND t.hold_id = NEW.id
-                      AND t.amount = -NEW.captured_amount) THEN
-      RAISE EXCEPTION 'hold % is captured only by a ledger entry', OLD.id
-        USING ERRCODE = 'insufficient_privilege', HINT = 'Use keen.capture_hold().';
-    END IF;
-  ELSIF NEW.status = 'expired' AND OLD.expires_at > pg_catalog.now() THEN
-    RAISE EXCEPTION 'hold % expires only at %', OLD.id, OLD.expires_at USING ERRCODE = 'KE007';
-  ELSIF NEW.status NOT IN ('released', 'expired') THEN
-    RAISE EXCEPTION 'hold % cannot become %', OLD.id, NEW.status USING ERRCODE = 'KE007';
-  ELSIF NEW.captured_amount IS NOT NULL OR NEW.capture_transaction_id IS NOT NULL THEN
-    RAISE EXCEPTION 'a % hold has no capture', NEW.status USING ERRCODE = 'insufficient_privilege';
-  END IF;
-  NEW.resolved_at := pg_catalog.now();
-  RETURN NEW;
-END
-$$;
-
-CREATE FUNCTION keen.tg_credit_holds__apply()
-RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-  -- Recomputed rather than incremented: right even when one statement changes many holds.
+  -- The caller holds the account lock. Holds past their expiry stop reserving credits now,
+  -- not only when the sweeper runs; next_hold_expiry moves to the earliest one left.
+  WITH expired AS (
+    UPDATE keen.credit_holds AS h SET status = 'expired', resolved_at = pg_catalog.now()
+     WHERE h.user_id = p_user_id AND h.status = 'active' AND h.expires_at <= pg_catalog.now()
+    RETURNING h.amount
+  )
   UPDATE keen.credit_accounts AS a
-     SET held_amount = (SELECT coalesce(sum(h.amount), 0) FROM keen.credit_holds AS h
-                         WHERE h.user_id = NEW.user_id AND h.account_id = NEW.account_id AND h.status = 'active')
-   WHERE a.user_id = NEW.user_id AND a.id = NEW.account_id;
-  RETURN NULL;
+     SET held_amount = a.held_amount - (SELECT coalesce(sum(e.amount), 0) FROM expired AS e),
+         next_hold_expiry = (SELECT min(h.expires_at) FROM keen.credit_holds AS h
+                              WHERE h.user_id = p_user_id AND h.status = 'active'
+                                AND h.expires_at > pg_catalog.now()),
+         updated_at = pg_catalog.now()
+   WHERE a.user_id = p_user_id
+  RETURNING a.held_amount, (SELECT count(*) FROM expired)::integer INTO p_held_amount, p_expired;
 END
 $$;
 
--- Tenant API -------------------------------------------------------------------------------
+CREATE FUNCTION keen.add_ledger_usage(p_user_id uuid, p_day date, p_type text, p_amount numeric)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  -- The attribution rule of keen.ledger_usage: one ledger row is one figure of one day.
+  v_purchased numeric := CASE p_type WHEN 'purchase' THEN p_amount ELSE 0 END;
+  v_spent numeric := CASE p_type WHEN 'usage' THEN -p_amount ELSE 0 END;
+  v_refunded numeric := CASE p_type WHEN 'refund' THEN p_amount ELSE 0 END;
+  v_adjusted numeric := CASE p_type WHEN 'adjustment' THEN p_amount ELSE 0 END;
+BEGIN
+  -- The caller holds the account lock (taken before this row's by every transaction). The
+  -- day's row usually exists: add to it; else create it (every figure added is >= 0 but the
+  -- signed adjustment, which no CHECK bounds, so INSERT … ON CONFLICT is safe here).
+  UPDATE keen.daily_usage_stats AS d
+     SET credits_purchased = d.credits_purchased + v_purchased, credits_spent = d.credits_spent + v_spent,
+         credits_refunded = d.credits_refunded + v_refunded, credits_adjusted = d.credits_adjusted + v_adjusted,
+         updated_at = pg_catalog.now()
+   WHERE d.user_id = p_user_id AND d.date_bucket = p_day;
+  IF NOT FOUND THEN
+    INSERT INTO keen.daily_usage_stats AS d
+           (user_id, date_bucket, credits_purchased, credits_spent, credits_refunded, credits_adjusted)
+    VALUES (p_user_id, p_day, v_purchased, v_spent, v_refunded, v_adjusted)
+    ON CONFLICT (user_id, date_bucket) DO UPDATE
+       SET credits_purchased = d.credits_purchased + v_purchased, credits_spent = d.credits_spent + v_spent,
+           credits_refunded = d.credits_refunded + v_refunded, credits_adjusted = d.credits_adjusted + v_adjusted,
+           updated_at = pg_catalog.now()
+     WHERE d.user_id = p_user_id;
+  END IF;
+END
+$$;
+
+CREATE FUNCTION keen.request_recharge(
+  p_user_id uuid, p_account_id uuid, p_amount numeric, p_entry_id uuid, p_balance numeric)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_request_id uuid;
+BEGIN
+  -- At most one open request per account (unique partial index): a second one is skipped.
+  INSERT INTO keen.recharge_requests AS r
+         (id, user_id, account_id, amount, triggered_by_transaction_id, balance_at_request)
+  VALUES (pg_catalog.gen_random_uuid(), p_user_id, p_account_id, p_amount, p_entry_id, p_balance)
+  ON CONFLICT (account_id) WHERE status IN ('pending', 'processing') DO NOTHING
+  RETURNING r.id INTO v_request_id;
+  IF v_request_id IS NOT NULL THEN
+    -- A wake-up for the billing service, naming nobody: it claims its work by query.
+    PERFORM pg_catalog.pg_notify('keen_recharge', '');
+  END IF;
+END
+$$;
 
 CREATE FUNCTION keen.deduct_credits(
   p_amount numeric,
@@ -744,35 +424,228 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
-  v_amount numeric := keen.validate_credit_amount(p_amount);
-  v_account keen.credit_accounts;
+  v_now timestamptz := pg_catalog.now();
+  v_amount numeric;
   v_fingerprint text;
+  v_account record;  -- the account row and the user's time zone
+  v_today date;
+  v_month date;
+  v_spent_day numeric;
+  v_spent_month numeric;
   v_entry keen.credit_transactions;
 BEGIN
-  -- Before the lock: all of one account's deductions queue on it, so it is held no longer
-  -- than it must be.
-  PERFORM keen.check_text(p_description, 'description', 1000);
-  v_fingerprint := keen.credit_fingerprint('deduct', pg_catalog.jsonb_build_object(
-    'amount', pg_catalog.trim_scale(v_amount), 'session_id', p_session_id, 'description', p_description));
-  v_account := keen.lock_credit_account(v_user_id);
-  -- Looked up under the account lock: a concurrent retry waits and then finds the row.
+  -- 1. Validate, before the lock (all of one account's deductions queue on it).
+  IF p_amount IS NULL OR NOT (p_amount > 0 AND p_amount < 100000000) OR p_amount <> pg_catalog.round(p_amount, 4) THEN
+    PERFORM keen.validate_credit_amount(p_amount);  -- raises KE004 (NaN and ±Infinity fail the range)
+  END IF;
+  v_amount := pg_catalog.round(p_amount, 4);
+  IF pg_catalog.length(p_description) NOT BETWEEN 1 AND 1000 THEN
+    PERFORM keen.check_text(p_description, 'description', 1000);
+  END IF;
+  IF pg_catalog.length(p_idempotency_key) NOT BETWEEN 1 AND 255 THEN
+    PERFORM keen.check_text(p_idempotency_key, 'idempotency key', 255);
+  END IF;
+  IF p_session_id IS NOT NULL
+     AND NOT EXISTS (SELECT FROM keen.agent_sessions AS s WHERE s.user_id = v_user_id AND s.id = p_session_id) THEN
+    RAISE EXCEPTION 'agent session % not found', p_session_id USING ERRCODE = 'KE006';
+  END IF;
+  v_fingerprint := pg_catalog.md5('deduct:' || pg_catalog.jsonb_build_object(
+    'amount', pg_catalog.trim_scale(v_amount), 'session_id', p_session_id, 'description', p_description)::text);
+  -- 2. Lock the account, with the user's time zone (one statement, once per movement).
+  SELECT a.*, u.timezone INTO v_account
+    FROM keen.credit_accounts AS a LEFT JOIN keen.users AS u ON u.id = v_user_id
+   WHERE a.user_id = v_user_id
+     FOR UPDATE OF a;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'credit account not found for user %', v_user_id USING ERRCODE = 'KE006';
+  END IF;
+  -- 3. A retried key returns its entry (looked up under the lock: a concurrent retry waits).
   IF p_idempotency_key IS NOT NULL THEN
-    v_entry := keen.find_idempotent_entry(v_account.id, p_idempotency_key, v_fingerprint);
-    IF v_entry.id IS NOT NULL THEN
+    SELECT t.* INTO v_entry FROM keen.credit_transactions AS t
+     WHERE t.user_id = v_user_id AND t.account_id = v_account.id AND t.idempotency_key = p_idempotency_key;
+    IF FOUND THEN
+      IF v_entry.request_fingerprint IS DISTINCT FROM v_fingerprint THEN
+        RAISE EXCEPTION 'idempotency key % was used with different arguments', keen.text_prefix(p_idempotency_key)
+          USING ERRCODE = 'KE005',
+                DETAIL = pg_catalog.format('original entry %s (%s %s)', v_entry.id, v_entry.transaction_type, v_entry.amount),
+                HINT = 'Use a new key for a new operation.';
+      END IF;
       RETURN v_entry;
     END IF;
   END IF;
-  IF p_session_id IS NOT NULL THEN
-    PERFORM keen.require_agent_session(p_session_id);
+  -- 4. State, holds, balance, limits.
+  IF v_account.account_status <> 'active' THEN
+    RAISE EXCEPTION 'credit account % is %', v_account.id, v_account.account_status
+      USING ERRCODE = 'KE012', DETAIL = coalesce(v_account.suspended_reason, '');
   END IF;
-  -- Balance, holds and limits are checked by the ledger's insert trigger, under the same lock.
+  IF v_account.next_hold_expiry <= v_now THEN
+    SELECT e.p_held_amount INTO v_account.held_amount FROM keen.expire_lapsed_holds(v_user_id) AS e;
+  END IF;
+  IF v_account.current_balance - v_amount < v_account.held_amount THEN
+    RAISE EXCEPTION 'insufficient credits: required %, available %', v_amount, v_account.current_balance - v_account.held_amount
+      USING ERRCODE = 'KE001',
+            DETAIL = pg_catalog.format('balance %s, held %s', v_account.current_balance, v_account.held_amount),
+            HINT = 'Add credits or release holds.';
+  END IF;
+  v_today := (v_now AT TIME ZONE coalesce(v_account.timezone, 'UTC'))::date;
+  v_month := pg_catalog.date_trunc('month', v_today)::date;
+  -- Spent so far on the local day and in the local month (a counter of an earlier one is 0).
+  v_spent_day := CASE WHEN v_account.spent_today_date = v_today THEN v_account.spent_today ELSE 0 END;
+  v_spent_month := CASE WHEN v_account.spent_month_start = v_month THEN v_account.spent_this_month ELSE 0 END;
+  -- Active holds are spending to come: they count against the limits too.
+  IF v_spent_day + v_account.held_amount + v_amount > v_account.daily_limit
+     OR v_spent_month + v_account.held_amount + v_amount > v_account.monthly_limit THEN
+    PERFORM keen.refuse_spending_limit(v_account.daily_limit, v_account.monthly_limit, v_spent_day,
+                                       v_spent_month, v_account.held_amount, v_amount, v_today);
+  END IF;
+  -- 5. The ledger row, with the balance before and after; its id derives from the key.
   INSERT INTO keen.credit_transactions AS t
-         (id, user_id, account_id, transaction_type, amount, session_id, description,
-          idempotency_key, request_fingerprint)
-  VALUES (keen.idempotent_id(v_account.id, 'entry', p_idempotency_key), v_user_id, v_account.id,
-          'usage', -v_amount, p_session_id, coalesce(p_description, 'usage'),
-          p_idempotency_key, v_fingerprint)
+         (id, user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after,
+          session_id, description, idempotency_key, request_fingerprint, created_at)
+  VALUES (CASE WHEN p_idempotency_key IS NULL THEN pg_catalog.gen_random_uuid()
+               ELSE pg_catalog.md5(v_account.id::text || ':entry:' || p_idempotency_key)::uuid END,
+          v_user_id, v_account.id, v_account.last_entry_no + 1, 'usage', -v_amount,
+          v_account.current_balance, v_account.current_balance - v_amount, p_session_id,
+          coalesce(p_description, 'usage'), p_idempotency_key, v_fingerprint, v_now)
   RETURNING t.* INTO v_entry;
+  -- 6. The account follows its newest entry; the counters count the local day and month (a
+  -- counter of a later day, after a time zone change, is left as it is).
+  UPDATE keen.credit_accounts AS a
+     SET current_balance = v_entry.balance_after, last_entry_no = v_entry.entry_no,
+         lifetime_spent = a.lifetime_spent + v_amount,
+         spent_today = CASE WHEN a.spent_today_date > v_today THEN a.spent_today ELSE v_spent_day + v_amount END,
+         spent_today_date = GREATEST(a.spent_today_date, v_today),
+         spent_this_month = CASE WHEN a.spent_month_start > v_month THEN a.spent_this_month
+                                 ELSE v_spent_month + v_amount END,
+         spent_month_start = GREATEST(a.spent_month_start, v_month),
+         updated_at = v_now
+   WHERE a.user_id = v_user_id;
+  -- 7. The day's statistics, in place (the day's first entry creates the row).
+  UPDATE keen.daily_usage_stats AS d
+     SET credits_spent = d.credits_spent + v_amount, updated_at = v_now
+   WHERE d.user_id = v_user_id AND d.date_bucket = v_today;
+  IF NOT FOUND THEN
+    PERFORM keen.add_ledger_usage(v_user_id, v_today, 'usage', -v_amount);
+  END IF;
+  -- 8. Auto-recharge outbox: one open request per account (unique partial index).
+  IF v_account.auto_recharge_enabled AND v_entry.balance_after < v_account.auto_recharge_threshold THEN
+    PERFORM keen.request_recharge(v_user_id, v_account.id, v_account.auto_recharge_amount, v_entry.id,
+                                  v_entry.balance_after);
+  END IF;
+  RETURN v_entry;
+END
+$$;
+
+CREATE FUNCTION keen.post_credit(
+  p_user_id uuid,
+  p_amount numeric,
+  p_transaction_type text,
+  p_description text,
+  p_idempotency_key text,
+  p_stripe_payment_intent_id text,
+  p_metadata jsonb)
+RETURNS keen.credit_transactions
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_now timestamptz := pg_catalog.now();
+  v_amount numeric;
+  -- NULL means the default, as for every optional argument.
+  v_type text := coalesce(p_transaction_type, 'purchase');
+  v_fingerprint text;
+  v_account record;  -- the account row and the user's time zone
+  v_entry keen.credit_transactions;
+BEGIN
+  -- 1. Validate.
+  IF p_amount IS NULL OR NOT (p_amount > 0 AND p_amount < 100000000) OR p_amount <> pg_catalog.round(p_amount, 4) THEN
+    PERFORM keen.validate_credit_amount(p_amount);
+  END IF;
+  v_amount := pg_catalog.round(p_amount, 4);
+  IF v_type NOT IN ('purchase', 'refund', 'adjustment') THEN
+    RAISE EXCEPTION 'invalid transaction type for add_credits: %', keen.text_prefix(v_type)
+      USING ERRCODE = 'KE013', HINT = 'One of purchase, refund, adjustment.';
+  END IF;
+  IF pg_catalog.length(p_description) NOT BETWEEN 1 AND 1000 THEN
+    PERFORM keen.check_text(p_description, 'description', 1000);
+  END IF;
+  IF pg_catalog.length(p_idempotency_key) NOT BETWEEN 1 AND 255 THEN
+    PERFORM keen.check_text(p_idempotency_key, 'idempotency key', 255);
+  END IF;
+  IF pg_catalog.length(p_stripe_payment_intent_id) NOT BETWEEN 1 AND 255 THEN
+    PERFORM keen.check_text(p_stripe_payment_intent_id, 'payment intent id', 255);
+  END IF;
+  IF pg_catalog.pg_column_size(p_metadata) > 16384 THEN
+    PERFORM keen.check_jsonb(p_metadata, 'metadata', 16384);
+  END IF;
+  v_fingerprint := pg_catalog.md5('add:' || pg_catalog.jsonb_build_object(
+    'amount', pg_catalog.trim_scale(v_amount), 'transaction_type', v_type,
+    'description', p_description, 'stripe_payment_intent_id', p_stripe_payment_intent_id,
+    'metadata', p_metadata)::text);
+  -- 2. Lock the account, with the user's time zone.
+  SELECT a.*, u.timezone INTO v_account
+    FROM keen.credit_accounts AS a LEFT JOIN keen.users AS u ON u.id = p_user_id
+   WHERE a.user_id = p_user_id
+     FOR UPDATE OF a;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'credit account not found for user %', p_user_id USING ERRCODE = 'KE006';
+  END IF;
+  -- 3. A retried key returns its entry.
+  IF p_idempotency_key IS NOT NULL THEN
+    SELECT t.* INTO v_entry FROM keen.credit_transactions AS t
+     WHERE t.user_id = p_user_id AND t.account_id = v_account.id AND t.idempotency_key = p_idempotency_key;
+    IF FOUND AND v_entry.request_fingerprint IS DISTINCT FROM v_fingerprint THEN
+      RAISE EXCEPTION 'idempotency key % was used with different arguments', keen.text_prefix(p_idempotency_key)
+        USING ERRCODE = 'KE005',
+              DETAIL = pg_catalog.format('original entry %s (%s %s)', v_entry.id, v_entry.transaction_type, v_entry.amount),
+              HINT = 'Use a new key for a new operation.';
+    END IF;
+  END IF;
+  -- A payment intent is credited once per tenant: a retry with the same arguments (and key)
+  -- gets the original entry, anything else KE005 (never a raw unique violation).
+  IF v_entry.id IS NULL AND p_stripe_payment_intent_id IS NOT NULL THEN
+    SELECT t.* INTO v_entry FROM keen.credit_transactions AS t
+     WHERE t.user_id = p_user_id AND t.stripe_payment_intent_id = p_stripe_payment_intent_id;
+    IF FOUND AND (v_entry.request_fingerprint IS DISTINCT FROM v_fingerprint
+                  OR v_entry.idempotency_key IS DISTINCT FROM p_idempotency_key) THEN
+      RAISE EXCEPTION 'payment intent % was credited with different arguments', keen.text_prefix(p_stripe_payment_intent_id)
+        USING ERRCODE = 'KE005', HINT = 'A payment intent credits once: retry with the same arguments and key.';
+    END IF;
+  END IF;
+  IF v_entry.id IS NOT NULL THEN
+    RETURN v_entry;
+  END IF;
+  -- 4. State: a suspended account may still receive credits, a closed one nothing.
+  IF v_account.account_status = 'closed' THEN
+    RAISE EXCEPTION 'credit account % is %', v_account.id, v_account.account_status
+      USING ERRCODE = 'KE012', DETAIL = coalesce(v_account.suspended_reason, '');
+  END IF;
+  -- The balance column holds less than 10^8 (and the lifetime totals less than 10^10).
+  IF v_account.current_balance + v_amount >= 100000000
+     OR (v_type = 'purchase' AND v_account.lifetime_purchased + v_amount >= 10000000000) THEN
+    RAISE EXCEPTION 'invalid amount: % would take the balance % past its ceiling 99999999.9999', v_amount,
+        v_account.current_balance
+      USING ERRCODE = 'KE004';
+  END IF;
+  -- 5. The ledger row.
+  INSERT INTO keen.credit_transactions AS t
+         (id, user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after,
+          description, metadata, idempotency_key, request_fingerprint, stripe_payment_intent_id, created_at)
+  VALUES (CASE WHEN p_idempotency_key IS NULL THEN pg_catalog.gen_random_uuid()
+               ELSE pg_catalog.md5(v_account.id::text || ':entry:' || p_idempotency_key)::uuid END,
+          p_user_id, v_account.id, v_account.last_entry_no + 1, v_type, v_amount,
+          v_account.current_balance, v_account.current_balance + v_amount, coalesce(p_description, v_type),
+          coalesce(p_metadata, '{}'::jsonb), p_idempotency_key, v_fingerprint, p_stripe_payment_intent_id, v_now)
+  RETURNING t.* INTO v_entry;
+  -- 6. The account follows it.
+  UPDATE keen.credit_accounts AS a
+     SET current_balance = v_entry.balance_after, last_entry_no = v_entry.entry_no,
+         lifetime_purchased = a.lifetime_purchased + CASE v_type WHEN 'purchase' THEN v_amount ELSE 0 END,
+         updated_at = v_now
+   WHERE a.user_id = p_user_id;
+  -- 7. The day's statistics.
+  PERFORM keen.add_ledger_usage(p_user_id, (v_now AT TIME ZONE coalesce(v_account.timezone, 'UTC'))::date, v_type, v_amount);
   RETURN v_entry;
 END
 $$;
@@ -790,58 +663,322 @@ VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+  -- The caller's own account; keen.post_credit is the movement (shared with the billing
+  -- service's completed recharges).
+  RETURN keen.post_credit(keen.require_user_id(), p_amount, p_transaction_type, p_description,
+                          p_idempotency_key, p_stripe_payment_intent_id, p_metadata);
+END
+$$;
+
+CREATE FUNCTION keen.hold_credits(
+  p_session_id uuid DEFAULT NULL,
+  p_amount numeric DEFAULT NULL,
+  p_idempotency_key text DEFAULT NULL,
+  p_expires_in interval DEFAULT interval '1 hour')
+RETURNS keen.credit_holds
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
-  v_amount numeric := keen.validate_credit_amount(p_amount);
-  v_account keen.credit_accounts;
+  v_now timestamptz := pg_catalog.now();
+  v_amount numeric;
+  v_expires_in interval := coalesce(p_expires_in, interval '1 hour');
   v_fingerprint text;
-  v_entry keen.credit_transactions;
-  -- NULL means the default, as for every optional argument.
-  v_type text := coalesce(p_transaction_type, 'purchase');
+  v_account record;  -- the account row and the user's time zone
+  v_today date;
+  v_spent_day numeric;
+  v_spent_month numeric;
+  v_hold keen.credit_holds;
 BEGIN
-  IF v_type NOT IN ('purchase', 'refund', 'adjustment') THEN
-    RAISE EXCEPTION 'invalid transaction type for add_credits: %', keen.text_prefix(v_type)
-      USING ERRCODE = 'KE013', HINT = 'One of purchase, refund, adjustment.';
+  -- 1. Validate.
+  IF p_amount IS NULL OR NOT (p_amount > 0 AND p_amount < 100000000) OR p_amount <> pg_catalog.round(p_amount, 4) THEN
+    PERFORM keen.validate_credit_amount(p_amount);
   END IF;
-  PERFORM keen.check_text(p_description, 'description', 1000);
-  PERFORM keen.check_text(p_stripe_payment_intent_id, 'payment intent id', 255);
-  PERFORM keen.check_jsonb(p_metadata, 'metadata', 16384);
-  v_account := keen.lock_credit_account(v_user_id);
-  v_fingerprint := keen.credit_fingerprint('add', pg_catalog.jsonb_build_object(
-    'amount', pg_catalog.trim_scale(v_amount), 'transaction_type', v_type,
-    'description', p_description, 'stripe_payment_intent_id', p_stripe_payment_intent_id,
-    'metadata', p_metadata));
-  v_entry := keen.find_idempotent_entry(v_account.id, p_idempotency_key, v_fingerprint);
-  -- A payment intent is credited once per tenant (a retry with the same arguments gets the
-  -- original entry; anything else is KE005, never a raw unique violation). Looked up by
-  -- value under the account lock, so a concurrent retry waits and then finds the row.
-  IF v_entry.id IS NULL AND p_stripe_payment_intent_id IS NOT NULL THEN
-    SELECT t.* INTO v_entry FROM keen.credit_transactions AS t
-     WHERE t.user_id = v_user_id AND t.stripe_payment_intent_id = p_stripe_payment_intent_id;
-    IF FOUND AND (v_entry.request_fingerprint IS DISTINCT FROM v_fingerprint
-                  OR v_entry.idempotency_key IS DISTINCT FROM p_idempotency_key) THEN
-      RAISE EXCEPTION 'payment intent % was credited with different arguments', keen.text_prefix(p_stripe_payment_intent_id)
-        USING ERRCODE = 'KE005', HINT = 'A payment intent credits once: retry with the same arguments and key.';
+  v_amount := pg_catalog.round(p_amount, 4);
+  IF v_expires_in <= interval '0' OR v_expires_in > interval '7 days' THEN
+    RAISE EXCEPTION 'invalid hold expiry: % (must be above 0 and at most 7 days)', v_expires_in
+      USING ERRCODE = 'KE013';
+  END IF;
+  IF pg_catalog.length(p_idempotency_key) NOT BETWEEN 1 AND 255 THEN
+    PERFORM keen.check_text(p_idempotency_key, 'idempotency key', 255);
+  END IF;
+  IF p_session_id IS NOT NULL
+     AND NOT EXISTS (SELECT FROM keen.agent_sessions AS s WHERE s.user_id = v_user_id AND s.id = p_session_id) THEN
+    RAISE EXCEPTION 'agent session % not found', p_session_id USING ERRCODE = 'KE006';
+  END IF;
+  v_fingerprint := pg_catalog.md5('hold:' || pg_catalog.jsonb_build_object(
+    'amount', pg_catalog.trim_scale(v_amount), 'session_id', p_session_id, 'expires_in', v_expires_in)::text);
+  -- 2. Lock the account, with the user's time zone.
+  SELECT a.*, u.timezone INTO v_account
+    FROM keen.credit_accounts AS a LEFT JOIN keen.users AS u ON u.id = v_user_id
+   WHERE a.user_id = v_user_id
+     FOR UPDATE OF a;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'credit account not found for user %', v_user_id USING ERRCODE = 'KE006';
+  END IF;
+  -- 3. A retried key returns its hold.
+  IF p_idempotency_key IS NOT NULL THEN
+    SELECT h.* INTO v_hold FROM keen.credit_holds AS h
+     WHERE h.user_id = v_user_id AND h.account_id = v_account.id AND h.idempotency_key = p_idempotency_key;
+    IF FOUND THEN
+      IF v_hold.request_fingerprint IS DISTINCT FROM v_fingerprint THEN
+        RAISE EXCEPTION 'idempotency key % was used with different arguments', keen.text_prefix(p_idempotency_key)
+          USING ERRCODE = 'KE005', DETAIL = pg_catalog.format('original hold %s of %s', v_hold.id, v_hold.amount);
+      END IF;
+      RETURN v_hold;
     END IF;
   END IF;
-  IF v_entry.id IS NOT NULL THEN
+  -- 4. State, holds, available balance, limits (a hold is spending to come).
+  IF v_account.account_status <> 'active' THEN
+    RAISE EXCEPTION 'credit account % is %', v_account.id, v_account.account_status
+      USING ERRCODE = 'KE012', DETAIL = coalesce(v_account.suspended_reason, '');
+  END IF;
+  IF v_account.next_hold_expiry <= v_now THEN
+    SELECT e.p_held_amount INTO v_account.held_amount FROM keen.expire_lapsed_holds(v_user_id) AS e;
+  END IF;
+  IF v_amount > v_account.current_balance - v_account.held_amount THEN
+    RAISE EXCEPTION 'insufficient credits: required %, available %', v_amount, v_account.current_balance - v_account.held_amount
+      USING ERRCODE = 'KE001',
+            DETAIL = pg_catalog.format('balance %s, held %s', v_account.current_balance, v_account.held_amount);
+  END IF;
+  v_today := (v_now AT TIME ZONE coalesce(v_account.timezone, 'UTC'))::date;
+  v_spent_day := CASE WHEN v_account.spent_today_date = v_today THEN v_account.spent_today ELSE 0 END;
+  v_spent_month := CASE WHEN v_account.spent_month_start = pg_catalog.date_trunc('month', v_today)::date
+                        THEN v_account.spent_this_month ELSE 0 END;
+  IF v_spent_day + v_account.held_amount + v_amount > v_account.daily_limit
+     OR v_spent_month + v_account.held_amount + v_amount > v_account.monthly_limit THEN
+    PERFORM keen.refuse_spending_limit(v_account.daily_limit, v_account.monthly_limit, v_spent_day,
+                                       v_spent_month, v_account.held_amount, v_amount, v_today);
+  END IF;
+  -- 5. The hold (its id derives from the key), and the account's held amount.
+  INSERT INTO keen.credit_holds AS h
+         (id, user_id, account_id, session_id, amount, status, idempotency_key, request_fingerprint,
+          expires_at, created_at)
+  VALUES (CASE WHEN p_idempotency_key IS NULL THEN pg_catalog.gen_random_uuid()
+               ELSE pg_catalog.md5(v_account.id::text || ':hold:' || p_idempotency_key)::uuid END,
+          v_user_id, v_account.id, p_session_id, v_amount, 'active', p_idempotency_key, v_fingerprint,
+          v_now + v_expires_in, v_now)
+  RETURNING h.* INTO v_hold;
+  UPDATE keen.credit_accounts AS a
+     SET held_amount = a.held_amount + v_amount,
+         next_hold_expiry = LEAST(a.next_hold_expiry, v_hold.expires_at),
+         updated_at = v_now
+   WHERE a.user_id = v_user_id;
+  RETURN v_hold;
+END
+$$;
+
+CREATE FUNCTION keen.extend_hold(p_user_id uuid, p_hold_id uuid, p_amount numeric)
+RETURNS keen.credit_holds
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_now timestamptz := pg_catalog.now();
+  v_amount numeric;
+  v_account record;  -- the account row and the user's time zone
+  v_today date;
+  v_spent_day numeric;
+  v_spent_month numeric;
+  v_hold keen.credit_holds;
+BEGIN
+  -- Internal (other definer functions call it for a running session): adds p_amount to an
+  -- active hold under the checks of hold_credits; a refusal raises and writes nothing.
+  IF p_amount IS NULL OR NOT (p_amount > 0 AND p_amount < 100000000) OR p_amount <> pg_catalog.round(p_amount, 4) THEN
+    PERFORM keen.validate_credit_amount(p_amount);
+  END IF;
+  v_amount := pg_catalog.round(p_amount, 4);
+  SELECT a.*, u.timezone INTO v_account
+    FROM keen.credit_accounts AS a LEFT JOIN keen.users AS u ON u.id = p_user_id
+   WHERE a.user_id = p_user_id
+     FOR UPDATE OF a;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'credit account not found for user %', p_user_id USING ERRCODE = 'KE006';
+  END IF;
+  SELECT h.* INTO v_hold FROM keen.credit_holds AS h
+   WHERE h.user_id = p_user_id AND h.id = p_hold_id
+     FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'hold % not found', p_hold_id USING ERRCODE = 'KE006';
+  END IF;
+  IF v_hold.status <> 'active' OR v_hold.expires_at <= v_now THEN
+    RAISE EXCEPTION 'hold % cannot be extended: it is %', v_hold.id,
+      CASE WHEN v_hold.status = 'active' THEN 'expired' ELSE v_hold.status END
+      USING ERRCODE = 'KE007';
+  END IF;
+  IF v_account.account_status <> 'active' THEN
+    RAISE EXCEPTION 'credit account % is %', v_account.id, v_account.account_status
+      USING ERRCODE = 'KE012', DETAIL = coalesce(v_account.suspended_reason, '');
+  END IF;
+  IF v_account.next_hold_expiry <= v_now THEN
+    SELECT e.p_held_amount INTO v_account.held_amount FROM keen.expire_lapsed_holds(p_user_id) AS e;
+  END IF;
+  IF v_amount > v_account.current_balance - v_account.held_amount THEN
+    RAISE EXCEPTION 'insufficient credits: required %, available %', v_amount, v_account.current_balance - v_account.held_amount
+      USING ERRCODE = 'KE001',
+            DETAIL = pg_catalog.format('balance %s, held %s', v_account.current_balance, v_account.held_amount);
+  END IF;
+  v_today := (v_now AT TIME ZONE coalesce(v_account.timezone, 'UTC'))::date;
+  v_spent_day := CASE WHEN v_account.spent_today_date = v_today THEN v_account.spent_today ELSE 0 END;
+  v_spent_month := CASE WHEN v_account.spent_month_start = pg_catalog.date_trunc('month', v_today)::date
+                        THEN v_account.spent_this_month ELSE 0 END;
+  IF v_spent_day + v_account.held_amount + v_amount > v_account.daily_limit
+     OR v_spent_month + v_account.held_amount + v_amount > v_account.monthly_limit THEN
+    PERFORM keen.refuse_spending_limit(v_account.daily_limit, v_account.monthly_limit, v_spent_day,
+                                       v_spent_month, v_account.held_amount, v_amount, v_today);
+  END IF;
+  UPDATE keen.credit_holds AS h SET amount = h.amount + v_amount
+   WHERE h.user_id = p_user_id AND h.id = p_hold_id
+  RETURNING h.* INTO v_hold;
+  UPDATE keen.credit_accounts AS a
+     SET held_amount = a.held_amount + v_amount, updated_at = v_now
+   WHERE a.user_id = p_user_id;
+  RETURN v_hold;
+END
+$$;
+
+CREATE FUNCTION keen.capture_hold(
+  p_hold_id uuid,
+  p_amount numeric DEFAULT NULL,
+  p_description text DEFAULT NULL)
+RETURNS keen.credit_transactions
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_user_id uuid := keen.require_user_id();
+  v_now timestamptz := pg_catalog.now();
+  v_account record;  -- the account row and the user's time zone
+  v_hold keen.credit_holds;
+  v_amount numeric;
+  v_today date;
+  v_month date;
+  v_entry keen.credit_transactions;
+BEGIN
+  -- 1. Validate.
+  IF p_amount IS NOT NULL AND (NOT (p_amount > 0 AND p_amount < 100000000) OR p_amount <> pg_catalog.round(p_amount, 4)) THEN
+    PERFORM keen.validate_credit_amount(p_amount);
+  END IF;
+  IF pg_catalog.length(p_description) NOT BETWEEN 1 AND 1000 THEN
+    PERFORM keen.check_text(p_description, 'description', 1000);
+  END IF;
+  -- 2. Lock the account (with the user's time zone), then the hold.
+  SELECT a.*, u.timezone INTO v_account
+    FROM keen.credit_accounts AS a LEFT JOIN keen.users AS u ON u.id = v_user_id
+   WHERE a.user_id = v_user_id
+     FOR UPDATE OF a;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'credit account not found for user %', v_user_id USING ERRCODE = 'KE006';
+  END IF;
+  SELECT h.* INTO v_hold FROM keen.credit_holds AS h
+   WHERE h.user_id = v_user_id AND h.id = p_hold_id
+     FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'hold % not found', p_hold_id USING ERRCODE = 'KE006';
+  END IF;
+  v_amount := coalesce(pg_catalog.round(p_amount, 4), v_hold.amount);
+  -- 3. A retried capture (same amount and description) returns its entry: the hold names it.
+  IF v_hold.status = 'captured' THEN
+    SELECT t.* INTO v_entry FROM keen.credit_transactions AS t
+     WHERE t.user_id = v_user_id AND t.id = v_hold.capture_transaction_id;
+    IF v_entry.amount <> -v_amount OR v_entry.description <> coalesce(p_description, 'hold capture') THEN
+      RAISE EXCEPTION 'hold % was captured with different arguments', v_hold.id
+        USING ERRCODE = 'KE005',
+              DETAIL = pg_catalog.format('original entry %s (%s %s)', v_entry.id, v_entry.transaction_type, v_entry.amount),
+              HINT = 'A hold is captured once.';
+    END IF;
     RETURN v_entry;
   END IF;
-  -- The balance column holds less than 10^8 (and the lifetime totals less than 10^10).
-  IF v_account.current_balance + v_amount >= 100000000
-     OR (v_type = 'purchase' AND v_account.lifetime_purchased + v_amount >= 10000000000) THEN
-    RAISE EXCEPTION 'invalid amount: % would take the balance % past its ceiling 99999999.9999', v_amount,
-        v_account.current_balance
-      USING ERRCODE = 'KE004';
+  -- 4. State and amount; neither balance nor limits: the hold reserved both.
+  IF v_hold.status <> 'active' OR v_hold.expires_at <= v_now THEN
+    RAISE EXCEPTION 'hold % cannot be captured: it is %', v_hold.id,
+      CASE WHEN v_hold.status = 'active' THEN 'expired' ELSE v_hold.status END
+      USING ERRCODE = 'KE007', HINT = 'Charge with keen.deduct_credits() instead.';
   END IF;
+  IF v_account.account_status <> 'active' THEN
+    RAISE EXCEPTION 'credit account % is %', v_account.id, v_account.account_status
+      USING ERRCODE = 'KE012', DETAIL = coalesce(v_account.suspended_reason, '');
+  END IF;
+  IF v_amount > v_hold.amount THEN
+    RAISE EXCEPTION 'invalid amount: capture % exceeds hold %', v_amount, v_hold.amount
+      USING ERRCODE = 'KE004', HINT = 'Capture at most the held amount; deduct the rest with keen.deduct_credits().';
+  END IF;
+  -- 5. The ledger row (its id derives from the hold: a hold is captured once), the hold.
   INSERT INTO keen.credit_transactions AS t
-         (id, user_id, account_id, transaction_type, amount, description, metadata, idempotency_key,
-          request_fingerprint, stripe_payment_intent_id)
-  VALUES (keen.idempotent_id(v_account.id, 'entry', p_idempotency_key), v_user_id, v_account.id,
-          v_type, v_amount, coalesce(p_description, v_type),
-          coalesce(p_metadata, '{}'::jsonb), p_idempotency_key, v_fingerprint, p_stripe_payment_intent_id)
+         (id, user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after,
+          session_id, hold_id, description, created_at)
+  VALUES (pg_catalog.md5(v_hold.id::text || ':capture')::uuid, v_user_id, v_account.id,
+          v_account.last_entry_no + 1, 'usage', -v_amount, v_account.current_balance,
+          v_account.current_balance - v_amount, v_hold.session_id, v_hold.id,
+          coalesce(p_description, 'hold capture'), v_now)
   RETURNING t.* INTO v_entry;
+  UPDATE keen.credit_holds AS h
+     SET status = 'captured', captured_amount = v_amount, capture_transaction_id = v_entry.id, resolved_at = v_now
+   WHERE h.user_id = v_user_id AND h.id = v_hold.id;
+  -- 6. The account: balance, the whole hold freed, the usage counted on the local day.
+  v_today := (v_now AT TIME ZONE coalesce(v_account.timezone, 'UTC'))::date;
+  v_month := pg_catalog.date_trunc('month', v_today)::date;
+  UPDATE keen.credit_accounts AS a
+     SET current_balance = v_entry.balance_after, last_entry_no = v_entry.entry_no,
+         held_amount = a.held_amount - v_hold.amount,
+         lifetime_spent = a.lifetime_spent + v_amount,
+         spent_today = CASE WHEN a.spent_today_date = v_today THEN a.spent_today + v_amount
+                            WHEN a.spent_today_date > v_today THEN a.spent_today ELSE v_amount END,
+         spent_today_date = GREATEST(a.spent_today_date, v_today),
+         spent_this_month = CASE WHEN a.spent_month_start = v_month THEN a.spent_this_month + v_amount
+                                 WHEN a.spent_month_start > v_month THEN a.spent_this_month ELSE v_amount END,
+         spent_month_start = GREATEST(a.spent_month_start, v_month),
+         updated_at = v_now
+   WHERE a.user_id = v_user_id;
+  -- 7. The day's statistics; 8. auto-recharge, as for a deduction.
+  PERFORM keen.add_ledger_usage(v_user_id, v_today, 'usage', -v_amount);
+  IF v_account.auto_recharge_enabled AND v_entry.balance_after < v_account.auto_recharge_threshold THEN
+    PERFORM keen.request_recharge(v_user_id, v_account.id, v_account.auto_recharge_amount, v_entry.id,
+                                  v_entry.balance_after);
+  END IF;
   RETURN v_entry;
+END
+$$;
+
+CREATE FUNCTION keen.release_hold(p_hold_id uuid)
+RETURNS keen.credit_holds
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_user_id uuid := keen.require_user_id();
+  v_hold keen.credit_holds;
+BEGIN
+  -- Account first, then the hold: the lock order of every movement.
+  PERFORM FROM keen.credit_accounts AS a WHERE a.user_id = v_user_id FOR UPDATE;
+  SELECT h.* INTO v_hold FROM keen.credit_holds AS h
+   WHERE h.user_id = v_user_id AND h.id = p_hold_id
+     FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'hold % not found', p_hold_id USING ERRCODE = 'KE006';
+  END IF;
+  IF v_hold.status = 'captured' THEN
+    RAISE EXCEPTION 'hold % is already captured', p_hold_id USING ERRCODE = 'KE007';
+  END IF;
+  -- Releasing a released or expired hold is a no-op: its credits are free already.
+  IF v_hold.status = 'active' THEN
+    UPDATE keen.credit_holds AS h SET status = 'released', resolved_at = pg_catalog.now()
+     WHERE h.user_id = v_user_id AND h.id = p_hold_id
+    RETURNING h.* INTO v_hold;
+    UPDATE keen.credit_accounts AS a
+       SET held_amount = a.held_amount - v_hold.amount, updated_at = pg_catalog.now()
+     WHERE a.user_id = v_user_id;
+  END IF;
+  RETURN v_hold;
 END
 $$;
 
@@ -861,7 +998,7 @@ BEGIN
   -- Holds past their expiry no longer count, swept or not.
   SELECT a.current_balance,
          a.current_balance - (SELECT coalesce(sum(h.amount), 0) FROM keen.credit_holds AS h
-                               WHERE h.account_id = a.id AND h.status = 'active'
+                               WHERE h.user_id = v_user_id AND h.status = 'active'
                                  AND h.expires_at > pg_catalog.now())
     INTO v_balance, v_available
     FROM keen.credit_accounts AS a WHERE a.user_id = v_user_id;
@@ -893,131 +1030,12 @@ BEGIN
          a.daily_limit, a.monthly_limit
     FROM keen.credit_accounts AS a
    CROSS JOIN LATERAL (SELECT coalesce(sum(h.amount), 0) AS held FROM keen.credit_holds AS h
-                        WHERE h.account_id = a.id AND h.status = 'active'
+                        WHERE h.user_id = v_user_id AND h.status = 'active'
                           AND h.expires_at > pg_catalog.now()) AS v
    WHERE a.user_id = v_user_id;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'credit account not found for user %', v_user_id USING ERRCODE = 'KE006';
   END IF;
-END
-$$;
-
-CREATE FUNCTION keen.hold_credits(
-  p_session_id uuid DEFAULT NULL,
-  p_amount numeric DEFAULT NULL,
-  p_idempotency_key text DEFAULT NULL,
-  p_expires_in interval DEFAULT interval '1 hour')
-RETURNS keen.credit_holds
-LANGUAGE plpgsql
-VOLATILE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-  v_user_id uuid := keen.require_user_id();
-  v_amount numeric := keen.validate_credit_amount(p_amount);
-  v_account keen.credit_accounts;
-  v_fingerprint text;
-  v_hold keen.credit_holds;
-  v_expires_in interval := coalesce(p_expires_in, interval '1 hour');
-BEGIN
-  IF v_expires_in <= interval '0' OR v_expires_in > interval '7 days' THEN
-    RAISE EXCEPTION 'invalid hold expiry: % (must be above 0 and at most 7 days)', v_expires_in
-      USING ERRCODE = 'KE013';
-  END IF;
-  PERFORM keen.check_idempotency_key(p_idempotency_key);
-  v_account := keen.lock_credit_account(v_user_id);
-  v_fingerprint := keen.credit_fingerprint('hold', pg_catalog.jsonb_build_object(
-    'amount', pg_catalog.trim_scale(v_amount), 'session_id', p_session_id, 'expires_in', v_expires_in));
-  IF p_idempotency_key IS NOT NULL THEN
-    SELECT h.* INTO v_hold FROM keen.credit_holds AS h
-     WHERE h.user_id = v_user_id AND h.account_id = v_account.id AND h.idempotency_key = p_idempotency_key;
-    IF FOUND THEN
-      IF v_hold.request_fingerprint IS DISTINCT FROM v_fingerprint THEN
-        RAISE EXCEPTION 'idempotency key % was used with different arguments', keen.text_prefix(p_idempotency_key)
-          USING ERRCODE = 'KE005', DETAIL = pg_catalog.format('original hold %s of %s', v_hold.id, v_hold.amount);
-      END IF;
-      RETURN v_hold;
-    END IF;
-  END IF;
-  IF p_session_id IS NOT NULL THEN
-    PERFORM keen.require_agent_session(p_session_id);
-  END IF;
-  -- Balance and limits are checked by the holds' insert trigger, under the same lock.
-  INSERT INTO keen.credit_holds AS h
-         (id, user_id, account_id, session_id, amount, idempotency_key, request_fingerprint, expires_at)
-  VALUES (keen.idempotent_id(v_account.id, 'hold', p_idempotency_key), v_user_id, v_account.id,
-          p_session_id, v_amount, p_idempotency_key, v_fingerprint, pg_catalog.now() + v_expires_in)
-  RETURNING h.* INTO v_hold;
-  RETURN v_hold;
-END
-$$;
-
-CREATE FUNCTION keen.capture_hold(
-  p_hold_id uuid,
-  p_amount numeric DEFAULT NULL,
-  p_description text DEFAULT NULL)
-RETURNS keen.credit_transactions
-LANGUAGE plpgsql
-VOLATILE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-  v_user_id uuid := keen.require_user_id();
-  v_account keen.credit_accounts;
-  v_hold keen.credit_holds;
-  v_entry keen.credit_transactions;
-BEGIN
-  IF p_amount IS NOT NULL THEN
-    PERFORM keen.validate_credit_amount(p_amount);
-  END IF;
-  PERFORM keen.check_text(p_description, 'description', 1000);
-  v_account := keen.lock_credit_account(v_user_id);
-  SELECT h.* INTO v_hold FROM keen.credit_holds AS h
-   WHERE h.user_id = v_user_id AND h.id = p_hold_id AND h.account_id = v_account.id FOR UPDATE;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'hold % not found', p_hold_id USING ERRCODE = 'KE006';
-  END IF;
-  -- State, expiry and amount (at most the hold) are checked by the ledger's insert trigger;
-  -- the entry id is derived from the hold, so a hold can never be captured twice.
-  INSERT INTO keen.credit_transactions AS t
-         (id, user_id, account_id, transaction_type, amount, session_id, hold_id, description)
-  VALUES (pg_catalog.md5(v_hold.id::text || ':capture')::uuid, v_user_id, v_account.id, 'usage',
-          -coalesce(pg_catalog.round(p_amount, 4), v_hold.amount), v_hold.session_id, v_hold.id,
-          coalesce(p_description, 'hold capture'))
-  RETURNING t.* INTO v_entry;
-  RETURN v_entry;
-END
-$$;
-
-CREATE FUNCTION keen.release_hold(p_hold_id uuid)
-RETURNS keen.credit_holds
-LANGUAGE plpgsql
-VOLATILE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-  v_user_id uuid := keen.require_user_id();
-  v_account keen.credit_accounts;
-  v_hold keen.credit_holds;
-BEGIN
-  v_account := keen.lock_credit_account(v_user_id);
-  SELECT h.* INTO v_hold FROM keen.credit_holds AS h
-   WHERE h.user_id = v_user_id AND h.id = p_hold_id AND h.account_id = v_account.id FOR UPDATE;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'hold % not found', p_hold_id USING ERRCODE = 'KE006';
-  END IF;
-  IF v_hold.status = 'captured' THEN
-    RAISE EXCEPTION 'hold % is already captured', p_hold_id USING ERRCODE = 'KE007';
-  END IF;
-  -- Releasing a released or expired hold is a no-op: its credits are free already.
-  IF v_hold.status = 'active' THEN
-    UPDATE keen.credit_holds AS h SET status = 'released'
-     WHERE h.user_id = v_user_id AND h.id = p_hold_id RETURNING h.* INTO v_hold;
-  END IF;
-  RETURN v_hold;
 END
 $$;
 
@@ -1043,9 +1061,13 @@ BEGIN
   IF p_daily_limit > p_monthly_limit THEN
     RAISE EXCEPTION 'invalid limits: daily % above monthly %', p_daily_limit, p_monthly_limit USING ERRCODE = 'KE013';
   END IF;
-  v_account := keen.lock_credit_account(v_user_id);
-  UPDATE keen.credit_accounts AS a SET daily_limit = p_daily_limit, monthly_limit = p_monthly_limit
-   WHERE a.user_id = v_user_id AND a.id = v_account.id RETURNING a.* INTO v_account;
+  UPDATE keen.credit_accounts AS a
+     SET daily_limit = p_daily_limit, monthly_limit = p_monthly_limit, updated_at = pg_catalog.now()
+   WHERE a.user_id = v_user_id
+  RETURNING a.* INTO v_account;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'credit account not found for user %', v_user_id USING ERRCODE = 'KE006';
+  END IF;
   RETURN v_account;
 END
 $$;
@@ -1073,12 +1095,16 @@ BEGIN
   IF p_amount IS NOT NULL THEN
     PERFORM keen.validate_credit_amount(p_amount, 'recharge amount');
   END IF;
-  v_account := keen.lock_credit_account(v_user_id);
   UPDATE keen.credit_accounts AS a
      SET auto_recharge_enabled = p_enabled,
          auto_recharge_threshold = coalesce(p_threshold, a.auto_recharge_threshold),
-         auto_recharge_amount = coalesce(p_amount, a.auto_recharge_amount)
-   WHERE a.user_id = v_user_id AND a.id = v_account.id RETURNING a.* INTO v_account;
+         auto_recharge_amount = coalesce(p_amount, a.auto_recharge_amount),
+         updated_at = pg_catalog.now()
+   WHERE a.user_id = v_user_id
+  RETURNING a.* INTO v_account;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'credit account not found for user %', v_user_id USING ERRCODE = 'KE006';
+  END IF;
   RETURN v_account;
 END
 $$;
@@ -1174,16 +1200,20 @@ VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_count integer;
+  v_user_id uuid;
+  v_expired integer;
+  v_count integer := 0;
 BEGIN
-  -- Accounts first, in id order, as every credit function does: no deadlock with captures.
-  PERFORM FROM keen.credit_accounts AS a
-   WHERE a.id IN (SELECT h.account_id FROM keen.credit_holds AS h
-                   WHERE h.status = 'active' AND h.expires_at <= pg_catalog.now())
-   ORDER BY a.id FOR UPDATE OF a;
-  UPDATE keen.credit_holds AS h SET status = 'expired'
-   WHERE h.status = 'active' AND h.expires_at <= pg_catalog.now();
-  GET DIAGNOSTICS v_count = ROW_COUNT;
+  -- Per tenant (a Citus-ready operator job), each under its account lock, in user order.
+  FOR v_user_id IN
+    SELECT DISTINCT h.user_id FROM keen.credit_holds AS h
+     WHERE h.status = 'active' AND h.expires_at <= pg_catalog.now()
+     ORDER BY h.user_id
+  LOOP
+    PERFORM FROM keen.credit_accounts AS a WHERE a.user_id = v_user_id FOR UPDATE;
+    SELECT e.p_expired INTO v_expired FROM keen.expire_lapsed_holds(v_user_id) AS e;
+    v_count := v_count + v_expired;
+  END LOOP;
   RETURN v_count;
 END
 $$;
@@ -1227,28 +1257,25 @@ BEGIN
     RAISE EXCEPTION 'recharge request % not found', p_request_id USING ERRCODE = 'KE006';
   END IF;
   -- Account before request: the lock order of every credit function.
-  PERFORM FROM keen.credit_accounts AS a WHERE a.id = v_request.account_id FOR UPDATE;
-  SELECT r.* INTO v_request FROM keen.recharge_requests AS r WHERE r.id = p_request_id FOR UPDATE;
+  PERFORM FROM keen.credit_accounts AS a WHERE a.user_id = v_request.user_id FOR UPDATE;
+  SELECT r.* INTO v_request FROM keen.recharge_requests AS r
+   WHERE r.user_id = v_request.user_id AND r.id = p_request_id
+     FOR UPDATE;
   IF v_request.status = 'completed' THEN
     -- A repeated webhook gets the original purchase.
-    SELECT t.* INTO v_entry FROM keen.credit_transactions AS t WHERE t.id = v_request.purchase_transaction_id;
+    SELECT t.* INTO v_entry FROM keen.credit_transactions AS t
+     WHERE t.user_id = v_request.user_id AND t.id = v_request.purchase_transaction_id;
     RETURN v_entry;
   ELSIF v_request.status = 'failed' THEN
     RAISE EXCEPTION 'recharge request % already failed', p_request_id USING ERRCODE = 'KE007';
   END IF;
-  -- A random id: nothing another party knows (the request id was once broadcast) names the
-  -- purchase in advance; the request's status makes a repeated call return this entry.
-  PERFORM keen.check_text(p_stripe_payment_intent_id, 'payment intent id', 255);
-  INSERT INTO keen.credit_transactions AS t
-         (id, user_id, account_id, transaction_type, amount, description, idempotency_key,
-          stripe_payment_intent_id, metadata)
-  VALUES (pg_catalog.gen_random_uuid(), v_request.user_id, v_request.account_id,
-          'purchase', v_request.amount, 'auto-recharge', 'recharge:' || v_request.id::text,
-          p_stripe_payment_intent_id, pg_catalog.jsonb_build_object('recharge_request_id', v_request.id))
-  RETURNING t.* INTO v_entry;
+  -- The purchase is an ordinary credit movement, keyed by the request.
+  v_entry := keen.post_credit(v_request.user_id, v_request.amount, 'purchase', 'auto-recharge',
+                              'recharge:' || v_request.id::text, p_stripe_payment_intent_id,
+                              pg_catalog.jsonb_build_object('recharge_request_id', v_request.id));
   UPDATE keen.recharge_requests AS r
      SET status = 'completed', resolved_at = pg_catalog.now(), purchase_transaction_id = v_entry.id
-   WHERE r.id = p_request_id;
+   WHERE r.user_id = v_request.user_id AND r.id = p_request_id;
   RETURN v_entry;
 END
 $$;
@@ -1278,28 +1305,12 @@ END
 $$;
 
 -- ===== triggers ==============================================================
-CREATE TRIGGER _100_set_updated_at BEFORE UPDATE ON keen.credit_accounts
-  FOR EACH ROW EXECUTE FUNCTION keen.tg_set_updated_at();
--- The guard fires before _100_set_updated_at: it refuses or derives the money columns.
-CREATE TRIGGER _050_guard BEFORE INSERT OR UPDATE ON keen.credit_accounts
-  FOR EACH ROW EXECUTE FUNCTION keen.tg_credit_accounts__guard();
--- Append-only: row triggers for UPDATE/DELETE, a statement trigger for TRUNCATE.
+-- Append-only: row triggers for UPDATE/DELETE, a statement trigger for TRUNCATE (they never
+-- fire on the INSERT of a movement).
 CREATE TRIGGER _010_append_only BEFORE UPDATE OR DELETE ON keen.credit_transactions
   FOR EACH ROW EXECUTE FUNCTION keen.tg_credit_transactions__append_only();
 CREATE TRIGGER _010_append_only_truncate BEFORE TRUNCATE ON keen.credit_transactions
   FOR EACH STATEMENT EXECUTE FUNCTION keen.tg_credit_transactions__append_only();
-CREATE TRIGGER _100_post BEFORE INSERT ON keen.credit_transactions
-  FOR EACH ROW EXECUTE FUNCTION keen.tg_credit_transactions__post();
-CREATE TRIGGER _100_apply AFTER INSERT ON keen.credit_transactions
-  FOR EACH ROW EXECUTE FUNCTION keen.tg_credit_transactions__apply();
-CREATE TRIGGER _100_reserve BEFORE INSERT ON keen.credit_holds
-  FOR EACH ROW EXECUTE FUNCTION keen.tg_credit_holds__reserve();
-CREATE TRIGGER _100_guard BEFORE UPDATE ON keen.credit_holds
-  FOR EACH ROW EXECUTE FUNCTION keen.tg_credit_holds__guard();
-CREATE TRIGGER _200_apply_insert AFTER INSERT ON keen.credit_holds
-  FOR EACH ROW EXECUTE FUNCTION keen.tg_credit_holds__apply();
-CREATE TRIGGER _200_apply_update AFTER UPDATE OF status ON keen.credit_holds
-  FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION keen.tg_credit_holds__apply();
 
 -- ===== row-level security ====================================================
 ALTER TABLE keen.credit_accounts ENABLE ROW LEVEL SECURITY;
@@ -1310,8 +1321,8 @@ ALTER TABLE keen.credit_holds ENABLE ROW LEVEL SECURITY;
 ALTER TABLE keen.credit_holds FORCE ROW LEVEL SECURITY;
 ALTER TABLE keen.recharge_requests ENABLE ROW LEVEL SECURITY;
 ALTER TABLE keen.recharge_requests FORCE ROW LEVEL SECURITY;
--- Tenants see and write only their own rows; the owner policy serves the
--- cross-tenant SECURITY DEFINER functions and the dashboard refresh.
+-- Tenants read only their own rows (every write is a SECURITY DEFINER movement); the owner
+-- policy serves those functions, the operators and the dashboard refresh.
 CREATE POLICY select_own ON keen.credit_accounts FOR SELECT TO keen_app
   USING (user_id = (SELECT keen.current_user_id()));
 CREATE POLICY owner_all ON keen.credit_accounts FOR ALL TO keen_owner USING (true) WITH CHECK (true);
@@ -1326,8 +1337,7 @@ CREATE POLICY select_own ON keen.recharge_requests FOR SELECT TO keen_app
 CREATE POLICY owner_all ON keen.recharge_requests FOR ALL TO keen_owner USING (true) WITH CHECK (true);
 
 -- ===== grants ================================================================
--- Read through RLS only: money moves through the SECURITY DEFINER functions alone, so
--- keen_app can neither lock an account table nor write money around them.
+-- Read only: every write is a movement function (SECURITY DEFINER, EXECUTE granted below).
 GRANT SELECT ON keen.credit_accounts, keen.credit_transactions, keen.credit_holds, keen.recharge_requests
   TO keen_app;
 GRANT EXECUTE ON FUNCTION
@@ -1341,15 +1351,14 @@ GRANT EXECUTE ON FUNCTION
   keen.set_spending_limits(numeric, numeric),
   keen.configure_auto_recharge(boolean, numeric, numeric),
   keen.round_cost(numeric),
-  -- Helpers the read functions above call as the invoker (PostgreSQL checks EXECUTE on every
-  -- nested call against current_user). The writing helpers (account lock, idempotency,
-  -- limits) run only inside the SECURITY DEFINER functions, as keen_owner.
+  -- Called as the invoker by check_credits and credit_balance (PostgreSQL checks EXECUTE on
+  -- every nested call against current_user); each reads only the caller's own rows or none.
   keen.validate_credit_amount(numeric, text),
   keen.credit_local_date(uuid, timestamptz)
 TO keen_app;
--- Not granted: in_migration (called only by the append-only trigger, which keen_app never
--- reaches: it has no write privilege on the ledger), the writing helpers, and the billing
--- and operator functions.
+-- Not granted: the internal helpers the movements call as keen_owner (extend_hold,
+-- post_credit, expire_lapsed_holds, add_ledger_usage, request_recharge,
+-- refuse_spending_limit), in_migration, and the billing and operator functions.
 
 -- ===== comments ==============================================================
 COMMENT ON TABLE keen.credit_accounts IS 'A user''s prepaid credit account; its balance is the sum of its ledger.';
@@ -1367,7 +1376,7 @@ COMMENT ON COLUMN keen.credit_transactions.idempotency_key IS 'Caller''s key: a 
 COMMENT ON TABLE keen.credit_holds IS 'Credits reserved for a running agent; captured, released or expired.';
 COMMENT ON TABLE keen.recharge_requests IS 'Transactional outbox of auto-recharges for the billing service.';
 COMMENT ON COLUMN keen.credit_accounts.spent_today_date IS 'Local day (users.timezone) that spent_today counts.';
-COMMENT ON COLUMN keen.credit_accounts.spent_today IS 'Usage posted on spent_today_date; derived from the ledger by the guard trigger.';
+COMMENT ON COLUMN keen.credit_accounts.spent_today IS 'Usage posted on spent_today_date; kept from the ledger by the movements.';
 COMMENT ON COLUMN keen.credit_accounts.spent_month_start IS 'First local day of the month that spent_this_month counts.';
 COMMENT ON COLUMN keen.credit_accounts.spent_this_month IS 'Usage posted in the month from spent_month_start; derived from the ledger.';
 COMMENT ON FUNCTION keen.validate_credit_amount(numeric, text) IS
@@ -1375,31 +1384,23 @@ COMMENT ON FUNCTION keen.validate_credit_amount(numeric, text) IS
 COMMENT ON FUNCTION keen.round_cost(numeric) IS
   'A 6-place session cost as a 4-place ledger amount: rounded up (ceiling), never below the cost, at most 0.0001 above.';
 COMMENT ON FUNCTION keen.credit_local_date(uuid, timestamptz) IS 'The user''s local calendar day of a moment (users.timezone).';
-COMMENT ON FUNCTION keen.lock_credit_account(uuid) IS
-  'Locks the user''s credit account FOR UPDATE (KE006 when missing) and expires its lapsed holds.';
-COMMENT ON FUNCTION keen.credit_fingerprint(text, jsonb) IS 'Fingerprint of an idempotent call: operation and arguments.';
-COMMENT ON FUNCTION keen.idempotent_id(uuid, text, text) IS 'Row id derived from account and idempotency key; random without a key.';
-COMMENT ON FUNCTION keen.check_idempotency_key(text) IS 'Raises KE013 for a key that is empty or longer than 255 characters.';
-COMMENT ON FUNCTION keen.find_idempotent_entry(uuid, text, text) IS
-  'The ledger row of an idempotency key (NULL if none); KE005 when it was made with other arguments.';
-COMMENT ON FUNCTION keen.require_agent_session(uuid) IS 'Raises KE006 unless the agent session (uuid id) is the caller''s.';
-COMMENT ON FUNCTION keen.check_spending_limits(keen.credit_accounts, numeric) IS
-  'Raises KE002/KE003 when spent + held + amount would exceed the daily/monthly limit (user''s time zone).';
+COMMENT ON FUNCTION keen.refuse_spending_limit(numeric, numeric, numeric, numeric, numeric, numeric, date) IS
+  'Raises KE002 or KE003 for an amount that spent + held would take over the daily or monthly limit.';
+COMMENT ON FUNCTION keen.expire_lapsed_holds(uuid) IS
+  'Under the caller''s account lock: expires the user''s lapsed holds; returns the new held_amount and how many expired.';
+COMMENT ON FUNCTION keen.add_ledger_usage(uuid, date, text, numeric) IS
+  'Adds one ledger row''s figure to the user''s daily_usage_stats of that day (keen.ledger_usage''s rule).';
+COMMENT ON FUNCTION keen.request_recharge(uuid, uuid, numeric, uuid, numeric) IS
+  'Records one pending auto-recharge request (none while one is open) and wakes the billing service.';
+COMMENT ON FUNCTION keen.post_credit(uuid, numeric, text, text, text, text, jsonb) IS
+  'The credit movement of add_credits and completed recharges: a purchase, refund or adjustment posted to a user''s account.';
+COMMENT ON FUNCTION keen.extend_hold(uuid, uuid, numeric) IS
+  'Internal (called by definer functions): adds p_amount to an active hold under the checks of hold_credits (KE001/KE002/KE003); writes nothing on refusal.';
 COMMENT ON FUNCTION keen.in_migration() IS
   'True only for a migration: acting as keen_owner from a login that is not a keen_app member.';
-COMMENT ON FUNCTION keen.tg_credit_transactions__post() IS
-  'Ledger BEFORE INSERT: locks the account, checks state, balance, holds and limits, numbers the entry.';
-COMMENT ON FUNCTION keen.tg_credit_transactions__apply() IS
-  'Ledger AFTER INSERT: captures the hold, moves the account balance, records an auto-recharge request.';
 COMMENT ON FUNCTION keen.tg_credit_transactions__append_only() IS 'Refuses UPDATE, DELETE and TRUNCATE of the ledger outside a migration.';
-COMMENT ON FUNCTION keen.tg_credit_accounts__guard() IS
-  'Refuses money-column changes that do not follow from the newest ledger entry or the active holds; derives totals and counters.';
-COMMENT ON FUNCTION keen.tg_credit_holds__reserve() IS 'Holds BEFORE INSERT: locks the account, checks state, balance and limits.';
-COMMENT ON FUNCTION keen.tg_credit_holds__guard() IS
-  'Holds BEFORE UPDATE: terms immutable; only active holds change; captured only by their ledger entry.';
-COMMENT ON FUNCTION keen.tg_credit_holds__apply() IS 'Holds AFTER INSERT/UPDATE: recomputes the account''s held_amount.';
 COMMENT ON FUNCTION keen.deduct_credits(numeric, uuid, text, text) IS
-  'Charges usage atomically under the account lock: balance, holds, daily/monthly limits, idempotency key.';
+  'Charges usage atomically under the account lock: balance, holds, daily/monthly limits (holds count as spending to come), idempotency key.';
 COMMENT ON FUNCTION keen.add_credits(numeric, text, text, text, text, jsonb) IS
   'Credits a purchase, refund or adjustment; idempotent by key (or by payment intent without a key).';
 COMMENT ON FUNCTION keen.check_credits(numeric) IS 'Whether the available balance (balance minus active holds) covers an amount.';
@@ -1407,7 +1408,7 @@ COMMENT ON FUNCTION keen.credit_balance() IS 'The caller''s balance, holds, life
 COMMENT ON FUNCTION keen.hold_credits(uuid, numeric, text, interval) IS
   'Reserves credits for a running agent until captured, released or expired (p_expires_in, default 1 hour).';
 COMMENT ON FUNCTION keen.capture_hold(uuid, numeric, text) IS
-  'Charges at most the held amount (default all of it) and frees the rest; a hold is captured once (KE007).';
+  'Charges at most the held amount (default all of it) and frees the rest, never refused for balance or limits; a retry with the same amount and description returns the original entry, other arguments KE005.';
 COMMENT ON FUNCTION keen.release_hold(uuid) IS 'Frees a hold''s credits; a no-op for a released or expired hold, KE007 for a captured one.';
 COMMENT ON FUNCTION keen.set_spending_limits(numeric, numeric) IS 'Sets the daily and monthly limits (NULL for none).';
 COMMENT ON FUNCTION keen.configure_auto_recharge(boolean, numeric, numeric) IS
@@ -1464,11 +1465,12 @@ COMMENT ON COLUMN keen.recharge_requests.resolved_at IS 'When the request was co
 
 COMMENT ON COLUMN keen.credit_accounts.id IS 'Primary key.';
 COMMENT ON COLUMN keen.credit_accounts.created_at IS 'When the row was inserted.';
-COMMENT ON COLUMN keen.credit_accounts.updated_at IS 'When the row was last updated (trigger _100_set_updated_at).';
+COMMENT ON COLUMN keen.credit_accounts.updated_at IS 'When the row was last updated (set by the function that writes it).';
+COMMENT ON COLUMN keen.credit_accounts.next_hold_expiry IS 'Earliest expiry of the active holds (or earlier); NULL when none. Once past, the next movement expires lapsed holds.';
 COMMENT ON COLUMN keen.credit_holds.id IS 'Primary key.';
 COMMENT ON COLUMN keen.credit_holds.created_at IS 'When the row was inserted.';
 COMMENT ON COLUMN keen.credit_transactions.id IS 'Primary key.';
-COMMENT ON COLUMN keen.credit_transactions.created_at IS 'When the entry was posted (set by the ledger trigger).';
+COMMENT ON COLUMN keen.credit_transactions.created_at IS 'When the entry was posted (server time, set by the movement).';
 COMMENT ON COLUMN keen.recharge_requests.id IS 'Primary key.';
 COMMENT ON COLUMN keen.recharge_requests.created_at IS 'When the row was inserted.';
 

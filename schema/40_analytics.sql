@@ -524,35 +524,6 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION keen.tg_credit_transactions__track_usage()
-RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-  -- The ledger is append-only: only inserts arrive here. A ledger row is one (user, day)
-  -- delta, never all zero (amount <> 0).
-  v_delta keen.usage_delta := (keen.ledger_usage(NEW, coalesce(
-    (SELECT u.timezone FROM keen.users AS u WHERE u.id = NEW.user_id), 'UTC')))[1];
-BEGIN
-  -- The common case, the day's row exists: add to it under its row lock, as
-  -- keen.add_usage_deltas would, without its aggregation (one statement instead of three).
-  UPDATE keen.daily_usage_stats AS d
-  SET credits_purchased = d.credits_purchased + v_delta.credits_purchased,
-      credits_spent = d.credits_spent + v_delta.credits_spent,
-      credits_refunded = d.credits_refunded + v_delta.credits_refunded,
-      credits_adjusted = d.credits_adjusted + v_delta.credits_adjusted,
-      updated_at = pg_catalog.now()
-  WHERE d.user_id = v_delta.user_id AND d.date_bucket = v_delta.date_bucket;
-  IF NOT FOUND THEN
-    -- The day's first figures: the general path creates the row (and handles the race
-    -- with a concurrent creator).
-    PERFORM keen.add_usage_deltas(ARRAY[v_delta]);
-  END IF;
-  RETURN NULL;
-END
-$$;
-
 CREATE FUNCTION keen.tg_users__rebucket_usage_stats()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -585,10 +556,8 @@ CREATE CONSTRAINT TRIGGER _500_track_usage_stats_update AFTER UPDATE ON keen.age
         OR OLD.end_time IS DISTINCT FROM NEW.end_time
         OR OLD.user_id IS DISTINCT FROM NEW.user_id)
   EXECUTE FUNCTION keen.tg_agent_sessions__track_usage();
--- Ledger figures are added at once: the credit functions already hold the account lock,
--- taken before this row lock by every transaction, so the order is always the same.
-CREATE TRIGGER _500_track_usage_stats AFTER INSERT ON keen.credit_transactions
-  FOR EACH ROW EXECUTE FUNCTION keen.tg_credit_transactions__track_usage();
+-- (Ledger rows are counted by the credit movements themselves, under the account lock:
+-- keen.add_ledger_usage, migration 0012.)
 CREATE TRIGGER _500_rebucket_usage_stats AFTER UPDATE OF timezone ON keen.users
   FOR EACH ROW WHEN (OLD.timezone IS DISTINCT FROM NEW.timezone)
   EXECUTE FUNCTION keen.tg_users__rebucket_usage_stats();
@@ -649,8 +618,6 @@ COMMENT ON FUNCTION keen.add_usage_deltas(keen.usage_delta[]) IS
   'Adds figures to daily_usage_stats, one (user, day) row at a time in key order; used by the triggers.';
 COMMENT ON FUNCTION keen.tg_agent_sessions__track_usage() IS
   'Trigger (deferred to commit): adds a session''s change to daily_usage_stats.';
-COMMENT ON FUNCTION keen.tg_credit_transactions__track_usage() IS
-  'Trigger: adds a ledger row to daily_usage_stats.';
 COMMENT ON FUNCTION keen.tg_users__rebucket_usage_stats() IS
   'Trigger: rebuilds a user''s daily_usage_stats when the time zone (the day boundaries) changes.';
 

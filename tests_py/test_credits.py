@@ -390,7 +390,9 @@ def test_capture_of_another_tenants_hold_raises_KE006(db: Database, db_url: str)
         q.credits.capture_hold(hold_id=hold.id, amount=None, description=None)
 
 
-def test_second_capture_of_a_hold_raises_KE007(db: Database, db_url: str) -> None:
+def test_retried_capture_returns_the_original_entry_and_other_arguments_raise_KE005(
+    db: Database, db_url: str
+) -> None:
     (user,) = open_accounts(db_url, 1)
     with db.tenant(user) as q:
         add(q, "10")
@@ -403,9 +405,32 @@ def test_second_capture_of_a_hold_raises_KE007(db: Database, db_url: str) -> Non
         assert hold is not None
         captured = q.credits.capture_hold(hold_id=hold.id, amount=Decimal("1.25"), description=None)
     assert captured is not None and captured.amount == Decimal("-1.25")
-    with pytest.raises(errors.InvalidStateTransition), db.tenant(user) as q:
+    # The reply was lost: the caller retries with the same arguments, in a new transaction.
+    with db.tenant(user) as q:
+        retried = q.credits.capture_hold(
+            hold_id=hold.id, amount=Decimal("1.2500"), description=None
+        )
+    assert retried == captured
+    with pytest.raises(errors.IdempotencyConflict), db.tenant(user) as q:
         q.credits.capture_hold(hold_id=hold.id, amount=None, description=None)
     assert balance(db, user).available_balance == Decimal("8.75")
+
+
+def test_capture_of_a_released_hold_raises_KE007(db: Database, db_url: str) -> None:
+    (user,) = open_accounts(db_url, 1)
+    with db.tenant(user) as q:
+        add(q, "10")
+        hold = q.credits.hold_credits(
+            session_id=None,
+            amount=Decimal("5"),
+            idempotency_key=None,
+            expires_in=None,
+        )
+        assert hold is not None
+        q.credits.release_hold(hold_id=hold.id)
+    with pytest.raises(errors.InvalidStateTransition), db.tenant(user) as q:
+        q.credits.capture_hold(hold_id=hold.id, amount=None, description=None)
+    assert balance(db, user).available_balance == Decimal("10")
 
 
 def test_deduct_without_tenant_context_raises_KE010(db: Database) -> None:

@@ -97,12 +97,21 @@ def _prepare(db: Database, url: str) -> dict[str, Any]:
     return {"user": user, "hold": hold.id, "events": events[0], "refreshed": refreshed[0]}
 
 
-def _wait_for_runs(url: str, tasks: set[str], timeout: float = 90.0) -> list[schedule.JobStatus]:
-    """Poll until every task has a finished run (pg_cron starts them on the minute)."""
+def _wait_for_runs(
+    url: str, tasks: set[str], since: datetime.datetime, timeout: float = 90.0
+) -> list[schedule.JobStatus]:
+    """Poll until every task has a finished run started after `since` (pg_cron starts them
+    on the minute: a run that began before the work was ready, e.g. before the hold lapsed,
+    does not count)."""
     deadline = time.monotonic() + timeout
     while True:
         jobs = schedule.job_status(url) or []
-        if tasks <= {j.task for j in jobs if j.last_end is not None}:
+        done = {
+            j.task
+            for j in jobs
+            if j.last_end is not None and j.last_start is not None and j.last_start > since
+        }
+        if tasks <= done:
             return jobs
         assert time.monotonic() < deadline, f"pg_cron did not run {tasks}: {jobs}"
         time.sleep(0.5)
@@ -132,7 +141,12 @@ def test_pg_cron_runs_the_jobs_and_health_reports_their_runs_and_failures(
 
     with Database(Settings(database_url=url, pool_max_size=2)) as db:
         before = _prepare(db, url)
-    jobs = _wait_for_runs(url, {*first, "broken"})
+    with psycopg.connect(url, autocommit=True) as conn:
+        lapsed = conn.execute(
+            "SELECT expires_at FROM keen.credit_holds WHERE id = %s", (before["hold"],)
+        ).fetchone()
+    assert lapsed is not None
+    jobs = _wait_for_runs(url, {*first, "broken"}, since=lapsed[0])
 
     with psycopg.connect(url, autocommit=True) as conn:
         hold = conn.execute(

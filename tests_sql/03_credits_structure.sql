@@ -12,7 +12,7 @@ SELECT columns_are('keen', 'credit_accounts', ARRAY[
     'lifetime_spent', 'daily_limit', 'monthly_limit', 'auto_recharge_enabled',
     'auto_recharge_threshold', 'auto_recharge_amount', 'account_status',
     'suspended_reason', 'last_entry_no', 'spent_today_date', 'spent_today',
-    'spent_month_start', 'spent_this_month', 'created_at', 'updated_at'],
+    'spent_month_start', 'spent_this_month', 'created_at', 'updated_at', 'next_hold_expiry'],
   'keen.credit_accounts has exactly the expected columns');
 SELECT col_type_is('keen', 'credit_accounts', 'id', 'uuid', 'credit_accounts.id is uuid');
 SELECT col_not_null('keen', 'credit_accounts', 'id', 'credit_accounts.id is NOT NULL');

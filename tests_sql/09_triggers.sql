@@ -1,14 +1,14 @@
 -- Triggers: every table's exact trigger list and the function each trigger runs, so a
 -- trigger cannot appear, vanish or change function unnoticed; and the time-zone check.
 BEGIN;
-SELECT plan(43);
+SELECT plan(34);
 
 -- ===== structure: trigger lists =============================================
 SELECT triggers_are('keen', 'agent_sessions', ARRAY['_010_check_update', '_010_set_depth', '_100_set_updated_at', '_500_track_usage_stats', '_500_track_usage_stats_update'], 'keen.agent_sessions has exactly its triggers');
 SELECT triggers_are('keen', 'auth_tokens', ARRAY['_050_guard', '_100_set_updated_at'], 'keen.auth_tokens has exactly its triggers');
-SELECT triggers_are('keen', 'credit_accounts', ARRAY['_050_guard', '_100_set_updated_at'], 'keen.credit_accounts has exactly its triggers');
-SELECT triggers_are('keen', 'credit_holds', ARRAY['_100_guard', '_100_reserve', '_200_apply_insert', '_200_apply_update'], 'keen.credit_holds has exactly its triggers');
-SELECT triggers_are('keen', 'credit_transactions', ARRAY['_010_append_only', '_010_append_only_truncate', '_100_apply', '_100_post', '_500_track_usage_stats'], 'keen.credit_transactions has exactly its triggers');
+SELECT triggers_are('keen', 'credit_accounts', ARRAY[]::name[], 'keen.credit_accounts has no trigger (the movements write it; keen_app cannot)');
+SELECT triggers_are('keen', 'credit_holds', ARRAY[]::name[], 'keen.credit_holds has no trigger (the movements write it; keen_app cannot)');
+SELECT triggers_are('keen', 'credit_transactions', ARRAY['_010_append_only', '_010_append_only_truncate'], 'keen.credit_transactions has exactly its append-only triggers');
 SELECT triggers_are('keen', 'session_events', ARRAY['_010_sequence', '_900_notify'], 'keen.session_events has exactly its triggers');
 SELECT triggers_are('keen', 'users', ARRAY['_100_set_updated_at', '_500_rebucket_usage_stats', '_900_audit'], 'keen.users has exactly its triggers');
 SELECT triggers_are('keen', 'user_audit_log', ARRAY['_010_append_only', '_010_append_only_truncate'], 'keen.user_audit_log has exactly its triggers');
@@ -25,17 +25,8 @@ SELECT trigger_is('keen', 'agent_sessions', '_500_track_usage_stats', 'keen', 't
 SELECT trigger_is('keen', 'agent_sessions', '_500_track_usage_stats_update', 'keen', 'tg_agent_sessions__track_usage', 'agent_sessions._500_track_usage_stats_update runs keen.tg_agent_sessions__track_usage');
 SELECT trigger_is('keen', 'auth_tokens', '_050_guard', 'keen', 'tg_auth_tokens__guard', 'auth_tokens._050_guard runs keen.tg_auth_tokens__guard');
 SELECT trigger_is('keen', 'auth_tokens', '_100_set_updated_at', 'keen', 'tg_set_updated_at', 'auth_tokens._100_set_updated_at runs keen.tg_set_updated_at');
-SELECT trigger_is('keen', 'credit_accounts', '_050_guard', 'keen', 'tg_credit_accounts__guard', 'credit_accounts._050_guard runs keen.tg_credit_accounts__guard');
-SELECT trigger_is('keen', 'credit_accounts', '_100_set_updated_at', 'keen', 'tg_set_updated_at', 'credit_accounts._100_set_updated_at runs keen.tg_set_updated_at');
-SELECT trigger_is('keen', 'credit_holds', '_100_guard', 'keen', 'tg_credit_holds__guard', 'credit_holds._100_guard runs keen.tg_credit_holds__guard');
-SELECT trigger_is('keen', 'credit_holds', '_100_reserve', 'keen', 'tg_credit_holds__reserve', 'credit_holds._100_reserve runs keen.tg_credit_holds__reserve');
-SELECT trigger_is('keen', 'credit_holds', '_200_apply_insert', 'keen', 'tg_credit_holds__apply', 'credit_holds._200_apply_insert runs keen.tg_credit_holds__apply');
-SELECT trigger_is('keen', 'credit_holds', '_200_apply_update', 'keen', 'tg_credit_holds__apply', 'credit_holds._200_apply_update runs keen.tg_credit_holds__apply');
 SELECT trigger_is('keen', 'credit_transactions', '_010_append_only', 'keen', 'tg_credit_transactions__append_only', 'credit_transactions._010_append_only runs keen.tg_credit_transactions__append_only');
 SELECT trigger_is('keen', 'credit_transactions', '_010_append_only_truncate', 'keen', 'tg_credit_transactions__append_only', 'credit_transactions._010_append_only_truncate runs keen.tg_credit_transactions__append_only');
-SELECT trigger_is('keen', 'credit_transactions', '_100_apply', 'keen', 'tg_credit_transactions__apply', 'credit_transactions._100_apply runs keen.tg_credit_transactions__apply');
-SELECT trigger_is('keen', 'credit_transactions', '_100_post', 'keen', 'tg_credit_transactions__post', 'credit_transactions._100_post runs keen.tg_credit_transactions__post');
-SELECT trigger_is('keen', 'credit_transactions', '_500_track_usage_stats', 'keen', 'tg_credit_transactions__track_usage', 'credit_transactions._500_track_usage_stats runs keen.tg_credit_transactions__track_usage');
 SELECT trigger_is('keen', 'session_events', '_010_sequence', 'keen', 'tg_session_events__sequence', 'session_events._010_sequence runs keen.tg_session_events__sequence');
 SELECT trigger_is('keen', 'session_events', '_900_notify', 'keen', 'tg_session_events__notify', 'session_events._900_notify runs keen.tg_session_events__notify');
 SELECT trigger_is('keen', 'users', '_100_set_updated_at', 'keen', 'tg_set_updated_at', 'users._100_set_updated_at runs keen.tg_set_updated_at');

@@ -2,7 +2,7 @@
 -- cross-tenant references, fail-closed without context, and the exact lists of SECURITY
 -- DEFINER functions, policies and grants (a new one cannot appear unnoticed).
 BEGIN;
-SELECT plan(155);
+SELECT plan(157);
 
 -- pgTAP itself must be callable while acting as keen_app (rolled back with the test).
 GRANT USAGE ON SCHEMA tap TO keen_app, keen_analytics;
@@ -612,8 +612,12 @@ SELECT throws_ok($$SELECT keen.in_migration()$$, '42501', NULL,
   'keen_app cannot call in_migration (it never reaches the append-only trigger that does)');
 SELECT throws_ok($$SELECT keen.rebuild_usage_stats(current_setting('test.user_a')::uuid)$$, '42501', NULL,
   'keen_app cannot rewrite daily_usage_stats with rebuild_usage_stats');
-SELECT throws_ok($$SELECT keen.lock_credit_account(current_setting('test.user_b')::uuid)$$, '42501', NULL,
-  'keen_app cannot call lock_credit_account (only the definer functions lock accounts, their own tenant''s)');
+SELECT throws_ok($$SELECT keen.extend_hold(current_setting('test.user_b')::uuid, current_setting('test.hold_b')::uuid, 1)$$, '42501', NULL,
+  'keen_app cannot call extend_hold (only the definer functions do, for their own tenant)');
+SELECT throws_ok($$SELECT keen.capture_hold(p_hold_id => current_setting('test.hold_b')::uuid)$$, 'KE006', NULL,
+  'capture_hold of another tenant''s hold raises KE006 (the definer names user_id by value; its own policy would show it)');
+SELECT throws_ok($$SELECT keen.release_hold(current_setting('test.hold_b')::uuid)$$, 'KE006', NULL,
+  'release_hold of another tenant''s hold raises KE006');
 SELECT hasnt_function('keen', 'lock_event_stream', ARRAY['uuid'],
   'there is no event-stream lock to take any more (migration 0013: event ids need no per-user lock)');
 SELECT throws_ok($$SELECT keen.add_usage_deltas(ARRAY[ROW(current_setting('test.user_b')::uuid, current_date,

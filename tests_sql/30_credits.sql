@@ -1,7 +1,7 @@
 -- Credits: the ledger, deductions, purchases, holds, limits, auto-recharge, append-only and
 -- the guards that keep every invariant whoever writes. One assertion per rule.
 BEGIN;
-SELECT plan(167);
+SELECT plan(184);
 
 -- ===== fixtures (as the owner) ===============================================
 -- alice (UTC) and bob are ordinary tenants; carol lives at UTC+14 and has limits; dave holds
@@ -32,24 +32,29 @@ SELECT has_function('keen', 'release_hold', ARRAY['uuid'], 'release_hold(p_hold_
 SELECT function_returns('keen', 'deduct_credits', ARRAY['numeric', 'uuid', 'text', 'text'], 'keen.credit_transactions', 'deduct_credits returns the ledger row type');
 SELECT function_returns('keen', 'hold_credits', ARRAY['uuid', 'numeric', 'text', 'interval'], 'keen.credit_holds', 'hold_credits returns the hold row type');
 SELECT set_eq($$SELECT p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-                  WHERE n.nspname = 'keen' AND p.prosecdef
-                    AND (p.proname LIKE '%credit%' OR p.proname LIKE '%hold%' OR p.proname LIKE '%recharge%'
-                         OR p.proname IN ('verify_ledger', 'round_cost', 'in_migration', 'set_spending_limits'))$$,
-  ARRAY['add_credits', 'deduct_credits', 'hold_credits', 'capture_hold', 'release_hold', 'set_spending_limits',
-        'configure_auto_recharge'],
-  'the credit functions that write are SECURITY DEFINER (keen_app writes no money table); readers run as the invoker');
+                 WHERE n.nspname = 'keen' AND p.prosecdef
+                   AND (p.proname LIKE '%credit%' OR p.proname LIKE '%hold%' OR p.proname LIKE '%recharge%'
+                        OR p.proname LIKE '%spending%' OR p.proname IN ('verify_ledger', 'round_cost', 'in_migration'))$$,
+  ARRAY['add_credits', 'capture_hold', 'configure_auto_recharge', 'deduct_credits', 'hold_credits', 'release_hold',
+        'set_spending_limits'],
+  'the credit functions keen_app calls to write are SECURITY DEFINER (the only writers); the rest run as the invoker');
 SELECT ok(NOT EXISTS (SELECT FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-                       WHERE n.nspname = 'keen' AND p.proname IN ('deduct_credits', 'add_credits', 'verify_ledger')
+                       WHERE n.nspname = 'keen'
+                         AND p.proname IN ('deduct_credits', 'add_credits', 'hold_credits', 'capture_hold',
+                                           'release_hold', 'extend_hold', 'post_credit')
                          AND NOT coalesce(p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp'], false)),
-  'credit functions pin search_path to pg_catalog, pg_temp (pg_temp last)');
+  'the money movements pin search_path to pg_catalog, pg_temp');
 SELECT function_privs_are('keen', 'deduct_credits', ARRAY['numeric', 'uuid', 'text', 'text'], 'keen_app', ARRAY['EXECUTE'], 'keen_app may execute deduct_credits');
 SELECT function_privs_are('keen', 'verify_ledger', '{}'::text[], 'keen_app', '{}'::text[], 'keen_app may not execute verify_ledger (operators only)');
 SELECT function_privs_are('keen', 'sweep_expired_holds', '{}'::text[], 'keen_app', '{}'::text[], 'keen_app may not execute sweep_expired_holds (operators only)');
 SELECT function_privs_are('keen', 'complete_recharge_request', ARRAY['uuid', 'text'], 'keen_app', '{}'::text[], 'keen_app may not complete recharge requests (billing operators only)');
-SELECT table_privs_are('keen', 'credit_transactions', 'keen_app', ARRAY['SELECT'], 'keen_app may only read the ledger (it appends through the API)');
+SELECT table_privs_are('keen', 'credit_transactions', 'keen_app', ARRAY['SELECT'], 'keen_app may only read the ledger (the movements append)');
 SELECT has_trigger('keen', 'credit_transactions', '_010_append_only', 'the ledger has a row trigger refusing UPDATE and DELETE');
 SELECT has_trigger('keen', 'credit_transactions', '_010_append_only_truncate', 'the ledger has a statement trigger refusing TRUNCATE');
-SELECT has_trigger('keen', 'credit_accounts', '_050_guard', 'credit_accounts has the money-column guard');
+SELECT table_privs_are('keen', 'credit_accounts', 'keen_app', ARRAY['SELECT'], 'keen_app may only read its account (the movements write it)');
+SELECT table_privs_are('keen', 'credit_holds', 'keen_app', ARRAY['SELECT'], 'keen_app may only read its holds');
+SELECT function_privs_are('keen', 'extend_hold', ARRAY['uuid', 'uuid', 'numeric'], 'keen_app', '{}'::text[],
+  'keen_app may not execute extend_hold (internal: called by definer functions)');
 SELECT has_index('keen', 'credit_transactions', 'credit_transactions_account_id_idempotency_key_key', 'idempotency keys are unique per account by an index');
 
 -- ===== as the owner: purchases and deductions ================================
@@ -145,12 +150,9 @@ SELECT throws_ok($$SELECT keen.deduct_credits(p_amount => 1, p_session_id => '00
 SELECT throws_ok($$SELECT keen.deduct_credits(p_amount => 1, p_session_id => gen_random_uuid())$$,
   'KE006', NULL, 'charging an unknown session raises KE006');
 
--- ===== as the owner: the guards (the database protects the money whoever writes) ==
--- keen_app holds no write privilege at all (tests_sql/12_attacker.sql); the guards are
--- proven as keen_owner, the role the SECURITY DEFINER functions run as.
-SET LOCAL ROLE keen_owner;
+-- ===== as the owner: only the movements write (keen_app holds SELECT alone) =====
 SELECT throws_ok($$UPDATE keen.credit_accounts SET current_balance = current_balance + 1000$$, '42501', NULL,
-  'a direct UPDATE of the balance is refused, even as keen_owner');
+  'a direct UPDATE of the balance by the service is refused');
 SELECT throws_ok($$UPDATE keen.credit_accounts SET current_balance = 1000, last_entry_no = last_entry_no + 1$$, '42501', NULL,
   'a direct balance UPDATE with a made-up entry number is refused');
 SELECT throws_ok($$UPDATE keen.credit_accounts SET lifetime_spent = 0$$, '42501', NULL,
@@ -167,20 +169,16 @@ SELECT throws_ok($$CREATE TEMP TABLE forge (x integer)$$, '42501', NULL,
 SELECT throws_ok($$UPDATE keen.credit_accounts SET account_status = 'suspended', suspended_reason = 'x'$$, '42501', NULL,
   'the service cannot change its account''s status');
 SELECT throws_ok($$UPDATE keen.credit_accounts SET daily_limit = NULL$$, '42501', NULL,
-  'the service writes no account setting directly either (set_spending_limits does)');
+  'settings too are written only through their functions (set_spending_limits)');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, transaction_type, amount, description)
     SELECT user_id, id, 'usage', -0.5, 'direct insert' FROM keen.credit_accounts$$,
-  '42501', NULL, 'a direct ledger INSERT by the service is refused: money moves through the API only');
-SELECT lives_ok($$SELECT keen.deduct_credits(p_amount => 0.5, p_description => 'direct insert')$$,
-  'the same charge through deduct_credits is posted by the ledger''s trigger ...');
+  '42501', NULL, 'a direct ledger INSERT by the service is refused: deduct_credits posts entries');
 SELECT results_eq($$SELECT current_balance, last_entry_no FROM keen.credit_accounts$$,
                   $$SELECT balance_after, entry_no FROM keen.credit_transactions ORDER BY entry_no DESC LIMIT 1$$,
-  '... so the account follows it: balance and entry number');
-SELECT throws_ok(
-  $$INSERT INTO keen.credit_transactions (user_id, account_id, transaction_type, amount, description)
-    SELECT user_id, id, 'usage', -1000, 'direct overdraft' FROM keen.credit_accounts$$,
-  '42501', NULL, 'a direct ledger INSERT beyond the balance is refused before any trigger');
+  'the account follows its newest entry: balance and entry number');
+SELECT lives_ok($$SELECT keen.deduct_credits(p_amount => 0.5, p_description => 'after the refusals')$$,
+  'the movements still write for the service');
 SELECT throws_ok($$UPDATE keen.credit_transactions SET amount = -0.01 WHERE entry_no = 2$$, '42501', NULL,
   'the service cannot UPDATE ledger rows');
 SELECT throws_ok($$DELETE FROM keen.credit_transactions$$, '42501', NULL, 'the service cannot DELETE ledger rows');
@@ -200,7 +198,7 @@ SELECT lives_ok($$SELECT keen.add_credits(p_amount => 3, p_idempotency_key => 'a
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, transaction_type, amount, description)
     SELECT '00000000-0000-4000-8000-0000000c0a01', id, 'purchase', 1, 'x' FROM keen.credit_accounts$$,
-  '42501', NULL, 'bob cannot post to alice''s account (keen_app has no INSERT on the ledger)');
+  '42501', NULL, 'bob cannot post to alice''s account (nor to his own) directly');
 
 -- ===== holds (dave) ==========================================================
 RESET ROLE;
@@ -237,8 +235,16 @@ SELECT results_eq($$SELECT current_balance, held_amount, available_balance FROM 
   'a partial capture frees the rest of the hold');
 SELECT results_eq($$SELECT status, captured_amount FROM keen.credit_holds WHERE idempotency_key = 'h-1'$$,
                   $$VALUES ('captured', 2.5000::numeric)$$, 'the hold records its captured amount');
+SELECT is((SELECT id FROM keen.capture_hold(p_hold_id => (SELECT id FROM keen.credit_holds WHERE idempotency_key = 'h-1'), p_amount => 2.50)),
+          (SELECT capture_transaction_id FROM keen.credit_holds WHERE idempotency_key = 'h-1'),
+  'a retried capture with the same arguments returns the original entry (2.50 is 2.5) ...');
+SELECT results_eq($$SELECT count(*), min(a.current_balance) FROM keen.credit_transactions AS t, keen.credit_accounts AS a
+                    WHERE t.hold_id IS NOT NULL$$,
+                  $$VALUES (1::bigint, 7.5000::numeric)$$, '... and charges nothing more');
 SELECT throws_ok($$SELECT keen.capture_hold(p_hold_id => (SELECT id FROM keen.credit_holds WHERE idempotency_key = 'h-1'))$$,
-  'KE007', NULL, 'a hold is never captured twice: KE007');
+  'KE005', NULL, 'a hold is never captured twice: a retry with other arguments (the whole hold) raises KE005');
+SELECT throws_ok($$SELECT keen.capture_hold(p_hold_id => (SELECT id FROM keen.credit_holds WHERE idempotency_key = 'h-1'), p_amount => 2.5, p_description => 'other')$$,
+  'KE005', NULL, 'a retried capture with another description raises KE005');
 SELECT throws_ok($$SELECT keen.release_hold((SELECT id FROM keen.credit_holds WHERE idempotency_key = 'h-1'))$$,
   'KE007', NULL, 'a captured hold cannot be released: KE007');
 SELECT is((SELECT status FROM keen.release_hold((SELECT id FROM keen.hold_credits(p_amount => 3, p_idempotency_key => 'h-2')))),
@@ -251,16 +257,45 @@ SELECT throws_ok($$SELECT keen.capture_hold(p_hold_id => (SELECT id FROM keen.cr
 SELECT is((SELECT amount FROM keen.capture_hold(p_hold_id => (SELECT id FROM keen.hold_credits(p_amount => 1.25, p_idempotency_key => 'h-3')))),
   -1.2500::numeric, 'capture_hold without an amount captures the whole hold');
 SELECT lives_ok($$SELECT keen.hold_credits(p_amount => 2, p_idempotency_key => 'h-4')$$, 'dave holds 2 more');
-SET LOCAL ROLE keen_owner;
 SELECT throws_ok($$UPDATE keen.credit_holds SET status = 'captured', captured_amount = 0 WHERE idempotency_key = 'h-4'$$,
   '42501', NULL, 'the service cannot mark a hold captured without its ledger entry');
 SELECT throws_ok($$UPDATE keen.credit_holds SET amount = 0.01 WHERE idempotency_key = 'h-4'$$,
   '42501', NULL, 'the service cannot change a hold''s amount');
 SELECT throws_ok($$UPDATE keen.credit_holds SET status = 'active' WHERE idempotency_key = 'h-2'$$,
-  'KE007', NULL, 'a released hold never becomes active again: KE007');
+  '42501', NULL, 'the service cannot make a released hold active again');
+SELECT throws_ok($$SELECT keen.extend_hold('00000000-0000-4000-8000-0000000c0d01', (SELECT id FROM keen.credit_holds WHERE idempotency_key = 'h-4'), 1)$$,
+  '42501', NULL, 'the service cannot call extend_hold itself');
+-- extend_hold, as a definer function calls it (here: the owner)
+RESET ROLE;
+SELECT results_eq($$SELECT amount, status FROM keen.extend_hold('00000000-0000-4000-8000-0000000c0d01',
+                      (SELECT id FROM keen.credit_holds WHERE idempotency_key = 'h-4'), 1.5)$$,
+                  $$VALUES (3.5000::numeric, 'active')$$, 'extend_hold adds to an active hold ...');
+SELECT results_eq($$SELECT current_balance, held_amount FROM keen.credit_accounts WHERE user_id = '00000000-0000-4000-8000-0000000c0d01'$$,
+                  $$VALUES (6.2500::numeric, 3.5000::numeric)$$, '... and to the account''s held amount');
+SELECT throws_ok($$SELECT keen.extend_hold('00000000-0000-4000-8000-0000000c0d01', (SELECT id FROM keen.credit_holds WHERE idempotency_key = 'h-4'), 2.7501)$$,
+  'KE001', NULL, 'extend_hold beyond the available balance raises KE001 ...');
+SELECT results_eq($$SELECT h.amount, a.held_amount FROM keen.credit_holds h JOIN keen.credit_accounts a ON a.user_id = h.user_id
+                    WHERE h.idempotency_key = 'h-4'$$,
+                  $$VALUES (3.5000::numeric, 3.5000::numeric)$$, '... and writes nothing');
+SELECT throws_ok($$SELECT keen.extend_hold('00000000-0000-4000-8000-0000000c0d01', (SELECT id FROM keen.credit_holds WHERE idempotency_key = 'h-2'), 1)$$,
+  'KE007', NULL, 'a released hold cannot be extended: KE007');
+SELECT throws_ok($$SELECT keen.extend_hold('00000000-0000-4000-8000-0000000c0b01', (SELECT id FROM keen.credit_holds WHERE idempotency_key = 'h-4'), 1)$$,
+  'KE006', NULL, 'extend_hold finds a hold only under its own user: KE006');
+SELECT throws_ok($$SELECT keen.extend_hold('00000000-0000-4000-8000-0000000c0d01', (SELECT id FROM keen.credit_holds WHERE idempotency_key = 'h-4'), 0)$$,
+  'KE004', NULL, 'extend_hold validates the amount: KE004');
+SELECT results_eq($$SELECT amount FROM keen.extend_hold('00000000-0000-4000-8000-0000000c0d01',
+                      (SELECT id FROM keen.credit_holds WHERE idempotency_key = 'h-4'), 2.75)$$,
+                  $$VALUES (6.2500::numeric)$$, 'extend_hold up to the whole available balance succeeds');
 SET LOCAL ROLE keen_app;
+SET LOCAL app.current_user_id = '00000000-0000-4000-8000-0000000c0d01';
+SELECT is((SELECT amount FROM keen.capture_hold(p_hold_id => (SELECT id FROM keen.credit_holds WHERE idempotency_key = 'h-4'), p_amount => 6.25)),
+  -6.2500::numeric, 'an extended hold is captured up to its new amount, with nothing else available');
+SELECT results_eq($$SELECT current_balance, held_amount FROM keen.credit_accounts$$,
+                  $$VALUES (0.0000::numeric, 0.0000::numeric)$$, 'the capture freed the hold and charged the balance');
+SELECT lives_ok($$SELECT keen.add_credits(p_amount => 5, p_idempotency_key => 'd-topup'); SELECT keen.hold_credits(p_amount => 2, p_idempotency_key => 'h-4b')$$,
+  'dave buys 5 more and holds 2 again');
 SET LOCAL app.current_user_id = '00000000-0000-4000-8000-0000000c0b01';
-SELECT throws_ok($$SELECT keen.capture_hold(p_hold_id => md5((SELECT id FROM keen.credit_accounts WHERE user_id = '00000000-0000-4000-8000-0000000c0d01')::text || ':hold:h-4')::uuid)$$,
+SELECT throws_ok($$SELECT keen.capture_hold(p_hold_id => md5((SELECT id FROM keen.credit_accounts WHERE user_id = '00000000-0000-4000-8000-0000000c0d01')::text || ':hold:h-4b')::uuid)$$,
   'KE006', NULL, 'another tenant cannot capture dave''s hold: KE006');
 SELECT throws_ok($$SELECT keen.release_hold(md5(gen_random_uuid()::text)::uuid)$$, 'KE006', NULL,
   'releasing an unknown hold raises KE006');
@@ -269,14 +304,15 @@ SELECT throws_ok($$SELECT keen.release_hold(md5(gen_random_uuid()::text)::uuid)$
 RESET ROLE;
 SET LOCAL session_replication_role = replica;
 UPDATE keen.credit_holds SET expires_at = now() - interval '1 second', created_at = now() - interval '2 hours'
- WHERE idempotency_key = 'h-4';
+ WHERE idempotency_key = 'h-4b';
 SET LOCAL session_replication_role = origin;
 SELECT is(keen.sweep_expired_holds(), 1, 'sweep_expired_holds expires the lapsed hold');
 SELECT results_eq($$SELECT h.status, a.held_amount FROM keen.credit_holds h JOIN keen.credit_accounts a ON a.id = h.account_id
-                    WHERE h.idempotency_key = 'h-4'$$,
+                    WHERE h.idempotency_key = 'h-4b'$$,
                   $$VALUES ('expired', 0.0000::numeric)$$, 'an expired hold frees its credits');
 SELECT is(keen.sweep_expired_holds(), 0, 'sweeping again finds nothing');
--- A lapsed hold stops reserving credits at once, before any sweep.
+-- A lapsed hold stops reserving credits at once, before any sweep. (Time is moved here: the
+-- hold's expiry and the account's next_hold_expiry, as the passing hour would.)
 SET LOCAL ROLE keen_app;
 SET LOCAL app.current_user_id = '00000000-0000-4000-8000-0000000c0d01';
 SELECT lives_ok($$SELECT keen.hold_credits(p_amount => 1, p_idempotency_key => 'h-5')$$, 'dave holds 1 ...');
@@ -284,13 +320,17 @@ RESET ROLE;
 SET LOCAL session_replication_role = replica;
 UPDATE keen.credit_holds SET expires_at = now() - interval '1 second', created_at = now() - interval '2 hours'
  WHERE idempotency_key = 'h-5';
+UPDATE keen.credit_accounts SET next_hold_expiry = now() - interval '1 second'
+ WHERE user_id = '00000000-0000-4000-8000-0000000c0d01';
 SET LOCAL session_replication_role = origin;
 SET LOCAL ROLE keen_app;
-SELECT is((SELECT available_balance FROM keen.check_credits(1)), 6.2500::numeric,
+SELECT is((SELECT available_balance FROM keen.check_credits(1)), 5.0000::numeric,
   '... and once it lapses check_credits no longer counts it');
 SELECT lives_ok($$SELECT keen.deduct_credits(p_amount => 0.25)$$, 'the next credit call of the account ...');
 SELECT results_eq($$SELECT status FROM keen.credit_holds WHERE idempotency_key = 'h-5'$$, $$VALUES ('expired')$$,
   '... expires the lapsed hold under the account lock');
+SELECT results_eq($$SELECT held_amount, next_hold_expiry FROM keen.credit_accounts$$, $$VALUES (0.0000::numeric, NULL::timestamptz)$$,
+  '... freeing its credits; no active hold is left to wait for');
 RESET ROLE;
 
 -- ===== limits (carol, UTC+14) ================================================

@@ -25,8 +25,7 @@ SELECT isnt_definer('keen', 'session_cost_breakdown', ARRAY['text'], 'session_co
 SELECT isnt_definer('keen', 'verify_usage_stats', '{}'::name[], 'verify_usage_stats runs as the operator');
 SELECT is_definer('keen', 'tg_agent_sessions__track_usage', '{}'::name[],
   'the deferred session stats trigger is SECURITY DEFINER (at commit it runs as keen_app, which writes no stats)');
-SELECT isnt_definer('keen', 'tg_credit_transactions__track_usage', '{}'::name[],
-  'the ledger stats trigger runs as the invoker (keen_owner, inside the credit functions)');
+SELECT hasnt_function('keen', 'tg_credit_transactions__track_usage', '{}'::name[], 'no ledger stats trigger: each credit movement adds its own figure (keen.add_ledger_usage)');
 SELECT isnt_definer('keen', 'add_usage_deltas', ARRAY['keen.usage_delta[]'], 'add_usage_deltas runs as the invoker, under RLS');
 SELECT isnt_definer('keen', 'tg_users__rebucket_usage_stats', '{}'::name[], 'the time zone trigger runs as the invoker');
 SELECT function_privs_are('keen', 'usage_report', ARRAY['date', 'date'], 'keen_app', ARRAY['EXECUTE'],
@@ -47,7 +46,7 @@ SELECT table_privs_are('keen', 'daily_usage_stats', 'keen_app', ARRAY['SELECT'],
   'keen_app only reads stats (the triggers write them as keen_owner)');
 SELECT has_trigger('keen', 'agent_sessions', '_500_track_usage_stats', 'sessions inserted or deleted update the stats');
 SELECT has_trigger('keen', 'agent_sessions', '_500_track_usage_stats_update', 'sessions changed update the stats');
-SELECT has_trigger('keen', 'credit_transactions', '_500_track_usage_stats', 'ledger rows update the stats');
+SELECT hasnt_trigger('keen', 'credit_transactions', '_500_track_usage_stats', 'ledger rows are counted by the movements, not by a trigger');
 SELECT has_trigger('keen', 'users', '_500_rebucket_usage_stats', 'a time zone change re-buckets the stats');
 
 -- ===== fixtures (as the owner) ===============================================

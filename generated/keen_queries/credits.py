@@ -153,8 +153,9 @@ def capture_hold(
     """Charges at most the held amount (all of it when amount is omitted) and frees the rest; once
     per hold.
 
-    Charges at most the held amount (default all of it) and frees the rest; a hold is captured
-    once (KE007).
+    Charges at most the held amount (default all of it) and frees the rest, never refused for
+    balance or limits; a retry with the same amount and description returns the original entry,
+    other arguments KE005.
 
     Raises models.NoRowError when there is no row.
     """
@@ -176,8 +177,9 @@ async def capture_hold_async(
     """Charges at most the held amount (all of it when amount is omitted) and frees the rest; once
     per hold.
 
-    Charges at most the held amount (default all of it) and frees the rest; a hold is captured
-    once (KE007).
+    Charges at most the held amount (default all of it) and frees the rest, never refused for
+    balance or limits; a retry with the same amount and description returns the original entry,
+    other arguments KE005.
 
     Raises models.NoRowError when there is no row.
 
@@ -426,7 +428,7 @@ def complete_recharge_request_params(
     return (request_id, stripe_payment_intent_id)
 
 
-CONFIGURE_AUTO_RECHARGE: LiteralString = """SELECT id, user_id, current_balance, held_amount, lifetime_purchased, lifetime_spent, daily_limit, monthly_limit, auto_recharge_enabled, auto_recharge_threshold, auto_recharge_amount, account_status, suspended_reason, last_entry_no, spent_today_date, spent_today, spent_month_start, spent_this_month, created_at, updated_at FROM keen.configure_auto_recharge(
+CONFIGURE_AUTO_RECHARGE: LiteralString = """SELECT id, user_id, current_balance, held_amount, lifetime_purchased, lifetime_spent, daily_limit, monthly_limit, auto_recharge_enabled, auto_recharge_threshold, auto_recharge_amount, account_status, suspended_reason, last_entry_no, spent_today_date, spent_today, spent_month_start, spent_this_month, created_at, updated_at, next_hold_expiry FROM keen.configure_auto_recharge(
   p_enabled => $1::boolean,
   p_threshold => $2::numeric,
   p_amount => $3::numeric
@@ -571,8 +573,8 @@ def deduct_credits(
     """Charges usage atomically (balance, holds, daily/monthly limits); a retried key returns the
     original entry.
 
-    Charges usage atomically under the account lock: balance, holds, daily/monthly limits,
-    idempotency key.
+    Charges usage atomically under the account lock: balance, holds, daily/monthly limits (holds
+    count as spending to come), idempotency key.
 
     Raises models.NoRowError when there is no row.
     """
@@ -595,8 +597,8 @@ async def deduct_credits_async(
     """Charges usage atomically (balance, holds, daily/monthly limits); a retried key returns the
     original entry.
 
-    Charges usage atomically under the account lock: balance, holds, daily/monthly limits,
-    idempotency key.
+    Charges usage atomically under the account lock: balance, holds, daily/monthly limits (holds
+    count as spending to come), idempotency key.
 
     Raises models.NoRowError when there is no row.
 
@@ -934,7 +936,7 @@ def round_cost_params(*, cost: decimal.Decimal) -> tuple[Any, ...]:
     return (cost,)
 
 
-SET_SPENDING_LIMITS: LiteralString = """SELECT id, user_id, current_balance, held_amount, lifetime_purchased, lifetime_spent, daily_limit, monthly_limit, auto_recharge_enabled, auto_recharge_threshold, auto_recharge_amount, account_status, suspended_reason, last_entry_no, spent_today_date, spent_today, spent_month_start, spent_this_month, created_at, updated_at FROM keen.set_spending_limits(
+SET_SPENDING_LIMITS: LiteralString = """SELECT id, user_id, current_balance, held_amount, lifetime_purchased, lifetime_spent, daily_limit, monthly_limit, auto_recharge_enabled, auto_recharge_threshold, auto_recharge_amount, account_status, suspended_reason, last_entry_no, spent_today_date, spent_today, spent_month_start, spent_this_month, created_at, updated_at, next_hold_expiry FROM keen.set_spending_limits(
   p_daily_limit => $1::numeric,
   p_monthly_limit => $2::numeric
 )"""
@@ -1143,8 +1145,9 @@ class CreditsQueries:
         """Charges at most the held amount (all of it when amount is omitted) and frees the rest;
         once per hold.
 
-        Charges at most the held amount (default all of it) and frees the rest; a hold is
-        captured once (KE007).
+        Charges at most the held amount (default all of it) and frees the rest, never refused for
+        balance or limits; a retry with the same amount and description returns the original
+        entry, other arguments KE005.
 
         Raises models.NoRowError when there is no row.
         """
@@ -1274,8 +1277,8 @@ class CreditsQueries:
         """Charges usage atomically (balance, holds, daily/monthly limits); a retried key returns
         the original entry.
 
-        Charges usage atomically under the account lock: balance, holds, daily/monthly limits,
-        idempotency key.
+        Charges usage atomically under the account lock: balance, holds, daily/monthly limits
+        (holds count as spending to come), idempotency key.
 
         Raises models.NoRowError when there is no row.
         """
@@ -1485,8 +1488,9 @@ class AsyncCreditsQueries:
         """Charges at most the held amount (all of it when amount is omitted) and frees the rest;
         once per hold.
 
-        Charges at most the held amount (default all of it) and frees the rest; a hold is
-        captured once (KE007).
+        Charges at most the held amount (default all of it) and frees the rest, never refused for
+        balance or limits; a retry with the same amount and description returns the original
+        entry, other arguments KE005.
 
         Raises models.NoRowError when there is no row.
 
@@ -1638,8 +1642,8 @@ class AsyncCreditsQueries:
         """Charges usage atomically (balance, holds, daily/monthly limits); a retried key returns
         the original entry.
 
-        Charges usage atomically under the account lock: balance, holds, daily/monthly limits,
-        idempotency key.
+        Charges usage atomically under the account lock: balance, holds, daily/monthly limits
+        (holds count as spending to come), idempotency key.
 
         Raises models.NoRowError when there is no row.
 

@@ -412,13 +412,14 @@ class CreditAccount(NamedTuple):
         suspended_reason: Why the account is not active.
         last_entry_no: entry_no of the account's latest ledger row.
         spent_today_date: Local day (users.timezone) that spent_today counts.
-        spent_today: Usage posted on spent_today_date; derived from the ledger by the guard
-        trigger.
+        spent_today: Usage posted on spent_today_date; kept from the ledger by the movements.
         spent_month_start: First local day of the month that spent_this_month counts.
         spent_this_month: Usage posted in the month from spent_month_start; derived from the
         ledger.
         created_at: When the row was inserted.
-        updated_at: When the row was last updated (trigger _100_set_updated_at).
+        updated_at: When the row was last updated (set by the function that writes it).
+        next_hold_expiry: Earliest expiry of the active holds (or earlier); NULL when none. Once
+        past, the next movement expires lapsed holds.
     """
 
     id: uuid.UUID
@@ -441,6 +442,7 @@ class CreditAccount(NamedTuple):
     spent_this_month: decimal.Decimal
     created_at: datetime.datetime
     updated_at: datetime.datetime
+    next_hold_expiry: datetime.datetime | None
 
 
 class CreditTransaction(NamedTuple):
@@ -466,7 +468,7 @@ class CreditTransaction(NamedTuple):
         raises KE005.
         stripe_payment_intent_id: The payment that bought these credits; unique per tenant, so
         one payment credits once.
-        created_at: When the entry was posted (set by the ledger trigger).
+        created_at: When the entry was posted (server time, set by the movement).
         created_by_ip: Client address of the request, when known.
     """
 
