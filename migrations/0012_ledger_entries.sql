@@ -656,6 +656,14 @@ BEGIN
       CASE WHEN v_hold.status = 'active' THEN 'expired' ELSE v_hold.status END
       USING ERRCODE = 'KE007', HINT = 'Charge with keen.deduct_credits() instead.';
   END IF;
+  -- A running session's hold backs the cost it has accepted: only the session's completion
+  -- (or cancel) settles it, so its agents never accept a cost that is then not paid.
+  IF v_hold.session_id IS NOT NULL AND EXISTS (
+       SELECT FROM keen.agent_sessions AS s
+        WHERE s.user_id = v_user_id AND s.id = v_hold.session_id AND s.execution_status = 'running') THEN
+    RAISE EXCEPTION 'invalid state transition: hold % backs a running session', v_hold.id
+      USING ERRCODE = 'KE007', HINT = 'Complete or cancel the session: it settles its own hold.';
+  END IF;
   IF v_account.account_status <> 'active' THEN
     RAISE EXCEPTION 'credit account % is %', v_account.id, v_account.account_status
       USING ERRCODE = 'KE012', DETAIL = coalesce(v_account.suspended_reason, '');
@@ -722,6 +730,16 @@ BEGIN
   END IF;
   IF v_hold.status = 'captured' THEN
     RAISE EXCEPTION 'hold % is already captured', p_hold_id USING ERRCODE = 'KE007';
+  END IF;
+  IF v_hold.status = 'active' THEN
+    -- A running session's hold backs the cost it has accepted: only the session's completion
+    -- (or cancel) settles it, so its agents never accept a cost that is then not paid.
+    IF v_hold.session_id IS NOT NULL AND EXISTS (
+         SELECT FROM keen.agent_sessions AS s
+          WHERE s.user_id = v_user_id AND s.id = v_hold.session_id AND s.execution_status = 'running') THEN
+      RAISE EXCEPTION 'invalid state transition: hold % backs a running session', v_hold.id
+        USING ERRCODE = 'KE007', HINT = 'Complete or cancel the session: it settles its own hold.';
+    END IF;
   END IF;
   -- Releasing a released or expired hold is a no-op: its credits are free already.
   IF v_hold.status = 'active' THEN

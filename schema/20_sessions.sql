@@ -577,19 +577,9 @@ BEGIN
     -- At the accepted cost the hold covers it already (capturing at most a hold never fails
     -- for balance or limits); a larger final total must be reserved first, like a report.
     v_hold_id := keen.reserve_session_budget(v_before, v_charge, false);
-    SELECT t.id INTO v_capture_id
-      FROM keen.capture_hold(p_hold_id => v_hold_id, p_amount => v_charge,
-                             p_description => 'agent session ' || p_session_id) AS t;
   END IF;
-  -- Holds the session no longer needs go back to the available balance.
-  FOR v_hold_id IN
-    SELECT h.id FROM keen.credit_holds AS h
-     WHERE h.user_id = v_user_id AND h.session_id = v_before.id AND h.status = 'active'
-     ORDER BY h.created_at, h.id
-  LOOP
-    PERFORM keen.release_hold(p_hold_id => v_hold_id);
-  END LOOP;
-
+  -- The session ends first: its hold is then no running session's, and capture_hold and
+  -- release_hold (which refuse to settle a running session's hold) settle it.
   UPDATE keen.agent_sessions AS s
      SET execution_status = v_status,
          end_time = GREATEST(pg_catalog.now(), s.start_time),
@@ -606,6 +596,20 @@ BEGIN
          last_event_seq = s.last_event_seq + 1
    WHERE s.user_id = v_user_id AND s.id = v_before.id
   RETURNING s.* INTO v_session;
+  IF v_charge > 0 THEN
+    SELECT t.id INTO v_capture_id
+      FROM keen.capture_hold(p_hold_id => v_hold_id, p_amount => v_charge,
+                             p_description => 'agent session ' || p_session_id) AS t;
+  END IF;
+  -- Holds the session no longer needs go back to the available balance.
+  FOR v_hold_id IN
+    SELECT h.id FROM keen.credit_holds AS h
+     WHERE h.user_id = v_user_id AND h.session_id = v_before.id AND h.status = 'active'
+     ORDER BY h.created_at, h.id
+  LOOP
+    PERFORM keen.release_hold(p_hold_id => v_hold_id);
+  END LOOP;
+
 
   PERFORM keen.append_session_event(v_session, 'session.' || v_status, pg_catalog.jsonb_build_object(
     'total_cost', v_total,

@@ -29,6 +29,7 @@ from keen_sql.errors import (
     AccountNotActive,
     DailyLimitExceeded,
     InsufficientCredits,
+    InvalidStateTransition,
     MonthlyLimitExceeded,
 )
 from keen_sql.events import EventHub, EventListener
@@ -314,6 +315,32 @@ def test_a_direct_deduction_or_hold_cannot_take_the_accepted_cost_and_completion
     with db.tenant(user) as q:  # and the session still completes at its accepted cost
         complete(q, "a")
     assert balance(db, user) == (Decimal("0.0000"), Decimal("0.0000"))
+
+
+def test_the_tenant_cannot_release_or_capture_its_running_sessions_hold(
+    db: Database, db_url: str
+) -> None:
+    # The hole the agents' budget would otherwise have: release the hold that backs a running
+    # session's accepted cost, spend the credits elsewhere, and the completion goes unpaid.
+    user = funded_user(db, db_url, "10.00", "a")
+    with db.tenant(user) as q:
+        report(q, "a", "6.00")
+        holds = q.conn.execute(
+            "SELECT h.id FROM keen.credit_holds AS h JOIN keen.agent_sessions AS s"
+            " ON s.user_id = h.user_id AND s.id = h.session_id"
+            " WHERE s.session_id = 'a' AND h.status = 'active'"
+        ).fetchall()
+    assert len(holds) == 1
+    hold_id = holds[0][0]
+    with pytest.raises(InvalidStateTransition), db.tenant(user) as q:
+        q.credits.release_hold(hold_id=hold_id)
+    with pytest.raises(InvalidStateTransition), db.tenant(user) as q:
+        q.credits.capture_hold(hold_id=hold_id)
+    with pytest.raises(InsufficientCredits), db.tenant(user) as q:
+        q.credits.deduct_credits(amount=Decimal("5"))
+    with db.tenant(user) as q:  # the session settles its own hold, at its accepted cost
+        complete(q, "a")
+    assert balance(db, user) == (Decimal("4.0000"), Decimal("0.0000"))
 
 
 def test_a_hold_placed_first_leaves_less_for_the_agents(db: Database, db_url: str) -> None:
