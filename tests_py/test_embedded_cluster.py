@@ -117,7 +117,13 @@ def test_as_a_normal_user_the_cluster_lives_in_the_checkout() -> None:
     db_sh = str(checkout / "scripts" / "db.sh")
     try:
         subprocess.run([*as_user, "mkdir", "-p", str(checkout / "scripts")], check=True)
-        subprocess.run([*as_user, "cp", str(CHECKOUT / "scripts" / "db.sh"), db_sh], check=True)
+        # The script goes in through stdin: this checkout may sit where that user cannot read
+        # (a clone under a 0700 parent, as CI's may).
+        subprocess.run(
+            [*as_user, "sh", "-c", 'cat > "$1" && chmod 755 "$1"', "sh", db_sh],
+            input=(CHECKOUT / "scripts" / "db.sh").read_bytes(),
+            check=True,
+        )
         up = subprocess.run([*as_user, *env, db_sh, "up"], capture_output=True, text=True)
         assert up.returncode == 0, up.stderr
         assert f"host={checkout}/.pg/run" in up.stdout
