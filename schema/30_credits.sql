@@ -977,6 +977,7 @@ BEGIN
   IF v_hold.status = 'captured' THEN
     RAISE EXCEPTION 'hold % is already captured', p_hold_id USING ERRCODE = 'KE007';
   END IF;
+  -- Releasing a released or expired hold is a no-op: its credits are free already.
   IF v_hold.status = 'active' THEN
     -- A running session's hold backs the cost it has accepted: only the session's completion
     -- (or cancel) settles it, so its agents never accept a cost that is then not paid.
@@ -986,9 +987,6 @@ BEGIN
       RAISE EXCEPTION 'invalid state transition: hold % backs a running session', v_hold.id
         USING ERRCODE = 'KE007', HINT = 'Complete or cancel the session: it settles its own hold.';
     END IF;
-  END IF;
-  -- Releasing a released or expired hold is a no-op: its credits are free already.
-  IF v_hold.status = 'active' THEN
     UPDATE keen.credit_holds AS h SET status = 'released', resolved_at = pg_catalog.now()
      WHERE h.user_id = v_user_id AND h.id = p_hold_id
     RETURNING h.* INTO v_hold;
