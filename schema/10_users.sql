@@ -32,7 +32,6 @@ CREATE TABLE keen.users (
   email_verification_expires_at timestamptz,
   suspended_reason          text,
   CONSTRAINT users_pkey PRIMARY KEY (id),
-  CONSTRAINT users_user_id_key UNIQUE (user_id),
   CONSTRAINT users_email_check CHECK (email ~ '^[^@\s]+@[^@\s]+$' AND length(email) <= 255),
   CONSTRAINT users_username_check CHECK (username ~ '^[A-Za-z0-9_.-]{3,64}$'),
   CONSTRAINT users_password_hash_check CHECK (length(password_hash) BETWEEN 20 AND 512),
@@ -96,13 +95,12 @@ CREATE TABLE keen.auth_tokens (
   replaced_by          uuid,
   created_at           timestamptz NOT NULL DEFAULT now(),
   updated_at           timestamptz NOT NULL DEFAULT now(),
-  CONSTRAINT auth_tokens_pkey PRIMARY KEY (id),
-  CONSTRAINT auth_tokens_user_id_id_key UNIQUE (user_id, id),
+  CONSTRAINT auth_tokens_pkey PRIMARY KEY (user_id, id),
   CONSTRAINT auth_tokens_token_hash_key UNIQUE (token_hash),
   CONSTRAINT auth_tokens_user_id_fkey FOREIGN KEY (user_id)
     REFERENCES keen.users (id) ON DELETE CASCADE,
   CONSTRAINT auth_tokens_replaced_by_fkey FOREIGN KEY (user_id, replaced_by)
-    REFERENCES keen.auth_tokens (user_id, id) ON DELETE SET NULL (replaced_by),
+    REFERENCES keen.auth_tokens (user_id, id) ON DELETE RESTRICT,
   CONSTRAINT auth_tokens_token_type_check CHECK (token_type IN ('jwt_refresh', 'api_key', 'session')),
   CONSTRAINT auth_tokens_token_hash_check CHECK (token_hash ~ '^[0-9a-f]{64}$'),
   CONSTRAINT auth_tokens_usage_count_check CHECK (usage_count >= 0),
@@ -125,8 +123,7 @@ CREATE TABLE keen.user_audit_log (
   ip          inet,
   actor_role  text        NOT NULL,
   created_at  timestamptz NOT NULL DEFAULT now(),
-  CONSTRAINT user_audit_log_pkey PRIMARY KEY (id),
-  CONSTRAINT user_audit_log_user_id_id_key UNIQUE (user_id, id),
+  CONSTRAINT user_audit_log_pkey PRIMARY KEY (user_id, id),
   -- A user deleted outright (no ledger yet) takes its trail along; a closed one keeps it.
   CONSTRAINT user_audit_log_user_id_fkey FOREIGN KEY (user_id)
     REFERENCES keen.users (id) ON DELETE CASCADE,
@@ -140,7 +137,8 @@ CREATE TABLE keen.user_audit_log (
 CREATE UNIQUE INDEX users_lower_email_key ON keen.users (lower(email));
 CREATE UNIQUE INDEX users_lower_username_key ON keen.users (lower(username));
 CREATE INDEX auth_tokens_user_id_created_at_idx ON keen.auth_tokens (user_id, created_at DESC);
-CREATE INDEX auth_tokens_family_id_idx ON keen.auth_tokens (family_id) WHERE family_id IS NOT NULL;
+CREATE INDEX auth_tokens_user_id_family_id_idx ON keen.auth_tokens (user_id, family_id)
+  WHERE family_id IS NOT NULL;
 
 -- confirm_email finds the pending verification by its hash, before any tenant is known.
 CREATE INDEX users_email_verification_token_idx ON keen.users (email_verification_token)
@@ -1176,16 +1174,16 @@ ALTER TABLE keen.auth_tokens FORCE ROW LEVEL SECURITY;
 -- Tenants see and write only their own rows; the owner policy serves the
 -- cross-tenant SECURITY DEFINER functions and the dashboard refresh.
 CREATE POLICY select_own ON keen.users FOR SELECT TO keen_app
-  USING (user_id = (SELECT keen.current_user_id()));
+  USING (id = keen.current_user_id());
 CREATE POLICY owner_all ON keen.users FOR ALL TO keen_owner USING (true) WITH CHECK (true);
 CREATE POLICY select_own ON keen.auth_tokens FOR SELECT TO keen_app
-  USING (user_id = (SELECT keen.current_user_id()));
+  USING (user_id = keen.current_user_id());
 CREATE POLICY owner_all ON keen.auth_tokens FOR ALL TO keen_owner USING (true) WITH CHECK (true);
 
 ALTER TABLE keen.user_audit_log ENABLE ROW LEVEL SECURITY;
 ALTER TABLE keen.user_audit_log FORCE ROW LEVEL SECURITY;
 CREATE POLICY select_own ON keen.user_audit_log FOR SELECT TO keen_app
-  USING (user_id = (SELECT keen.current_user_id()));
+  USING (user_id = keen.current_user_id());
 CREATE POLICY owner_all ON keen.user_audit_log FOR ALL TO keen_owner USING (true) WITH CHECK (true);
 
 -- ===== grants ================================================================

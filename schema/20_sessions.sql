@@ -44,8 +44,7 @@ CREATE TABLE keen.agent_sessions (
   -- The credit hold reserving the session's accepted cost (credit_holds.id); NULL until the
   -- first report with a cost.
   hold_id                uuid,
-  CONSTRAINT agent_sessions_pkey PRIMARY KEY (id),
-  CONSTRAINT agent_sessions_user_id_id_key UNIQUE (user_id, id),
+  CONSTRAINT agent_sessions_pkey PRIMARY KEY (user_id, id),
   -- The external id is chosen by the caller: unique per tenant only, so it reveals nothing.
   CONSTRAINT agent_sessions_user_id_session_id_key UNIQUE (user_id, session_id),
   CONSTRAINT agent_sessions_user_id_fkey FOREIGN KEY (user_id)
@@ -81,8 +80,8 @@ CREATE TABLE keen.session_events (
   event_type  text        NOT NULL,
   payload     jsonb       NOT NULL DEFAULT '{}',
   created_at  timestamptz NOT NULL DEFAULT now(),
-  CONSTRAINT session_events_pkey PRIMARY KEY (id),
-  CONSTRAINT session_events_session_id_seq_key UNIQUE (session_id, seq),
+  CONSTRAINT session_events_pkey PRIMARY KEY (user_id, id),
+  CONSTRAINT session_events_user_id_session_id_seq_key UNIQUE (user_id, session_id, seq),
   CONSTRAINT session_events_session_fkey FOREIGN KEY (user_id, session_id)
     REFERENCES keen.agent_sessions (user_id, id) ON DELETE CASCADE,
   CONSTRAINT session_events_seq_check CHECK (seq > 0),
@@ -105,13 +104,12 @@ CREATE TABLE keen.websocket_connections (
   connection_status  text        NOT NULL DEFAULT 'active',
   created_at         timestamptz NOT NULL DEFAULT now(),
   updated_at         timestamptz NOT NULL DEFAULT now(),
-  CONSTRAINT websocket_connections_pkey PRIMARY KEY (id),
-  CONSTRAINT websocket_connections_user_id_id_key UNIQUE (user_id, id),
+  CONSTRAINT websocket_connections_pkey PRIMARY KEY (user_id, id),
   CONSTRAINT websocket_connections_user_id_connection_id_key UNIQUE (user_id, connection_id),
   CONSTRAINT websocket_connections_user_id_fkey FOREIGN KEY (user_id)
     REFERENCES keen.users (id) ON DELETE CASCADE,
   CONSTRAINT websocket_connections_session_fkey FOREIGN KEY (user_id, session_id)
-    REFERENCES keen.agent_sessions (user_id, id) ON DELETE SET NULL (session_id),
+    REFERENCES keen.agent_sessions (user_id, id) ON DELETE RESTRICT,
   CONSTRAINT websocket_connections_connection_id_check CHECK (length(connection_id) BETWEEN 1 AND 255),
   CONSTRAINT websocket_connections_client_type_check CHECK (client_type IN ('web', 'cli', 'ide', 'api')),
   CONSTRAINT websocket_connections_connection_status_check
@@ -139,13 +137,12 @@ INSERT INTO keen.session_limits (max_depth, max_children) VALUES (32, 1000);
 CREATE INDEX agent_sessions_user_id_start_time_idx ON keen.agent_sessions (user_id, start_time DESC, id DESC);
 CREATE INDEX agent_sessions_user_id_status_start_time_idx
   ON keen.agent_sessions (user_id, execution_status, start_time DESC, id DESC);
-CREATE INDEX agent_sessions_parent_session_id_idx ON keen.agent_sessions (parent_session_id)
+CREATE INDEX agent_sessions_user_id_parent_session_id_idx ON keen.agent_sessions (user_id, parent_session_id)
   WHERE parent_session_id IS NOT NULL;
-CREATE INDEX session_events_user_id_id_idx ON keen.session_events (user_id, id);
 -- A session's stream resumes "after event id N" (ids follow seq within a session).
-CREATE INDEX session_events_session_id_id_idx ON keen.session_events (session_id, id);
+CREATE INDEX session_events_user_id_session_id_id_idx ON keen.session_events (user_id, session_id, id);
 CREATE INDEX session_events_created_at_idx ON keen.session_events (created_at);
-CREATE INDEX websocket_connections_session_id_idx ON keen.websocket_connections (session_id)
+CREATE INDEX websocket_connections_user_id_session_id_idx ON keen.websocket_connections (user_id, session_id)
   WHERE session_id IS NOT NULL;
 CREATE INDEX websocket_connections_active_last_ping_at_idx ON keen.websocket_connections (last_ping_at)
   WHERE connection_status = 'active';
@@ -1224,13 +1221,13 @@ ALTER TABLE keen.websocket_connections FORCE ROW LEVEL SECURITY;
 -- Tenants see and write only their own rows; the owner policy serves the
 -- cross-tenant SECURITY DEFINER functions and the dashboard refresh.
 CREATE POLICY select_own ON keen.agent_sessions FOR SELECT TO keen_app
-  USING (user_id = (SELECT keen.current_user_id()));
+  USING (user_id = keen.current_user_id());
 CREATE POLICY owner_all ON keen.agent_sessions FOR ALL TO keen_owner USING (true) WITH CHECK (true);
 CREATE POLICY select_own ON keen.session_events FOR SELECT TO keen_app
-  USING (user_id = (SELECT keen.current_user_id()));
+  USING (user_id = keen.current_user_id());
 CREATE POLICY owner_all ON keen.session_events FOR ALL TO keen_owner USING (true) WITH CHECK (true);
 CREATE POLICY select_own ON keen.websocket_connections FOR SELECT TO keen_app
-  USING (user_id = (SELECT keen.current_user_id()));
+  USING (user_id = keen.current_user_id());
 CREATE POLICY owner_all ON keen.websocket_connections FOR ALL TO keen_owner USING (true) WITH CHECK (true);
 ALTER TABLE keen.session_limits ENABLE ROW LEVEL SECURITY;
 ALTER TABLE keen.session_limits FORCE ROW LEVEL SECURITY;

@@ -30,9 +30,8 @@ CREATE TABLE keen.credit_accounts (
   -- Earliest expiry among the active holds (or earlier), NULL when none: once it has passed,
   -- the next movement expires the lapsed holds under the account lock (migration 0012).
   next_hold_expiry         timestamptz,
-  CONSTRAINT credit_accounts_pkey PRIMARY KEY (id),
+  CONSTRAINT credit_accounts_pkey PRIMARY KEY (user_id, id),
   CONSTRAINT credit_accounts_user_id_key UNIQUE (user_id),
-  CONSTRAINT credit_accounts_user_id_id_key UNIQUE (user_id, id),
   CONSTRAINT credit_accounts_user_id_fkey FOREIGN KEY (user_id)
     REFERENCES keen.users (id) ON DELETE CASCADE,
   -- The figures in one CHECK (every DML statement compiles each CHECK again, per operator:
@@ -80,12 +79,8 @@ CREATE TABLE keen.credit_transactions (
   stripe_payment_intent_id  text,
   created_at                timestamptz   NOT NULL DEFAULT now(),
   created_by_ip             inet,
-  CONSTRAINT credit_transactions_pkey PRIMARY KEY (id),
-  CONSTRAINT credit_transactions_user_id_id_key UNIQUE (user_id, id),
-  CONSTRAINT credit_transactions_account_id_entry_no_key UNIQUE (account_id, entry_no),
-  -- Per tenant, leading with user_id: another tenant can neither probe a payment id nor
-  -- use it first to block the owner's purchase.
-  CONSTRAINT credit_transactions_user_id_stripe_payment_intent_id_key UNIQUE (user_id, stripe_payment_intent_id),
+  CONSTRAINT credit_transactions_pkey PRIMARY KEY (user_id, id),
+  CONSTRAINT credit_transactions_user_id_entry_no_key UNIQUE (user_id, entry_no),
   CONSTRAINT credit_transactions_account_fkey FOREIGN KEY (user_id, account_id)
     REFERENCES keen.credit_accounts (user_id, id) ON DELETE RESTRICT,
   CONSTRAINT credit_transactions_session_fkey FOREIGN KEY (user_id, session_id)
@@ -123,14 +118,11 @@ CREATE TABLE keen.credit_holds (
   capture_transaction_id  uuid,
   created_at              timestamptz   NOT NULL DEFAULT now(),
   resolved_at             timestamptz,
-  CONSTRAINT credit_holds_pkey PRIMARY KEY (id),
-  CONSTRAINT credit_holds_user_id_id_key UNIQUE (user_id, id),
+  CONSTRAINT credit_holds_pkey PRIMARY KEY (user_id, id),
   CONSTRAINT credit_holds_account_fkey FOREIGN KEY (user_id, account_id)
     REFERENCES keen.credit_accounts (user_id, id) ON DELETE RESTRICT,
   CONSTRAINT credit_holds_session_fkey FOREIGN KEY (user_id, session_id)
     REFERENCES keen.agent_sessions (user_id, id) ON DELETE RESTRICT,
-  CONSTRAINT credit_holds_capture_transaction_fkey FOREIGN KEY (user_id, capture_transaction_id)
-    REFERENCES keen.credit_transactions (user_id, id) ON DELETE RESTRICT,
   CONSTRAINT credit_holds_amount_check CHECK (amount > 0 AND amount <> 'NaN'),
   CONSTRAINT credit_holds_status_check CHECK (status IN ('active', 'captured', 'released', 'expired')),
   CONSTRAINT credit_holds_resolved_check CHECK ((status = 'active') = (resolved_at IS NULL)),
@@ -141,8 +133,9 @@ CREATE TABLE keen.credit_holds (
     CHECK (idempotency_key IS NULL OR length(idempotency_key) BETWEEN 1 AND 255)
 );
 
--- The ledger entry that captures a hold references it within the tenant (holds reference
--- their capturing entry too, so this key can only be added once both tables exist).
+-- The ledger entry that captures a hold references it within the tenant. (Not the other way
+-- round too: Citus distributes no cycle of foreign keys; verify_ledger checks a hold's
+-- capture_transaction_id.)
 ALTER TABLE keen.credit_transactions
   ADD CONSTRAINT credit_transactions_hold_fkey FOREIGN KEY (user_id, hold_id)
     REFERENCES keen.credit_holds (user_id, id) ON DELETE RESTRICT;
@@ -161,8 +154,7 @@ CREATE TABLE keen.recharge_requests (
   created_at                  timestamptz   NOT NULL DEFAULT now(),
   claimed_at                  timestamptz,
   resolved_at                 timestamptz,
-  CONSTRAINT recharge_requests_pkey PRIMARY KEY (id),
-  CONSTRAINT recharge_requests_user_id_id_key UNIQUE (user_id, id),
+  CONSTRAINT recharge_requests_pkey PRIMARY KEY (user_id, id),
   CONSTRAINT recharge_requests_account_fkey FOREIGN KEY (user_id, account_id)
     REFERENCES keen.credit_accounts (user_id, id) ON DELETE RESTRICT,
   CONSTRAINT recharge_requests_triggered_by_fkey FOREIGN KEY (user_id, triggered_by_transaction_id)
@@ -183,23 +175,28 @@ CREATE TABLE keen.recharge_requests (
 
 -- ===== indexes ===============================================================
 -- Idempotency keys are unique per account.
-CREATE UNIQUE INDEX credit_transactions_account_id_idempotency_key_key
-  ON keen.credit_transactions (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+-- A payment intent credits once per tenant, leading with user_id: another tenant can neither
+-- probe a payment id nor use it first to block the owner's purchase.
+CREATE UNIQUE INDEX credit_transactions_user_id_stripe_payment_intent_id_key
+  ON keen.credit_transactions (user_id, stripe_payment_intent_id) WHERE stripe_payment_intent_id IS NOT NULL;
+CREATE UNIQUE INDEX credit_transactions_user_id_idempotency_key_key
+  ON keen.credit_transactions (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX credit_transactions_user_id_created_at_idx
   ON keen.credit_transactions (user_id, created_at DESC, entry_no DESC);
-CREATE INDEX credit_transactions_session_id_idx ON keen.credit_transactions (session_id)
+CREATE INDEX credit_transactions_user_id_session_id_idx ON keen.credit_transactions (user_id, session_id)
   WHERE session_id IS NOT NULL;
 -- A hold is captured by one ledger entry at most.
-CREATE UNIQUE INDEX credit_transactions_hold_id_key ON keen.credit_transactions (hold_id)
+CREATE UNIQUE INDEX credit_transactions_user_id_hold_id_key ON keen.credit_transactions (user_id, hold_id)
   WHERE hold_id IS NOT NULL;
-CREATE UNIQUE INDEX credit_holds_account_id_idempotency_key_key
-  ON keen.credit_holds (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
-CREATE INDEX credit_holds_account_id_active_idx ON keen.credit_holds (account_id) WHERE status = 'active';
+CREATE UNIQUE INDEX credit_holds_user_id_idempotency_key_key
+  ON keen.credit_holds (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX credit_holds_user_id_active_idx ON keen.credit_holds (user_id) WHERE status = 'active';
 CREATE INDEX credit_holds_active_expires_at_idx ON keen.credit_holds (expires_at) WHERE status = 'active';
-CREATE INDEX credit_holds_session_id_idx ON keen.credit_holds (session_id) WHERE session_id IS NOT NULL;
--- At most one open recharge request per account.
-CREATE UNIQUE INDEX recharge_requests_account_id_open_key
-  ON keen.recharge_requests (account_id) WHERE status IN ('pending', 'processing');
+CREATE INDEX credit_holds_user_id_session_id_idx ON keen.credit_holds (user_id, session_id)
+  WHERE session_id IS NOT NULL;
+-- At most one open recharge request per account, so per user.
+CREATE UNIQUE INDEX recharge_requests_user_id_open_key
+  ON keen.recharge_requests (user_id) WHERE status IN ('pending', 'processing');
 CREATE INDEX recharge_requests_pending_created_at_idx ON keen.recharge_requests (created_at)
   WHERE status = 'pending';
 
@@ -398,11 +395,12 @@ AS $$
 DECLARE
   v_request_id uuid;
 BEGIN
-  -- At most one open request per account (unique partial index): a second one is skipped.
+  -- At most one open request per account, so per user (unique partial index): a second one
+  -- is skipped.
   INSERT INTO keen.recharge_requests AS r
          (id, user_id, account_id, amount, triggered_by_transaction_id, balance_at_request)
   VALUES (pg_catalog.gen_random_uuid(), p_user_id, p_account_id, p_amount, p_entry_id, p_balance)
-  ON CONFLICT (account_id) WHERE status IN ('pending', 'processing') DO NOTHING
+  ON CONFLICT (user_id) WHERE status IN ('pending', 'processing') DO NOTHING
   RETURNING r.id INTO v_request_id;
   IF v_request_id IS NOT NULL THEN
     -- A wake-up for the billing service, naming nobody: it claims its work by query.
@@ -1146,20 +1144,20 @@ AS $$
              pg_catalog.date_trunc('month', keen.credit_local_date(a.user_id, t.created_at))::date
                = a.spent_month_start), 0) AS spent_month
       FROM keen.credit_accounts AS a
-      LEFT JOIN keen.credit_transactions AS t ON t.account_id = a.id
-     GROUP BY a.id
+      LEFT JOIN keen.credit_transactions AS t ON t.user_id = a.user_id AND t.account_id = a.id
+     GROUP BY a.user_id, a.id
   ), chain AS (
     SELECT t.account_id, t.user_id, t.entry_no, t.amount, t.balance_before, t.balance_after,
            coalesce(lag(t.balance_after) OVER w, 0) AS previous_after,
            row_number() OVER w AS position
       FROM keen.credit_transactions AS t
-    WINDOW w AS (PARTITION BY t.account_id ORDER BY t.entry_no)
+    WINDOW w AS (PARTITION BY t.user_id, t.account_id ORDER BY t.entry_no)
   ), holds AS (
     SELECT a.id, a.user_id, a.held_amount,
            coalesce(sum(h.amount) FILTER (WHERE h.status = 'active'), 0) AS active
       FROM keen.credit_accounts AS a
-      LEFT JOIN keen.credit_holds AS h ON h.account_id = a.id
-     GROUP BY a.id
+      LEFT JOIN keen.credit_holds AS h ON h.user_id = a.user_id AND h.account_id = a.id
+     GROUP BY a.user_id, a.id
   )
   SELECT s.id, s.user_id, 'balance_equals_ledger_sum',
          pg_catalog.format('balance %s, sum of amounts %s', s.current_balance, s.total)
@@ -1205,7 +1203,7 @@ AS $$
     FROM keen.credit_holds AS h
    WHERE h.status = 'captured'
      AND NOT EXISTS (SELECT FROM keen.credit_transactions AS t
-                      WHERE t.id = h.capture_transaction_id AND t.hold_id = h.id
+                      WHERE t.user_id = h.user_id AND t.id = h.capture_transaction_id AND t.hold_id = h.id
                         AND t.amount = -h.captured_amount)
 $$;
 
@@ -1340,16 +1338,16 @@ ALTER TABLE keen.recharge_requests FORCE ROW LEVEL SECURITY;
 -- Tenants read only their own rows (every write is a SECURITY DEFINER movement); the owner
 -- policy serves those functions, the operators and the dashboard refresh.
 CREATE POLICY select_own ON keen.credit_accounts FOR SELECT TO keen_app
-  USING (user_id = (SELECT keen.current_user_id()));
+  USING (user_id = keen.current_user_id());
 CREATE POLICY owner_all ON keen.credit_accounts FOR ALL TO keen_owner USING (true) WITH CHECK (true);
 CREATE POLICY select_own ON keen.credit_transactions FOR SELECT TO keen_app
-  USING (user_id = (SELECT keen.current_user_id()));
+  USING (user_id = keen.current_user_id());
 CREATE POLICY owner_all ON keen.credit_transactions FOR ALL TO keen_owner USING (true) WITH CHECK (true);
 CREATE POLICY select_own ON keen.credit_holds FOR SELECT TO keen_app
-  USING (user_id = (SELECT keen.current_user_id()));
+  USING (user_id = keen.current_user_id());
 CREATE POLICY owner_all ON keen.credit_holds FOR ALL TO keen_owner USING (true) WITH CHECK (true);
 CREATE POLICY select_own ON keen.recharge_requests FOR SELECT TO keen_app
-  USING (user_id = (SELECT keen.current_user_id()));
+  USING (user_id = keen.current_user_id());
 CREATE POLICY owner_all ON keen.recharge_requests FOR ALL TO keen_owner USING (true) WITH CHECK (true);
 
 -- ===== grants ================================================================

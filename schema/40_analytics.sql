@@ -568,7 +568,7 @@ ALTER TABLE keen.daily_usage_stats FORCE ROW LEVEL SECURITY;
 -- Tenants see and write only their own rows; the owner policy serves the
 -- cross-tenant SECURITY DEFINER functions and the dashboard refresh.
 CREATE POLICY select_own ON keen.daily_usage_stats FOR SELECT TO keen_app
-  USING (user_id = (SELECT keen.current_user_id()));
+  USING (user_id = keen.current_user_id());
 CREATE POLICY owner_all ON keen.daily_usage_stats FOR ALL TO keen_owner USING (true) WITH CHECK (true);
 
 -- ===== grants ================================================================

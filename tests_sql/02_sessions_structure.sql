@@ -123,10 +123,10 @@ SELECT col_type_is('keen', 'agent_sessions', 'updated_at', 'timestamp with time 
 SELECT col_not_null('keen', 'agent_sessions', 'updated_at', 'agent_sessions.updated_at is NOT NULL');
 SELECT col_default_is('keen', 'agent_sessions', 'updated_at', 'now()', 'agent_sessions.updated_at defaults to now()');
 -- keys
-SELECT col_is_unique('keen', 'agent_sessions', ARRAY['user_id', 'id'], 'agent_sessions_user_id_id_key: UNIQUE (user_id, id)');
+SELECT hasnt_index('keen', 'agent_sessions', 'no UNIQUE (user_id, id) beside the primary key');
 SELECT col_is_unique('keen', 'agent_sessions', ARRAY['user_id', 'session_id'], 'agent_sessions_user_id_session_id_key: UNIQUE (user_id, session_id)');
 SELECT has_pk('keen', 'agent_sessions', 'keen.agent_sessions has a primary key');
-SELECT col_is_pk('keen', 'agent_sessions', ARRAY['id'], 'agent_sessions_pkey: PRIMARY KEY (id)');
+SELECT col_is_pk('keen', 'agent_sessions', ARRAY['user_id', 'id'], 'agent_sessions_pkey: PRIMARY KEY (user_id, id)');
 -- foreign keys (the composite ones carry user_id: no cross-tenant reference)
 SELECT fk_ok('keen', 'agent_sessions', ARRAY['user_id', 'parent_session_id'], 'keen', 'agent_sessions', ARRAY['user_id', 'id'],
   'agent_sessions_parent_fkey: (user_id, parent_session_id) references keen.agent_sessions (user_id, id)');
@@ -153,18 +153,18 @@ SELECT set_eq(
   'keen.agent_sessions has exactly its named CHECK constraints');
 -- indexes
 SELECT indexes_are('keen', 'agent_sessions', ARRAY[
-    'agent_sessions_end_time_idx', 'agent_sessions_parent_session_id_idx',
+    'agent_sessions_end_time_idx', 'agent_sessions_user_id_parent_session_id_idx',
     'agent_sessions_pkey', 'agent_sessions_start_time_idx',
-    'agent_sessions_user_id_id_key', 'agent_sessions_user_id_session_id_key',
+    'agent_sessions_user_id_session_id_key',
     'agent_sessions_user_id_start_time_idx',
     'agent_sessions_user_id_status_start_time_idx'],
   'keen.agent_sessions has exactly the expected indexes');
 SELECT is((SELECT pg_get_indexdef('keen.agent_sessions_end_time_idx'::regclass)),
   'CREATE INDEX agent_sessions_end_time_idx ON keen.agent_sessions USING btree (end_time)',
   'agent_sessions_end_time_idx: its columns, order, uniqueness and predicate');
-SELECT is((SELECT pg_get_indexdef('keen.agent_sessions_parent_session_id_idx'::regclass)),
-  'CREATE INDEX agent_sessions_parent_session_id_idx ON keen.agent_sessions USING btree (parent_session_id) WHERE (parent_session_id IS NOT NULL)',
-  'agent_sessions_parent_session_id_idx: its columns, order, uniqueness and predicate');
+SELECT is((SELECT pg_get_indexdef('keen.agent_sessions_user_id_parent_session_id_idx'::regclass)),
+  'CREATE INDEX agent_sessions_user_id_parent_session_id_idx ON keen.agent_sessions USING btree (user_id, parent_session_id) WHERE (parent_session_id IS NOT NULL)',
+  'agent_sessions_user_id_parent_session_id_idx: its columns, order, uniqueness and predicate');
 SELECT is((SELECT pg_get_indexdef('keen.agent_sessions_start_time_idx'::regclass)),
   'CREATE INDEX agent_sessions_start_time_idx ON keen.agent_sessions USING btree (start_time)',
   'agent_sessions_start_time_idx: its columns, order, uniqueness and predicate');
@@ -206,9 +206,9 @@ SELECT col_type_is('keen', 'session_events', 'created_at', 'timestamp with time 
 SELECT col_not_null('keen', 'session_events', 'created_at', 'session_events.created_at is NOT NULL');
 SELECT col_default_is('keen', 'session_events', 'created_at', 'now()', 'session_events.created_at defaults to now()');
 -- keys
-SELECT col_is_unique('keen', 'session_events', ARRAY['session_id', 'seq'], 'session_events_session_id_seq_key: UNIQUE (session_id, seq)');
+SELECT col_is_unique('keen', 'session_events', ARRAY['user_id', 'session_id', 'seq'], 'session_events_user_id_session_id_seq_key: UNIQUE (user_id, session_id, seq)');
 SELECT has_pk('keen', 'session_events', 'keen.session_events has a primary key');
-SELECT col_is_pk('keen', 'session_events', ARRAY['id'], 'session_events_pkey: PRIMARY KEY (id)');
+SELECT col_is_pk('keen', 'session_events', ARRAY['user_id', 'id'], 'session_events_pkey: PRIMARY KEY (user_id, id)');
 -- foreign keys (the composite ones carry user_id: no cross-tenant reference)
 SELECT fk_ok('keen', 'session_events', ARRAY['user_id', 'session_id'], 'keen', 'agent_sessions', ARRAY['user_id', 'id'],
   'session_events_session_fkey: (user_id, session_id) references keen.agent_sessions (user_id, id)');
@@ -227,18 +227,16 @@ SELECT set_eq(
 -- indexes
 SELECT indexes_are('keen', 'session_events', ARRAY[
     'session_events_created_at_idx', 'session_events_pkey',
-    'session_events_session_id_id_idx', 'session_events_session_id_seq_key',
-    'session_events_user_id_id_idx'],
+    'session_events_user_id_session_id_id_idx', 'session_events_user_id_session_id_seq_key'],
   'keen.session_events has exactly the expected indexes');
 SELECT is((SELECT pg_get_indexdef('keen.session_events_created_at_idx'::regclass)),
   'CREATE INDEX session_events_created_at_idx ON keen.session_events USING btree (created_at)',
   'session_events_created_at_idx: its columns, order, uniqueness and predicate');
-SELECT is((SELECT pg_get_indexdef('keen.session_events_session_id_id_idx'::regclass)),
-  'CREATE INDEX session_events_session_id_id_idx ON keen.session_events USING btree (session_id, id)',
-  'session_events_session_id_id_idx: its columns, order, uniqueness and predicate');
-SELECT is((SELECT pg_get_indexdef('keen.session_events_user_id_id_idx'::regclass)),
-  'CREATE INDEX session_events_user_id_id_idx ON keen.session_events USING btree (user_id, id)',
-  'session_events_user_id_id_idx: its columns, order, uniqueness and predicate');
+SELECT is((SELECT pg_get_indexdef('keen.session_events_user_id_session_id_id_idx'::regclass)),
+  'CREATE INDEX session_events_user_id_session_id_id_idx ON keen.session_events USING btree (user_id, session_id, id)',
+  'session_events_user_id_session_id_id_idx: its columns, order, uniqueness and predicate');
+SELECT hasnt_index('keen', 'session_events', 'session_events_user_id_id_idx',
+  'no index on (user_id, id) beside the primary key');
 
 -- ===== keen.websocket_connections =================================================
 SELECT has_table('keen', 'websocket_connections', 'keen.websocket_connections exists');
@@ -295,9 +293,9 @@ SELECT col_not_null('keen', 'websocket_connections', 'updated_at', 'websocket_co
 SELECT col_default_is('keen', 'websocket_connections', 'updated_at', 'now()', 'websocket_connections.updated_at defaults to now()');
 -- keys
 SELECT col_is_unique('keen', 'websocket_connections', ARRAY['user_id', 'connection_id'], 'websocket_connections_user_id_connection_id_key: UNIQUE (user_id, connection_id)');
-SELECT col_is_unique('keen', 'websocket_connections', ARRAY['user_id', 'id'], 'websocket_connections_user_id_id_key: UNIQUE (user_id, id)');
+SELECT hasnt_index('keen', 'websocket_connections', 'no UNIQUE (user_id, id) beside the primary key');
 SELECT has_pk('keen', 'websocket_connections', 'keen.websocket_connections has a primary key');
-SELECT col_is_pk('keen', 'websocket_connections', ARRAY['id'], 'websocket_connections_pkey: PRIMARY KEY (id)');
+SELECT col_is_pk('keen', 'websocket_connections', ARRAY['user_id', 'id'], 'websocket_connections_pkey: PRIMARY KEY (user_id, id)');
 -- foreign keys (the composite ones carry user_id: no cross-tenant reference)
 SELECT fk_ok('keen', 'websocket_connections', ARRAY['user_id', 'session_id'], 'keen', 'agent_sessions', ARRAY['user_id', 'id'],
   'websocket_connections_session_fkey: (user_id, session_id) references keen.agent_sessions (user_id, id)');
@@ -307,7 +305,7 @@ SELECT set_eq(
   $$SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint
     WHERE conrelid = 'keen.websocket_connections'::regclass AND contype = 'f'$$,
   $$VALUES
-    ('websocket_connections_session_fkey', 'FOREIGN KEY (user_id, session_id) REFERENCES keen.agent_sessions(user_id, id) ON DELETE SET NULL (session_id)'),
+    ('websocket_connections_session_fkey', 'FOREIGN KEY (user_id, session_id) REFERENCES keen.agent_sessions(user_id, id) ON DELETE RESTRICT'),
     ('websocket_connections_user_id_fkey', 'FOREIGN KEY (user_id) REFERENCES keen.users(id) ON DELETE CASCADE')$$,
   'keen.websocket_connections has exactly its foreign keys, with their ON DELETE actions');
 -- check constraints
@@ -322,16 +320,15 @@ SELECT set_eq(
 -- indexes
 SELECT indexes_are('keen', 'websocket_connections', ARRAY[
     'websocket_connections_active_last_ping_at_idx', 'websocket_connections_pkey',
-    'websocket_connections_session_id_idx',
-    'websocket_connections_user_id_connection_id_key',
-    'websocket_connections_user_id_id_key'],
+    'websocket_connections_user_id_session_id_idx',
+    'websocket_connections_user_id_connection_id_key'],
   'keen.websocket_connections has exactly the expected indexes');
 SELECT is((SELECT pg_get_indexdef('keen.websocket_connections_active_last_ping_at_idx'::regclass)),
   'CREATE INDEX websocket_connections_active_last_ping_at_idx ON keen.websocket_connections USING btree (last_ping_at) WHERE (connection_status = ''active''::text)',
   'websocket_connections_active_last_ping_at_idx: its columns, order, uniqueness and predicate');
-SELECT is((SELECT pg_get_indexdef('keen.websocket_connections_session_id_idx'::regclass)),
-  'CREATE INDEX websocket_connections_session_id_idx ON keen.websocket_connections USING btree (session_id) WHERE (session_id IS NOT NULL)',
-  'websocket_connections_session_id_idx: its columns, order, uniqueness and predicate');
+SELECT is((SELECT pg_get_indexdef('keen.websocket_connections_user_id_session_id_idx'::regclass)),
+  'CREATE INDEX websocket_connections_user_id_session_id_idx ON keen.websocket_connections USING btree (user_id, session_id) WHERE (session_id IS NOT NULL)',
+  'websocket_connections_user_id_session_id_idx: its columns, order, uniqueness and predicate');
 
 -- ===== keen.session_limits ========================================================
 SELECT has_table('keen', 'session_limits', 'keen.session_limits exists');

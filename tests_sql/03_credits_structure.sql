@@ -75,10 +75,10 @@ SELECT col_type_is('keen', 'credit_accounts', 'updated_at', 'timestamp with time
 SELECT col_not_null('keen', 'credit_accounts', 'updated_at', 'credit_accounts.updated_at is NOT NULL');
 SELECT col_default_is('keen', 'credit_accounts', 'updated_at', 'now()', 'credit_accounts.updated_at defaults to now()');
 -- keys
-SELECT col_is_unique('keen', 'credit_accounts', ARRAY['user_id', 'id'], 'credit_accounts_user_id_id_key: UNIQUE (user_id, id)');
+SELECT hasnt_index('keen', 'credit_accounts', 'no UNIQUE (user_id, id) beside the primary key');
 SELECT col_is_unique('keen', 'credit_accounts', ARRAY['user_id'], 'credit_accounts_user_id_key: UNIQUE (user_id)');
 SELECT has_pk('keen', 'credit_accounts', 'keen.credit_accounts has a primary key');
-SELECT col_is_pk('keen', 'credit_accounts', ARRAY['id'], 'credit_accounts_pkey: PRIMARY KEY (id)');
+SELECT col_is_pk('keen', 'credit_accounts', ARRAY['user_id', 'id'], 'credit_accounts_pkey: PRIMARY KEY (user_id, id)');
 -- foreign keys (the composite ones carry user_id: no cross-tenant reference)
 SELECT fk_ok('keen', 'credit_accounts', ARRAY['user_id'], 'keen', 'users', ARRAY['id'],
   'credit_accounts_user_id_fkey: (user_id) references keen.users (id)');
@@ -98,8 +98,7 @@ SELECT set_eq(
   'keen.credit_accounts has exactly its named CHECK constraints');
 -- indexes
 SELECT indexes_are('keen', 'credit_accounts', ARRAY[
-    'credit_accounts_pkey', 'credit_accounts_user_id_id_key',
-    'credit_accounts_user_id_key'],
+    'credit_accounts_pkey', 'credit_accounts_user_id_key'],
   'keen.credit_accounts has exactly the expected indexes');
 
 -- ===== keen.credit_transactions ===================================================
@@ -169,11 +168,13 @@ SELECT col_type_is('keen', 'credit_transactions', 'created_by_ip', 'inet', 'cred
 SELECT col_is_null('keen', 'credit_transactions', 'created_by_ip', 'credit_transactions.created_by_ip is nullable');
 SELECT col_hasnt_default('keen', 'credit_transactions', 'created_by_ip', 'credit_transactions.created_by_ip has no default');
 -- keys
-SELECT col_is_unique('keen', 'credit_transactions', ARRAY['account_id', 'entry_no'], 'credit_transactions_account_id_entry_no_key: UNIQUE (account_id, entry_no)');
-SELECT col_is_unique('keen', 'credit_transactions', ARRAY['user_id', 'stripe_payment_intent_id'], 'credit_transactions_user_id_stripe_payment_intent_id_key: UNIQUE (user_id, stripe_payment_intent_id), per tenant');
-SELECT col_is_unique('keen', 'credit_transactions', ARRAY['user_id', 'id'], 'credit_transactions_user_id_id_key: UNIQUE (user_id, id)');
+SELECT col_is_unique('keen', 'credit_transactions', ARRAY['user_id', 'entry_no'], 'credit_transactions_user_id_entry_no_key: UNIQUE (user_id, entry_no)');
+SELECT is((SELECT pg_get_indexdef('keen.credit_transactions_user_id_stripe_payment_intent_id_key'::regclass)),
+  'CREATE UNIQUE INDEX credit_transactions_user_id_stripe_payment_intent_id_key ON keen.credit_transactions USING btree (user_id, stripe_payment_intent_id) WHERE (stripe_payment_intent_id IS NOT NULL)',
+  'credit_transactions_user_id_stripe_payment_intent_id_key: unique per tenant, rows without an intent not indexed');
+SELECT hasnt_index('keen', 'credit_transactions', 'no UNIQUE (user_id, id) beside the primary key');
 SELECT has_pk('keen', 'credit_transactions', 'keen.credit_transactions has a primary key');
-SELECT col_is_pk('keen', 'credit_transactions', ARRAY['id'], 'credit_transactions_pkey: PRIMARY KEY (id)');
+SELECT col_is_pk('keen', 'credit_transactions', ARRAY['user_id', 'id'], 'credit_transactions_pkey: PRIMARY KEY (user_id, id)');
 -- foreign keys (the composite ones carry user_id: no cross-tenant reference)
 SELECT fk_ok('keen', 'credit_transactions', ARRAY['user_id', 'account_id'], 'keen', 'credit_accounts', ARRAY['user_id', 'id'],
   'credit_transactions_account_fkey: (user_id, account_id) references keen.credit_accounts (user_id, id)');
@@ -200,25 +201,25 @@ SELECT set_eq(
   'keen.credit_transactions has exactly its named CHECK constraints');
 -- indexes
 SELECT indexes_are('keen', 'credit_transactions', ARRAY[
-    'credit_transactions_account_id_entry_no_key',
-    'credit_transactions_account_id_idempotency_key_key',
-    'credit_transactions_created_at_idx', 'credit_transactions_hold_id_key',
-    'credit_transactions_pkey', 'credit_transactions_session_id_idx',
+    'credit_transactions_user_id_entry_no_key',
+    'credit_transactions_user_id_idempotency_key_key',
+    'credit_transactions_created_at_idx', 'credit_transactions_user_id_hold_id_key',
+    'credit_transactions_pkey', 'credit_transactions_user_id_session_id_idx',
     'credit_transactions_user_id_stripe_payment_intent_id_key',
-    'credit_transactions_user_id_created_at_idx', 'credit_transactions_user_id_id_key'],
+    'credit_transactions_user_id_created_at_idx'],
   'keen.credit_transactions has exactly the expected indexes');
-SELECT is((SELECT pg_get_indexdef('keen.credit_transactions_account_id_idempotency_key_key'::regclass)),
-  'CREATE UNIQUE INDEX credit_transactions_account_id_idempotency_key_key ON keen.credit_transactions USING btree (account_id, idempotency_key) WHERE (idempotency_key IS NOT NULL)',
-  'credit_transactions_account_id_idempotency_key_key: its columns, order, uniqueness and predicate');
+SELECT is((SELECT pg_get_indexdef('keen.credit_transactions_user_id_idempotency_key_key'::regclass)),
+  'CREATE UNIQUE INDEX credit_transactions_user_id_idempotency_key_key ON keen.credit_transactions USING btree (user_id, idempotency_key) WHERE (idempotency_key IS NOT NULL)',
+  'credit_transactions_user_id_idempotency_key_key: its columns, order, uniqueness and predicate');
 SELECT is((SELECT pg_get_indexdef('keen.credit_transactions_created_at_idx'::regclass)),
   'CREATE INDEX credit_transactions_created_at_idx ON keen.credit_transactions USING btree (created_at)',
   'credit_transactions_created_at_idx: its columns, order, uniqueness and predicate');
-SELECT is((SELECT pg_get_indexdef('keen.credit_transactions_hold_id_key'::regclass)),
-  'CREATE UNIQUE INDEX credit_transactions_hold_id_key ON keen.credit_transactions USING btree (hold_id) WHERE (hold_id IS NOT NULL)',
-  'credit_transactions_hold_id_key: its columns, order, uniqueness and predicate');
-SELECT is((SELECT pg_get_indexdef('keen.credit_transactions_session_id_idx'::regclass)),
-  'CREATE INDEX credit_transactions_session_id_idx ON keen.credit_transactions USING btree (session_id) WHERE (session_id IS NOT NULL)',
-  'credit_transactions_session_id_idx: its columns, order, uniqueness and predicate');
+SELECT is((SELECT pg_get_indexdef('keen.credit_transactions_user_id_hold_id_key'::regclass)),
+  'CREATE UNIQUE INDEX credit_transactions_user_id_hold_id_key ON keen.credit_transactions USING btree (user_id, hold_id) WHERE (hold_id IS NOT NULL)',
+  'credit_transactions_user_id_hold_id_key: its columns, order, uniqueness and predicate');
+SELECT is((SELECT pg_get_indexdef('keen.credit_transactions_user_id_session_id_idx'::regclass)),
+  'CREATE INDEX credit_transactions_user_id_session_id_idx ON keen.credit_transactions USING btree (user_id, session_id) WHERE (session_id IS NOT NULL)',
+  'credit_transactions_user_id_session_id_idx: its columns, order, uniqueness and predicate');
 SELECT is((SELECT pg_get_indexdef('keen.credit_transactions_user_id_created_at_idx'::regclass)),
   'CREATE INDEX credit_transactions_user_id_created_at_idx ON keen.credit_transactions USING btree (user_id, created_at DESC, entry_no DESC)',
   'credit_transactions_user_id_created_at_idx: its columns, order, uniqueness and predicate');
@@ -271,14 +272,14 @@ SELECT col_type_is('keen', 'credit_holds', 'resolved_at', 'timestamp with time z
 SELECT col_is_null('keen', 'credit_holds', 'resolved_at', 'credit_holds.resolved_at is nullable');
 SELECT col_hasnt_default('keen', 'credit_holds', 'resolved_at', 'credit_holds.resolved_at has no default');
 -- keys
-SELECT col_is_unique('keen', 'credit_holds', ARRAY['user_id', 'id'], 'credit_holds_user_id_id_key: UNIQUE (user_id, id)');
+SELECT hasnt_index('keen', 'credit_holds', 'no UNIQUE (user_id, id) beside the primary key');
 SELECT has_pk('keen', 'credit_holds', 'keen.credit_holds has a primary key');
-SELECT col_is_pk('keen', 'credit_holds', ARRAY['id'], 'credit_holds_pkey: PRIMARY KEY (id)');
+SELECT col_is_pk('keen', 'credit_holds', ARRAY['user_id', 'id'], 'credit_holds_pkey: PRIMARY KEY (user_id, id)');
 -- foreign keys (the composite ones carry user_id: no cross-tenant reference)
 SELECT fk_ok('keen', 'credit_holds', ARRAY['user_id', 'account_id'], 'keen', 'credit_accounts', ARRAY['user_id', 'id'],
   'credit_holds_account_fkey: (user_id, account_id) references keen.credit_accounts (user_id, id)');
-SELECT fk_ok('keen', 'credit_holds', ARRAY['user_id', 'capture_transaction_id'], 'keen', 'credit_transactions', ARRAY['user_id', 'id'],
-  'credit_holds_capture_transaction_fkey: (user_id, capture_transaction_id) references keen.credit_transactions (user_id, id)');
+SELECT is((SELECT count(*)::int FROM pg_constraint WHERE conname = 'credit_holds_capture_transaction_fkey'), 0,
+  'no credit_holds_capture_transaction_fkey: Citus distributes no cycle of foreign keys (credit_transactions_hold_fkey is the other way)');
 SELECT fk_ok('keen', 'credit_holds', ARRAY['user_id', 'session_id'], 'keen', 'agent_sessions', ARRAY['user_id', 'id'],
   'credit_holds_session_fkey: (user_id, session_id) references keen.agent_sessions (user_id, id)');
 SELECT set_eq(
@@ -286,7 +287,6 @@ SELECT set_eq(
     WHERE conrelid = 'keen.credit_holds'::regclass AND contype = 'f'$$,
   $$VALUES
     ('credit_holds_account_fkey', 'FOREIGN KEY (user_id, account_id) REFERENCES keen.credit_accounts(user_id, id) ON DELETE RESTRICT'),
-    ('credit_holds_capture_transaction_fkey', 'FOREIGN KEY (user_id, capture_transaction_id) REFERENCES keen.credit_transactions(user_id, id) ON DELETE RESTRICT'),
     ('credit_holds_session_fkey', 'FOREIGN KEY (user_id, session_id) REFERENCES keen.agent_sessions(user_id, id) ON DELETE RESTRICT')$$,
   'keen.credit_holds has exactly its foreign keys, with their ON DELETE actions');
 -- check constraints
@@ -300,22 +300,22 @@ SELECT set_eq(
   'keen.credit_holds has exactly its named CHECK constraints');
 -- indexes
 SELECT indexes_are('keen', 'credit_holds', ARRAY[
-    'credit_holds_account_id_active_idx', 'credit_holds_account_id_idempotency_key_key',
+    'credit_holds_user_id_active_idx', 'credit_holds_user_id_idempotency_key_key',
     'credit_holds_active_expires_at_idx', 'credit_holds_pkey',
-    'credit_holds_session_id_idx', 'credit_holds_user_id_id_key'],
+    'credit_holds_user_id_session_id_idx'],
   'keen.credit_holds has exactly the expected indexes');
-SELECT is((SELECT pg_get_indexdef('keen.credit_holds_account_id_active_idx'::regclass)),
-  'CREATE INDEX credit_holds_account_id_active_idx ON keen.credit_holds USING btree (account_id) WHERE (status = ''active''::text)',
-  'credit_holds_account_id_active_idx: its columns, order, uniqueness and predicate');
-SELECT is((SELECT pg_get_indexdef('keen.credit_holds_account_id_idempotency_key_key'::regclass)),
-  'CREATE UNIQUE INDEX credit_holds_account_id_idempotency_key_key ON keen.credit_holds USING btree (account_id, idempotency_key) WHERE (idempotency_key IS NOT NULL)',
-  'credit_holds_account_id_idempotency_key_key: its columns, order, uniqueness and predicate');
+SELECT is((SELECT pg_get_indexdef('keen.credit_holds_user_id_active_idx'::regclass)),
+  'CREATE INDEX credit_holds_user_id_active_idx ON keen.credit_holds USING btree (user_id) WHERE (status = ''active''::text)',
+  'credit_holds_user_id_active_idx: its columns, order, uniqueness and predicate');
+SELECT is((SELECT pg_get_indexdef('keen.credit_holds_user_id_idempotency_key_key'::regclass)),
+  'CREATE UNIQUE INDEX credit_holds_user_id_idempotency_key_key ON keen.credit_holds USING btree (user_id, idempotency_key) WHERE (idempotency_key IS NOT NULL)',
+  'credit_holds_user_id_idempotency_key_key: its columns, order, uniqueness and predicate');
 SELECT is((SELECT pg_get_indexdef('keen.credit_holds_active_expires_at_idx'::regclass)),
   'CREATE INDEX credit_holds_active_expires_at_idx ON keen.credit_holds USING btree (expires_at) WHERE (status = ''active''::text)',
   'credit_holds_active_expires_at_idx: its columns, order, uniqueness and predicate');
-SELECT is((SELECT pg_get_indexdef('keen.credit_holds_session_id_idx'::regclass)),
-  'CREATE INDEX credit_holds_session_id_idx ON keen.credit_holds USING btree (session_id) WHERE (session_id IS NOT NULL)',
-  'credit_holds_session_id_idx: its columns, order, uniqueness and predicate');
+SELECT is((SELECT pg_get_indexdef('keen.credit_holds_user_id_session_id_idx'::regclass)),
+  'CREATE INDEX credit_holds_user_id_session_id_idx ON keen.credit_holds USING btree (user_id, session_id) WHERE (session_id IS NOT NULL)',
+  'credit_holds_user_id_session_id_idx: its columns, order, uniqueness and predicate');
 
 -- ===== keen.recharge_requests =====================================================
 SELECT has_table('keen', 'recharge_requests', 'keen.recharge_requests exists');
@@ -365,9 +365,9 @@ SELECT col_type_is('keen', 'recharge_requests', 'resolved_at', 'timestamp with t
 SELECT col_is_null('keen', 'recharge_requests', 'resolved_at', 'recharge_requests.resolved_at is nullable');
 SELECT col_hasnt_default('keen', 'recharge_requests', 'resolved_at', 'recharge_requests.resolved_at has no default');
 -- keys
-SELECT col_is_unique('keen', 'recharge_requests', ARRAY['user_id', 'id'], 'recharge_requests_user_id_id_key: UNIQUE (user_id, id)');
+SELECT hasnt_index('keen', 'recharge_requests', 'no UNIQUE (user_id, id) beside the primary key');
 SELECT has_pk('keen', 'recharge_requests', 'keen.recharge_requests has a primary key');
-SELECT col_is_pk('keen', 'recharge_requests', ARRAY['id'], 'recharge_requests_pkey: PRIMARY KEY (id)');
+SELECT col_is_pk('keen', 'recharge_requests', ARRAY['user_id', 'id'], 'recharge_requests_pkey: PRIMARY KEY (user_id, id)');
 -- foreign keys (the composite ones carry user_id: no cross-tenant reference)
 SELECT fk_ok('keen', 'recharge_requests', ARRAY['user_id', 'account_id'], 'keen', 'credit_accounts', ARRAY['user_id', 'id'],
   'recharge_requests_account_fkey: (user_id, account_id) references keen.credit_accounts (user_id, id)');
@@ -394,12 +394,12 @@ SELECT set_eq(
   'keen.recharge_requests has exactly its named CHECK constraints');
 -- indexes
 SELECT indexes_are('keen', 'recharge_requests', ARRAY[
-    'recharge_requests_account_id_open_key', 'recharge_requests_pending_created_at_idx',
-    'recharge_requests_pkey', 'recharge_requests_user_id_id_key'],
+    'recharge_requests_user_id_open_key', 'recharge_requests_pending_created_at_idx',
+    'recharge_requests_pkey'],
   'keen.recharge_requests has exactly the expected indexes');
-SELECT is((SELECT pg_get_indexdef('keen.recharge_requests_account_id_open_key'::regclass)),
-  'CREATE UNIQUE INDEX recharge_requests_account_id_open_key ON keen.recharge_requests USING btree (account_id) WHERE (status = ANY (ARRAY[''pending''::text, ''processing''::text]))',
-  'recharge_requests_account_id_open_key: its columns, order, uniqueness and predicate');
+SELECT is((SELECT pg_get_indexdef('keen.recharge_requests_user_id_open_key'::regclass)),
+  'CREATE UNIQUE INDEX recharge_requests_user_id_open_key ON keen.recharge_requests USING btree (user_id) WHERE (status = ANY (ARRAY[''pending''::text, ''processing''::text]))',
+  'recharge_requests_user_id_open_key: its columns, order, uniqueness and predicate');
 SELECT is((SELECT pg_get_indexdef('keen.recharge_requests_pending_created_at_idx'::regclass)),
   'CREATE INDEX recharge_requests_pending_created_at_idx ON keen.recharge_requests USING btree (created_at) WHERE (status = ''pending''::text)',
   'recharge_requests_pending_created_at_idx: its columns, order, uniqueness and predicate');

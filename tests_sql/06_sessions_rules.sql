@@ -137,7 +137,7 @@ SELECT throws_ok(
 SELECT throws_ok(
   $$INSERT INTO keen.session_events (user_id, session_id, seq, event_type)
     VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000005a001', 1, 'session.progress')$$,
-  '23505', 'duplicate key value violates unique constraint "session_events_session_id_seq_key"',
+  '23505', 'duplicate key value violates unique constraint "session_events_user_id_session_id_seq_key"',
   'an event number is used once per session');
 SELECT throws_ok(
   $$INSERT INTO keen.session_events (user_id, session_id, seq, event_type)

@@ -119,12 +119,12 @@ SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description, hold_id)
     VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 8, 'usage', -1, 100, 99, 'x', '00000000-0000-4000-8000-0000000d0a01'),
            ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 9, 'usage', -1, 99, 98, 'x', '00000000-0000-4000-8000-0000000d0a01')$$,
-  '23505', 'duplicate key value violates unique constraint "credit_transactions_hold_id_key"',
+  '23505', 'duplicate key value violates unique constraint "credit_transactions_user_id_hold_id_key"',
   'a hold is captured by one ledger entry at most');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description)
     VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 1, 'purchase', 10, 100, 110, 'x')$$,
-  '23505', 'duplicate key value violates unique constraint "credit_transactions_account_id_entry_no_key"',
+  '23505', 'duplicate key value violates unique constraint "credit_transactions_user_id_entry_no_key"',
   'an entry number is used once per account');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description)
@@ -134,7 +134,7 @@ SELECT throws_ok(
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description, idempotency_key)
     VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 9, 'purchase', 10, 100, 110, 'x', 'key-1')$$,
-  '23505', 'duplicate key value violates unique constraint "credit_transactions_account_id_idempotency_key_key"',
+  '23505', 'duplicate key value violates unique constraint "credit_transactions_user_id_idempotency_key_key"',
   'an idempotency key is used once per account');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description, stripe_payment_intent_id)
@@ -305,7 +305,7 @@ SELECT lives_ok(
 SELECT throws_ok(
   $$INSERT INTO keen.recharge_requests (user_id, account_id, amount, triggered_by_transaction_id, balance_at_request)
     VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 50, '00000000-0000-4000-8000-0000000c0001', 5)$$,
-  '23505', 'duplicate key value violates unique constraint "recharge_requests_account_id_open_key"',
+  '23505', 'duplicate key value violates unique constraint "recharge_requests_user_id_open_key"',
   'an account has at most one open recharge request');
 SELECT throws_ok(
   $$INSERT INTO keen.recharge_requests (user_id, account_id, amount, triggered_by_transaction_id, balance_at_request, status, resolved_at)

@@ -55,7 +55,7 @@ SELECT table_privs_are('keen', 'credit_accounts', 'keen_app', ARRAY['SELECT'], '
 SELECT table_privs_are('keen', 'credit_holds', 'keen_app', ARRAY['SELECT'], 'keen_app may only read its holds');
 SELECT function_privs_are('keen', 'extend_hold', ARRAY['uuid', 'uuid', 'numeric'], 'keen_app', '{}'::text[],
   'keen_app may not execute extend_hold (internal: called by definer functions)');
-SELECT has_index('keen', 'credit_transactions', 'credit_transactions_account_id_idempotency_key_key', 'idempotency keys are unique per account by an index');
+SELECT has_index('keen', 'credit_transactions', 'credit_transactions_user_id_idempotency_key_key', 'idempotency keys are unique per tenant (so per account) by an index');
 
 -- ===== as the owner: purchases and deductions ================================
 SET LOCAL ROLE keen_app;
