@@ -44,7 +44,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from keen_sql.bindings import AsyncQueries, Queries
 from keen_sql.config import Settings
-from keen_sql.context import SET_CONTEXT, TenantContext
+from keen_sql.context import TenantContext
 from keen_sql.errors import translate
 from keen_sql.replica import BEGIN_READ_ONLY, AsyncReplicaRoute, ReplicaRoute
 
@@ -62,10 +62,10 @@ log = logging.getLogger("keen_sql.database")
 
 
 # The tenant context (keen_sql.context, the one builder of it): `Database.tenant()` pipelines
-# SET_CONTEXT behind an explicit BEGIN, so the transaction and its context cost one round trip.
+# its statements behind an explicit BEGIN, so the transaction and its context cost one round
+# trip.
 BEGIN: LiteralString = "BEGIN"
 COMMIT: LiteralString = "COMMIT"
-_context = TenantContext.params
 
 
 # What a transaction may leave on its connection at session level (a SET, a LISTEN, an
@@ -136,7 +136,7 @@ def _pool_options(settings: Settings) -> _PoolOptions:
     # prepare_threshold=None: never prepare server-side (PgBouncer 1.18 transaction mode
     # hands each transaction to any server connection, where the statement does not exist).
     # Autocommit: psycopg sends no BEGIN of its own; tenant() opens the transaction itself,
-    # pipelined with the context (SET_CONTEXT). The application name is a fallback: one
+    # pipelined with the context (keen_sql.context). The application name is a fallback: one
     # given in the conninfo or PGAPPNAME wins.
     kwargs: dict[str, Any] = {
         "autocommit": True,
@@ -384,9 +384,9 @@ class Database:
 
     @contextmanager
     def _read_only(self, user_id: UUID | None) -> Iterator[Queries]:
-        context = (SET_CONTEXT, _context(self._context, user_id))
+        context = self._context.statements(user_id)
         with ExitStack() as stack:
-            conn = self.replica.begin(stack, [context]) if self.replica else None
+            conn = self.replica.begin(stack, context) if self.replica else None
             if conn is not None:
                 stack.enter_context(_rolled_back_on_error(conn))
             else:
@@ -394,7 +394,8 @@ class Database:
                 stack.enter_context(_rolled_back_on_error(conn))
                 with conn.pipeline():
                     conn.execute(BEGIN_READ_ONLY, prepare=False)
-                    conn.execute(*context, prepare=False)
+                    for query, params in context:
+                        conn.execute(query, params, prepare=False)
             yield Queries(conn, user_id)
             if conn.info.transaction_status == TransactionStatus.INERROR:
                 raise TransactionAborted("a statement failed inside the block: rolled back")
@@ -419,7 +420,7 @@ class Database:
             # pipelined with the context, both travel in one round trip.
             with conn.pipeline():
                 conn.execute(BEGIN, prepare=False)
-                conn.execute(SET_CONTEXT, _context(self._context, user_id), prepare=False)
+                self._context.set(conn, user_id)
             yield Queries(conn, user_id)
             if conn.info.transaction_status == TransactionStatus.INERROR:
                 raise TransactionAborted("a statement failed inside the block: rolled back")
@@ -438,14 +439,14 @@ class Database:
         return self._transaction(None)
 
     def _run_one_trip(self, user_id: UUID | str, query: _OneTrip, params: tuple[Any, ...]) -> Any:
-        context = _context(self._context, UUID(_tenant_id(user_id)))
+        tenant = UUID(_tenant_id(user_id))
         with self.pool.connection() as conn:
             cur = psycopg.RawCursor(conn, row_factory=query.rows)
             # On an error the server skips everything after the failed statement, COMMIT
             # included, until the pipeline's Sync: the transaction is left to roll back.
             with _rolled_back_on_error(conn), conn.pipeline():
                 conn.execute(BEGIN, prepare=False)
-                conn.execute(SET_CONTEXT, context, prepare=False)
+                self._context.set(conn, tenant)
                 cur.execute(query.statement, params)
                 conn.execute(COMMIT, prepare=False)
             row = cur.fetchone()
@@ -523,9 +524,9 @@ class AsyncDatabase:
 
     @asynccontextmanager
     async def _read_only(self, user_id: UUID | None) -> AsyncIterator[AsyncQueries]:
-        context = (SET_CONTEXT, _context(self._context, user_id))
+        context = self._context.statements(user_id)
         async with AsyncExitStack() as stack:
-            conn = await self.replica.begin(stack, [context]) if self.replica else None
+            conn = await self.replica.begin(stack, context) if self.replica else None
             if conn is not None:
                 await stack.enter_async_context(_rolled_back_on_error_async(conn))
             else:
@@ -533,7 +534,8 @@ class AsyncDatabase:
                 await stack.enter_async_context(_rolled_back_on_error_async(conn))
                 async with conn.pipeline():
                     await conn.execute(BEGIN_READ_ONLY, prepare=False)
-                    await conn.execute(*context, prepare=False)
+                    for query, params in context:
+                        await conn.execute(query, params, prepare=False)
             yield AsyncQueries(conn, user_id)
             if conn.info.transaction_status == TransactionStatus.INERROR:
                 raise TransactionAborted("a statement failed inside the block: rolled back")
@@ -551,7 +553,7 @@ class AsyncDatabase:
         async with self.pool.connection() as conn, _rolled_back_on_error_async(conn):
             async with conn.pipeline():
                 await conn.execute(BEGIN, prepare=False)
-                await conn.execute(SET_CONTEXT, _context(self._context, user_id), prepare=False)
+                await self._context.set_async(conn, user_id)
             yield AsyncQueries(conn, user_id)
             if conn.info.transaction_status == TransactionStatus.INERROR:
                 raise TransactionAborted("a statement failed inside the block: rolled back")
@@ -568,12 +570,12 @@ class AsyncDatabase:
     async def _run_one_trip(
         self, user_id: UUID | str, query: _OneTrip, params: tuple[Any, ...]
     ) -> Any:
-        context = _context(self._context, UUID(_tenant_id(user_id)))
+        tenant = UUID(_tenant_id(user_id))
         async with self.pool.connection() as conn:
             cur = psycopg.AsyncRawCursor(conn, row_factory=query.rows)
             async with _rolled_back_on_error_async(conn), conn.pipeline():
                 await conn.execute(BEGIN, prepare=False)
-                await conn.execute(SET_CONTEXT, context, prepare=False)
+                await self._context.set_async(conn, tenant)
                 await cur.execute(query.statement, params)
                 await conn.execute(COMMIT, prepare=False)
             row = await cur.fetchone()

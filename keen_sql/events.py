@@ -58,7 +58,6 @@ from keen_queries.models import SessionEvent
 from psycopg.pq import TransactionStatus
 
 from keen_sql.config import Settings
-from keen_sql.context import SET_CONTEXT
 from keen_sql.database import BEGIN, COMMIT, Database, TransactionAborted
 from keen_sql.errors import KeenError, translate
 
@@ -610,7 +609,7 @@ class EventHub:
                         rows = psycopg.RawCursor(conn, row_factory=_EVENT_ROWS)
                         flag = psycopg.RawCursor(conn)
                         conn.execute(BEGIN, prepare=False)
-                        conn.execute(SET_CONTEXT, context.params(s.user_id), prepare=False)
+                        context.set(conn, s.user_id)
                         rows.execute(
                             q.LIST_SESSION_EVENTS, (s.last_event_id, s.session_id, s.batch_size)
                         )

@@ -34,6 +34,8 @@ from typing import Any, LiteralString
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
+from keen_sql.context import Statement
+
 __all__ = ["RETRY_S", "WAIT_S", "AsyncReplicaRoute", "ReplicaRoute"]
 
 log = logging.getLogger("keen_sql.replica")
@@ -52,8 +54,6 @@ REPLICA_LAG: LiteralString = (
     "                              - pg_catalog.pg_last_xact_replay_timestamp())::float8"
     " END"
 )
-
-Statement = tuple[LiteralString, Sequence[Any]]
 
 
 class _Route:

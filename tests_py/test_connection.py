@@ -114,10 +114,14 @@ def test_pool_logs_an_error_when_it_cannot_reconnect(caplog: pytest.LogCaptureFi
 def test_one_context_builder_refuses_a_bad_role_or_tenant_before_any_sql() -> None:
     ctx = TenantContext.from_settings(Settings("", statement_timeout_ms=5, lock_timeout_ms=7))
     user = uuid.uuid4()
-    assert ctx.params(user) == ("keen_app", str(user), "5ms", "7ms")
-    assert ctx.params(str(user).upper()) == ctx.params(user)
-    assert ctx.params(None)[1] == ""  # no tenant: fail closed
+    assert ctx.params() == ("keen_app", "5ms", "7ms")
+    (first, params), (tenant, none) = ctx.statements(user)
+    assert params == ctx.params() and none == ()
+    assert tenant.as_string() == f"SET LOCAL app.current_user_id = '{user}'"
+    assert ctx.tenant(str(user).upper()) == ctx.tenant(user)
+    # No tenant: fail closed.
+    assert ctx.tenant(None).as_string() == "SET LOCAL app.current_user_id = ''"
     with pytest.raises(ValueError):
-        ctx.params("1; DROP TABLE keen.users")
+        ctx.statements("1'; DROP TABLE keen.users; --")
     with pytest.raises(ValueError, match="not a plain role name"):
         TenantContext(role="keen_app'; --")

@@ -205,7 +205,7 @@ def test_one_trip_deduction_sends_begin_to_commit_before_reading_any_reply(db_ur
     assert any(m[2] == "Parse" and '"COMMIT"' in m[3] for m in sent), sent
     assert "Sync" in [m[2] for m in sent], sent
     done = [m[3].strip() for m in messages[first_reply:] if m[2] == "CommandComplete"]
-    assert done[:4] == ['"BEGIN"', '"SELECT 1"', '"SELECT 1"', '"COMMIT"'], done
+    assert done[:5] == ['"BEGIN"', '"SELECT 1"', '"SET"', '"SELECT 1"', '"COMMIT"'], done
 
 
 @pytest.mark.parametrize(

@@ -80,7 +80,7 @@ def test_tenant_runs_as_keen_app_with_tenant_and_timeouts_local_to_the_transacti
         assert conn.execute(LEFTOVER).fetchone() == ("", "none", True)
 
 
-def test_begin_role_and_tenant_travel_in_one_round_trip_as_parameters(
+def test_begin_role_and_tenant_travel_in_one_round_trip(
     db_url: str, tmp_path: Path
 ) -> None:
     settings = settings_for(db_url, pool_min_size=1, pool_max_size=1, pool_check=False)
@@ -116,17 +116,18 @@ def test_begin_role_and_tenant_travel_in_one_round_trip_as_parameters(
     assert [kind for kind, _ in trips] == ["Sync", "Query", "Query"]
     _, block, end = (text for _, text in trips)
     assert "block starts" in block and end == ' "COMMIT"'
-    # Before the Sync: BEGIN and the context statement, whose tenant is a bound parameter,
-    # never part of the SQL text.
+    # Before the Sync: BEGIN, the role and timeouts as bound parameters, and the tenant's
+    # SET LOCAL (the form Citus propagates; SET takes no parameter), whose only value is
+    # the parsed UUID as a quoted literal.
     parses = [
         m[3]
         for m in sent[: next(i for i, m in enumerate(sent) if m[2].strip() == "Sync")]
         if m[2].strip() == "Parse"
     ]
-    assert len(parses) == 2
+    assert len(parses) == 3
     assert '"BEGIN"' in parses[0]
-    assert "set_config('app.current_user_id', $2, true)" in parses[1]
-    assert str(tenant) not in "".join(parses)
+    assert "set_config('role', $1, true)" in parses[1] and "keen_app" not in parses[1]
+    assert f"\"SET LOCAL app.current_user_id = '{tenant}'\"" in parses[2]
 
 
 def test_a_role_name_that_is_not_a_plain_identifier_is_refused(db_url: str) -> None:

@@ -1,0 +1,50 @@
+-- Distribute a migrated keen database on a Citus coordinator (docs/scaling.md): every
+-- tenant table hash-distributed by its tenant key and co-located with keen.users, the
+-- lookup table by its own value, session_limits replicated to every node; the
+-- dashboard_metrics materialized view stays a coordinator table. Idempotent: a table that
+-- is already distributed is left as it is, so a re-run after a failure carries on.
+-- Run as a superuser on the coordinator, after `keen-sql migrate`, in one transaction.
+SET LOCAL citus.enable_unsafe_triggers = on;
+SET LOCAL citus.multi_shard_modify_mode = 'sequential';
+
+DO $distribute$
+DECLARE
+  v_table record;
+BEGIN
+  FOR v_table IN
+    SELECT t.name::regclass AS rel, t.kind, t.column_name, t.position
+      FROM (VALUES
+        ('keen.session_limits', 'reference', NULL, 0),
+        ('keen.users', 'tenant', 'id', 1),
+        ('keen.auth_tokens', 'tenant', 'user_id', 2),
+        ('keen.user_audit_log', 'tenant', 'user_id', 3),
+        ('keen.agent_sessions', 'tenant', 'user_id', 4),
+        ('keen.session_events', 'tenant', 'user_id', 5),
+        ('keen.websocket_connections', 'tenant', 'user_id', 6),
+        ('keen.credit_accounts', 'tenant', 'user_id', 7),
+        ('keen.credit_holds', 'tenant', 'user_id', 8),
+        ('keen.credit_transactions', 'tenant', 'user_id', 9),
+        ('keen.recharge_requests', 'tenant', 'user_id', 10),
+        ('keen.daily_usage_stats', 'tenant', 'user_id', 11)
+      ) AS t (name, kind, column_name, position)
+     WHERE NOT EXISTS (SELECT 1 FROM pg_dist_partition AS p WHERE p.logicalrelid = t.name::regclass)
+     ORDER BY t.position
+  LOOP
+    IF v_table.kind = 'reference' THEN
+      PERFORM create_reference_table(v_table.rel);
+    ELSIF v_table.rel = 'keen.users'::regclass THEN
+      PERFORM create_distributed_table(v_table.rel, v_table.column_name);
+    ELSE
+      PERFORM create_distributed_table(v_table.rel, v_table.column_name, colocate_with => 'keen.users');
+    END IF;
+  END LOOP;
+END
+$distribute$;
+
+-- The tenant context reaches the workers: SET LOCAL is propagated to every worker
+-- connection of the transaction (keen_sql sets app.current_user_id with SET LOCAL).
+DO $settings$
+BEGIN
+  EXECUTE format('ALTER DATABASE %I SET citus.propagate_set_commands = %L', current_database(), 'local');
+END
+$settings$;
