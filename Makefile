@@ -8,7 +8,7 @@ DB_URL = $(or $(KEEN_DATABASE_URL),$(shell scripts/db.sh url))
 export KEEN_DATABASE_URL := $(KEEN_DATABASE_URL)
 
 .PHONY: help setup db-up db-down migrate rollback status health backup generate verify lint test test-sql \
-        test-py run check check-wheel coverage docs schedule pitr-drill
+        test-py test-citus run check check-wheel coverage docs schedule pitr-drill
 
 help: ## list the targets
 	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ test-py: db-up ## pytest over tests_py/
 	@$(VENV)/pytest -q
 
 test: test-sql test-py ## the whole test suite (pgTAP, then pytest)
+
+test-citus: setup ## on a Citus coordinator (KEEN_CITUS_URL): migrate, distribute, pgTAP tests_citus/, the API scenarios
+	@scripts/test_citus.sh
 
 run: db-up ## start the database, migrate and run the demonstration (examples/demo)
 	@$(PY) -m examples.demo --database-url '$(DB_URL)'

@@ -80,9 +80,7 @@ def test_tenant_runs_as_keen_app_with_tenant_and_timeouts_local_to_the_transacti
         assert conn.execute(LEFTOVER).fetchone() == ("", "none", True)
 
 
-def test_begin_role_and_tenant_travel_in_one_round_trip(
-    db_url: str, tmp_path: Path
-) -> None:
+def test_begin_role_and_tenant_travel_in_one_round_trip(db_url: str, tmp_path: Path) -> None:
     settings = settings_for(db_url, pool_min_size=1, pool_max_size=1, pool_check=False)
     trace = tmp_path / "libpq.trace"
     with Database(settings) as one, trace.open("w") as out:

@@ -115,9 +115,19 @@ def template_db(admin_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def db_url(admin_url: str, template_db: str) -> Iterator[str]:
-    """URL of a migrated database of this test module's own (superuser connection)."""
-    with scratch_database(admin_url, "mod", template=template_db) as (_, url):
+def db_url(admin_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """URL of a migrated database of this test module's own (superuser connection).
+
+    With KEEN_PREPARED_DATABASE_URL set (`make test-citus`: a Citus coordinator migrated and
+    distributed beforehand), that database itself: tests that take `db_url` make tenants of
+    their own, so they can share it.
+    """
+    prepared = os.environ.get("KEEN_PREPARED_DATABASE_URL")
+    if prepared:
+        yield prepared
+        return
+    template = request.getfixturevalue("template_db")
+    with scratch_database(admin_url, "mod", template=template) as (_, url):
         yield url
 
 

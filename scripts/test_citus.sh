@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# make test-citus: keen-sql on a real Citus cluster. KEEN_CITUS_URL names a database on an
+# existing Citus coordinator (the citus extension created there and on every worker, the
+# workers added: docs/scaling.md). Makes the three keen roles LOGIN (Citus connects to the
+# workers as them), migrates, distributes, then runs the pgTAP suite of tests_citus/ and the
+# Python API scenarios against the distributed database. Tenants are created per test, so
+# the database may be reused; it is migrated in place (migrations are idempotent).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+url=${KEEN_CITUS_URL:?set KEEN_CITUS_URL to a database on a Citus coordinator with its workers added (docs/scaling.md)}
+psql_c() { psql -X -q -v ON_ERROR_STOP=1 "$url" "$@"; }
+
+version=$(psql_c -Atc "SELECT extversion FROM pg_extension WHERE extname = 'citus'")
+workers=$(psql_c -Atc "SELECT count(*) FROM citus_get_active_worker_nodes()")
+[ -n "$version" ] || { echo "test-citus: no citus extension in $url" >&2; exit 2; }
+[ "$workers" -ge 1 ] || { echo "test-citus: the coordinator has no active worker" >&2; exit 2; }
+echo "test-citus: Citus $version, $workers workers"
+
+# The roles exist, with LOGIN, before the first migration (docs/scaling.md, "Roles"): a
+# separate transaction each, which Citus propagates to every worker.
+for role in keen_owner keen_app keen_analytics; do
+  psql_c -c "DO \$\$ BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = '$role') THEN
+      CREATE ROLE $role LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS;
+    END IF;
+  END \$\$"
+  psql_c -c "ALTER ROLE $role LOGIN"
+done
+
+PGOPTIONS="-c citus.create_object_propagation=deferred" \
+  "$root/.venv/bin/keen-sql" --database-url "$url" migrate
+psql_c --single-transaction -f "$root/keen_sql/sql/citus/distribute.sql"
+psql_c -c "CREATE SCHEMA IF NOT EXISTS tap" -c "CREATE EXTENSION IF NOT EXISTS pgtap SCHEMA tap"
+
+eval "$("$root/.venv/bin/python" -c '
+import shlex, sys
+from psycopg.conninfo import conninfo_to_dict
+names = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD",
+         "dbname": "PGDATABASE", "sslmode": "PGSSLMODE"}
+for key, value in conninfo_to_dict(sys.argv[1]).items():
+    if key in names:
+        print(f"export {names[key]}={shlex.quote(str(value))}")
+' "$url")"
+PGOPTIONS="-c search_path=tap,public" pg_prove --ext .sql -r "$root/tests_citus/"
+KEEN_DATABASE_URL="$url" KEEN_PREPARED_DATABASE_URL="$url" \
+  "$root/.venv/bin/pytest" -q -p no:cacheprovider "$root/tests_py/test_scenarios.py" "$root/tests_citus/"
