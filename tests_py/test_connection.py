@@ -117,7 +117,8 @@ def test_one_context_builder_refuses_a_bad_role_or_tenant_before_any_sql() -> No
     assert ctx.params() == ("keen_app", "5ms", "7ms")
     (first, params), (tenant, none) = ctx.statements(user)
     assert "set_config('role', %s, true)" in first and params == ctx.params() and none == ()
-    assert tenant.as_string() == f"SET LOCAL app.current_user_id = '{user}'"
+    assert tenant == ctx.tenant(user)
+    assert ctx.tenant(user).as_string() == f"SET LOCAL app.current_user_id = '{user}'"
     assert ctx.tenant(str(user).upper()) == ctx.tenant(user)
     # No tenant: fail closed.
     assert ctx.tenant(None).as_string() == "SET LOCAL app.current_user_id = ''"
