@@ -29,7 +29,20 @@ done
 
 PGOPTIONS="-c citus.create_object_propagation=deferred" \
   "$root/.venv/bin/keen-sql" --database-url "$url" migrate
+# A database not yet distributed is a single-node deployment moving to Citus: it gets
+# tenants first, and every figure must be the same once its rows sit on the shards.
+distributed=$(psql_c -Atc "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = 'keen.users'::regclass")
+snapshots=$(mktemp -d)
+trap 'rm -rf "$snapshots"' EXIT
+if [ "$distributed" = 0 ]; then
+  "$root/.venv/bin/python" "$root/tests_citus/move.py" fill "$url"
+  "$root/.venv/bin/python" "$root/tests_citus/move.py" snapshot "$url" >"$snapshots/before.json"
+fi
 psql_c --single-transaction -f "$root/keen_sql/sql/citus/distribute.sql"
+if [ "$distributed" = 0 ]; then
+  "$root/.venv/bin/python" "$root/tests_citus/move.py" snapshot "$url" >"$snapshots/after.json"
+  "$root/.venv/bin/python" "$root/tests_citus/move.py" compare "$snapshots/before.json" "$snapshots/after.json"
+fi
 psql_c -c "CREATE SCHEMA IF NOT EXISTS tap" -c "CREATE EXTENSION IF NOT EXISTS pgtap SCHEMA tap"
 
 eval "$("$root/.venv/bin/python" -c '

@@ -6,6 +6,12 @@
 -- Run as a superuser on the coordinator, after `keen-sql migrate`, in one transaction.
 SET LOCAL citus.enable_unsafe_triggers = on;
 SET LOCAL citus.multi_shard_modify_mode = 'sequential';
+-- Rows already there (a single-node deployment moving to Citus) are copied to the shards as
+-- they are, and the coordinator's copies then removed: no trigger may fire on either (an
+-- audit row, a stamp, the append-only tables' refusal of TRUNCATE). Replica mode keeps
+-- ordinary triggers asleep, here and (propagated) on the workers' connections.
+SET LOCAL citus.propagate_set_commands = 'local';
+SET LOCAL session_replication_role = replica;
 
 DO $distribute$
 DECLARE
@@ -37,6 +43,17 @@ BEGIN
     ELSE
       PERFORM create_distributed_table(v_table.rel, v_table.column_name, colocate_with => 'keen.users');
     END IF;
+  END LOOP;
+  -- The copies are on the shards; the coordinator's own rows are left behind, hidden.
+  -- Removed once every table is distributed (a local table still referencing one would
+  -- refuse it); truncate_local_data_after_distributing_table empties the local storage
+  -- alone, shards untouched.
+  FOR v_table IN
+    SELECT p.logicalrelid AS rel FROM pg_dist_partition AS p
+     WHERE p.logicalrelid::regclass::text LIKE 'keen.%'
+       AND EXISTS (SELECT 1 FROM pg_class AS c WHERE c.oid = p.logicalrelid AND pg_relation_size(c.oid) > 0)
+  LOOP
+    PERFORM truncate_local_data_after_distributing_table(v_table.rel);
   END LOOP;
 END
 $distribute$;
