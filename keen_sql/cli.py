@@ -19,13 +19,14 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from importlib import metadata
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any, NoReturn
 
 import psycopg
 import psycopg_pool
 from keen_queries import analytics, credits, sessions
+from psycopg import sql
 
 from keen_sql import backup, health, migrations, schedule
 from keen_sql.config import database_url
@@ -114,6 +115,40 @@ def _schedule(args: argparse.Namespace) -> int:
         raise CommandFailed(f"schedule failed: {_first_line(exc)}") from exc
     for name, jobid, when in jobs:
         print(f"scheduled  {name:<40} {when:<14} (job {jobid})")
+    return OK
+
+
+def _citus_distribute(args: argparse.Namespace) -> int:
+    # docs/scaling.md: after `migrate`, on a Citus coordinator (superuser), in one transaction.
+    script = resources.files("keen_sql").joinpath("sql", "citus", "distribute.sql").read_text()
+    try:
+        with psycopg.connect(args.database_url) as conn:
+            (citus,) = conn.execute(
+                "SELECT count(*) FROM pg_catalog.pg_extension WHERE extname = 'citus'"
+            ).fetchone() or (0,)
+            if not citus:
+                raise CommandFailed(
+                    "citus distribute: the citus extension is not installed in this database"
+                    " (docs/scaling.md: CREATE EXTENSION citus on every node first)"
+                )
+            conn.execute(script.encode())
+            # The tenant context reaches the workers: SET LOCAL (keen_sql.context) is
+            # replayed on every worker connection of a transaction in this database.
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} SET citus.propagate_set_commands = 'local'").format(
+                    sql.Identifier(conn.info.dbname)
+                )
+            )
+            rows = conn.execute(
+                "SELECT logicalrelid::text, partmethod::text,"
+                " coalesce(column_to_column_name(logicalrelid, partkey), ''), colocationid"
+                " FROM pg_dist_partition WHERE logicalrelid::text LIKE 'keen.%' ORDER BY 1"
+            ).fetchall()
+    except psycopg.Error as exc:
+        raise CommandFailed(f"citus distribute failed: {_first_line(exc)}") from exc
+    kinds = {"h": "distributed by", "n": "reference table"}
+    for table, method, column, group in rows:
+        print(f"{table:<32} {kinds.get(method, method)} {column} (co-location {group})")
     return OK
 
 
@@ -332,6 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr = se_sub.add_parser("prune-events", help="delete session events older than the retention")
     pr.add_argument("--older-than-days", type=float, default=30.0, help="retention (default 30)")
     pr.set_defaults(func=_sessions_prune)
+    ci = sub.add_parser("citus", help="run keen-sql on a Citus cluster (docs/scaling.md)")
+    ci_sub = sub.add_subparsers(ci, "citus_command")
+    ci_sub.add_parser(
+        "distribute",
+        help="distribute the migrated tables by tenant on the coordinator (idempotent)",
+    ).set_defaults(func=_citus_distribute)
     return parser
 
 

@@ -38,7 +38,7 @@ if [ "$distributed" = 0 ]; then
   "$root/.venv/bin/python" "$root/tests_citus/move.py" fill "$url"
   "$root/.venv/bin/python" "$root/tests_citus/move.py" snapshot "$url" >"$snapshots/before.json"
 fi
-psql_c --single-transaction -f "$root/keen_sql/sql/citus/distribute.sql"
+"$root/.venv/bin/keen-sql" --database-url "$url" citus distribute
 if [ "$distributed" = 0 ]; then
   "$root/.venv/bin/python" "$root/tests_citus/move.py" snapshot "$url" >"$snapshots/after.json"
   "$root/.venv/bin/python" "$root/tests_citus/move.py" compare "$snapshots/before.json" "$snapshots/after.json"

@@ -157,3 +157,22 @@ def test_the_cli_reads_KEEN_DATABASE_URL_then_libpqs_environment(
     monkeypatch.setenv("PGUSER", str(params.get("user", "postgres")))
     assert cli.main(["status"]) == 0
     assert "pending  0001_foundation" in capsys.readouterr().out
+
+
+def test_citus_distribute_on_a_server_without_citus_exits_3_naming_the_extension(
+    db_url: str,
+) -> None:
+    # The normal suite has no Citus (make test-citus runs the command for real): the one-line
+    # refusal, and nothing changed.
+    status, out, err = run("citus", "distribute", "--database-url", db_url)
+    assert status == 3 and out == ""
+    assert err.strip().splitlines() == [
+        "keen-sql citus: citus distribute: the citus extension is not installed in this"
+        " database (docs/scaling.md: CREATE EXTENSION citus on every node first)"
+    ]
+    with psycopg.connect(db_url) as conn:
+        setting = conn.execute(
+            "SELECT count(*) FROM pg_db_role_setting AS s JOIN pg_database AS d"
+            " ON d.oid = s.setdatabase WHERE d.datname = current_database()"
+        ).fetchone()
+    assert setting == (0,)

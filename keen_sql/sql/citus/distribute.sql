@@ -3,7 +3,8 @@
 -- lookup table by its own value, session_limits replicated to every node; the
 -- dashboard_metrics materialized view stays a coordinator table. Idempotent: a table that
 -- is already distributed is left as it is, so a re-run after a failure carries on.
--- Run as a superuser on the coordinator, after `keen-sql migrate`, in one transaction.
+-- Run by `keen-sql citus distribute` (a superuser on the coordinator, after `keen-sql
+-- migrate`), in one transaction with the database setting that propagates the tenant context.
 SET LOCAL citus.enable_unsafe_triggers = on;
 SET LOCAL citus.multi_shard_modify_mode = 'sequential';
 -- Rows already there (a single-node deployment moving to Citus) are copied to the shards as
@@ -57,11 +58,3 @@ BEGIN
   END LOOP;
 END
 $distribute$;
-
--- The tenant context reaches the workers: SET LOCAL is propagated to every worker
--- connection of the transaction (keen_sql sets app.current_user_id with SET LOCAL).
-DO $settings$
-BEGIN
-  EXECUTE format('ALTER DATABASE %I SET citus.propagate_set_commands = %L', current_database(), 'local');
-END
-$settings$;
