@@ -84,9 +84,8 @@ SELECT * FROM keen.hold_credits(
 
 -- name: ListCreditTransactions :many
 -- The caller's ledger, newest first, at most `limit` rows.
-SELECT t.* FROM keen.credit_transactions AS t
-ORDER BY t.created_at DESC, t.entry_no DESC
-LIMIT sqlc.arg('limit')::integer;
+SELECT t.* FROM keen.list_credit_transactions(p_limit => sqlc.arg('limit')::integer) AS t
+ORDER BY t.created_at DESC, t.entry_no DESC;
 
 -- name: ReleaseHold :one
 -- Frees a hold's credits; a no-op for a released or expired hold.

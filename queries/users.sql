@@ -52,11 +52,13 @@ SELECT * FROM keen.create_auth_token(
 
 -- name: CurrentUser :one
 -- The caller's own user row, without secrets (the service cannot read them).
+-- @not-null: *
+-- @nullable: display_name, last_login_at, last_login_ip, avatar_url, billing_customer_id, suspended_reason
 SELECT u.id, u.email, u.username, u.display_name, u.role, u.is_admin, u.email_verified,
        u.account_status, u.mfa_enabled, u.timezone, u.preferences, u.subscription_tier,
        u.subscription_status, u.created_at, u.updated_at, u.last_login_at, u.last_login_ip,
        u.avatar_url, u.billing_customer_id, u.suspended_reason
-FROM keen.users AS u;
+FROM keen.current_user_profile() AS u;
 
 -- name: DisableMfa :exec
 -- Turns the caller's MFA off and forgets the secret and the recovery codes.
@@ -83,17 +85,18 @@ SELECT keen.get_mfa_secret() AS secret_ciphertext;
 SELECT t.id, t.token_type, t.token_name, t.scopes, t.expires_at, t.last_used_at, t.usage_count,
        t.created_ip, t.last_used_ip, t.user_agent, t.revoked_at, t.revoked_reason, t.is_active,
        t.rate_limit_per_hour, t.family_id, t.replaced_by, t.created_at
-FROM keen.auth_tokens AS t
+FROM keen.list_auth_tokens() AS t
 ORDER BY t.created_at DESC, t.id DESC;
 
 -- name: ListUserAuditLog :many
 -- The account changes the caller may read (a tenant its own), newest first, before an id;
 -- at most 1,000 a page (a negative max_rows reads none).
 SELECT l.id, l.user_id, l.actor, l.action, l.changes, l.ip, l.actor_role, l.created_at
-FROM keen.user_audit_log AS l
-WHERE l.id < coalesce(sqlc.narg(before_id)::bigint, 9223372036854775807)
-ORDER BY l.id DESC
-LIMIT least(greatest(sqlc.arg(max_rows)::integer, 0), 1000);
+FROM keen.list_user_audit_log(
+  p_before_id => sqlc.narg(before_id)::bigint,
+  p_max_rows => sqlc.arg(max_rows)::integer
+) AS l
+ORDER BY l.id DESC;
 
 -- name: LoginLookup :one
 -- Finds a user by e-mail or username for a login: id, password hash, MFA flag, statuses.

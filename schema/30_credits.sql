@@ -1326,6 +1326,25 @@ CREATE TRIGGER _010_append_only BEFORE UPDATE OR DELETE ON keen.credit_transacti
 CREATE TRIGGER _010_append_only_truncate BEFORE TRUNCATE ON keen.credit_transactions
   FOR EACH STATEMENT EXECUTE FUNCTION keen.tg_credit_transactions__append_only();
 
+-- A tenant read by value (migration 0015): one shard on Citus.
+CREATE FUNCTION keen.list_credit_transactions(p_limit integer)
+RETURNS SETOF keen.credit_transactions
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_user_id uuid := keen.require_user_id();
+BEGIN
+  -- The tenant by value: on Citus one shard, not every shard filtered by the policy.
+  RETURN QUERY
+    SELECT t.* FROM keen.credit_transactions AS t
+     WHERE t.user_id = v_user_id
+     ORDER BY t.created_at DESC, t.entry_no DESC
+     LIMIT p_limit;
+END
+$$;
+
 -- ===== row-level security ====================================================
 ALTER TABLE keen.credit_accounts ENABLE ROW LEVEL SECURITY;
 ALTER TABLE keen.credit_accounts FORCE ROW LEVEL SECURITY;
@@ -1373,6 +1392,8 @@ TO keen_app;
 -- Not granted: the internal helpers the movements call as keen_owner (extend_hold,
 -- post_credit, expire_lapsed_holds, add_ledger_usage, request_recharge,
 -- refuse_spending_limit), in_migration, and the billing and operator functions.
+
+GRANT EXECUTE ON FUNCTION keen.list_credit_transactions(integer) TO keen_app;
 
 -- ===== comments ==============================================================
 COMMENT ON TABLE keen.credit_accounts IS 'A user''s prepaid credit account; its balance is the sum of its ledger.';
@@ -1487,5 +1508,6 @@ COMMENT ON COLUMN keen.credit_transactions.id IS 'Primary key.';
 COMMENT ON COLUMN keen.credit_transactions.created_at IS 'When the entry was posted (server time, set by the movement).';
 COMMENT ON COLUMN keen.recharge_requests.id IS 'Primary key.';
 COMMENT ON COLUMN keen.recharge_requests.created_at IS 'When the row was inserted.';
+COMMENT ON FUNCTION keen.list_credit_transactions(integer) IS 'The caller''s ledger, newest first, at most p_limit rows, by the tenant key: one shard on Citus. KE010 without tenant.';
 
 RESET ROLE;

@@ -2,7 +2,7 @@
 -- cross-tenant references, fail-closed without context, and the exact lists of SECURITY
 -- DEFINER functions, policies and grants (a new one cannot appear unnoticed).
 BEGIN;
-SELECT plan(157);
+SELECT plan(158);
 
 -- pgTAP itself must be callable while acting as keen_app (rolled back with the test).
 GRANT USAGE ON SCHEMA tap TO keen_app, keen_analytics;
@@ -359,6 +359,10 @@ SELECT set_eq(
     'function keen.get_session_by_id(uuid) EXECUTE keen_app',
     'function keen.hold_credits(uuid,numeric,text,interval) EXECUTE keen_app',
     'function keen.list_session_events(bigint,text,integer) EXECUTE keen_app',
+    'function keen.current_user_profile() EXECUTE keen_app',
+    'function keen.list_auth_tokens() EXECUTE keen_app',
+    'function keen.list_credit_transactions(integer) EXECUTE keen_app',
+    'function keen.list_user_audit_log(bigint,integer) EXECUTE keen_app',
     'function keen.list_sessions(text,timestamp with time zone,uuid,integer) EXECUTE keen_app',
     'function keen.session_events_waiting(text) EXECUTE keen_app',
     'function keen.login_lookup(text) EXECUTE keen_app',
@@ -636,9 +640,13 @@ SELECT is(tap.calls_not_raising(true, ARRAY[
     'keen.text_prefix(text)', 'keen.check_text(text,text,integer,boolean)',
     -- the cross-tenant definers, which need no tenant
     'keen.register_user(text,text,text,text,text)', 'keen.login_lookup(text)', 'keen.authenticate_token(text,inet)',
-    'keen.confirm_email(text)'
+    'keen.confirm_email(text)',
+    -- an operator's page of every user's trail: a service without tenant reads nothing (RLS)
+    'keen.list_user_audit_log(bigint,integer)'
   ], '^KE010'), '{}'::text[],
   'every tenant API function, SECURITY DEFINER writers included, raises KE010 without tenant context');
+SELECT is((SELECT count(*) FROM keen.list_user_audit_log(NULL, 1000)), 0::bigint,
+  'without tenant the service reads no one''s trail: the operators'' all-tenant page is empty under RLS');
 RESET ROLE;
 SELECT is((SELECT keen.current_user_id() FROM (SELECT set_config('app.current_user_id', 'not-a-uuid', true)) AS s), NULL,
   'a malformed tenant id is no tenant (fail closed), never an error and never a match');

@@ -763,9 +763,8 @@ def hold_credits_params(
     return (session_id, amount, idempotency_key, expires_in)
 
 
-LIST_CREDIT_TRANSACTIONS: LiteralString = """SELECT t.id, t.user_id, t.account_id, t.entry_no, t.transaction_type, t.amount, t.balance_before, t.balance_after, t.claude_cost_usd, t.markup_multiplier, t.session_id, t.hold_id, t.description, t.metadata, t.idempotency_key, t.request_fingerprint, t.stripe_payment_intent_id, t.created_at, t.created_by_ip FROM keen.credit_transactions AS t
-ORDER BY t.created_at DESC, t.entry_no DESC
-LIMIT $1::integer"""
+LIST_CREDIT_TRANSACTIONS: LiteralString = """SELECT t.id, t.user_id, t.account_id, t.entry_no, t.transaction_type, t.amount, t.balance_before, t.balance_after, t.claude_cost_usd, t.markup_multiplier, t.session_id, t.hold_id, t.description, t.metadata, t.idempotency_key, t.request_fingerprint, t.stripe_payment_intent_id, t.created_at, t.created_by_ip FROM keen.list_credit_transactions(p_limit => $1::integer) AS t
+ORDER BY t.created_at DESC, t.entry_no DESC"""
 
 
 LIST_CREDIT_TRANSACTIONS_ROWS = models.row_factory(models.CreditTransaction)
@@ -777,7 +776,11 @@ def list_credit_transactions(
     *,
     limit: int,
 ) -> list[models.CreditTransaction]:
-    """The caller's ledger, newest first, at most `limit` rows."""
+    """The caller's ledger, newest first, at most `limit` rows.
+
+    The caller's ledger, newest first, at most p_limit rows, by the tenant key: one shard on
+    Citus. KE010 without tenant.
+    """
     with psycopg.RawCursor(conn, row_factory=LIST_CREDIT_TRANSACTIONS_ROWS) as _cur:
         _cur.execute(LIST_CREDIT_TRANSACTIONS, (limit,))
         return _cur.fetchall()
@@ -789,6 +792,9 @@ async def list_credit_transactions_async(
     limit: int,
 ) -> list[models.CreditTransaction]:
     """The caller's ledger, newest first, at most `limit` rows.
+
+    The caller's ledger, newest first, at most p_limit rows, by the tenant key: one shard on
+    Citus. KE010 without tenant.
 
     The async twin of `list_credit_transactions`.
     """
@@ -804,6 +810,9 @@ def list_credit_transactions_iter(
 ) -> Iterator[models.CreditTransaction]:
     """The caller's ledger, newest first, at most `limit` rows.
 
+    The caller's ledger, newest first, at most p_limit rows, by the tenant key: one shard on
+    Citus. KE010 without tenant.
+
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
     with psycopg.RawCursor(conn, row_factory=LIST_CREDIT_TRANSACTIONS_ROWS) as _cur:
@@ -817,6 +826,9 @@ async def list_credit_transactions_iter_async(
     limit: int,
 ) -> AsyncIterator[models.CreditTransaction]:
     """The caller's ledger, newest first, at most `limit` rows.
+
+    The caller's ledger, newest first, at most p_limit rows, by the tenant key: one shard on
+    Citus. KE010 without tenant.
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
@@ -1338,7 +1350,11 @@ class CreditsQueries:
             models.raise_mapped(exc, self.on_error)
 
     def list_credit_transactions(self, *, limit: int) -> list[models.CreditTransaction]:
-        """The caller's ledger, newest first, at most `limit` rows."""
+        """The caller's ledger, newest first, at most `limit` rows.
+
+        The caller's ledger, newest first, at most p_limit rows, by the tenant key: one shard on
+        Citus. KE010 without tenant.
+        """
         try:
             return list_credit_transactions(self.conn, limit=limit)
         except psycopg.Error as exc:
@@ -1346,6 +1362,9 @@ class CreditsQueries:
 
     def list_credit_transactions_iter(self, *, limit: int) -> Iterator[models.CreditTransaction]:
         """The caller's ledger, newest first, at most `limit` rows.
+
+        The caller's ledger, newest first, at most p_limit rows, by the tenant key: one shard on
+        Citus. KE010 without tenant.
 
         Streams the rows (psycopg single-row mode) instead of fetching them all.
         """
@@ -1715,6 +1734,9 @@ class AsyncCreditsQueries:
     async def list_credit_transactions(self, *, limit: int) -> list[models.CreditTransaction]:
         """The caller's ledger, newest first, at most `limit` rows.
 
+        The caller's ledger, newest first, at most p_limit rows, by the tenant key: one shard on
+        Citus. KE010 without tenant.
+
         The async twin of `list_credit_transactions`.
         """
         try:
@@ -1728,6 +1750,9 @@ class AsyncCreditsQueries:
         limit: int,
     ) -> AsyncIterator[models.CreditTransaction]:
         """The caller's ledger, newest first, at most `limit` rows.
+
+        The caller's ledger, newest first, at most p_limit rows, by the tenant key: one shard on
+        Citus. KE010 without tenant.
 
         Streams the rows (psycopg single-row mode) instead of fetching them all.
         """

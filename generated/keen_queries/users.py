@@ -418,7 +418,7 @@ CURRENT_USER: LiteralString = """SELECT u.id, u.email, u.username, u.display_nam
        u.account_status, u.mfa_enabled, u.timezone, u.preferences, u.subscription_tier,
        u.subscription_status, u.created_at, u.updated_at, u.last_login_at, u.last_login_ip,
        u.avatar_url, u.billing_customer_id, u.suspended_reason
-FROM keen.users AS u"""
+FROM keen.current_user_profile() AS u"""
 
 
 class CurrentUserRow(NamedTuple):
@@ -453,6 +453,9 @@ CURRENT_USER_ROWS = models.row_factory(CurrentUserRow)
 def current_user(conn: psycopg.Connection[Any]) -> CurrentUserRow:
     """The caller's own user row, without secrets (the service cannot read them).
 
+    The caller's own user row without secrets (the columns the service may read), by its key: one
+    shard on Citus. KE010 without tenant.
+
     Raises models.NoRowError when there is no row.
     """
     with psycopg.RawCursor(conn, row_factory=CURRENT_USER_ROWS) as _cur:
@@ -465,6 +468,9 @@ def current_user(conn: psycopg.Connection[Any]) -> CurrentUserRow:
 
 async def current_user_async(conn: psycopg.AsyncConnection[Any]) -> CurrentUserRow:
     """The caller's own user row, without secrets (the service cannot read them).
+
+    The caller's own user row without secrets (the columns the service may read), by its key: one
+    shard on Citus. KE010 without tenant.
 
     Raises models.NoRowError when there is no row.
 
@@ -617,7 +623,7 @@ async def get_mfa_secret_async(conn: psycopg.AsyncConnection[Any]) -> str | None
 LIST_AUTH_TOKENS: LiteralString = """SELECT t.id, t.token_type, t.token_name, t.scopes, t.expires_at, t.last_used_at, t.usage_count,
        t.created_ip, t.last_used_ip, t.user_agent, t.revoked_at, t.revoked_reason, t.is_active,
        t.rate_limit_per_hour, t.family_id, t.replaced_by, t.created_at
-FROM keen.auth_tokens AS t
+FROM keen.list_auth_tokens() AS t
 ORDER BY t.created_at DESC, t.id DESC"""
 
 
@@ -648,7 +654,11 @@ LIST_AUTH_TOKENS_ROWS = models.row_factory(ListAuthTokensRow)
 
 
 def list_auth_tokens(conn: psycopg.Connection[Any]) -> list[ListAuthTokensRow]:
-    """The caller's tokens, newest first (hashes left out)."""
+    """The caller's tokens, newest first (hashes left out).
+
+    The caller's tokens, newest first, by the tenant key: one shard on Citus. KE010 without
+    tenant.
+    """
     with psycopg.RawCursor(conn, row_factory=LIST_AUTH_TOKENS_ROWS) as _cur:
         _cur.execute(LIST_AUTH_TOKENS)
         return _cur.fetchall()
@@ -656,6 +666,9 @@ def list_auth_tokens(conn: psycopg.Connection[Any]) -> list[ListAuthTokensRow]:
 
 async def list_auth_tokens_async(conn: psycopg.AsyncConnection[Any]) -> list[ListAuthTokensRow]:
     """The caller's tokens, newest first (hashes left out).
+
+    The caller's tokens, newest first, by the tenant key: one shard on Citus. KE010 without
+    tenant.
 
     The async twin of `list_auth_tokens`.
     """
@@ -666,6 +679,9 @@ async def list_auth_tokens_async(conn: psycopg.AsyncConnection[Any]) -> list[Lis
 
 def list_auth_tokens_iter(conn: psycopg.Connection[Any]) -> Iterator[ListAuthTokensRow]:
     """The caller's tokens, newest first (hashes left out).
+
+    The caller's tokens, newest first, by the tenant key: one shard on Citus. KE010 without
+    tenant.
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
@@ -679,6 +695,9 @@ async def list_auth_tokens_iter_async(
 ) -> AsyncIterator[ListAuthTokensRow]:
     """The caller's tokens, newest first (hashes left out).
 
+    The caller's tokens, newest first, by the tenant key: one shard on Citus. KE010 without
+    tenant.
+
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
     async with psycopg.AsyncRawCursor(conn, row_factory=LIST_AUTH_TOKENS_ROWS) as _cur:
@@ -687,10 +706,11 @@ async def list_auth_tokens_iter_async(
 
 
 LIST_USER_AUDIT_LOG: LiteralString = """SELECT l.id, l.user_id, l.actor, l.action, l.changes, l.ip, l.actor_role, l.created_at
-FROM keen.user_audit_log AS l
-WHERE l.id < coalesce($1::bigint, 9223372036854775807)
-ORDER BY l.id DESC
-LIMIT least(greatest($2::integer, 0), 1000)"""
+FROM keen.list_user_audit_log(
+  p_before_id => $1::bigint,
+  p_max_rows => $2::integer
+) AS l
+ORDER BY l.id DESC"""
 
 
 LIST_USER_AUDIT_LOG_ROWS = models.row_factory(models.UserAuditLog)
@@ -705,6 +725,10 @@ def list_user_audit_log(
 ) -> list[models.UserAuditLog]:
     """The account changes the caller may read (a tenant its own), newest first, before an id;
     at most 1,000 a page (a negative max_rows reads none).
+
+    A page of the account trail before an id, newest first, at most 1,000 rows (a negative count
+    reads none): the tenant's own by the tenant key (one shard on Citus), or, without tenant,
+    every user's for an operator (keen_owner).
     """
     with psycopg.RawCursor(conn, row_factory=LIST_USER_AUDIT_LOG_ROWS) as _cur:
         _cur.execute(LIST_USER_AUDIT_LOG, (before_id, max_rows))
@@ -719,6 +743,10 @@ async def list_user_audit_log_async(
 ) -> list[models.UserAuditLog]:
     """The account changes the caller may read (a tenant its own), newest first, before an id;
     at most 1,000 a page (a negative max_rows reads none).
+
+    A page of the account trail before an id, newest first, at most 1,000 rows (a negative count
+    reads none): the tenant's own by the tenant key (one shard on Citus), or, without tenant,
+    every user's for an operator (keen_owner).
 
     The async twin of `list_user_audit_log`.
     """
@@ -736,6 +764,10 @@ def list_user_audit_log_iter(
     """The account changes the caller may read (a tenant its own), newest first, before an id;
     at most 1,000 a page (a negative max_rows reads none).
 
+    A page of the account trail before an id, newest first, at most 1,000 rows (a negative count
+    reads none): the tenant's own by the tenant key (one shard on Citus), or, without tenant,
+    every user's for an operator (keen_owner).
+
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
     with psycopg.RawCursor(conn, row_factory=LIST_USER_AUDIT_LOG_ROWS) as _cur:
@@ -751,6 +783,10 @@ async def list_user_audit_log_iter_async(
 ) -> AsyncIterator[models.UserAuditLog]:
     """The account changes the caller may read (a tenant its own), newest first, before an id;
     at most 1,000 a page (a negative max_rows reads none).
+
+    A page of the account trail before an id, newest first, at most 1,000 rows (a negative count
+    reads none): the tenant's own by the tenant key (one shard on Citus), or, without tenant,
+    every user's for an operator (keen_owner).
 
     Streams the rows (psycopg single-row mode) instead of fetching them all.
     """
@@ -1616,6 +1652,9 @@ class UsersQueries:
     def current_user(self) -> CurrentUserRow:
         """The caller's own user row, without secrets (the service cannot read them).
 
+        The caller's own user row without secrets (the columns the service may read), by its key:
+        one shard on Citus. KE010 without tenant.
+
         Raises models.NoRowError when there is no row.
         """
         try:
@@ -1673,7 +1712,11 @@ class UsersQueries:
             models.raise_mapped(exc, self.on_error)
 
     def list_auth_tokens(self) -> list[ListAuthTokensRow]:
-        """The caller's tokens, newest first (hashes left out)."""
+        """The caller's tokens, newest first (hashes left out).
+
+        The caller's tokens, newest first, by the tenant key: one shard on Citus. KE010 without
+        tenant.
+        """
         try:
             return list_auth_tokens(self.conn)
         except psycopg.Error as exc:
@@ -1681,6 +1724,9 @@ class UsersQueries:
 
     def list_auth_tokens_iter(self) -> Iterator[ListAuthTokensRow]:
         """The caller's tokens, newest first (hashes left out).
+
+        The caller's tokens, newest first, by the tenant key: one shard on Citus. KE010 without
+        tenant.
 
         Streams the rows (psycopg single-row mode) instead of fetching them all.
         """
@@ -1697,6 +1743,10 @@ class UsersQueries:
     ) -> list[models.UserAuditLog]:
         """The account changes the caller may read (a tenant its own), newest first, before an id;
         at most 1,000 a page (a negative max_rows reads none).
+
+        A page of the account trail before an id, newest first, at most 1,000 rows (a negative
+        count reads none): the tenant's own by the tenant key (one shard on Citus), or, without
+        tenant, every user's for an operator (keen_owner).
         """
         try:
             return list_user_audit_log(self.conn, before_id=before_id, max_rows=max_rows)
@@ -1711,6 +1761,10 @@ class UsersQueries:
     ) -> Iterator[models.UserAuditLog]:
         """The account changes the caller may read (a tenant its own), newest first, before an id;
         at most 1,000 a page (a negative max_rows reads none).
+
+        A page of the account trail before an id, newest first, at most 1,000 rows (a negative
+        count reads none): the tenant's own by the tenant key (one shard on Citus), or, without
+        tenant, every user's for an operator (keen_owner).
 
         Streams the rows (psycopg single-row mode) instead of fetching them all.
         """
@@ -2101,6 +2155,9 @@ class AsyncUsersQueries:
     async def current_user(self) -> CurrentUserRow:
         """The caller's own user row, without secrets (the service cannot read them).
 
+        The caller's own user row without secrets (the columns the service may read), by its key:
+        one shard on Citus. KE010 without tenant.
+
         Raises models.NoRowError when there is no row.
 
         The async twin of `current_user`.
@@ -2170,6 +2227,9 @@ class AsyncUsersQueries:
     async def list_auth_tokens(self) -> list[ListAuthTokensRow]:
         """The caller's tokens, newest first (hashes left out).
 
+        The caller's tokens, newest first, by the tenant key: one shard on Citus. KE010 without
+        tenant.
+
         The async twin of `list_auth_tokens`.
         """
         try:
@@ -2179,6 +2239,9 @@ class AsyncUsersQueries:
 
     async def list_auth_tokens_iter(self) -> AsyncIterator[ListAuthTokensRow]:
         """The caller's tokens, newest first (hashes left out).
+
+        The caller's tokens, newest first, by the tenant key: one shard on Citus. KE010 without
+        tenant.
 
         Streams the rows (psycopg single-row mode) instead of fetching them all.
         """
@@ -2196,6 +2259,10 @@ class AsyncUsersQueries:
     ) -> list[models.UserAuditLog]:
         """The account changes the caller may read (a tenant its own), newest first, before an id;
         at most 1,000 a page (a negative max_rows reads none).
+
+        A page of the account trail before an id, newest first, at most 1,000 rows (a negative
+        count reads none): the tenant's own by the tenant key (one shard on Citus), or, without
+        tenant, every user's for an operator (keen_owner).
 
         The async twin of `list_user_audit_log`.
         """
@@ -2216,6 +2283,10 @@ class AsyncUsersQueries:
     ) -> AsyncIterator[models.UserAuditLog]:
         """The account changes the caller may read (a tenant its own), newest first, before an id;
         at most 1,000 a page (a negative max_rows reads none).
+
+        A page of the account trail before an id, newest first, at most 1,000 rows (a negative
+        count reads none): the tenant's own by the tenant key (one shard on Citus), or, without
+        tenant, every user's for an operator (keen_owner).
 
         Streams the rows (psycopg single-row mode) instead of fetching them all.
         """
