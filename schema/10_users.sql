@@ -341,8 +341,12 @@ DECLARE
   v_token keen.auth_tokens;
 BEGIN
   -- The user's row lock serializes the user's token creations: the count below holds.
-  SELECT u.account_status INTO v_status FROM keen.users AS u WHERE u.id = v_user_id FOR UPDATE;
-  IF NOT FOUND OR v_status <> 'active' THEN
+  SELECT u.account_status INTO v_status FROM keen.users AS u
+   WHERE u.id = v_user_id
+     FOR NO KEY UPDATE;
+  IF v_status IS NULL THEN
+    RAISE EXCEPTION 'not found: user %', v_user_id USING ERRCODE = 'KE006';
+  ELSIF v_status <> 'active' THEN
     RAISE EXCEPTION 'account not active: user % is %', v_user_id, v_status USING ERRCODE = 'KE012';
   END IF;
   IF p_token_type IS NULL OR p_token_type NOT IN ('jwt_refresh', 'api_key', 'session') THEN
@@ -772,27 +776,23 @@ BEGIN
   -- and every lookup row names the user (and token) holding its value; empty = consistent.
   -- Each side is read once (materialized: on Citus each is one distributed read, the
   -- comparison runs on the coordinator).
+  -- all tenants: an operator's consistency check of every held value and every lookup row
   RETURN QUERY
   WITH held AS MATERIALIZED (
     SELECT h.kind, h.value, h.user_id, h.token_id
       FROM (
-        -- all tenants: an operator's consistency check of every held value
         SELECT 'email'::text AS kind, pg_catalog.lower(u.email) AS value, u.id AS user_id, NULL::uuid AS token_id
           FROM keen.users AS u WHERE u.account_status <> 'deleted'
         UNION ALL
-        -- all tenants: an operator's consistency check of every held value
         SELECT 'username', pg_catalog.lower(u.username), u.id, NULL::uuid
           FROM keen.users AS u WHERE u.account_status <> 'deleted'
         UNION ALL
-        -- all tenants: an operator's consistency check of every held value
         SELECT 'email_verification', u.email_verification_token, u.id, NULL::uuid
           FROM keen.users AS u WHERE u.email_verification_token IS NOT NULL
         UNION ALL
-        -- all tenants: an operator's consistency check of every held value
         SELECT 'billing_customer', u.billing_customer_id, u.id, NULL::uuid
           FROM keen.users AS u WHERE u.billing_customer_id IS NOT NULL
         UNION ALL
-        -- all tenants: an operator's consistency check of every held value
         SELECT 'auth_token', t.token_hash, t.user_id, t.id
           FROM keen.auth_tokens AS t
       ) AS h

@@ -41,6 +41,16 @@ def db(db_url: str) -> Iterator[Database]:
         yield database
 
 
+@pytest.fixture(autouse=True)
+def lookup_stays_consistent(db_url: str) -> Iterator[None]:
+    """After every flow: keen.verify_tenant_lookup() is empty (every token hash is in
+    keen.tenant_lookup under its user and token, and nothing else is)."""
+    yield
+    with psycopg.connect(db_url) as conn:
+        found = conn.execute("SELECT * FROM keen.verify_tenant_lookup()").fetchall()
+    assert found == [], f"tenant_lookup disagrees with users/auth_tokens: {found}"
+
+
 @pytest.fixture
 def user_id(db: Database) -> uuid.UUID:
     return register(db, "tok")

@@ -3,7 +3,7 @@
 -- encrypted; the audit trail (one row per change, none after a rollback, append-only); and
 -- closing an account (erasure that leaves the ledger and usage history verifiable).
 BEGIN;
-SELECT plan(187);
+SELECT plan(188);
 
 GRANT USAGE ON SCHEMA tap TO keen_app;
 
@@ -390,6 +390,8 @@ SELECT results_eq($$SELECT actor, action FROM keen.user_audit_log WHERE user_id 
 SELECT throws_ok($$SELECT keen.set_billing(current_setting('test.bob')::uuid, 'cus_alice')$$, 'KE009', NULL,
   'a billing customer belongs to one user: KE009');
 
+SELECT is_empty($$SELECT * FROM keen.verify_tenant_lookup()$$,
+  'verify_tenant_lookup is empty after the profile, e-mail, verification, MFA, operator and billing flows');
 -- ===== the audit trail =======================================================
 DO $$ BEGIN PERFORM set_config('test.n', pg_temp.audit_count(current_setting('test.alice'))::text, true); END $$;
 SAVEPOINT before_change;
