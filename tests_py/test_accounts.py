@@ -37,7 +37,7 @@ from keen_sql.errors import (
     NoTenantContext,
     NotFound,
 )
-from tests_py.tenants import register
+from tests_py.tenants import register, tenant_lookup_disagreements
 
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 IP = ipaddress.ip_address("198.51.100.23")
@@ -97,9 +97,7 @@ def lookup_stays_consistent(db_url: str) -> Iterator[None]:
     """After every flow: keen.verify_tenant_lookup() is empty (each value a live user or token
     holds is in keen.tenant_lookup under that user, and nothing else is)."""
     yield
-    with psycopg.connect(db_url) as conn:
-        found = conn.execute("SELECT * FROM keen.verify_tenant_lookup()").fetchall()
-    assert found == [], f"tenant_lookup disagrees with users/auth_tokens: {found}"
+    assert tenant_lookup_disagreements(db_url) == []
 
 
 def test_two_sign_ups_with_one_e_mail_at_once_one_wins_the_other_gets_KE009(db: Database) -> None:

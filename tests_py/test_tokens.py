@@ -25,7 +25,7 @@ from keen_sql.errors import (
     NotFound,
     RefreshTokenReuse,
 )
-from tests_py.tenants import create_token, register
+from tests_py.tenants import create_token, register, tenant_lookup_disagreements
 
 # Cheap argon2id parameters: the tests exercise the flow, not the cost.
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
@@ -46,9 +46,7 @@ def lookup_stays_consistent(db_url: str) -> Iterator[None]:
     """After every flow: keen.verify_tenant_lookup() is empty (every token hash is in
     keen.tenant_lookup under its user and token, and nothing else is)."""
     yield
-    with psycopg.connect(db_url) as conn:
-        found = conn.execute("SELECT * FROM keen.verify_tenant_lookup()").fetchall()
-    assert found == [], f"tenant_lookup disagrees with users/auth_tokens: {found}"
+    assert tenant_lookup_disagreements(db_url) == []
 
 
 @pytest.fixture
