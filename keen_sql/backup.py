@@ -5,7 +5,8 @@ dump, a manifest of the same snapshot: time, applied migrations, row counts per 
 checksum of the credit ledger and the database's security catalogue (owners, table and
 column grants, RLS, policies, function privileges). `restore()` creates a NEW database, loads
 the dump in one transaction and verifies the result against the manifest, plus the operator
-invariant checks (`keen.verify_ledger()`, `keen.verify_usage_stats()`) and RLS enabled and
+invariant checks (`keen.verify_ledger()`, `keen.verify_usage_stats()`,
+`keen.verify_tenant_lookup()`) and RLS enabled and
 forced on every tenant table. It refuses to restore over a non-empty database.
 
 Backups must run as a superuser (or a BYPASSRLS role): tenant tables force RLS, and pg_dump
@@ -513,7 +514,7 @@ def _compare_lines(what: str, expected: list[str], actual: list[str]) -> list[st
 
 
 #: Operator functions returning one row per violated invariant (empty when healthy).
-VERIFIERS = ("verify_ledger", "verify_usage_stats")
+VERIFIERS = ("verify_ledger", "verify_usage_stats", "verify_tenant_lookup")
 
 
 def run_verifier(conn: psycopg.Connection[Any], name: str) -> list[str] | None:
@@ -531,8 +532,8 @@ def verify(database_url: str, manifest: Manifest) -> RestoreReport:
 
     Checks: applied migrations, row counts, ledger checksum, the security catalogue (owners,
     grants, policies, RLS flags), RLS enabled and forced on every tenant table, and
-    `keen.verify_ledger()` and `keen.verify_usage_stats()` empty (each skipped with a note
-    when the function does not exist).
+    `keen.verify_ledger()`, `keen.verify_usage_stats()` and `keen.verify_tenant_lookup()`
+    empty (each skipped with a note when the function does not exist).
     """
     name = unquote(urlsplit(database_url).path.lstrip("/")) or "?"
     report = RestoreReport(database=name, url=database_url)

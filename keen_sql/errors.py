@@ -187,8 +187,11 @@ ERRORS: dict[str, type[KeenError]] = {
 #: Unique constraints on values a caller chooses: violating one means "already exists" (or,
 #: for a payment intent, the idempotency conflict KE005).
 UNIQUE_CONSTRAINTS: dict[str, type[KeenError]] = {
-    "users_lower_email_key": AlreadyExists,
-    "users_lower_username_key": AlreadyExists,
+    # E-mail, username, token hash and billing customer id are unique across tenants through
+    # keen.tenant_lookup (migration 0016): the functions raise KE009 themselves (DETAIL
+    # users_lower_email_key, users_lower_username_key, users_billing_customer_id_key); a
+    # direct write that reaches the lookup's key is the same conflict.
+    "tenant_lookup_pkey": AlreadyExists,
     "agent_sessions_user_id_session_id_key": AlreadyExists,
     "websocket_connections_user_id_connection_id_key": AlreadyExists,
     # A payment credits once per tenant. add_credits raises KE005 itself for a reused intent;

@@ -96,7 +96,6 @@ CREATE TABLE keen.auth_tokens (
   created_at           timestamptz NOT NULL DEFAULT now(),
   updated_at           timestamptz NOT NULL DEFAULT now(),
   CONSTRAINT auth_tokens_pkey PRIMARY KEY (user_id, id),
-  CONSTRAINT auth_tokens_token_hash_key UNIQUE (token_hash),
   CONSTRAINT auth_tokens_user_id_fkey FOREIGN KEY (user_id)
     REFERENCES keen.users (id) ON DELETE CASCADE,
   CONSTRAINT auth_tokens_replaced_by_fkey FOREIGN KEY (user_id, replaced_by)
@@ -132,20 +131,39 @@ CREATE TABLE keen.user_audit_log (
   CONSTRAINT user_audit_log_changes_check CHECK (jsonb_typeof(changes) = 'object')
 );
 
+-- Values unique across tenants, keyed by the value (DESIGN.md "Scale beyond one server"):
+-- sign-up, login, token authentication, e-mail confirmation and billing find the tenant here
+-- before any tenant is known, and the primary key decides who holds a value (two sign-ups
+-- with one e-mail: the second insert waits for the first and finds it taken). On Citus it is
+-- distributed by value, apart from the tenants (keen_sql/sql/citus/distribute.sql). Only the
+-- SECURITY DEFINER functions read and write it: keen_app holds no privilege on it, so no
+-- tenant can enumerate e-mails or usernames.
+CREATE TABLE keen.tenant_lookup (
+  kind        text        NOT NULL,
+  value       text        NOT NULL,
+  user_id     uuid        NOT NULL,
+  token_id    uuid,
+  created_at  timestamptz NOT NULL DEFAULT now(),
+  CONSTRAINT tenant_lookup_pkey PRIMARY KEY (kind, value),
+  CONSTRAINT tenant_lookup_kind_check
+    CHECK (kind IN ('email', 'username', 'auth_token', 'email_verification', 'billing_customer')),
+  -- E-mail and username case-insensitively (lower()), hashes as lower-case hex SHA-256.
+  CONSTRAINT tenant_lookup_value_check CHECK (
+    CASE kind
+      WHEN 'email' THEN value = lower(value) AND length(value) <= 255
+      WHEN 'username' THEN value = lower(value) AND length(value) <= 64
+      WHEN 'billing_customer' THEN value ~ '^[A-Za-z0-9_-]{1,255}$'
+      ELSE value ~ '^[0-9a-f]{64}$' END),
+  CONSTRAINT tenant_lookup_token_id_check CHECK ((kind = 'auth_token') = (token_id IS NOT NULL))
+);
+
 -- ===== indexes ===============================================================
--- Email and username are unique whatever their case; logins look them up by lower().
-CREATE UNIQUE INDEX users_lower_email_key ON keen.users (lower(email));
-CREATE UNIQUE INDEX users_lower_username_key ON keen.users (lower(username));
 CREATE INDEX auth_tokens_user_id_created_at_idx ON keen.auth_tokens (user_id, created_at DESC);
 CREATE INDEX auth_tokens_user_id_family_id_idx ON keen.auth_tokens (user_id, family_id)
   WHERE family_id IS NOT NULL;
-
--- confirm_email finds the pending verification by its hash, before any tenant is known.
-CREATE INDEX users_email_verification_token_idx ON keen.users (email_verification_token)
-  WHERE email_verification_token IS NOT NULL;
--- A billing customer is one user's; billing finds the user by it.
-CREATE UNIQUE INDEX users_billing_customer_id_key ON keen.users (billing_customer_id)
-  WHERE billing_customer_id IS NOT NULL;
+-- rotate_refresh_token finds the caller's token by its hash (unique across tenants through
+-- keen.tenant_lookup; per tenant here).
+CREATE UNIQUE INDEX auth_tokens_user_id_token_hash_key ON keen.auth_tokens (user_id, token_hash);
 
 -- ===== functions =============================================================
 CREATE FUNCTION keen.is_time_zone(p_name text)
@@ -196,7 +214,8 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_user_id uuid;
+  v_user_id uuid := pg_catalog.gen_random_uuid();
+  v_user keen.users;
   v_constraint text;
 BEGIN
   -- Unauthenticated: every argument is bounded before anything else reads it, and no
@@ -210,29 +229,26 @@ BEGIN
       USING ERRCODE = 'KE013',
             HINT = 'Use an IANA time zone name such as Europe/Paris or UTC.';
   END IF;
-  -- Checked first for a message that says which field is taken (never its value: the
-  -- caller knows it, the server log need not); the unique indexes below still decide when
-  -- two sign-ups race.
-  IF EXISTS (SELECT FROM keen.users AS u WHERE pg_catalog.lower(u.email) = pg_catalog.lower(p_email)) THEN
+  -- The lookup's primary key decides who holds the e-mail and the username: of two sign-ups
+  -- racing for one, the second waits for the first and finds it taken. The message names
+  -- the field, never its value (the caller knows it, the server log need not).
+  IF NOT keen.lookup_claim('email', pg_catalog.lower(p_email), v_user_id) THEN
     RAISE EXCEPTION 'already exists: the e-mail address is registered'
       USING ERRCODE = 'KE009', DETAIL = 'users_lower_email_key';
   END IF;
-  IF EXISTS (SELECT FROM keen.users AS u WHERE pg_catalog.lower(u.username) = pg_catalog.lower(p_username)) THEN
+  IF NOT keen.lookup_claim('username', pg_catalog.lower(p_username), v_user_id) THEN
     RAISE EXCEPTION 'already exists: the username is taken'
       USING ERRCODE = 'KE009', DETAIL = 'users_lower_username_key';
   END IF;
 
-  INSERT INTO keen.users (email, username, password_hash, display_name, timezone)
-  VALUES (p_email, p_username, p_password_hash, p_display_name, p_timezone)
-  RETURNING id INTO v_user_id;
+  INSERT INTO keen.users (id, email, username, password_hash, display_name, timezone)
+  VALUES (v_user_id, p_email, p_username, p_password_hash, p_display_name, p_timezone)
+  RETURNING * INTO v_user;
   -- Every user has exactly one credit account from the start (defaults: empty, active).
   INSERT INTO keen.credit_accounts (user_id) VALUES (v_user_id);
+  PERFORM keen.append_user_audit(NULL, v_user, 'user', 'register_user');
   RETURN v_user_id;
 EXCEPTION
-  WHEN unique_violation THEN
-    GET STACKED DIAGNOSTICS v_constraint = CONSTRAINT_NAME;
-    RAISE EXCEPTION 'already exists: the e-mail address or username was registered concurrently'
-      USING ERRCODE = 'KE009', DETAIL = v_constraint;
   WHEN check_violation THEN
     GET STACKED DIAGNOSTICS v_constraint = CONSTRAINT_NAME;
     RAISE EXCEPTION 'invalid argument: % refused by %', keen.text_prefix(p_email), v_constraint
@@ -249,16 +265,30 @@ RETURNS TABLE (
   account_status  text,
   email_verified  boolean
 )
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-  -- An e-mail always holds '@' and a username never does, so at most one row matches.
-  SELECT u.id, u.password_hash, u.mfa_enabled, u.account_status, u.email_verified
-  FROM keen.users AS u
-  WHERE pg_catalog.lower(u.email) = pg_catalog.lower(p_login)
-     OR pg_catalog.lower(u.username) = pg_catalog.lower(p_login)
+DECLARE
+  -- An e-mail always holds '@' and a username never does.
+  v_kind text := CASE WHEN pg_catalog.strpos(p_login, '@') > 0 THEN 'email' ELSE 'username' END;
+  v_value text := pg_catalog.lower(p_login);
+  v_user_id uuid;
+BEGIN
+  -- Two steps: the lookup finds the tenant by the value, then the tenant's own row (one
+  -- shard each on Citus).
+  SELECT l.user_id INTO v_user_id
+    FROM keen.tenant_lookup AS l
+   WHERE l.kind = v_kind AND l.value = v_value;
+  IF NOT FOUND THEN
+    RETURN;
+  END IF;
+  RETURN QUERY
+    SELECT u.id, u.password_hash, u.mfa_enabled, u.account_status, u.email_verified
+      FROM keen.users AS u
+     WHERE u.id = v_user_id;
+END
 $$;
 
 CREATE FUNCTION keen.record_login(p_ip inet DEFAULT NULL)
@@ -270,13 +300,18 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
+  v_old keen.users;
+  v_new keen.users;
 BEGIN
-  UPDATE keen.users AS u
-  SET last_login_at = pg_catalog.now(), last_login_ip = p_ip
-  WHERE u.user_id = v_user_id AND u.id = v_user_id;
+  SELECT u.* INTO v_old FROM keen.users AS u WHERE u.id = v_user_id FOR UPDATE;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'not found: user %', v_user_id USING ERRCODE = 'KE006';
   END IF;
+  UPDATE keen.users AS u
+  SET last_login_at = pg_catalog.now(), last_login_ip = p_ip
+  WHERE u.id = v_user_id
+  RETURNING u.* INTO v_new;
+  PERFORM keen.append_user_audit(v_old, v_new, 'user', 'record_login');
   RETURN pg_catalog.now();
 END
 $$;
@@ -299,13 +334,15 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
+  v_token_id uuid := pg_catalog.gen_random_uuid();
+  v_family_id uuid;
   v_status text;
   v_active bigint;
   v_token keen.auth_tokens;
 BEGIN
   -- The user's row lock serializes the user's token creations: the count below holds.
   SELECT u.account_status INTO v_status FROM keen.users AS u
-   WHERE u.user_id = v_user_id AND u.id = v_user_id
+   WHERE u.id = v_user_id
      FOR NO KEY UPDATE;
   IF v_status IS NULL THEN
     RAISE EXCEPTION 'not found: user %', v_user_id USING ERRCODE = 'KE006';
@@ -338,13 +375,19 @@ BEGIN
     RAISE EXCEPTION 'invalid argument: user already has % active tokens (at most 100)', v_active
       USING ERRCODE = 'KE013', HINT = 'Revoke unused tokens first.';
   END IF;
+  -- The hash is unique across tenants: the lookup holds it (and finds the token by it).
+  IF NOT keen.lookup_claim('auth_token', p_token_hash, v_user_id, v_token_id) THEN
+    RAISE EXCEPTION 'already exists: a token with this hash exists' USING ERRCODE = 'KE009';
+  END IF;
+  -- A new refresh token starts a new family (one login); rotations stay in it.
+  IF p_token_type = 'jwt_refresh' THEN
+    v_family_id := pg_catalog.gen_random_uuid();
+  END IF;
 
-  INSERT INTO keen.auth_tokens (user_id, token_type, token_hash, token_name, scopes, expires_at,
+  INSERT INTO keen.auth_tokens (id, user_id, token_type, token_hash, token_name, scopes, expires_at,
                                 rate_limit_per_hour, created_ip, user_agent, family_id)
-  VALUES (v_user_id, p_token_type, p_token_hash, p_token_name, coalesce(p_scopes, '{}'),
-          p_expires_at, p_rate_limit_per_hour, p_created_ip, p_user_agent,
-          -- A new refresh token starts a new family (one login); rotations stay in it.
-          CASE WHEN p_token_type = 'jwt_refresh' THEN pg_catalog.gen_random_uuid() END)
+  VALUES (v_token_id, v_user_id, p_token_type, p_token_hash, p_token_name, coalesce(p_scopes, '{}'),
+          p_expires_at, p_rate_limit_per_hour, p_created_ip, p_user_agent, v_family_id)
   RETURNING * INTO v_token;
   RETURN v_token;
 EXCEPTION WHEN unique_violation THEN
@@ -366,13 +409,25 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+  v_user_id uuid;
+  v_token_id uuid;
   v_token keen.auth_tokens;
+  v_now timestamptz := pg_catalog.now();
   v_fresh_window boolean;
+  v_window_start timestamptz;
+  v_window_count integer;
 BEGIN
+  -- Two steps: the lookup finds the tenant and the token by the hash, then the tenant's row.
+  SELECT l.user_id, l.token_id INTO v_user_id, v_token_id
+    FROM keen.tenant_lookup AS l
+   WHERE l.kind = 'auth_token' AND l.value = p_token_hash;
+  IF NOT FOUND THEN
+    RETURN;
+  END IF;
   -- The row lock serializes concurrent uses of one token, so the hourly count is exact.
   SELECT t.* INTO v_token
   FROM keen.auth_tokens AS t
-  WHERE t.token_hash = p_token_hash
+  WHERE t.user_id = v_user_id AND t.id = v_token_id AND t.token_hash = p_token_hash
   FOR UPDATE;
   IF NOT FOUND THEN
     RETURN;
@@ -383,33 +438,42 @@ BEGIN
     -- family (thief or owner) loses it. Returning instead of raising keeps this committed.
     IF v_token.token_type = 'jwt_refresh' AND v_token.revoked_reason = 'rotated' THEN
       UPDATE keen.auth_tokens AS t
-      SET revoked_at = pg_catalog.now(), revoked_reason = 'reuse_detected'
-      WHERE t.family_id = v_token.family_id AND t.user_id = v_token.user_id AND t.revoked_at IS NULL;
+      SET revoked_at = v_now, revoked_reason = 'reuse_detected'
+      WHERE t.user_id = v_user_id AND t.family_id = v_token.family_id AND t.revoked_at IS NULL;
     END IF;
     RETURN;
   END IF;
-  IF v_token.expires_at IS NOT NULL AND v_token.expires_at <= pg_catalog.now() THEN
+  IF v_token.expires_at IS NOT NULL AND v_token.expires_at <= v_now THEN
     RETURN;
   END IF;
-  IF NOT EXISTS (SELECT FROM keen.users AS u WHERE u.id = v_token.user_id AND u.account_status = 'active') THEN
+  PERFORM FROM keen.users AS u WHERE u.id = v_user_id AND u.account_status = 'active';
+  IF NOT FOUND THEN
     RETURN;
   END IF;
 
   v_fresh_window := v_token.rate_window_start IS NULL
-                    OR v_token.rate_window_start <= pg_catalog.now() - interval '1 hour';
+                    OR v_token.rate_window_start <= v_now - interval '1 hour';
   IF NOT v_fresh_window AND v_token.rate_window_count >= v_token.rate_limit_per_hour THEN
     -- Over the limit: refused, and not counted as a use.
     RETURN QUERY SELECT v_token.user_id, v_token.id, v_token.token_type, v_token.scopes, true;
     RETURN;
   END IF;
+  -- Computed here from the locked row (Citus refuses now() inside a CASE of an UPDATE).
+  IF v_fresh_window THEN
+    v_window_start := v_now;
+    v_window_count := 1;
+  ELSE
+    v_window_start := v_token.rate_window_start;
+    v_window_count := v_token.rate_window_count + 1;
+  END IF;
 
   UPDATE keen.auth_tokens AS t
   SET usage_count = t.usage_count + 1,
-      last_used_at = pg_catalog.now(),
+      last_used_at = v_now,
       last_used_ip = coalesce(p_ip, t.last_used_ip),
-      rate_window_start = CASE WHEN v_fresh_window THEN pg_catalog.now() ELSE t.rate_window_start END,
-      rate_window_count = CASE WHEN v_fresh_window THEN 1 ELSE t.rate_window_count + 1 END
-  WHERE t.id = v_token.id;
+      rate_window_start = v_window_start,
+      rate_window_count = v_window_count
+  WHERE t.user_id = v_user_id AND t.id = v_token_id;
   RETURN QUERY SELECT v_token.user_id, v_token.id, v_token.token_type, v_token.scopes, false;
 END
 $$;
@@ -429,14 +493,15 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
+  v_new_id uuid := pg_catalog.gen_random_uuid();
   v_old keen.auth_tokens;
   v_new keen.auth_tokens;
 BEGIN
-  -- Runs in the tenant context that authenticate_token(p_token_hash) returned; RLS
-  -- limits the lookup to the caller's own tokens.
+  -- Runs in the tenant context that authenticate_token(p_token_hash) returned: the token
+  -- is looked up among the caller's own (auth_tokens_user_id_token_hash_key).
   SELECT t.* INTO v_old
   FROM keen.auth_tokens AS t
-  WHERE t.token_hash = p_token_hash AND t.user_id = v_user_id
+  WHERE t.user_id = v_user_id AND t.token_hash = p_token_hash
   FOR UPDATE;
   IF NOT FOUND OR v_old.token_type <> 'jwt_refresh' THEN
     RAISE EXCEPTION 'not found: no refresh token with this hash' USING ERRCODE = 'KE006';
@@ -458,11 +523,14 @@ BEGIN
     RAISE EXCEPTION 'invalid argument: token hash is not a lower-case hex SHA-256' USING ERRCODE = 'KE013';
   END IF;
   PERFORM keen.check_text(p_user_agent, 'user agent', 512);
+  IF NOT keen.lookup_claim('auth_token', p_new_token_hash, v_user_id, v_new_id) THEN
+    RAISE EXCEPTION 'already exists: a token with this hash exists' USING ERRCODE = 'KE009';
+  END IF;
 
   -- The successor inherits the family, name, scopes and rate limit.
-  INSERT INTO keen.auth_tokens (user_id, token_type, token_hash, token_name, scopes, expires_at,
+  INSERT INTO keen.auth_tokens (id, user_id, token_type, token_hash, token_name, scopes, expires_at,
                                 rate_limit_per_hour, created_ip, user_agent, family_id)
-  VALUES (v_user_id, 'jwt_refresh', p_new_token_hash, v_old.token_name, v_old.scopes, p_expires_at,
+  VALUES (v_new_id, v_user_id, 'jwt_refresh', p_new_token_hash, v_old.token_name, v_old.scopes, p_expires_at,
           v_old.rate_limit_per_hour, p_ip, p_user_agent, v_old.family_id)
   RETURNING * INTO v_new;
   UPDATE keen.auth_tokens AS t
@@ -574,7 +642,7 @@ AS $$
 DECLARE
   v_user keen.users;
 BEGIN
-  SELECT u.* INTO v_user FROM keen.users AS u WHERE u.user_id = p_user_id FOR UPDATE;
+  SELECT u.* INTO v_user FROM keen.users AS u WHERE u.id = p_user_id FOR UPDATE;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'not found: user %', p_user_id USING ERRCODE = 'KE006';
   ELSIF p_by_operator AND v_user.account_status = 'deleted' THEN
@@ -602,6 +670,141 @@ AS $$
                                         'billing_customer_id', 'last_login_ip', 'suspended_reason'])
                 THEN '{"erased": true}'::jsonb ELSE c.value END), '{}'::jsonb)
   FROM jsonb_each(p_changes) AS c
+$$;
+
+-- The cross-tenant lookup and the audit trail (inside the SECURITY DEFINER functions) --------
+
+CREATE FUNCTION keen.lookup_claim(p_kind text, p_value text, p_user_id uuid, p_token_id uuid DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_holder uuid;
+BEGIN
+  -- The primary key decides: a concurrent claim of the same value waits for this one's
+  -- transaction and then does nothing (no exception, so no subtransaction).
+  INSERT INTO keen.tenant_lookup (kind, value, user_id, token_id)
+  VALUES (p_kind, p_value, p_user_id, p_token_id)
+  ON CONFLICT (kind, value) DO NOTHING;
+  IF FOUND THEN
+    RETURN true;
+  END IF;
+  -- Already held: by this user (the same e-mail in another case, the same customer id
+  -- again) it stays theirs; by anyone else the value is taken.
+  SELECT l.user_id INTO v_holder
+    FROM keen.tenant_lookup AS l
+   WHERE l.kind = p_kind AND l.value = p_value;
+  RETURN v_holder IS NOT DISTINCT FROM p_user_id AND p_token_id IS NULL;
+END
+$$;
+
+CREATE FUNCTION keen.lookup_release(p_kind text, p_value text, p_user_id uuid)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  -- Only the holder's own entry goes (NULL values hold nothing).
+  IF p_value IS NOT NULL THEN
+    DELETE FROM keen.tenant_lookup AS l
+     WHERE l.kind = p_kind AND l.value = p_value AND l.user_id = p_user_id;
+  END IF;
+END
+$$;
+
+CREATE FUNCTION keen.append_user_audit(p_old keen.users, p_new keen.users, p_actor text, p_action text)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_insert boolean := p_old.id IS NULL;
+  v_changes jsonb;
+  v_ip_text text := nullif(pg_catalog.current_setting('app.client_ip', true), '');
+  v_ip inet;
+BEGIN
+  -- What changed: old and new value per column; secrets only as "changed", never a value.
+  SELECT coalesce(pg_catalog.jsonb_object_agg(n.key,
+           CASE WHEN n.key IN ('password_hash', 'email_verification_token', 'mfa_secret', 'recovery_codes')
+                THEN '{"changed": true}'::jsonb
+                WHEN v_insert THEN pg_catalog.jsonb_build_object('new', n.value)
+                ELSE pg_catalog.jsonb_build_object('old', o.value, 'new', n.value) END), '{}'::jsonb)
+    INTO v_changes
+    FROM pg_catalog.jsonb_each(pg_catalog.to_jsonb(p_new)) AS n
+    LEFT JOIN pg_catalog.jsonb_each(CASE WHEN NOT v_insert THEN pg_catalog.to_jsonb(p_old) END) AS o ON o.key = n.key
+   WHERE n.key NOT IN ('id', 'user_id', 'is_admin', 'created_at', 'updated_at')
+     AND n.value IS DISTINCT FROM coalesce(o.value, CASE WHEN v_insert THEN 'null'::jsonb END);
+  IF v_changes = '{}'::jsonb THEN
+    RETURN;  -- nothing but updated_at: no account change
+  END IF;
+  IF v_ip_text IS NOT NULL THEN
+    BEGIN
+      v_ip := v_ip_text::inet;
+    EXCEPTION WHEN invalid_text_representation THEN
+      PERFORM keen.invalid_argument('client IP (app.client_ip)', v_ip_text, 'Set it with keen.set_client_ip().');
+    END;
+  END IF;
+  IF p_new.account_status = 'deleted' THEN
+    -- A closed account's own last entry already holds no personal value.
+    v_changes := keen.redact_audit_changes(v_changes);
+    v_ip := NULL;
+  END IF;
+  INSERT INTO keen.user_audit_log (user_id, actor, action, changes, ip, actor_role)
+  VALUES (p_new.id, p_actor, p_action, v_changes, v_ip, session_user);
+END
+$$;
+
+CREATE FUNCTION keen.verify_tenant_lookup()
+RETURNS TABLE (
+  kind               text,
+  value              text,
+  holder_user_id     uuid,
+  lookup_user_id     uuid,
+  holder_token_id    uuid,
+  lookup_token_id    uuid
+)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  -- Every value a live user or token holds has its lookup row naming that user (and token),
+  -- and every lookup row names the user (and token) holding its value; empty = consistent.
+  -- Each side is read once (materialized: on Citus each is one distributed read, the
+  -- comparison runs on the coordinator).
+  -- all tenants: an operator's consistency check of every held value and every lookup row
+  RETURN QUERY
+  WITH held AS MATERIALIZED (
+    SELECT h.kind, h.value, h.user_id, h.token_id
+      FROM (
+        SELECT 'email'::text AS kind, pg_catalog.lower(u.email) AS value, u.id AS user_id, NULL::uuid AS token_id
+          FROM keen.users AS u WHERE u.account_status <> 'deleted'
+        UNION ALL
+        SELECT 'username', pg_catalog.lower(u.username), u.id, NULL::uuid
+          FROM keen.users AS u WHERE u.account_status <> 'deleted'
+        UNION ALL
+        SELECT 'email_verification', u.email_verification_token, u.id, NULL::uuid
+          FROM keen.users AS u WHERE u.email_verification_token IS NOT NULL
+        UNION ALL
+        SELECT 'billing_customer', u.billing_customer_id, u.id, NULL::uuid
+          FROM keen.users AS u WHERE u.billing_customer_id IS NOT NULL
+        UNION ALL
+        SELECT 'auth_token', t.token_hash, t.user_id, t.id
+          FROM keen.auth_tokens AS t
+      ) AS h
+  ), listed AS MATERIALIZED (
+    SELECT l.kind, l.value, l.user_id, l.token_id FROM keen.tenant_lookup AS l
+  )
+  SELECT coalesce(h.kind, l.kind), coalesce(h.value, l.value), h.user_id, l.user_id, h.token_id, l.token_id
+    FROM held AS h
+    FULL JOIN listed AS l ON l.kind = h.kind AND l.value = h.value
+   WHERE (h.user_id, h.token_id) IS DISTINCT FROM (l.user_id, l.token_id)
+   ORDER BY 1, 2;
+END
 $$;
 
 -- The caller's account (tenant context, SECURITY DEFINER) -------------------------------------
@@ -632,6 +835,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
+  v_old keen.users;
+  v_new keen.users;
 BEGIN
   -- The bound register_user applies (0009); the column's CHECK (255) also admits the longer
   -- names that sign-up accepted before 0009.
@@ -647,14 +852,21 @@ BEGIN
   IF jsonb_typeof(p_preferences) <> 'object' OR octet_length(p_preferences::text) > 16384 THEN
     PERFORM keen.invalid_argument('preferences', p_preferences::text, 'A JSON object of at most 16 KiB.');
   END IF;
-  PERFORM keen.lock_account(v_user_id);
+  v_old := keen.lock_account(v_user_id);
   -- NULL leaves a field as it is; '' clears the display name or the avatar.
   UPDATE keen.users AS u
      SET display_name = CASE WHEN p_display_name IS NULL THEN u.display_name ELSE nullif(p_display_name, '') END,
          avatar_url = CASE WHEN p_avatar_url IS NULL THEN u.avatar_url ELSE nullif(p_avatar_url, '') END,
          timezone = coalesce(p_timezone, u.timezone),
          preferences = coalesce(p_preferences, u.preferences)
-   WHERE u.user_id = v_user_id;
+   WHERE u.id = v_user_id
+  RETURNING u.* INTO v_new;
+  PERFORM keen.append_user_audit(v_old, v_new, 'user', 'update_profile');
+  IF v_new.timezone IS DISTINCT FROM v_old.timezone THEN
+    -- The day is the user's current day everywhere (stats and spending limits alike): a new
+    -- time zone moves the user's whole history to the new day boundaries.
+    PERFORM keen.rebuild_usage_stats(v_user_id);
+  END IF;
 END
 $$;
 
@@ -667,13 +879,17 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
+  v_old keen.users;
+  v_new keen.users;
   v_revoked integer := 0;
 BEGIN
   IF p_password_hash IS NULL OR length(p_password_hash) NOT BETWEEN 20 AND 512 THEN
     PERFORM keen.invalid_argument('password hash', NULL, 'Pass keen_sql.security.hash_password(password): 20-512 characters.');
   END IF;
-  PERFORM keen.lock_account(v_user_id);
-  UPDATE keen.users AS u SET password_hash = p_password_hash WHERE u.user_id = v_user_id;
+  v_old := keen.lock_account(v_user_id);
+  UPDATE keen.users AS u SET password_hash = p_password_hash WHERE u.id = v_user_id
+  RETURNING u.* INTO v_new;
+  PERFORM keen.append_user_audit(v_old, v_new, 'user', 'change_password');
   IF coalesce(p_revoke_tokens, true) THEN
     -- Every login ends: refresh, session and API tokens alike.
     UPDATE keen.auth_tokens AS t
@@ -694,19 +910,29 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
-  v_user keen.users;
+  v_old keen.users;
+  v_new keen.users;
 BEGIN
   PERFORM keen.check_secret_hash('verification token hash', p_token_hash);
   PERFORM keen.check_token_expiry(p_expires_at);
-  v_user := keen.lock_account(v_user_id);
-  IF v_user.email_verified THEN
+  v_old := keen.lock_account(v_user_id);
+  IF v_old.email_verified THEN
     RAISE EXCEPTION 'invalid state transition: the e-mail of user % is already verified', v_user_id
       USING ERRCODE = 'KE007', HINT = 'change_email starts a new verification for a new address.';
   END IF;
-  -- A new token replaces a pending one: only the latest link works.
+  -- A new token replaces a pending one: only the latest link works (the lookup follows).
+  IF v_old.email_verification_token IS DISTINCT FROM p_token_hash THEN
+    PERFORM keen.lookup_release('email_verification', v_old.email_verification_token, v_user_id);
+  END IF;
+  IF NOT keen.lookup_claim('email_verification', p_token_hash, v_user_id) THEN
+    RAISE EXCEPTION 'already exists: a verification token with this hash exists'
+      USING ERRCODE = 'KE009', DETAIL = 'tenant_lookup_pkey';
+  END IF;
   UPDATE keen.users AS u
      SET email_verification_token = p_token_hash, email_verification_expires_at = p_expires_at
-   WHERE u.user_id = v_user_id;
+   WHERE u.id = v_user_id
+  RETURNING u.* INTO v_new;
+  PERFORM keen.append_user_audit(v_old, v_new, 'user', 'start_email_verification');
 END
 $$;
 
@@ -719,22 +945,34 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid;
+  v_old keen.users;
+  v_new keen.users;
 BEGIN
   PERFORM keen.check_secret_hash('verification token hash', p_token_hash);
-  -- No tenant yet: the token's hash finds the user. Locked, so a token confirms once.
-  SELECT u.user_id INTO v_user_id
-    FROM keen.users AS u
-   WHERE u.email_verification_token = p_token_hash
-     AND u.email_verification_expires_at > now()
-     AND u.account_status = 'active'
-     FOR UPDATE;
-  IF NOT FOUND THEN
+  -- No tenant yet: the lookup finds the user by the token's hash, then the user's row,
+  -- locked, so a token confirms once.
+  SELECT l.user_id INTO v_user_id
+    FROM keen.tenant_lookup AS l
+   WHERE l.kind = 'email_verification' AND l.value = p_token_hash;
+  IF FOUND THEN
+    SELECT u.* INTO v_old
+      FROM keen.users AS u
+     WHERE u.id = v_user_id
+       AND u.email_verification_token = p_token_hash
+       AND u.email_verification_expires_at > now()
+       AND u.account_status = 'active'
+       FOR UPDATE;
+  END IF;
+  IF v_old.id IS NULL THEN
     RAISE EXCEPTION 'not found: no pending e-mail verification with this token (unknown, used or expired)'
       USING ERRCODE = 'KE006', HINT = 'Start a new verification.';
   END IF;
+  PERFORM keen.lookup_release('email_verification', p_token_hash, v_user_id);
   UPDATE keen.users AS u
      SET email_verified = true, email_verification_token = NULL, email_verification_expires_at = NULL
-   WHERE u.user_id = v_user_id;
+   WHERE u.id = v_user_id
+  RETURNING u.* INTO v_new;
+  PERFORM keen.append_user_audit(v_old, v_new, 'user', 'confirm_email');
   RETURN v_user_id;
 END
 $$;
@@ -748,28 +986,38 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
+  v_old keen.users;
+  v_new keen.users;
 BEGIN
   IF p_email IS NULL OR length(p_email) > 255 OR p_email !~ '^[^@\s]+@[^@\s]+$' OR p_email ~* '@erased\.invalid$' THEN
     PERFORM keen.invalid_argument('e-mail', p_email, 'name@domain, at most 255 characters.');
   END IF;
   PERFORM keen.check_secret_hash('verification token hash', p_token_hash);
   PERFORM keen.check_token_expiry(p_expires_at);
-  PERFORM keen.lock_account(v_user_id);
-  -- Checked first for a message that says the address is taken; the unique index still
-  -- decides a race.
-  IF EXISTS (SELECT FROM keen.users AS u WHERE lower(u.email) = lower(p_email) AND u.user_id <> v_user_id) THEN
-    -- As in register_user (0009): the message names the field, never the value.
+  v_old := keen.lock_account(v_user_id);
+  -- The lookup's primary key decides who holds the address, a race included. As in
+  -- register_user (0009): the message names the field, never the value.
+  IF NOT keen.lookup_claim('email', lower(p_email), v_user_id) THEN
     RAISE EXCEPTION 'already exists: the e-mail address is registered'
       USING ERRCODE = 'KE009', DETAIL = 'users_lower_email_key';
+  END IF;
+  IF lower(v_old.email) <> lower(p_email) THEN
+    PERFORM keen.lookup_release('email', lower(v_old.email), v_user_id);
+  END IF;
+  IF v_old.email_verification_token IS DISTINCT FROM p_token_hash THEN
+    PERFORM keen.lookup_release('email_verification', v_old.email_verification_token, v_user_id);
+  END IF;
+  IF NOT keen.lookup_claim('email_verification', p_token_hash, v_user_id) THEN
+    RAISE EXCEPTION 'already exists: a verification token with this hash exists'
+      USING ERRCODE = 'KE009', DETAIL = 'tenant_lookup_pkey';
   END IF;
   -- The new address is the login at once and unverified until its token is confirmed.
   UPDATE keen.users AS u
      SET email = p_email, email_verified = false,
          email_verification_token = p_token_hash, email_verification_expires_at = p_expires_at
-   WHERE u.user_id = v_user_id;
-EXCEPTION WHEN unique_violation THEN
-  RAISE EXCEPTION 'already exists: the e-mail address was registered concurrently'
-    USING ERRCODE = 'KE009', DETAIL = 'users_lower_email_key';
+   WHERE u.id = v_user_id
+  RETURNING u.* INTO v_new;
+  PERFORM keen.append_user_audit(v_old, v_new, 'user', 'change_email');
 END
 $$;
 
@@ -782,7 +1030,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
-  v_user keen.users;
+  v_old keen.users;
+  v_new keen.users;
 BEGIN
   IF p_secret_ciphertext IS NULL OR p_secret_ciphertext !~ '^[A-Za-z0-9_.-]{1,64}:[A-Za-z0-9+/_=-]{40,}$'
      OR length(p_secret_ciphertext) > 4160 THEN
@@ -797,15 +1046,17 @@ BEGIN
     PERFORM keen.invalid_argument('recovery code hashes', NULL,
       '1-20 distinct keen_sql.security.hash_token(code) digests, never the codes.');
   END IF;
-  v_user := keen.lock_account(v_user_id);
-  IF v_user.mfa_enabled THEN
+  v_old := keen.lock_account(v_user_id);
+  IF v_old.mfa_enabled THEN
     RAISE EXCEPTION 'invalid state transition: MFA of user % is enabled', v_user_id
       USING ERRCODE = 'KE007', HINT = 'Disable MFA before enrolling a new secret.';
   END IF;
   -- Pending until enable_mfa(): the service first checks a code made from the new secret.
   UPDATE keen.users AS u
      SET mfa_secret = p_secret_ciphertext, recovery_codes = p_recovery_code_hashes
-   WHERE u.user_id = v_user_id;
+   WHERE u.id = v_user_id
+  RETURNING u.* INTO v_new;
+  PERFORM keen.append_user_audit(v_old, v_new, 'user', 'enroll_mfa');
 END
 $$;
 
@@ -818,15 +1069,18 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
-  v_user keen.users;
+  v_old keen.users;
+  v_new keen.users;
 BEGIN
-  v_user := keen.lock_account(v_user_id);
-  IF v_user.mfa_enabled OR v_user.mfa_secret IS NULL THEN
+  v_old := keen.lock_account(v_user_id);
+  IF v_old.mfa_enabled OR v_old.mfa_secret IS NULL THEN
     RAISE EXCEPTION 'invalid state transition: MFA of user % is %', v_user_id,
-      CASE WHEN v_user.mfa_enabled THEN 'already enabled' ELSE 'not enrolled' END
+      CASE WHEN v_old.mfa_enabled THEN 'already enabled' ELSE 'not enrolled' END
       USING ERRCODE = 'KE007', HINT = 'enroll_mfa first, then enable_mfa once a code checks out.';
   END IF;
-  UPDATE keen.users AS u SET mfa_enabled = true WHERE u.user_id = v_user_id;
+  UPDATE keen.users AS u SET mfa_enabled = true WHERE u.id = v_user_id
+  RETURNING u.* INTO v_new;
+  PERFORM keen.append_user_audit(v_old, v_new, 'user', 'enable_mfa');
 END
 $$;
 
@@ -839,16 +1093,19 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
-  v_user keen.users;
+  v_old keen.users;
+  v_new keen.users;
 BEGIN
-  v_user := keen.lock_account(v_user_id);
-  IF v_user.mfa_secret IS NULL THEN
+  v_old := keen.lock_account(v_user_id);
+  IF v_old.mfa_secret IS NULL THEN
     RAISE EXCEPTION 'invalid state transition: MFA of user % is not enrolled', v_user_id USING ERRCODE = 'KE007';
   END IF;
   -- Also cancels a pending enrolment; the secret and the codes are gone.
   UPDATE keen.users AS u
      SET mfa_enabled = false, mfa_secret = NULL, recovery_codes = NULL
-   WHERE u.user_id = v_user_id;
+   WHERE u.id = v_user_id
+  RETURNING u.* INTO v_new;
+  PERFORM keen.append_user_audit(v_old, v_new, 'user', 'disable_mfa');
 END
 $$;
 
@@ -863,7 +1120,7 @@ DECLARE
   v_user_id uuid := keen.require_user_id();
   v_user keen.users;
 BEGIN
-  SELECT u.* INTO v_user FROM keen.users AS u WHERE u.user_id = v_user_id;
+  SELECT u.* INTO v_user FROM keen.users AS u WHERE u.id = v_user_id;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'not found: user %', v_user_id USING ERRCODE = 'KE006';
   ELSIF v_user.account_status <> 'active' THEN
@@ -882,23 +1139,24 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
-  v_user keen.users;
-  v_left integer;
+  v_old keen.users;
+  v_new keen.users;
 BEGIN
   PERFORM keen.check_secret_hash('recovery code hash', p_code_hash);
-  v_user := keen.lock_account(v_user_id);
-  IF NOT v_user.mfa_enabled THEN
+  v_old := keen.lock_account(v_user_id);
+  IF NOT v_old.mfa_enabled THEN
     RAISE EXCEPTION 'invalid state transition: MFA of user % is not enabled', v_user_id USING ERRCODE = 'KE007';
   END IF;
   -- The row lock above makes the removal exact: a code works once, however many race.
-  UPDATE keen.users AS u
-     SET recovery_codes = array_remove(u.recovery_codes, p_code_hash)
-   WHERE u.user_id = v_user_id AND p_code_hash = ANY (u.recovery_codes)
-  RETURNING cardinality(u.recovery_codes) INTO v_left;
-  IF NOT FOUND THEN
+  IF array_position(v_old.recovery_codes, p_code_hash) IS NULL THEN
     RAISE EXCEPTION 'not found: no unused recovery code with this hash' USING ERRCODE = 'KE006';
   END IF;
-  RETURN v_left;
+  UPDATE keen.users AS u
+     SET recovery_codes = array_remove(u.recovery_codes, p_code_hash)
+   WHERE u.id = v_user_id
+  RETURNING u.* INTO v_new;
+  PERFORM keen.append_user_audit(v_old, v_new, 'user', 'use_recovery_code');
+  RETURN cardinality(v_new.recovery_codes);
 END
 $$;
 
@@ -911,14 +1169,20 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
+  v_old keen.users;
+  v_new keen.users;
+  v_token_hashes text[];
 BEGIN
   -- The user's row, then the credit account: the locks a new session's reservation and a
   -- new hold wait for, so none can start between the check below and the commit.
-  PERFORM keen.lock_account(v_user_id);
+  v_old := keen.lock_account(v_user_id);
   PERFORM FROM keen.credit_accounts AS a WHERE a.user_id = v_user_id FOR UPDATE;
   -- Money in flight is settled first: a running session or an active hold still charges.
-  IF EXISTS (SELECT FROM keen.agent_sessions AS s WHERE s.user_id = v_user_id AND s.execution_status = 'running')
-     OR EXISTS (SELECT FROM keen.credit_holds AS h WHERE h.user_id = v_user_id AND h.status = 'active') THEN
+  PERFORM FROM keen.agent_sessions AS s WHERE s.user_id = v_user_id AND s.execution_status = 'running' LIMIT 1;
+  IF NOT FOUND THEN
+    PERFORM FROM keen.credit_holds AS h WHERE h.user_id = v_user_id AND h.status = 'active' LIMIT 1;
+  END IF;
+  IF FOUND THEN
     RAISE EXCEPTION 'invalid state transition: user % has running sessions or active holds', v_user_id
       USING ERRCODE = 'KE007', HINT = 'Complete or cancel the running sessions first.';
   END IF;
@@ -929,11 +1193,20 @@ BEGIN
   UPDATE keen.credit_accounts AS a
      SET account_status = 'closed', suspended_reason = 'account closed by its user', auto_recharge_enabled = false
    WHERE a.user_id = v_user_id;
-  -- Tokens and connections hold addresses and user agents: they go.
+  -- Tokens and connections hold addresses and user agents: they go, with their lookups.
+  SELECT coalesce(array_agg(t.token_hash), '{}') INTO v_token_hashes
+    FROM keen.auth_tokens AS t WHERE t.user_id = v_user_id;
+  DELETE FROM keen.tenant_lookup AS l
+   WHERE l.kind = 'auth_token' AND l.value = ANY (v_token_hashes) AND l.user_id = v_user_id;
   DELETE FROM keen.auth_tokens AS t WHERE t.user_id = v_user_id;
   DELETE FROM keen.websocket_connections AS c WHERE c.user_id = v_user_id;
-  -- Erasure: placeholders derived from the id free the e-mail and username; the ledger,
-  -- sessions and statistics keep the user id, so the history still adds up.
+  -- Erasure: the e-mail, username, pending verification and billing customer are free for
+  -- others (the placeholders derived from the id are nobody's: users_erased_identity_check);
+  -- the ledger, sessions and statistics keep the user id, so the history still adds up.
+  PERFORM keen.lookup_release('email', lower(v_old.email), v_user_id);
+  PERFORM keen.lookup_release('username', lower(v_old.username), v_user_id);
+  PERFORM keen.lookup_release('email_verification', v_old.email_verification_token, v_user_id);
+  PERFORM keen.lookup_release('billing_customer', v_old.billing_customer_id, v_user_id);
   UPDATE keen.users AS u
      SET email = 'erased-' || replace(v_user_id::text, '-', '') || '@erased.invalid',
          username = 'erased-' || replace(v_user_id::text, '-', ''),
@@ -943,8 +1216,12 @@ BEGIN
          mfa_enabled = false, mfa_secret = NULL, recovery_codes = NULL, billing_customer_id = NULL,
          last_login_ip = NULL, suspended_reason = NULL,
          account_status = 'deleted', subscription_status = 'cancelled'
-   WHERE u.user_id = v_user_id;
-  -- The trail keeps every change but no personal value (the one UPDATE its guard allows).
+   WHERE u.id = v_user_id
+  RETURNING u.* INTO v_new;
+  PERFORM keen.append_user_audit(v_old, v_new, 'user', 'close_account');
+  -- The trail keeps every change but no personal value (the one UPDATE its guard allows,
+  -- for the account named here: SET LOCAL, so that on Citus the workers' guard sees it too).
+  EXECUTE pg_catalog.format('SET LOCAL keen.erasing_user_id = %L', v_user_id);
   UPDATE keen.user_audit_log AS l
      SET changes = keen.redact_audit_changes(l.changes), ip = NULL
    WHERE l.user_id = v_user_id;
@@ -961,17 +1238,20 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_user keen.users;
+  v_old keen.users;
+  v_new keen.users;
 BEGIN
   PERFORM keen.check_text(p_reason, 'suspension reason', 500, p_required => true);
-  v_user := keen.lock_account(p_user_id, p_by_operator => true);
-  IF v_user.account_status <> 'active' THEN
-    RAISE EXCEPTION 'invalid state transition: user % is %, not active', p_user_id, v_user.account_status
+  v_old := keen.lock_account(p_user_id, p_by_operator => true);
+  IF v_old.account_status <> 'active' THEN
+    RAISE EXCEPTION 'invalid state transition: user % is %, not active', p_user_id, v_old.account_status
       USING ERRCODE = 'KE007';
   END IF;
   -- Logins and token authentication refuse a suspended user; its tokens survive for reactivation.
   UPDATE keen.users AS u SET account_status = 'suspended', suspended_reason = p_reason
-   WHERE u.user_id = p_user_id;
+   WHERE u.id = p_user_id
+  RETURNING u.* INTO v_new;
+  PERFORM keen.append_user_audit(v_old, v_new, 'operator', 'suspend_user');
 END
 $$;
 
@@ -983,14 +1263,17 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_user keen.users;
+  v_old keen.users;
+  v_new keen.users;
 BEGIN
-  v_user := keen.lock_account(p_user_id, p_by_operator => true);
-  IF v_user.account_status <> 'suspended' THEN
-    RAISE EXCEPTION 'invalid state transition: user % is %, not suspended', p_user_id, v_user.account_status
+  v_old := keen.lock_account(p_user_id, p_by_operator => true);
+  IF v_old.account_status <> 'suspended' THEN
+    RAISE EXCEPTION 'invalid state transition: user % is %, not suspended', p_user_id, v_old.account_status
       USING ERRCODE = 'KE007';
   END IF;
-  UPDATE keen.users AS u SET account_status = 'active', suspended_reason = NULL WHERE u.user_id = p_user_id;
+  UPDATE keen.users AS u SET account_status = 'active', suspended_reason = NULL WHERE u.id = p_user_id
+  RETURNING u.* INTO v_new;
+  PERFORM keen.append_user_audit(v_old, v_new, 'operator', 'reactivate_user');
 END
 $$;
 
@@ -1001,12 +1284,17 @@ VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+  v_old keen.users;
+  v_new keen.users;
 BEGIN
   IF p_role IS NULL OR p_role NOT IN ('user', 'admin', 'super_admin') THEN
     PERFORM keen.invalid_argument('unknown role', p_role, 'One of user, admin, super_admin.');
   END IF;
-  PERFORM keen.lock_account(p_user_id, p_by_operator => true);
-  UPDATE keen.users AS u SET role = p_role WHERE u.user_id = p_user_id;
+  v_old := keen.lock_account(p_user_id, p_by_operator => true);
+  UPDATE keen.users AS u SET role = p_role WHERE u.id = p_user_id
+  RETURNING u.* INTO v_new;
+  PERFORM keen.append_user_audit(v_old, v_new, 'operator', 'set_user_role');
 END
 $$;
 
@@ -1024,6 +1312,9 @@ VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+  v_old keen.users;
+  v_new keen.users;
 BEGIN
   IF p_billing_customer_id !~ '^[A-Za-z0-9_-]{1,255}$' THEN
     PERFORM keen.invalid_argument('billing customer id', p_billing_customer_id, '1-255 of [A-Za-z0-9_-], e.g. cus_123.');
@@ -1034,95 +1325,29 @@ BEGIN
   IF p_subscription_status NOT IN ('active', 'past_due', 'cancelled') THEN
     PERFORM keen.invalid_argument('unknown subscription status', p_subscription_status, 'One of active, past_due, cancelled.');
   END IF;
-  PERFORM keen.lock_account(p_user_id, p_by_operator => true);
+  v_old := keen.lock_account(p_user_id, p_by_operator => true);
+  IF p_billing_customer_id IS NOT NULL THEN
+    -- A billing customer is one user's: the lookup's primary key decides, a race included.
+    IF NOT keen.lookup_claim('billing_customer', p_billing_customer_id, p_user_id) THEN
+      RAISE EXCEPTION 'already exists: the billing customer id belongs to another user'
+        USING ERRCODE = 'KE009', DETAIL = 'users_billing_customer_id_key';
+    END IF;
+    IF v_old.billing_customer_id <> p_billing_customer_id THEN
+      PERFORM keen.lookup_release('billing_customer', v_old.billing_customer_id, p_user_id);
+    END IF;
+  END IF;
   -- NULL leaves a field as it is.
   UPDATE keen.users AS u
      SET billing_customer_id = coalesce(p_billing_customer_id, u.billing_customer_id),
          subscription_tier = coalesce(p_subscription_tier, u.subscription_tier),
          subscription_status = coalesce(p_subscription_status, u.subscription_status)
-   WHERE u.user_id = p_user_id;
-EXCEPTION WHEN unique_violation THEN
-  RAISE EXCEPTION 'already exists: the billing customer id belongs to another user'
-    USING ERRCODE = 'KE009', DETAIL = 'users_billing_customer_id_key';
+   WHERE u.id = p_user_id
+  RETURNING u.* INTO v_new;
+  PERFORM keen.append_user_audit(v_old, v_new, 'billing', 'set_billing');
 END
 $$;
 
 -- Trigger functions ---------------------------------------------------------------------------
-
-CREATE FUNCTION keen.tg_users__audit()
-RETURNS trigger
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-  v_stack text;
-  v_fn text;
-  v_actor text;
-  v_action text;
-  v_changes jsonb;
-  v_ip_text text := nullif(current_setting('app.client_ip', true), '');
-  v_ip inet;
-BEGIN
-  -- What changed: old and new value per column; secrets only as "changed", never a value.
-  SELECT coalesce(jsonb_object_agg(n.key,
-           CASE WHEN n.key IN ('password_hash', 'email_verification_token', 'mfa_secret', 'recovery_codes')
-                THEN '{"changed": true}'::jsonb
-                WHEN TG_OP = 'INSERT' THEN jsonb_build_object('new', n.value)
-                ELSE jsonb_build_object('old', o.value, 'new', n.value) END), '{}'::jsonb)
-    INTO v_changes
-    FROM jsonb_each(to_jsonb(NEW)) AS n
-    LEFT JOIN jsonb_each(CASE WHEN TG_OP = 'UPDATE' THEN to_jsonb(OLD) END) AS o ON o.key = n.key
-   WHERE n.key NOT IN ('id', 'user_id', 'is_admin', 'created_at', 'updated_at')
-     AND n.value IS DISTINCT FROM coalesce(o.value, CASE WHEN TG_OP = 'INSERT' THEN 'null'::jsonb END);
-  IF v_changes = '{}'::jsonb THEN
-    RETURN NULL;  -- nothing but updated_at: no account change
-  END IF;
-
-  -- Who: the nearest keen function on the call stack (keen_app cannot create functions, and
-  -- since 0009 holds no write privilege on users: only SECURITY DEFINER functions write it).
-  GET DIAGNOSTICS v_stack = PG_CONTEXT;
-  v_fn := substring(v_stack FROM 'PL/pgSQL function keen\.((?!tg_)[a-z_0-9]+)\(');
-  IF v_changes - 'last_login_at' - 'last_login_ip' = '{}'::jsonb THEN
-    -- Only the login stamps changed: a login (keen.record_login), whatever the stack says.
-    v_actor := 'user';
-    v_action := 'record_login';
-  ELSIF v_fn IS NOT NULL THEN
-    v_action := v_fn;
-    v_actor := CASE
-      WHEN v_fn IN ('suspend_user', 'reactivate_user', 'set_user_role') THEN 'operator'
-      WHEN v_fn = 'set_billing' THEN 'billing'
-      WHEN v_fn IN ('register_user', 'record_login', 'update_profile', 'change_password', 'start_email_verification',
-                    'confirm_email', 'change_email', 'enroll_mfa', 'enable_mfa', 'disable_mfa',
-                    'use_recovery_code', 'close_account') THEN 'user'
-      ELSE 'system' END;
-  ELSE
-    -- A direct write: by a service login (for its tenant or not), else by an operator.
-    v_action := CASE TG_OP WHEN 'INSERT' THEN 'direct_insert' ELSE 'direct_update' END;
-    v_actor := CASE
-      WHEN NOT coalesce((SELECT NOT r.rolsuper AND pg_has_role(r.oid, 'keen_app', 'MEMBER')
-                           FROM pg_roles AS r WHERE r.rolname = session_user), false) THEN 'operator'
-      WHEN keen.current_user_id() IS NOT DISTINCT FROM NEW.user_id THEN 'user'
-      ELSE 'service' END;
-  END IF;
-
-  IF v_ip_text IS NOT NULL THEN
-    BEGIN
-      v_ip := v_ip_text::inet;
-    EXCEPTION WHEN invalid_text_representation THEN
-      PERFORM keen.invalid_argument('client IP (app.client_ip)', v_ip_text, 'Set it with keen.set_client_ip().');
-    END;
-  END IF;
-  IF NEW.account_status = 'deleted' THEN
-    -- A closed account's own last entry already holds no personal value.
-    v_changes := keen.redact_audit_changes(v_changes);
-    v_ip := NULL;
-  END IF;
-  INSERT INTO keen.user_audit_log (user_id, actor, action, changes, ip, actor_role)
-  VALUES (NEW.user_id, v_actor, v_action, v_changes, v_ip, session_user);
-  RETURN NULL;
-END
-$$;
 
 CREATE FUNCTION keen.tg_user_audit_log__append_only()
 RETURNS trigger
@@ -1130,19 +1355,24 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+  -- Touches no table (on Citus it runs on the worker holding the shard): what it needs is in
+  -- the row, the trigger depth and the transaction's settings.
   IF keen.in_migration() THEN
     RETURN CASE TG_OP WHEN 'UPDATE' THEN NEW WHEN 'DELETE' THEN OLD END;
   ELSIF TG_OP = 'DELETE' THEN
-    IF NOT EXISTS (SELECT FROM keen.users AS u WHERE u.id = OLD.user_id AND u.user_id = OLD.user_id) THEN
-      RETURN OLD;  -- the user itself was deleted (ON DELETE CASCADE): the trail goes with it
+    IF pg_catalog.pg_trigger_depth() > 1 THEN
+      -- Deleted by the foreign key's ON DELETE CASCADE (a trigger): the user itself was
+      -- deleted, the trail goes with it. No function deletes audit rows from a trigger.
+      RETURN OLD;
     END IF;
   ELSIF TG_OP = 'UPDATE' THEN
+    -- The erasure of a closed account: keen.close_account names the account it erases
+    -- (SET LOCAL keen.erasing_user_id, after the account is closed, in its transaction).
     IF (NEW.id, NEW.user_id, NEW.actor, NEW.action, NEW.actor_role, NEW.created_at)
          IS NOT DISTINCT FROM (OLD.id, OLD.user_id, OLD.actor, OLD.action, OLD.actor_role, OLD.created_at)
        AND NEW.changes = keen.redact_audit_changes(OLD.changes) AND NEW.ip IS NULL
-       AND EXISTS (SELECT FROM keen.users AS u WHERE u.id = OLD.user_id AND u.user_id = OLD.user_id
-                                                  AND u.account_status = 'deleted') THEN
-      RETURN NEW;  -- erasure of a closed account: personal values out, the rest as it was
+       AND pg_catalog.current_setting('keen.erasing_user_id', true) = OLD.user_id::text THEN
+      RETURN NEW;  -- personal values out, the rest as it was
     END IF;
   END IF;
   RAISE EXCEPTION 'the user audit log is append-only: % refused', TG_OP
@@ -1158,9 +1388,6 @@ CREATE TRIGGER _050_guard BEFORE UPDATE ON keen.auth_tokens
 CREATE TRIGGER _100_set_updated_at BEFORE UPDATE ON keen.auth_tokens
   FOR EACH ROW EXECUTE FUNCTION keen.tg_set_updated_at();
 
--- After every other trigger of the row: the audit sees the values that are stored.
-CREATE TRIGGER _900_audit AFTER INSERT OR UPDATE ON keen.users
-  FOR EACH ROW EXECUTE FUNCTION keen.tg_users__audit();
 CREATE TRIGGER _010_append_only BEFORE UPDATE OR DELETE ON keen.user_audit_log
   FOR EACH ROW EXECUTE FUNCTION keen.tg_user_audit_log__append_only();
 CREATE TRIGGER _010_append_only_truncate BEFORE TRUNCATE ON keen.user_audit_log
@@ -1259,6 +1486,11 @@ CREATE POLICY select_own ON keen.user_audit_log FOR SELECT TO keen_app
   USING (user_id = keen.current_user_id());
 CREATE POLICY owner_all ON keen.user_audit_log FOR ALL TO keen_owner USING (true) WITH CHECK (true);
 
+-- The lookup: no policy for keen_app (and no grant): only the owner's functions use it.
+ALTER TABLE keen.tenant_lookup ENABLE ROW LEVEL SECURITY;
+ALTER TABLE keen.tenant_lookup FORCE ROW LEVEL SECURITY;
+CREATE POLICY owner_all ON keen.tenant_lookup FOR ALL TO keen_owner USING (true) WITH CHECK (true);
+
 -- ===== grants ================================================================
 -- Column grants: the service never reads secrets (password hash, MFA secret, recovery
 -- codes, verification token), even of its own tenant; login_lookup() hands out the hash.
@@ -1304,13 +1536,13 @@ GRANT EXECUTE ON FUNCTION
 -- ===== comments ==============================================================
 COMMENT ON TABLE keen.users IS 'A keen user: the tenant. Created by keen.register_user().';
 COMMENT ON COLUMN keen.users.user_id IS 'Always equal to id: the tenant key every tenant table shares.';
-COMMENT ON COLUMN keen.users.email IS 'Login e-mail; unique case-insensitively (users_lower_email_key).';
-COMMENT ON COLUMN keen.users.username IS 'Login name; unique case-insensitively (users_lower_username_key).';
+COMMENT ON COLUMN keen.users.email IS 'Login e-mail; unique case-insensitively across tenants (keen.tenant_lookup, kind email; KE009 detail users_lower_email_key).';
+COMMENT ON COLUMN keen.users.username IS 'Login name; unique case-insensitively across tenants (keen.tenant_lookup, kind username; KE009 detail users_lower_username_key).';
 COMMENT ON COLUMN keen.users.password_hash IS 'argon2id hash made in Python; never the password.';
 COMMENT ON COLUMN keen.users.is_admin IS 'Derived from role, so the two can never disagree.';
 COMMENT ON COLUMN keen.users.timezone IS 'IANA time zone; daily and monthly limits are counted in it.';
 COMMENT ON TABLE keen.auth_tokens IS 'API keys, refresh tokens and session tokens; only a SHA-256 hash is stored.';
-COMMENT ON COLUMN keen.auth_tokens.token_hash IS 'Lower-case hex SHA-256 of the token; globally unique.';
+COMMENT ON COLUMN keen.auth_tokens.token_hash IS 'Lower-case hex SHA-256 of the token; unique across tenants (keen.tenant_lookup, kind auth_token).';
 COMMENT ON COLUMN keen.auth_tokens.is_active IS 'Derived: true until the token is revoked.';
 COMMENT ON COLUMN keen.auth_tokens.rate_window_start IS 'Start of the current one-hour rate-limit window.';
 COMMENT ON COLUMN keen.auth_tokens.rate_window_count IS 'Uses counted in the current rate-limit window.';
@@ -1370,7 +1602,7 @@ COMMENT ON COLUMN keen.users.created_at IS 'When the row was inserted.';
 COMMENT ON COLUMN keen.users.updated_at IS 'When the row was last updated (trigger _100_set_updated_at).';
 
 COMMENT ON TABLE keen.user_audit_log IS
-  'Append-only trail of every change of a users row, written by the trigger _900_audit in the changing transaction; no UPDATE, DELETE or TRUNCATE but a migration (and the erasure of a closed account).';
+  'Append-only trail of every change of a users row, written by the changing function (keen.append_user_audit) in its transaction; no UPDATE, DELETE or TRUNCATE but a migration (and the erasure of a closed account).';
 COMMENT ON COLUMN keen.user_audit_log.id IS 'Primary key; increases with every entry.';
 COMMENT ON COLUMN keen.user_audit_log.user_id IS 'The account that changed.';
 COMMENT ON COLUMN keen.user_audit_log.actor IS
@@ -1383,7 +1615,7 @@ COMMENT ON COLUMN keen.user_audit_log.ip IS 'Client address the service set with
 COMMENT ON COLUMN keen.user_audit_log.actor_role IS 'The database login (session_user) that made the change.';
 COMMENT ON COLUMN keen.user_audit_log.created_at IS 'When the change was made (the transaction''s time).';
 COMMENT ON COLUMN keen.users.avatar_url IS 'https:// URL of the user''s picture (at most 2048 characters); optional.';
-COMMENT ON COLUMN keen.users.billing_customer_id IS 'The billing provider''s customer id (e.g. Stripe cus_…); unique; set by keen.set_billing().';
+COMMENT ON COLUMN keen.users.billing_customer_id IS 'The billing provider''s customer id (e.g. Stripe cus_…); unique across tenants (keen.tenant_lookup); set by keen.set_billing().';
 COMMENT ON COLUMN keen.users.email_verification_expires_at IS 'When the pending verification token stops working; set exactly with the token.';
 COMMENT ON COLUMN keen.users.suspended_reason IS 'Why an operator suspended the user (keen.suspend_user); only while suspended.';
 COMMENT ON FUNCTION keen.invalid_argument(text, text, text) IS 'Raises KE013 naming the argument and at most 24 characters of its value (none when NULL).';
@@ -1419,8 +1651,20 @@ COMMENT ON FUNCTION keen.reactivate_user(uuid) IS 'Operator: reactivates a suspe
 COMMENT ON FUNCTION keen.set_user_role(uuid, text) IS 'Operator: sets a user''s role (user, admin, super_admin). KE006 unknown, KE007 closed, KE013 role.';
 COMMENT ON FUNCTION keen.set_billing(uuid, text, text, text) IS
   'Billing: sets a user''s billing customer id, subscription tier and status; NULL leaves a field. KE006 unknown, KE007 closed, KE009 customer id taken, KE013 invalid value.';
-COMMENT ON FUNCTION keen.tg_users__audit() IS
-  'Trigger (SECURITY DEFINER): appends one user_audit_log row per changed users row, naming the actor and the function that made the change.';
+COMMENT ON TABLE keen.tenant_lookup IS
+  'Values unique across tenants (e-mail, username, token hashes, billing customer id) -> their user; the uniqueness and the first step of sign-up, login, token authentication, e-mail confirmation and billing. Not readable by keen_app. On Citus distributed by value.';
+COMMENT ON COLUMN keen.tenant_lookup.kind IS 'email, username (both lower-cased), auth_token, email_verification (SHA-256 hex) or billing_customer.';
+COMMENT ON COLUMN keen.tenant_lookup.value IS 'The unique value: lower(email), lower(username), a token hash or the billing customer id.';
+COMMENT ON COLUMN keen.tenant_lookup.user_id IS 'The user holding the value.';
+COMMENT ON COLUMN keen.tenant_lookup.token_id IS 'For auth_token: the token (auth_tokens.id) with this hash; NULL otherwise.';
+COMMENT ON COLUMN keen.tenant_lookup.created_at IS 'When the value was claimed.';
+COMMENT ON FUNCTION keen.lookup_claim(text, text, uuid, uuid) IS
+  'Claims a value of keen.tenant_lookup for a user (and token); false when someone else holds it. A concurrent claim waits for the first one''s transaction.';
+COMMENT ON FUNCTION keen.lookup_release(text, text, uuid) IS 'Removes a value of keen.tenant_lookup held by the user (nothing for NULL).';
+COMMENT ON FUNCTION keen.append_user_audit(keen.users, keen.users, text, text) IS
+  'Appends the user_audit_log row of one change of a users row (old row, new row; NULL old for a sign-up), by actor and action; nothing when no column changed. Called by every function that writes users.';
+COMMENT ON FUNCTION keen.verify_tenant_lookup() IS
+  'Operator check: every value a live user or token holds has its tenant_lookup row naming that user (and token), and every lookup row names its holder; empty = consistent.';
 COMMENT ON FUNCTION keen.tg_user_audit_log__append_only() IS
   'Refuses UPDATE, DELETE and TRUNCATE of the audit trail outside a migration, except its erasure on close and the cascade of a deleted user.';
 COMMENT ON FUNCTION keen.current_user_profile() IS 'The caller''s own user row without secrets (the columns the service may read), by its key: one shard on Citus. KE010 without tenant.';

@@ -524,19 +524,6 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION keen.tg_users__rebucket_usage_stats()
-RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-  -- The day is the user's current day everywhere (stats and spending limits alike): a new
-  -- time zone moves the user's whole history to the new day boundaries.
-  PERFORM keen.rebuild_usage_stats(NEW.id);
-  RETURN NULL;
-END
-$$;
-
 -- ===== triggers ==============================================================
 -- Session figures are added at commit (deferred): a transaction then takes the (user, day)
 -- row lock only at its very end, after the credit account lock of any charge it makes, so
@@ -558,9 +545,6 @@ CREATE CONSTRAINT TRIGGER _500_track_usage_stats_update AFTER UPDATE ON keen.age
   EXECUTE FUNCTION keen.tg_agent_sessions__track_usage();
 -- (Ledger rows are counted by the credit movements themselves, under the account lock:
 -- keen.add_ledger_usage, migration 0012.)
-CREATE TRIGGER _500_rebucket_usage_stats AFTER UPDATE OF timezone ON keen.users
-  FOR EACH ROW WHEN (OLD.timezone IS DISTINCT FROM NEW.timezone)
-  EXECUTE FUNCTION keen.tg_users__rebucket_usage_stats();
 
 -- ===== row-level security ====================================================
 ALTER TABLE keen.daily_usage_stats ENABLE ROW LEVEL SECURITY;
@@ -618,8 +602,6 @@ COMMENT ON FUNCTION keen.add_usage_deltas(keen.usage_delta[]) IS
   'Adds figures to daily_usage_stats, one (user, day) row at a time in key order; used by the triggers.';
 COMMENT ON FUNCTION keen.tg_agent_sessions__track_usage() IS
   'Trigger (deferred to commit): adds a session''s change to daily_usage_stats.';
-COMMENT ON FUNCTION keen.tg_users__rebucket_usage_stats() IS
-  'Trigger: rebuilds a user''s daily_usage_stats when the time zone (the day boundaries) changes.';
 
 -- ===== initial population ====================================================
 -- Readers get figures (24 zero hours) at once instead of "has not been populated".

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+import psycopg
 from keen_queries.models import AuthToken
 
 from keen_sql.bindings import Queries
@@ -57,3 +58,10 @@ def create_token(
     )
     assert row is not None
     return row
+
+
+def tenant_lookup_disagreements(db_url: str) -> list[tuple[object, ...]]:
+    """What keen.verify_tenant_lookup() reports (an operator check, run as the URL's login):
+    empty when keen.tenant_lookup holds exactly the values live users and tokens hold."""
+    with psycopg.connect(db_url) as conn:
+        return conn.execute("SELECT * FROM keen.verify_tenant_lookup()").fetchall()

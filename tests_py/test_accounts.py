@@ -37,7 +37,7 @@ from keen_sql.errors import (
     NoTenantContext,
     NotFound,
 )
-from tests_py.tenants import register
+from tests_py.tenants import register, tenant_lookup_disagreements
 
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 IP = ipaddress.ip_address("198.51.100.23")
@@ -90,6 +90,76 @@ def operator(db_url: str) -> Iterator[Database]:
 @pytest.fixture
 def user_id(db: Database) -> uuid.UUID:
     return register(db, "acct")
+
+
+@pytest.fixture(autouse=True)
+def lookup_stays_consistent(db_url: str) -> Iterator[None]:
+    """After every flow: keen.verify_tenant_lookup() is empty (each value a live user or token
+    holds is in keen.tenant_lookup under that user, and nothing else is)."""
+    yield
+    assert tenant_lookup_disagreements(db_url) == []
+
+
+def test_two_sign_ups_with_one_e_mail_at_once_one_wins_the_other_gets_KE009(db: Database) -> None:
+    # Real threads, each in its own transaction, both past their checks before either commits:
+    # the lookup's primary key decides (the second insert waits for the first's commit).
+    tag = uuid.uuid4().hex[:10]
+    barrier = threading.Barrier(2)
+    started = threading.Event()
+
+    def sign_up(n: int) -> uuid.UUID | AlreadyExists:
+        try:
+            with db.service() as q:
+                barrier.wait()
+                if n == 1:
+                    started.wait(5)  # the other transaction has claimed the e-mail, uncommitted
+                    time.sleep(0.2)
+                row = q.users.register_user(
+                    email=f"Race-{tag}@Example.com" if n else f"race-{tag}@example.com",
+                    username=f"race{n}{tag}",
+                    password_hash="x" * 40,
+                    timezone="UTC",
+                )
+                if n == 0:
+                    started.set()
+                    time.sleep(0.5)  # commit late: the other one waits on the key meanwhile
+                return row
+        except AlreadyExists as exc:
+            return exc
+
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(sign_up, range(2))
+    assert isinstance(first, uuid.UUID), first
+    assert isinstance(second, AlreadyExists), second
+    assert (second.sqlstate, second.detail) == ("KE009", "users_lower_email_key")
+    with db.service() as q:
+        found = q.users.login_lookup(login=f"RACE-{tag}@example.COM")
+    assert found is not None and found.user_id == first
+
+
+def test_many_sign_ups_racing_for_one_username_exactly_one_wins(db: Database) -> None:
+    tag = uuid.uuid4().hex[:10]
+    racers = 6
+    barrier = threading.Barrier(racers)
+
+    def sign_up(n: int) -> str:
+        try:
+            barrier.wait()
+            with db.service() as q:
+                q.users.register_user(
+                    email=f"u{n}-{tag}@example.com",
+                    username=f"Same{tag}".upper() if n % 2 else f"same{tag}",
+                    password_hash="x" * 40,
+                    timezone="UTC",
+                )
+            return "won"
+        except AlreadyExists as exc:
+            assert exc.detail == "users_lower_username_key"
+            return "KE009"
+
+    with ThreadPoolExecutor(racers) as pool:
+        outcomes = sorted(pool.map(sign_up, range(racers)))
+    assert outcomes == ["KE009"] * (racers - 1) + ["won"]
 
 
 @pytest.fixture

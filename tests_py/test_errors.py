@@ -126,14 +126,16 @@ def test_translate_passes_client_errors_without_sqlstate_through() -> None:
 def test_duplicate_chosen_key_becomes_AlreadyExists_KE009_naming_the_constraint(
     db_url: str,
 ) -> None:
+    # The e-mail is unique across tenants through keen.tenant_lookup (0016): an operator's
+    # direct write that reaches its key maps like the functions' own KE009.
     email = f"dup-{uuid.uuid4().hex[:8]}@example.com"
-    insert = "INSERT INTO keen.users (email, username, password_hash) VALUES (%s, %s, %s)"
+    insert = "INSERT INTO keen.tenant_lookup (kind, value, user_id) VALUES ('email', %s, %s)"
     with psycopg.connect(db_url) as conn, pytest.raises(psycopg.errors.UniqueViolation) as caught:
-        conn.execute(insert, (email, f"u{uuid.uuid4().hex[:8]}", "h" * 40))
-        conn.execute(insert, (email.upper(), f"u{uuid.uuid4().hex[:8]}", "h" * 40))
+        conn.execute(insert, (email, uuid.uuid4()))
+        conn.execute(insert, (email, uuid.uuid4()))
     mapped = errors.translate(caught.value)
     assert isinstance(mapped, errors.AlreadyExists)
-    assert (mapped.sqlstate, mapped.constraint) == ("KE009", "users_lower_email_key")
+    assert (mapped.sqlstate, mapped.constraint) == ("KE009", "tenant_lookup_pkey")
 
 
 def _buy(q: Queries, intent: str, key: str) -> None:

@@ -25,7 +25,7 @@ from keen_sql.errors import (
     NotFound,
     RefreshTokenReuse,
 )
-from tests_py.tenants import create_token, register
+from tests_py.tenants import create_token, register, tenant_lookup_disagreements
 
 # Cheap argon2id parameters: the tests exercise the flow, not the cost.
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
@@ -39,6 +39,14 @@ def db(db_url: str) -> Iterator[Database]:
     settings = Settings(database_url=db_url, pool_min_size=1, pool_max_size=CONCURRENT_CALLERS)
     with Database(settings) as database:
         yield database
+
+
+@pytest.fixture(autouse=True)
+def lookup_stays_consistent(db_url: str) -> Iterator[None]:
+    """After every flow: keen.verify_tenant_lookup() is empty (every token hash is in
+    keen.tenant_lookup under its user and token, and nothing else is)."""
+    yield
+    assert tenant_lookup_disagreements(db_url) == []
 
 
 @pytest.fixture

@@ -37,8 +37,8 @@ SELECT is(
 SELECT tables_are('keen', ARRAY[
   'users', 'auth_tokens', 'agent_sessions', 'session_events', 'websocket_connections',
   'credit_accounts', 'credit_transactions', 'credit_holds', 'recharge_requests', 'daily_usage_stats',
-  'user_audit_log', 'session_limits'],
-  'keen holds the original six tables, the contract''s five more, and the session_limits setting');
+  'user_audit_log', 'session_limits', 'tenant_lookup'],
+  'keen holds the original six tables, the contract''s five more, the session_limits setting and the cross-tenant tenant_lookup');
 SELECT materialized_views_are('keen', ARRAY['dashboard_metrics'], 'keen holds one materialized view, dashboard_metrics');
 SELECT views_are('keen', ARRAY[]::name[], 'keen holds no plain views');
 SELECT sequences_are('keen', ARRAY['agent_sessions_start_seq_seq', 'user_audit_log_id_seq'],

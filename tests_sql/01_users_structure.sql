@@ -108,16 +108,12 @@ SELECT set_eq(
     'users_recovery_codes_check', 'users_erased_identity_check'],
   'keen.users has exactly its named CHECK constraints');
 -- indexes
-SELECT indexes_are('keen', 'users', ARRAY[
-    'users_lower_email_key', 'users_lower_username_key', 'users_pkey',
-    'users_billing_customer_id_key', 'users_email_verification_token_idx'],
-  'keen.users has exactly the expected indexes');
-SELECT is((SELECT pg_get_indexdef('keen.users_lower_email_key'::regclass)),
-  'CREATE UNIQUE INDEX users_lower_email_key ON keen.users USING btree (lower(email))',
-  'users_lower_email_key: its columns, order, uniqueness and predicate');
-SELECT is((SELECT pg_get_indexdef('keen.users_lower_username_key'::regclass)),
-  'CREATE UNIQUE INDEX users_lower_username_key ON keen.users USING btree (lower(username))',
-  'users_lower_username_key: its columns, order, uniqueness and predicate');
+SELECT indexes_are('keen', 'users', ARRAY['users_pkey'],
+  'keen.users has exactly the expected indexes (0016: e-mail, username, verification token and billing customer are unique through keen.tenant_lookup)');
+SELECT col_is_pk('keen', 'tenant_lookup', ARRAY['kind', 'value'],
+  'tenant_lookup_pkey: PRIMARY KEY (kind, value), the uniqueness of the values across tenants');
+SELECT table_privs_are('keen', 'tenant_lookup', 'keen_app', ARRAY[]::text[],
+  'keen_app holds no privilege on keen.tenant_lookup: no tenant enumerates e-mails or usernames');
 
 -- ===== keen.auth_tokens ===========================================================
 SELECT has_table('keen', 'auth_tokens', 'keen.auth_tokens exists');
@@ -198,7 +194,9 @@ SELECT col_type_is('keen', 'auth_tokens', 'updated_at', 'timestamp with time zon
 SELECT col_not_null('keen', 'auth_tokens', 'updated_at', 'auth_tokens.updated_at is NOT NULL');
 SELECT col_default_is('keen', 'auth_tokens', 'updated_at', 'now()', 'auth_tokens.updated_at defaults to now()');
 -- keys
-SELECT col_is_unique('keen', 'auth_tokens', ARRAY['token_hash'], 'auth_tokens_token_hash_key: UNIQUE (token_hash)');
+SELECT is((SELECT pg_get_indexdef('keen.auth_tokens_user_id_token_hash_key'::regclass)),
+  'CREATE UNIQUE INDEX auth_tokens_user_id_token_hash_key ON keen.auth_tokens USING btree (user_id, token_hash)',
+  'auth_tokens_user_id_token_hash_key: unique (user_id, token_hash) (across tenants: keen.tenant_lookup)');
 SELECT hasnt_index('keen', 'auth_tokens', 'auth_tokens_user_id_id_key', 'no UNIQUE (user_id, id) beside the primary key');
 SELECT has_pk('keen', 'auth_tokens', 'keen.auth_tokens has a primary key');
 SELECT col_is_pk('keen', 'auth_tokens', ARRAY['user_id', 'id'], 'auth_tokens_pkey: PRIMARY KEY (user_id, id)');
@@ -227,7 +225,7 @@ SELECT set_eq(
   'keen.auth_tokens has exactly its named CHECK constraints');
 -- indexes
 SELECT indexes_are('keen', 'auth_tokens', ARRAY[
-    'auth_tokens_user_id_family_id_idx', 'auth_tokens_pkey', 'auth_tokens_token_hash_key',
+    'auth_tokens_user_id_family_id_idx', 'auth_tokens_pkey', 'auth_tokens_user_id_token_hash_key',
     'auth_tokens_user_id_created_at_idx'],
   'keen.auth_tokens has exactly the expected indexes');
 SELECT is((SELECT pg_get_indexdef('keen.auth_tokens_user_id_family_id_idx'::regclass)),

@@ -15,6 +15,12 @@ INSERT INTO keen.users (id, email, username, password_hash) VALUES
 INSERT INTO keen.auth_tokens (id, user_id, token_type, token_hash) VALUES
   ('00000000-0000-4000-8000-0000000a0001', '00000000-0000-4000-8000-00000000a11c', 'api_key', repeat('1', 64)),
   ('00000000-0000-4000-8000-0000000b0001', '00000000-0000-4000-8000-000000000b0b', 'api_key', repeat('2', 64));
+-- Values unique across tenants live in keen.tenant_lookup (0016), as the functions claim them.
+INSERT INTO keen.tenant_lookup (kind, value, user_id, token_id) VALUES
+  ('email', 'alice@example.com', '00000000-0000-4000-8000-00000000a11c', NULL),
+  ('username', 'alice', '00000000-0000-4000-8000-00000000a11c', NULL),
+  ('auth_token', repeat('1', 64), '00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-0000000a0001'),
+  ('auth_token', repeat('2', 64), '00000000-0000-4000-8000-000000000b0b', '00000000-0000-4000-8000-0000000b0001');
 
 -- ===== users: enumerations ===================================================
 SELECT lives_ok(
@@ -43,13 +49,13 @@ SELECT throws_ok(
 
 -- ===== users: identity =======================================================
 SELECT throws_ok(
-  $$INSERT INTO keen.users (email, username, password_hash) VALUES ('ALICE@Example.COM', 'alice2', repeat('t', 32))$$,
-  '23505', 'duplicate key value violates unique constraint "users_lower_email_key"',
-  'an e-mail differing only by case from an existing one is refused');
+  $$INSERT INTO keen.tenant_lookup (kind, value, user_id) VALUES ('email', lower('ALICE@Example.COM'), '00000000-0000-4000-8000-000000000b0b')$$,
+  '23505', 'duplicate key value violates unique constraint "tenant_lookup_pkey"',
+  'an e-mail differing only by case from an existing one is refused (the lookup holds it lower-cased)');
 SELECT throws_ok(
-  $$INSERT INTO keen.users (email, username, password_hash) VALUES ('alice2@example.com', 'ALICE', repeat('t', 32))$$,
-  '23505', 'duplicate key value violates unique constraint "users_lower_username_key"',
-  'a username differing only by case from an existing one is refused');
+  $$INSERT INTO keen.tenant_lookup (kind, value, user_id) VALUES ('username', 'ALICE', '00000000-0000-4000-8000-000000000b0b')$$,
+  '23514', 'new row for relation "tenant_lookup" violates check constraint "tenant_lookup_value_check"',
+  'a username is looked up lower-cased only, so one differing by case is the same value');
 SELECT throws_ok(
   $$INSERT INTO keen.users (email, username, password_hash) VALUES ('not-an-email', 'tuser', repeat('t', 32))$$,
   '23514', 'new row for relation "users" violates check constraint "users_email_check"',
@@ -103,8 +109,9 @@ SELECT throws_ok(
   '23514', 'new row for relation "auth_tokens" violates check constraint "auth_tokens_token_type_check"',
   'an unknown token type is refused');
 SELECT throws_ok(
-  $$INSERT INTO keen.auth_tokens (user_id, token_type, token_hash) VALUES ('00000000-0000-4000-8000-00000000a11c', 'api_key', repeat('2', 64))$$,
-  '23505', 'duplicate key value violates unique constraint "auth_tokens_token_hash_key"',
+  $$INSERT INTO keen.tenant_lookup (kind, value, user_id, token_id)
+    VALUES ('auth_token', repeat('2', 64), '00000000-0000-4000-8000-00000000a11c', gen_random_uuid())$$,
+  '23505', 'duplicate key value violates unique constraint "tenant_lookup_pkey"',
   'a token hash is unique across all users (authentication looks it up globally)');
 SELECT throws_ok(
   $$INSERT INTO keen.auth_tokens (user_id, token_type, token_hash) VALUES ('00000000-0000-4000-8000-00000000a11c', 'api_key', 'secret-token')$$,

@@ -10,7 +10,7 @@ SELECT triggers_are('keen', 'credit_accounts', ARRAY[]::name[], 'keen.credit_acc
 SELECT triggers_are('keen', 'credit_holds', ARRAY[]::name[], 'keen.credit_holds has no trigger (the movements write it; keen_app cannot)');
 SELECT triggers_are('keen', 'credit_transactions', ARRAY['_010_append_only', '_010_append_only_truncate'], 'keen.credit_transactions has exactly its append-only triggers');
 SELECT triggers_are('keen', 'session_events', ARRAY['_010_sequence', '_900_notify'], 'keen.session_events has exactly its triggers');
-SELECT triggers_are('keen', 'users', ARRAY['_100_set_updated_at', '_500_rebucket_usage_stats', '_900_audit'], 'keen.users has exactly its triggers');
+SELECT triggers_are('keen', 'users', ARRAY['_100_set_updated_at'], 'keen.users has exactly its triggers (0016: the audit and the time zone rebucketing are in the writer functions)');
 SELECT triggers_are('keen', 'user_audit_log', ARRAY['_010_append_only', '_010_append_only_truncate'], 'keen.user_audit_log has exactly its triggers');
 SELECT triggers_are('keen', 'websocket_connections', ARRAY['_100_set_updated_at', '_500_sync_session'], 'keen.websocket_connections has exactly its triggers');
 SELECT triggers_are('keen', 'daily_usage_stats', ARRAY[]::name[], 'keen.daily_usage_stats has no trigger');
@@ -30,7 +30,7 @@ SELECT trigger_is('keen', 'credit_transactions', '_010_append_only_truncate', 'k
 SELECT trigger_is('keen', 'session_events', '_010_sequence', 'keen', 'tg_session_events__sequence', 'session_events._010_sequence runs keen.tg_session_events__sequence');
 SELECT trigger_is('keen', 'session_events', '_900_notify', 'keen', 'tg_session_events__notify', 'session_events._900_notify runs keen.tg_session_events__notify');
 SELECT trigger_is('keen', 'users', '_100_set_updated_at', 'keen', 'tg_set_updated_at', 'users._100_set_updated_at runs keen.tg_set_updated_at');
-SELECT trigger_is('keen', 'users', '_500_rebucket_usage_stats', 'keen', 'tg_users__rebucket_usage_stats', 'users._500_rebucket_usage_stats runs keen.tg_users__rebucket_usage_stats');
+SELECT hasnt_function('keen', 'tg_users__audit', '{}'::name[], 'no audit trigger function on users: keen.append_user_audit, called by each writer (0016)');
 SELECT trigger_is('keen', 'websocket_connections', '_100_set_updated_at', 'keen', 'tg_set_updated_at', 'websocket_connections._100_set_updated_at runs keen.tg_set_updated_at');
 SELECT trigger_is('keen', 'websocket_connections', '_500_sync_session', 'keen', 'tg_websocket_connections__sync_session', 'websocket_connections._500_sync_session runs keen.tg_websocket_connections__sync_session');
 

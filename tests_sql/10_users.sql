@@ -1,7 +1,7 @@
 -- Users and tokens: sign-up, login lookup, token creation, authentication with rate limit,
 -- refresh-token rotation with reuse detection, revocation.
 BEGIN;
-SELECT plan(79);
+SELECT plan(83);
 
 -- pgTAP itself must be callable while acting as keen_app (rolled back with the test).
 GRANT USAGE ON SCHEMA tap TO keen_app;
@@ -162,14 +162,20 @@ SELECT is((SELECT rate_limited FROM keen.authenticate_token(tap.sha('api-1'))), 
   'a new hourly window resets the rate limit');
 SELECT is((SELECT rate_window_count FROM keen.auth_tokens WHERE id = current_setting('test.api')::uuid), 1,
   'the new window counts from one');
-INSERT INTO keen.auth_tokens (user_id, token_type, token_hash, expires_at, created_at)
-VALUES (current_setting('test.alice')::uuid, 'api_key', tap.sha('expired'), now() - interval '1 hour',
-        now() - interval '2 hours');
+WITH t AS (
+  INSERT INTO keen.auth_tokens (user_id, token_type, token_hash, expires_at, created_at)
+  VALUES (current_setting('test.alice')::uuid, 'api_key', tap.sha('expired'), now() - interval '1 hour',
+          now() - interval '2 hours')
+  RETURNING id, user_id, token_hash)
+INSERT INTO keen.tenant_lookup (kind, value, user_id, token_id) SELECT 'auth_token', t.token_hash, t.user_id, t.id FROM t;
 SELECT is_empty($$SELECT * FROM keen.authenticate_token(tap.sha('expired'))$$,
   'an expired token authenticates nothing');
 UPDATE keen.users SET account_status = 'suspended' WHERE id = current_setting('test.bob')::uuid;
-INSERT INTO keen.auth_tokens (user_id, token_type, token_hash)
-VALUES (current_setting('test.bob')::uuid, 'api_key', tap.sha('bob-api'));
+WITH t AS (
+  INSERT INTO keen.auth_tokens (user_id, token_type, token_hash)
+  VALUES (current_setting('test.bob')::uuid, 'api_key', tap.sha('bob-api'))
+  RETURNING id, user_id, token_hash)
+INSERT INTO keen.tenant_lookup (kind, value, user_id, token_id) SELECT 'auth_token', t.token_hash, t.user_id, t.id FROM t;
 SELECT is_empty($$SELECT * FROM keen.authenticate_token(tap.sha('bob-api'))$$,
   'a token of a suspended user authenticates nothing');
 SET LOCAL ROLE keen_app;
@@ -268,7 +274,17 @@ SELECT throws_ok($$SELECT keen.revoke_token(current_setting('test.refresh2')::uu
 SELECT throws_ok($$SELECT keen.rotate_refresh_token(tap.sha('r10'), tap.sha('bob-r'), now() + interval '1 day')$$,
   'KE006', NULL, 'another tenant cannot rotate alice''s refresh token: KE006');
 SELECT is((SELECT email FROM keen.users), 'bob@example.com', 'another tenant reads only its own user row');
+-- The attacker with keen_app: the lookup of the values unique across tenants holds every
+-- user's e-mail and username; keen_app cannot read a row of it, nor run the operator check.
+SELECT throws_ok($$SELECT value FROM keen.tenant_lookup WHERE kind = 'email'$$, '42501', NULL,
+  'keen_app cannot enumerate e-mails: no privilege on keen.tenant_lookup');
+SELECT throws_ok($$SELECT * FROM keen.verify_tenant_lookup()$$, '42501', NULL,
+  'keen_app cannot run verify_tenant_lookup (an operator check)');
+SELECT throws_ok($$SELECT keen.lookup_claim('email', 'x@example.com', current_setting('test.bob')::uuid)$$, '42501', NULL,
+  'keen_app cannot claim a value in the lookup directly');
 RESET ROLE;
+SELECT is_empty($$SELECT * FROM keen.verify_tenant_lookup()$$,
+  'verify_tenant_lookup is empty after the sign-up, login, token and rotation flows');
 
 SELECT * FROM finish();
 ROLLBACK;

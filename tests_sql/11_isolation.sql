@@ -162,11 +162,12 @@ GRANT USAGE ON SCHEMA tap TO keen_owner;
 -- ===== structure =============================================================
 SELECT set_eq(
   $$SELECT c.relname::text FROM pg_class AS c JOIN pg_attribute AS a ON a.attrelid = c.oid
-    WHERE c.relnamespace = 'keen'::regnamespace AND c.relkind IN ('r', 'p') AND a.attname = 'user_id'$$,
+    WHERE c.relnamespace = 'keen'::regnamespace AND c.relkind IN ('r', 'p') AND a.attname = 'user_id'
+      AND c.relname <> 'tenant_lookup'$$,
   ARRAY['agent_sessions', 'auth_tokens', 'credit_accounts', 'credit_holds', 'credit_transactions',
         'daily_usage_stats', 'recharge_requests', 'session_events', 'user_audit_log', 'users',
         'websocket_connections'],
-  'the tenant tables (every table with a user_id) are exactly these');
+  'the tenant tables (every table with a user_id but the cross-tenant keen.tenant_lookup) are exactly these');
 SELECT is_empty(
   $$SELECT c.relname FROM pg_class AS c
     WHERE c.relnamespace = 'keen'::regnamespace AND c.relkind IN ('r', 'p')
@@ -186,6 +187,7 @@ SELECT set_eq(
     'recharge_requests owner_all ALL keen_owner', 'recharge_requests select_own SELECT keen_app',
     'session_events owner_all ALL keen_owner', 'session_events select_own SELECT keen_app',
     'session_limits owner_all ALL keen_owner', 'session_limits select_all SELECT keen_app',
+    'tenant_lookup owner_all ALL keen_owner',
     'user_audit_log owner_all ALL keen_owner', 'user_audit_log select_own SELECT keen_app',
     'users owner_all ALL keen_owner', 'users select_own SELECT keen_app',
     'websocket_connections owner_all ALL keen_owner', 'websocket_connections select_own SELECT keen_app'
@@ -233,9 +235,9 @@ SELECT set_eq(
     -- the operators' and billing's account writers (0010; not granted to keen_app)
     'keen.reactivate_user(uuid)', 'keen.set_billing(uuid,text,text,text)', 'keen.set_user_role(uuid,text)',
     'keen.suspend_user(uuid,text)',
-    -- the deferred stats trigger, which fires at COMMIT as keen_app; the users audit trigger,
-    -- which appends to the trail keen_app cannot write
-    'keen.tg_agent_sessions__track_usage()', 'keen.tg_users__audit()'],
+    -- the deferred stats trigger, which fires at COMMIT as keen_app (the users audit trail is
+    -- appended by the writers themselves since 0016)
+    'keen.tg_agent_sessions__track_usage()'],
   'the SECURITY DEFINER functions are exactly the cross-tenant operations DESIGN.md allows and the tenant writers');
 SELECT is_empty(
   $$SELECT p.oid::regprocedure FROM pg_proc AS p
@@ -251,6 +253,7 @@ SELECT is_empty(
   $$SELECT c.relname FROM pg_class AS c
     WHERE c.relnamespace = 'keen'::regnamespace AND c.relkind IN ('r', 'p')
       AND EXISTS (SELECT FROM pg_attribute AS a WHERE a.attrelid = c.oid AND a.attname = 'user_id')
+      AND c.relname <> 'tenant_lookup'  -- keyed by the value, not by a tenant
       AND NOT EXISTS (SELECT FROM pg_index AS i JOIN pg_attribute AS a
                         ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
                       WHERE i.indrelid = c.oid AND a.attname = CASE c.relname WHEN 'users' THEN 'id' ELSE 'user_id' END)$$,
@@ -392,22 +395,17 @@ SELECT set_eq(
   ],
   'every grant to keen_app, keen_analytics and PUBLIC in keen is listed here (PUBLIC has none; keen_app holds SELECT and no other table privilege)');
 -- A unique key on a value a tenant chooses must include user_id, or it reveals (and blocks)
--- other tenants' values. The keys without user_id, each global by nature (the lookup
--- table takes them over, issue 19):
-SELECT set_eq(
+-- other tenants' values. The values global by nature (e-mail, username, token hashes,
+-- billing customer ids) are unique through keen.tenant_lookup since 0016, which keen_app
+-- cannot read:
+SELECT is_empty(
   $$SELECT i.indexrelid::regclass::text
     FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indrelid
     WHERE c.relnamespace = 'keen'::regnamespace AND i.indisunique AND NOT i.indisprimary
       AND EXISTS (SELECT FROM pg_attribute AS a WHERE a.attrelid = c.oid AND a.attname = 'user_id')
       AND NOT EXISTS (SELECT FROM pg_attribute AS a
                       WHERE a.attrelid = c.oid AND a.attname = 'user_id' AND a.attnum = ANY (i.indkey))$$,
-  ARRAY[
-    'keen.auth_tokens_token_hash_key',                        -- 256 random bits, hashed
-    'keen.users_lower_email_key',                             -- login identity: global
-    'keen.users_lower_username_key',                          -- login identity: global
-    'keen.users_billing_customer_id_key'                      -- the billing provider's ids, set by billing
-  ],
-  'unique keys without user_id are exactly these: none on a value a tenant chooses freely');
+  'no unique key of a tenant table lacks user_id (the cross-tenant values are in keen.tenant_lookup)');
 SELECT ok(NOT EXISTS (SELECT FROM pg_class AS c
                       WHERE c.relnamespace = 'keen'::regnamespace AND c.relkind IN ('r', 'p')
                         AND has_table_privilege('keen_analytics', c.oid, 'SELECT')),

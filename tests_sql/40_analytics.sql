@@ -1,7 +1,7 @@
 -- Analytics: daily usage stats kept by triggers, usage_report, session_cost_breakdown,
 -- verify/rebuild, and the dashboard materialized view (refresh, figures, who may read it).
 BEGIN;
-SELECT plan(97);
+SELECT plan(98);
 
 -- pgTAP itself must be callable while acting as keen_app / keen_analytics (rolled back).
 GRANT USAGE ON SCHEMA tap TO keen_app, keen_analytics;
@@ -27,7 +27,7 @@ SELECT is_definer('keen', 'tg_agent_sessions__track_usage', '{}'::name[],
   'the deferred session stats trigger is SECURITY DEFINER (at commit it runs as keen_app, which writes no stats)');
 SELECT hasnt_function('keen', 'tg_credit_transactions__track_usage', '{}'::name[], 'no ledger stats trigger: each credit movement adds its own figure (keen.add_ledger_usage)');
 SELECT isnt_definer('keen', 'add_usage_deltas', ARRAY['keen.usage_delta[]'], 'add_usage_deltas runs as the invoker, under RLS');
-SELECT isnt_definer('keen', 'tg_users__rebucket_usage_stats', '{}'::name[], 'the time zone trigger runs as the invoker');
+SELECT hasnt_function('keen', 'tg_users__rebucket_usage_stats', '{}'::name[], 'no time zone trigger: update_profile rebuilds the stats itself (0016)');
 SELECT function_privs_are('keen', 'usage_report', ARRAY['date', 'date'], 'keen_app', ARRAY['EXECUTE'],
   'keen_app may run usage_report');
 SELECT function_privs_are('keen', 'session_cost_breakdown', ARRAY['text'], 'keen_app', ARRAY['EXECUTE'],
@@ -47,7 +47,7 @@ SELECT table_privs_are('keen', 'daily_usage_stats', 'keen_app', ARRAY['SELECT'],
 SELECT has_trigger('keen', 'agent_sessions', '_500_track_usage_stats', 'sessions inserted or deleted update the stats');
 SELECT has_trigger('keen', 'agent_sessions', '_500_track_usage_stats_update', 'sessions changed update the stats');
 SELECT hasnt_trigger('keen', 'credit_transactions', '_500_track_usage_stats', 'ledger rows are counted by the movements, not by a trigger');
-SELECT has_trigger('keen', 'users', '_500_rebucket_usage_stats', 'a time zone change re-buckets the stats');
+SELECT hasnt_trigger('keen', 'users', '_500_rebucket_usage_stats', 'a time zone change re-buckets the stats in update_profile, not in a trigger on users');
 
 -- ===== fixtures (as the owner) ===============================================
 -- alice lives in Paris (UTC+1 in November), bob in New York (UTC-5).
@@ -241,7 +241,11 @@ SELECT results_eq(
 SELECT is(keen.rebuild_usage_stats(current_setting('test.a')::uuid), 2::bigint,
   'rebuild_usage_stats rewrites the wrong row and zeros the day without activity, nothing else');
 SELECT is_empty($$SELECT * FROM keen.verify_usage_stats()$$, 'verify_usage_stats is empty after the rebuild');
-UPDATE keen.users SET timezone = 'UTC' WHERE id = current_setting('test.b')::uuid;
+SET LOCAL ROLE keen_app;
+SELECT set_config('app.current_user_id', current_setting('test.b'), true);
+SELECT lives_ok($$SELECT keen.update_profile(p_timezone => 'UTC')$$, 'the user moves to another time zone');
+SELECT set_config('app.current_user_id', '', true);
+RESET ROLE;
 SELECT results_eq(
   $$SELECT date_bucket, sessions_started, sessions_completed FROM keen.daily_usage_stats
     WHERE user_id = current_setting('test.b')::uuid AND sessions_started + sessions_completed > 0$$,

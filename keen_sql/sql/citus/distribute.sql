@@ -22,23 +22,27 @@ BEGIN
     SELECT t.name::regclass AS rel, t.kind, t.column_name, t.position
       FROM (VALUES
         ('keen.session_limits', 'reference', NULL, 0),
-        ('keen.users', 'tenant', 'id', 1),
-        ('keen.auth_tokens', 'tenant', 'user_id', 2),
-        ('keen.user_audit_log', 'tenant', 'user_id', 3),
-        ('keen.agent_sessions', 'tenant', 'user_id', 4),
-        ('keen.session_events', 'tenant', 'user_id', 5),
-        ('keen.websocket_connections', 'tenant', 'user_id', 6),
-        ('keen.credit_accounts', 'tenant', 'user_id', 7),
-        ('keen.credit_holds', 'tenant', 'user_id', 8),
-        ('keen.credit_transactions', 'tenant', 'user_id', 9),
-        ('keen.recharge_requests', 'tenant', 'user_id', 10),
-        ('keen.daily_usage_stats', 'tenant', 'user_id', 11)
+        -- The values unique across tenants, by the value: not co-located with the tenants.
+        ('keen.tenant_lookup', 'lookup', 'value', 1),
+        ('keen.users', 'tenant', 'id', 2),
+        ('keen.auth_tokens', 'tenant', 'user_id', 3),
+        ('keen.user_audit_log', 'tenant', 'user_id', 4),
+        ('keen.agent_sessions', 'tenant', 'user_id', 5),
+        ('keen.session_events', 'tenant', 'user_id', 6),
+        ('keen.websocket_connections', 'tenant', 'user_id', 7),
+        ('keen.credit_accounts', 'tenant', 'user_id', 8),
+        ('keen.credit_holds', 'tenant', 'user_id', 9),
+        ('keen.credit_transactions', 'tenant', 'user_id', 10),
+        ('keen.recharge_requests', 'tenant', 'user_id', 11),
+        ('keen.daily_usage_stats', 'tenant', 'user_id', 12)
       ) AS t (name, kind, column_name, position)
      WHERE NOT EXISTS (SELECT 1 FROM pg_dist_partition AS p WHERE p.logicalrelid = t.name::regclass)
      ORDER BY t.position
   LOOP
     IF v_table.kind = 'reference' THEN
       PERFORM create_reference_table(v_table.rel);
+    ELSIF v_table.kind = 'lookup' THEN
+      PERFORM create_distributed_table(v_table.rel, v_table.column_name, colocate_with => 'none');
     ELSIF v_table.rel = 'keen.users'::regclass THEN
       PERFORM create_distributed_table(v_table.rel, v_table.column_name);
     ELSE
@@ -58,3 +62,9 @@ BEGIN
   END LOOP;
 END
 $distribute$;
+
+-- Functions that the shards themselves call (a trigger on a shard, an expression of a statement
+-- pushed down to one) must exist on every node: Citus creates the others on the coordinator
+-- only. The audit trail's guard (keen.in_migration) and its erasure (keen.redact_audit_changes).
+SELECT create_distributed_function(f.f)
+  FROM (VALUES ('keen.in_migration()'::regprocedure), ('keen.redact_audit_changes(jsonb)'::regprocedure)) AS f (f);
