@@ -84,8 +84,10 @@ class User(NamedTuple):
     Attributes:
         id: Primary key: the user's id, which every tenant row carries as user_id.
         user_id: Always equal to id: the tenant key every tenant table shares.
-        email: Login e-mail; unique case-insensitively (users_lower_email_key).
-        username: Login name; unique case-insensitively (users_lower_username_key).
+        email: Login e-mail; unique case-insensitively across tenants (keen.tenant_lookup, kind
+        email; KE009 detail users_lower_email_key).
+        username: Login name; unique case-insensitively across tenants (keen.tenant_lookup, kind
+        username; KE009 detail users_lower_username_key).
         password_hash: argon2id hash made in Python; never the password.
         display_name: Name shown in the dashboard; free text, optional.
         role: user, admin or super_admin; is_admin derives from it. Grants no bypass of RLS or
@@ -109,8 +111,8 @@ class User(NamedTuple):
         last_login_at: Time of the last successful login (keen.record_login).
         last_login_ip: Client address of the last successful login.
         avatar_url: https:// URL of the user's picture (at most 2048 characters); optional.
-        billing_customer_id: The billing provider's customer id (e.g. Stripe cus_…); unique; set
-        by keen.set_billing().
+        billing_customer_id: The billing provider's customer id (e.g. Stripe cus_…); unique
+        across tenants (keen.tenant_lookup); set by keen.set_billing().
         email_verification_expires_at: When the pending verification token stops working; set
         exactly with the token.
         suspended_reason: Why an operator suspended the user (keen.suspend_user); only while
@@ -153,7 +155,8 @@ class AuthToken(NamedTuple):
         id: Primary key.
         user_id: The tenant owning the token.
         token_type: jwt_refresh, api_key or session.
-        token_hash: Lower-case hex SHA-256 of the token; globally unique.
+        token_hash: Lower-case hex SHA-256 of the token; unique across tenants
+        (keen.tenant_lookup, kind auth_token).
         token_name: Label chosen by the user (e.g. for an API key).
         scopes: Permission scopes granted to the token.
         expires_at: When the token stops authenticating; NULL for never.
@@ -200,9 +203,9 @@ class AuthToken(NamedTuple):
 
 
 class UserAuditLog(NamedTuple):
-    """Append-only trail of every change of a users row, written by the trigger _900_audit in the
-    changing transaction; no UPDATE, DELETE or TRUNCATE but a migration (and the erasure of a
-    closed account).
+    """Append-only trail of every change of a users row, written by the changing function
+    (keen.append_user_audit) in its transaction; no UPDATE, DELETE or TRUNCATE but a migration
+    (and the erasure of a closed account).
 
     Attributes:
         id: Primary key; increases with every entry.
@@ -226,6 +229,28 @@ class UserAuditLog(NamedTuple):
     changes: JsonValue
     ip: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | None
     actor_role: str
+    created_at: datetime.datetime
+
+
+class TenantLookup(NamedTuple):
+    """Values unique across tenants (e-mail, username, token hashes, billing customer id) -> their
+    user; the uniqueness and the first step of sign-up, login, token authentication, e-mail
+    confirmation and billing. Not readable by keen_app. On Citus distributed by value.
+
+    Attributes:
+        kind: email, username (both lower-cased), auth_token, email_verification (SHA-256 hex) or
+        billing_customer.
+        value: The unique value: lower(email), lower(username), a token hash or the billing
+        customer id.
+        user_id: The user holding the value.
+        token_id: For auth_token: the token (auth_tokens.id) with this hash; NULL otherwise.
+        created_at: When the value was claimed.
+    """
+
+    kind: str
+    value: str
+    user_id: uuid.UUID
+    token_id: uuid.UUID | None
     created_at: datetime.datetime
 
 
