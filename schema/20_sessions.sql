@@ -72,7 +72,7 @@ CREATE TABLE keen.agent_sessions (
 );
 
 CREATE TABLE keen.session_events (
-  -- The inserting transaction's id * 2^20 + its event number (default set below).
+  -- The inserting transaction's id * 2^20 + its event number (keen.append_session_event).
   id          bigint      NOT NULL,
   user_id     uuid        NOT NULL,
   session_id  uuid        NOT NULL,
@@ -212,27 +212,77 @@ $$;
 
 CREATE FUNCTION keen.lock_session(p_session_id text)
 RETURNS keen.agent_sessions
-LANGUAGE sql
+LANGUAGE plpgsql
 VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+  v_user_id uuid := keen.require_user_id();
+  -- KE006 for an unknown session (keen.get_session); the tenant and the id by value, so
+  -- the lock goes to the tenant's one shard.
+  v_id uuid := keen.session_uuid(p_session_id);
+  v_session keen.agent_sessions;
+BEGIN
   -- NO KEY UPDATE is what the UPDATE that follows takes anyway; it lets foreign-key
   -- checks (events, ledger rows, children) through.
-  SELECT s.* FROM keen.agent_sessions AS s
-   WHERE s.user_id = (SELECT keen.require_user_id()) AND s.id = (SELECT keen.session_uuid(p_session_id))
-     FOR NO KEY UPDATE
+  SELECT s.* INTO v_session
+    FROM keen.agent_sessions AS s
+   WHERE s.user_id = v_user_id AND s.id = v_id
+     FOR NO KEY UPDATE;
+  RETURN v_session;
+END
 $$;
 
 CREATE FUNCTION keen.append_session_event(p_session keen.agent_sessions, p_event_type text, p_payload jsonb)
 RETURNS bigint
-LANGUAGE sql
+LANGUAGE plpgsql
 VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-  -- p_session is the row as just updated: its last_event_seq is this event's number.
-  INSERT INTO keen.session_events (user_id, session_id, seq, event_type, payload)
-  VALUES (p_session.user_id, p_session.id, p_session.last_event_seq, p_event_type, p_payload)
-  RETURNING id
+DECLARE
+  -- The id is drawn here, in the function, and goes into the INSERT by value: on Citus this
+  -- body runs on the coordinator, so the id carries the COORDINATOR's transaction id (a
+  -- column default or a trigger would run on the worker holding the shard, whose
+  -- transaction ids are its own). Why that keeps "after id N" gapless on a cluster:
+  --   * every event of a coordinator transaction X has an id in [X * 2^20, (X + 1) * 2^20);
+  --   * keen.list_session_events delivers only ids below xmin(the reader's coordinator
+  --     snapshot) * 2^20: every coordinator transaction that may still commit an event there
+  --     has an xid >= that xmin, so its events are above the horizon until it has ended;
+  --   * a transaction of one tenant writes to that tenant's one worker, and Citus commits a
+  --     one-worker transaction on the worker first (COMMIT in its pre-commit step) and on the
+  --     coordinator after: when the coordinator shows X ended, X's events are committed on the
+  --     worker, and the reader's worker snapshot, taken after its coordinator snapshot, sees
+  --     them. So an event below the horizon is final: visible now, never inserted later.
+  --   (A transaction writing events on two workers would commit with two-phase commit, whose
+  --   COMMIT PREPARED follows the coordinator's commit: one tenant per transaction, as the
+  --   API's tenant context has it, never does.)
+  v_id bigint := keen.next_session_event_id();
+  v_previous bigint;
+BEGIN
+  -- p_session is the row as just updated under its lock: its last_event_seq is this event's
+  -- number. A session's ids follow its seq: a transaction older than the one that wrote the
+  -- previous event (it took the session's lock later) would number this one below it. Rare
+  -- (one call per transaction never does it); retried like any serialization failure.
+  IF p_session.last_event_seq > 1 THEN
+    SELECT e.id INTO v_previous
+      FROM keen.session_events AS e
+     WHERE e.user_id = p_session.user_id AND e.session_id = p_session.id
+       AND e.seq = p_session.last_event_seq - 1;
+    IF v_previous > v_id THEN
+      RAISE EXCEPTION 'could not serialize: session % has an event of a younger transaction; retry', p_session.id
+        USING ERRCODE = '40001', HINT = 'Retry the whole transaction (keen_sql.retry does).';
+    END IF;
+  END IF;
+  INSERT INTO keen.session_events (id, user_id, session_id, seq, event_type, payload, created_at)
+  VALUES (v_id, p_session.user_id, p_session.id, p_session.last_event_seq, p_event_type, p_payload,
+          pg_catalog.now());
+  -- The wake-up, from the coordinator where the listeners are (a trigger would NOTIFY on the
+  -- worker). An empty payload: every login that may connect can LISTEN, so the payload names
+  -- no tenant, user, session or event; listeners read their own events through RLS after
+  -- their cursor. Equal payloads fold into one per transaction.
+  PERFORM pg_catalog.pg_notify('keen_events', '');
+  RETURN v_id;
+END
 $$;
 
 CREATE FUNCTION keen.start_session(
@@ -278,7 +328,7 @@ BEGIN
       USING ERRCODE = 'KE012';
   END IF;
   -- No per-user lock: one user's sessions start, report and end in parallel (the event ids
-  -- need none, see keen.tg_session_events__sequence).
+  -- need none, see keen.append_session_event).
 
   IF p_parent_session_id IS NOT NULL THEN
     -- The parent's lock orders this start against its completion, cancellation and
@@ -309,17 +359,21 @@ BEGIN
     END IF;
   END IF;
 
-  -- The row is created with its first event's number; the depth comes from the parent
-  -- (trigger _010_set_depth).
+  -- The row is created with its first event's number; depth = the locked parent's + 1 (the
+  -- composite foreign key keeps the parent in the same tenant, and parents are immutable,
+  -- so no cycle can form).
   INSERT INTO keen.agent_sessions AS s
-         (user_id, session_id, parent_session_id, git_branch, vision, working_directory, last_event_seq)
-  VALUES (v_user_id, p_session_id, v_parent.id, p_git_branch, p_vision, p_working_directory, 1)
+         (user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory,
+          last_event_seq)
+  VALUES (v_user_id, p_session_id, v_parent.id, coalesce(v_parent.session_depth + 1, 0), p_git_branch, p_vision,
+          p_working_directory, 1)
   ON CONFLICT ON CONSTRAINT agent_sessions_user_id_session_id_key DO NOTHING
   RETURNING s.* INTO v_session;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'already exists: session %', pg_catalog.quote_literal(p_session_id)
       USING ERRCODE = 'KE009', DETAIL = 'agent_sessions_user_id_session_id_key';
   END IF;
+  PERFORM keen.track_session_usage(NULL, v_session);
 
   PERFORM keen.append_session_event(v_session, 'session.started', pg_catalog.jsonb_build_object(
     'parent_session_id', v_session.parent_session_id,
@@ -435,6 +489,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid := keen.require_user_id();
+  -- now() by value: Citus refuses a non-immutable function inside CASE in an UPDATE.
+  v_now timestamptz := pg_catalog.now();
   v_before keen.agent_sessions;
   v_session keen.agent_sessions;
   v_hold_id uuid;
@@ -476,16 +532,17 @@ BEGIN
   UPDATE keen.agent_sessions AS s
      SET current_phase = coalesce(p_phase, s.current_phase),
          phase_started_at = CASE WHEN coalesce(p_phase, s.current_phase) = s.current_phase
-                                 THEN s.phase_started_at ELSE pg_catalog.now() END,
+                                 THEN s.phase_started_at ELSE v_now END,
          iteration_count = s.iteration_count + coalesce(p_iterations, 0),
          tool_calls_count = s.tool_calls_count + coalesce(p_tool_calls, 0),
          tokens_used = s.tokens_used + coalesce(p_tokens, 0),
          total_cost = s.total_cost + coalesce(p_cost, 0),
-         last_activity_at = pg_catalog.now(),
+         last_activity_at = v_now,
          last_event_seq = s.last_event_seq + 1,
          hold_id = v_hold_id
    WHERE s.user_id = v_user_id AND s.id = v_before.id
   RETURNING s.* INTO v_session;
+  PERFORM keen.track_session_usage(v_before, v_session);
 
   PERFORM keen.append_session_event(v_session, 'session.progress', pg_catalog.jsonb_build_object(
     'current_phase', v_session.current_phase,
@@ -522,6 +579,8 @@ DECLARE
   v_user_id uuid := keen.require_user_id();
   v_account_status text;
   v_status text := CASE WHEN p_success THEN 'completed' ELSE 'failed' END;
+  -- now() by value: Citus refuses a non-immutable function inside CASE in an UPDATE.
+  v_now timestamptz := pg_catalog.now();
   v_before keen.agent_sessions;
   v_session keen.agent_sessions;
   v_total numeric;
@@ -579,20 +638,21 @@ BEGIN
   -- release_hold (which refuse to settle a running session's hold) settle it.
   UPDATE keen.agent_sessions AS s
      SET execution_status = v_status,
-         end_time = GREATEST(pg_catalog.now(), s.start_time),
+         end_time = GREATEST(v_now, s.start_time),
          current_phase = CASE WHEN p_success THEN 'COMPLETE' ELSE s.current_phase END,
          phase_started_at = CASE WHEN p_success AND s.current_phase <> 'COMPLETE'
-                                 THEN pg_catalog.now() ELSE s.phase_started_at END,
+                                 THEN v_now ELSE s.phase_started_at END,
          total_cost = v_total,
          files_created = coalesce(p_files_created, '{}'),
          files_modified = coalesce(p_files_modified, '{}'),
          files_deleted = coalesce(p_files_deleted, '{}'),
          completion_report = p_completion_report,
          error_message = p_error_message,
-         last_activity_at = pg_catalog.now(),
+         last_activity_at = v_now,
          last_event_seq = s.last_event_seq + 1
    WHERE s.user_id = v_user_id AND s.id = v_before.id
   RETURNING s.* INTO v_session;
+  PERFORM keen.track_session_usage(v_before, v_session);
   IF v_charge > 0 THEN
     SELECT t.id INTO v_capture_id
       FROM keen.capture_hold(p_hold_id => v_hold_id, p_amount => v_charge,
@@ -606,7 +666,6 @@ BEGIN
   LOOP
     PERFORM keen.release_hold(p_hold_id => v_hold_id);
   END LOOP;
-
 
   PERFORM keen.append_session_event(v_session, 'session.' || v_status, pg_catalog.jsonb_build_object(
     'total_cost', v_total,
@@ -632,6 +691,7 @@ DECLARE
   v_session keen.agent_sessions;
   v_cancelled keen.agent_sessions;
   v_row keen.agent_sessions;
+  v_old keen.agent_sessions;
   v_level uuid[];
   v_all uuid[] := '{}'::uuid[];
   v_hold_id uuid;
@@ -660,6 +720,12 @@ BEGIN
        WHERE s.user_id = v_user_id AND s.id = ANY (v_level) AND s.execution_status = 'running'
       RETURNING s.*
     LOOP
+      -- The row before: running, no end (the UPDATE matched running rows and changed only
+      -- these of the figures' inputs).
+      v_old := v_row;
+      v_old.execution_status := 'running';
+      v_old.end_time := NULL;
+      PERFORM keen.track_session_usage(v_old, v_row);
       PERFORM keen.append_session_event(v_row, 'session.cancelled',
         pg_catalog.jsonb_build_object('cancelled_with', v_session.id));
       IF v_row.id = v_session.id THEN
@@ -698,33 +764,40 @@ RETURNS TABLE (
   total_cost        numeric,
   tokens_used       bigint
 )
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+  v_user_id uuid := keen.require_user_id();
+  v_root uuid := keen.session_uuid(p_session_id);
+BEGIN
   -- Depth-first, each node before its subtree, siblings in the order they were started
   -- (start_seq, drawn at start: siblings started in one transaction share a start_time):
   -- the sort key is the path of big-endian 8-byte start_seq values, compared bytewise (a
-  -- prefix sorts first). Children by the parent_session_id index; RLS keeps the tenant's.
-  WITH RECURSIVE tree AS (
-    SELECT s.id, s.session_id, s.parent_session_id, 0 AS depth,
-           ARRAY[s.session_id] AS path,
-           pg_catalog.int8send(s.start_seq) AS sort_key,
-           s.current_phase, s.execution_status, s.total_cost, s.tokens_used
-      FROM keen.agent_sessions AS s
-     WHERE s.id = (SELECT keen.session_uuid(p_session_id))
-    UNION ALL
-    SELECT c.id, c.session_id, c.parent_session_id, t.depth + 1,
-           t.path || c.session_id,
-           t.sort_key || pg_catalog.int8send(c.start_seq),
-           c.current_phase, c.execution_status, c.total_cost, c.tokens_used
-      FROM tree AS t
-      JOIN keen.agent_sessions AS c ON c.parent_session_id = t.id
-  )
-  SELECT tree.id, tree.session_id, tree.parent_session_id, tree.depth, tree.path,
-         tree.current_phase, tree.execution_status, tree.total_cost, tree.tokens_used
-    FROM tree
-   ORDER BY tree.sort_key
+  -- prefix sorts first). Children by the parent_session_id index. Both terms name the
+  -- tenant by value, so the recursion runs on the tenant's one shard.
+  RETURN QUERY
+    WITH RECURSIVE tree AS (
+      SELECT s.id, s.session_id, s.parent_session_id, 0 AS depth,
+             ARRAY[s.session_id] AS path,
+             pg_catalog.int8send(s.start_seq) AS sort_key,
+             s.current_phase, s.execution_status, s.total_cost, s.tokens_used
+        FROM keen.agent_sessions AS s
+       WHERE s.user_id = v_user_id AND s.id = v_root
+      UNION ALL
+      SELECT c.id, c.session_id, c.parent_session_id, t.depth + 1,
+             t.path || c.session_id,
+             t.sort_key || pg_catalog.int8send(c.start_seq),
+             c.current_phase, c.execution_status, c.total_cost, c.tokens_used
+        FROM tree AS t
+        JOIN keen.agent_sessions AS c ON c.user_id = v_user_id AND c.parent_session_id = t.id
+    )
+    SELECT tree.id, tree.session_id, tree.parent_session_id, tree.depth, tree.path,
+           tree.current_phase, tree.execution_status, tree.total_cost, tree.tokens_used
+      FROM tree
+     ORDER BY tree.sort_key;
+END
 $$;
 
 CREATE FUNCTION keen.list_sessions(
@@ -785,6 +858,8 @@ DECLARE
   -- (visible when committed); an event still to commit belongs to a transaction >= xmin,
   -- so its id is >= xmin * 2^20 (keen.next_session_event_id). Below this horizon the log no
   -- longer changes. The same snapshot as the reads below (a STABLE function): never later.
+  -- On Citus this is the coordinator's snapshot, and event ids carry coordinator transaction
+  -- ids: see keen.append_session_event for why the horizon holds on a cluster.
   v_horizon bigint := pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text::bigint << 20;
   v_session_uuid uuid;
 BEGIN
@@ -829,12 +904,16 @@ DECLARE
 BEGIN
   -- Committed events above the horizon wait for an older transaction (of any user) to end;
   -- its end sends no notification when it wrote no event, so a reader looks again soon.
+  -- (PERFORM … FOUND, not EXISTS (SELECT …): Citus cannot plan the latter in PL/pgSQL.)
   IF p_session_id IS NULL THEN
-    RETURN EXISTS (SELECT FROM keen.session_events AS e WHERE e.user_id = v_user_id AND e.id >= v_horizon);
+    PERFORM FROM keen.session_events AS e WHERE e.user_id = v_user_id AND e.id >= v_horizon LIMIT 1;
+    RETURN FOUND;
   END IF;
   v_session_uuid := keen.session_uuid(p_session_id);
-  RETURN EXISTS (SELECT FROM keen.session_events AS e
-                  WHERE e.session_id = v_session_uuid AND e.user_id = v_user_id AND e.id >= v_horizon);
+  PERFORM FROM keen.session_events AS e
+   WHERE e.session_id = v_session_uuid AND e.user_id = v_user_id AND e.id >= v_horizon
+   LIMIT 1;
+  RETURN FOUND;
 END
 $$;
 
@@ -845,16 +924,27 @@ VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_deleted bigint;
+  v_cutoff timestamptz;
+  v_user_id uuid;
+  v_count bigint;
+  v_deleted bigint := 0;
 BEGIN
   IF p_older_than IS NULL OR p_older_than <= interval '0' THEN
     RAISE EXCEPTION 'invalid argument: retention % is not a positive interval', p_older_than
       USING ERRCODE = 'KE013';
   END IF;
+  v_cutoff := pg_catalog.now() - p_older_than;
   -- Sessions keep last_event_seq, so numbering continues after a prune; a client whose
-  -- cursor is older than the retention must reload the sessions themselves.
-  DELETE FROM keen.session_events AS e WHERE e.created_at < pg_catalog.now() - p_older_than;
-  GET DIAGNOSTICS v_deleted = ROW_COUNT;
+  -- cursor is older than the retention must reload the sessions themselves. Tenant by
+  -- tenant: each DELETE goes to one shard.
+  FOR v_user_id IN
+    -- all tenants: the operator's retention job lists the tenants with old events (a read, no lock)
+    SELECT DISTINCT e.user_id FROM keen.session_events AS e WHERE e.created_at < v_cutoff ORDER BY e.user_id
+  LOOP
+    DELETE FROM keen.session_events AS e WHERE e.user_id = v_user_id AND e.created_at < v_cutoff;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    v_deleted := v_deleted + v_count;
+  END LOOP;
   RETURN v_deleted;
 END
 $$;
@@ -887,7 +977,8 @@ BEGIN
   PERFORM keen.check_text(p_user_agent, 'user agent', 512);
   PERFORM keen.check_text_array(p_subscribed_events, 'subscribed events', 64, 63);
   PERFORM keen.check_text_array(p_session_filters, 'session filters', 64, 128);
-  IF NOT EXISTS (SELECT FROM keen.users AS u WHERE u.user_id = v_user_id AND u.id = v_user_id) THEN
+  PERFORM FROM keen.users AS u WHERE u.user_id = v_user_id AND u.id = v_user_id;
+  IF NOT FOUND THEN
     RAISE EXCEPTION 'no tenant context: user % does not exist', v_user_id USING ERRCODE = 'KE010';
   END IF;
   -- NULL stands for the default, so bindings may pass every optional argument.
@@ -918,6 +1009,7 @@ BEGIN
     RAISE EXCEPTION 'already exists: connection %', pg_catalog.quote_literal(p_connection_id)
       USING ERRCODE = 'KE009', DETAIL = 'websocket_connections_user_id_connection_id_key';
   END IF;
+  PERFORM keen.sync_session_connections(v_user_id, v_session_uuid);
   RETURN v_connection;
 END
 $$;
@@ -984,8 +1076,32 @@ BEGIN
        SET connection_status = 'closed', disconnected_at = pg_catalog.now()
      WHERE c.user_id = v_connection.user_id AND c.id = v_connection.id
     RETURNING c.* INTO v_connection;
+    PERFORM keen.sync_session_connections(v_connection.user_id, v_connection.session_id);
   END IF;
   RETURN v_connection;
+END
+$$;
+
+CREATE FUNCTION keen.sync_session_connections(p_user_id uuid, p_session_id uuid)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF p_session_id IS NULL THEN
+    RETURN;
+  END IF;
+  -- Lock first, then read in a new statement: its snapshot sees every connection committed
+  -- by whoever held the lock before, so concurrent opens and closes of one session's
+  -- connections cannot overwrite each other's list.
+  PERFORM FROM keen.agent_sessions AS s WHERE s.user_id = p_user_id AND s.id = p_session_id FOR NO KEY UPDATE;
+  UPDATE keen.agent_sessions AS s
+     SET websocket_connections = ARRAY(
+           SELECT c.connection_id FROM keen.websocket_connections AS c
+            WHERE c.user_id = p_user_id AND c.session_id = p_session_id AND c.connection_status = 'active'
+            ORDER BY c.connection_id)
+   WHERE s.user_id = p_user_id AND s.id = p_session_id;
 END
 $$;
 
@@ -997,51 +1113,54 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_reaped integer;
+  v_now timestamptz := pg_catalog.now();
+  v_cutoff timestamptz;
+  v_user_id uuid;
+  v_session_id uuid;
+  v_sessions uuid[];
+  v_reaped integer := 0;
 BEGIN
   IF p_idle IS NULL OR p_idle <= interval '0' THEN
     RAISE EXCEPTION 'invalid argument: idle time % is not a positive interval', p_idle
       USING ERRCODE = 'KE013';
   END IF;
-  -- Across tenants (definer, owner_all policy). Rows being pinged right now are skipped,
-  -- not waited for: they are alive.
-  WITH stale AS (
-    SELECT c.id
+  v_cutoff := v_now - p_idle;
+  -- Tenant by tenant (definer, owner_all policy): each statement below goes to one shard.
+  FOR v_user_id IN
+    -- all tenants: the housekeeping job lists the tenants with silent connections (a read, no lock)
+    SELECT DISTINCT c.user_id
       FROM keen.websocket_connections AS c
-     WHERE c.connection_status = 'active' AND c.last_ping_at < pg_catalog.now() - p_idle
-     ORDER BY c.id
-       FOR NO KEY UPDATE SKIP LOCKED
-  )
-  UPDATE keen.websocket_connections AS c
-     SET connection_status = 'stale', disconnected_at = pg_catalog.now()
-    FROM stale
-   WHERE c.id = stale.id;
-  GET DIAGNOSTICS v_reaped = ROW_COUNT;
+     WHERE c.connection_status = 'active' AND c.last_ping_at < v_cutoff
+     ORDER BY c.user_id
+  LOOP
+    v_sessions := '{}';
+    -- Rows being pinged right now are skipped, not waited for: they are alive.
+    FOR v_session_id IN
+      WITH stale AS (
+        SELECT c.id
+          FROM keen.websocket_connections AS c
+         WHERE c.user_id = v_user_id AND c.connection_status = 'active' AND c.last_ping_at < v_cutoff
+         ORDER BY c.id
+           FOR NO KEY UPDATE SKIP LOCKED
+      )
+      UPDATE keen.websocket_connections AS c
+         SET connection_status = 'stale', disconnected_at = v_now
+        FROM stale
+       WHERE c.user_id = v_user_id AND c.id = stale.id
+      RETURNING c.session_id
+    LOOP
+      v_reaped := v_reaped + 1;
+      IF v_session_id IS NOT NULL AND NOT v_session_id = ANY (v_sessions) THEN
+        v_sessions := v_sessions || v_session_id;
+      END IF;
+    END LOOP;
+    -- The sessions' connection lists, after their connections (the order open and close take).
+    FOREACH v_session_id IN ARRAY v_sessions
+    LOOP
+      PERFORM keen.sync_session_connections(v_user_id, v_session_id);
+    END LOOP;
+  END LOOP;
   RETURN v_reaped;
-END
-$$;
-
-CREATE FUNCTION keen.tg_agent_sessions__set_depth()
-RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-  -- depth = parent's depth + 1 by construction; the composite foreign key keeps the
-  -- parent in the same tenant, and parents are immutable, so no cycle can form.
-  IF NEW.parent_session_id IS NULL THEN
-    NEW.session_depth := 0;
-  ELSE
-    SELECT p.session_depth + 1 INTO NEW.session_depth
-      FROM keen.agent_sessions AS p
-     WHERE p.user_id = NEW.user_id AND p.id = NEW.parent_session_id;
-    IF NOT FOUND THEN
-      RAISE EXCEPTION 'not found: parent session %', NEW.parent_session_id USING ERRCODE = 'KE006';
-    END IF;
-  END IF;
-  -- Maintained from websocket_connections by its trigger only.
-  NEW.websocket_connections := '{}';
-  RETURN NEW;
 END
 $$;
 
@@ -1070,7 +1189,10 @@ BEGIN
         pg_catalog.quote_literal(OLD.session_id), OLD.execution_status
       USING ERRCODE = 'KE007';
   END IF;
-  IF keen.session_phase_rank(NEW.current_phase) < keen.session_phase_rank(OLD.current_phase) THEN
+  -- The ranks of keen.session_phase_rank, spelled out: on Citus this runs on the worker
+  -- holding the shard, where only the trigger's own function is created, not its callees.
+  IF pg_catalog.array_position(ARRAY['EXPLORE', 'PLAN', 'SUMMON', 'COMPLETE']::text[], NEW.current_phase)
+     < pg_catalog.array_position(ARRAY['EXPLORE', 'PLAN', 'SUMMON', 'COMPLETE']::text[], OLD.current_phase) THEN
     RAISE EXCEPTION 'invalid state transition: session % cannot go back from phase % to %',
         pg_catalog.quote_literal(OLD.session_id), OLD.current_phase, NEW.current_phase
       USING ERRCODE = 'KE007', HINT = 'Phases move forward only: EXPLORE, PLAN, SUMMON, COMPLETE.';
@@ -1079,11 +1201,6 @@ BEGIN
      OR NEW.tokens_used < OLD.tokens_used OR NEW.last_event_seq < OLD.last_event_seq THEN
     RAISE EXCEPTION 'invalid state transition: the counters of session % only grow', pg_catalog.quote_literal(OLD.session_id)
       USING ERRCODE = 'KE007';
-  END IF;
-  -- Only the websocket_connections trigger (one trigger level down) writes the list.
-  IF NEW.websocket_connections IS DISTINCT FROM OLD.websocket_connections AND pg_catalog.pg_trigger_depth() < 2 THEN
-    RAISE EXCEPTION 'invalid argument: agent_sessions.websocket_connections is maintained by the database'
-      USING ERRCODE = 'KE013', HINT = 'Use open_connection and close_connection.';
   END IF;
   RETURN NEW;
 END
@@ -1116,100 +1233,14 @@ BEGIN
   RETURN v_id;
 END
 $$;
--- The column's default (the function comes after the tables in this file).
-ALTER TABLE keen.session_events ALTER COLUMN id SET DEFAULT keen.next_session_event_id();
-
-CREATE FUNCTION keen.tg_session_events__sequence()
-RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-  -- The id is the column default's (keen.next_session_event_id): one of this transaction's.
-  IF NEW.id >> 20 IS DISTINCT FROM pg_catalog.pg_current_xact_id()::text::bigint THEN
-    RAISE EXCEPTION 'invalid argument: event id % is not one of this transaction''s', NEW.id
-      USING ERRCODE = 'KE013', HINT = 'Leave session_events.id to its default.';
-  END IF;
-  -- The event's number must be the one just taken from its session under the row lock.
-  IF NOT EXISTS (SELECT FROM keen.agent_sessions AS s
-                  WHERE s.user_id = NEW.user_id AND s.id = NEW.session_id AND s.last_event_seq = NEW.seq) THEN
-    RAISE EXCEPTION 'invalid argument: event % of session % is not the session''s last_event_seq', NEW.seq, NEW.session_id
-      USING ERRCODE = 'KE013', HINT = 'Append events through the session functions.';
-  END IF;
-  -- A session's ids follow its seq: a transaction older than the one that wrote the previous
-  -- event (it took the session's lock later) would number this one below it. Rare (one call
-  -- per transaction never does it); retried like any serialization failure.
-  IF EXISTS (SELECT FROM keen.session_events AS p
-              WHERE p.user_id = NEW.user_id AND p.session_id = NEW.session_id AND p.seq = NEW.seq - 1
-                AND p.id > NEW.id) THEN
-    RAISE EXCEPTION 'could not serialize: session % has an event of a younger transaction; retry', NEW.session_id
-      USING ERRCODE = '40001', HINT = 'Retry the whole transaction (keen_sql.retry does).';
-  END IF;
-  NEW.created_at := pg_catalog.now();
-  RETURN NEW;
-END
-$$;
-
-CREATE FUNCTION keen.tg_session_events__notify()
-RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-  -- A wake-up with an empty payload: every login that may connect can LISTEN, so the
-  -- payload names no tenant, user, session or event; listeners read their own events
-  -- through RLS after their cursor. Equal payloads fold into one per transaction.
-  PERFORM pg_catalog.pg_notify('keen_events', '');
-  RETURN NULL;
-END
-$$;
-
-CREATE FUNCTION keen.tg_websocket_connections__sync_session()
-RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-  v_user_id uuid := CASE WHEN TG_OP = 'DELETE' THEN OLD.user_id ELSE NEW.user_id END;
-  v_session_id uuid;
-BEGIN
-  FOR v_session_id IN
-    SELECT DISTINCT x.id
-      FROM (VALUES (CASE WHEN TG_OP <> 'INSERT' THEN OLD.session_id END),
-                   (CASE WHEN TG_OP <> 'DELETE' THEN NEW.session_id END)) AS x(id)
-     WHERE x.id IS NOT NULL
-  LOOP
-    -- Lock first, then read in a new statement: its snapshot sees every connection
-    -- committed by whoever held the lock before, so concurrent opens and closes of one
-    -- session's connections cannot overwrite each other's list.
-    PERFORM FROM keen.agent_sessions AS s WHERE s.user_id = v_user_id AND s.id = v_session_id FOR NO KEY UPDATE;
-    UPDATE keen.agent_sessions AS s
-       SET websocket_connections = ARRAY(
-             SELECT c.connection_id FROM keen.websocket_connections AS c
-              WHERE c.user_id = v_user_id AND c.session_id = v_session_id AND c.connection_status = 'active'
-              ORDER BY c.connection_id)
-     WHERE s.user_id = v_user_id AND s.id = v_session_id;
-  END LOOP;
-  RETURN NULL;
-END
-$$;
 
 -- ===== triggers ==============================================================
 CREATE TRIGGER _100_set_updated_at BEFORE UPDATE ON keen.agent_sessions
   FOR EACH ROW EXECUTE FUNCTION keen.tg_set_updated_at();
 CREATE TRIGGER _100_set_updated_at BEFORE UPDATE ON keen.websocket_connections
   FOR EACH ROW EXECUTE FUNCTION keen.tg_set_updated_at();
-CREATE TRIGGER _010_set_depth BEFORE INSERT ON keen.agent_sessions
-  FOR EACH ROW EXECUTE FUNCTION keen.tg_agent_sessions__set_depth();
 CREATE TRIGGER _010_check_update BEFORE UPDATE ON keen.agent_sessions
   FOR EACH ROW EXECUTE FUNCTION keen.tg_agent_sessions__check_update();
-CREATE TRIGGER _010_sequence BEFORE INSERT ON keen.session_events
-  FOR EACH ROW EXECUTE FUNCTION keen.tg_session_events__sequence();
-CREATE TRIGGER _900_notify AFTER INSERT ON keen.session_events
-  FOR EACH ROW EXECUTE FUNCTION keen.tg_session_events__notify();
-CREATE TRIGGER _500_sync_session
-  AFTER INSERT OR DELETE OR UPDATE OF session_id, connection_status ON keen.websocket_connections
-  FOR EACH ROW EXECUTE FUNCTION keen.tg_websocket_connections__sync_session();
 
 -- ===== row-level security ====================================================
 ALTER TABLE keen.agent_sessions ENABLE ROW LEVEL SECURITY;
@@ -1270,12 +1301,12 @@ COMMENT ON COLUMN keen.agent_sessions.session_depth IS '0 for a root, parent''s 
 COMMENT ON COLUMN keen.agent_sessions.total_cost IS 'Cost in credits with 6 decimals; charged to the 4-decimal ledger on completion.';
 COMMENT ON COLUMN keen.agent_sessions.success IS 'Derived from execution_status, so the two can never disagree.';
 COMMENT ON COLUMN keen.agent_sessions.last_event_seq IS 'Number of the last event in this session''s log.';
-COMMENT ON TABLE keen.session_events IS 'Durable per-session event log; NOTIFY keen_events announces each row.';
+COMMENT ON TABLE keen.session_events IS 'Durable per-session event log; NOTIFY keen_events (sent by keen.append_session_event) announces each row.';
 COMMENT ON COLUMN keen.session_events.seq IS 'Event number within its session: 1, 2, 3… without gaps.';
 COMMENT ON TABLE keen.websocket_connections IS 'Live WebSocket/CLI/IDE connections following a user''s sessions.';
 COMMENT ON COLUMN keen.websocket_connections.connection_id IS 'The WebSocket server''s id of the connection; unique per tenant.';
 COMMENT ON COLUMN keen.agent_sessions.websocket_connections IS
-  'connection_id of the active connections following this session, sorted; kept in step by trigger _500_sync_session of websocket_connections, read-only otherwise.';
+  'connection_id of the active connections following this session, sorted; kept in step by keen.sync_session_connections (open, close, reap), read-only otherwise.';
 COMMENT ON TABLE keen.session_limits IS 'Limits on session trees (one row, set by operators); NULL means no limit.';
 COMMENT ON COLUMN keen.session_limits.max_depth IS 'Deepest session_depth a child may have (a root is 0).';
 COMMENT ON COLUMN keen.session_limits.max_children IS 'Most children (of any status) one session may start.';
@@ -1287,7 +1318,7 @@ COMMENT ON FUNCTION keen.session_uuid(text) IS 'The uuid id of the caller''s ses
 COMMENT ON FUNCTION keen.lock_session(text) IS 'The caller''s session with this external id, row-locked; KE006 when there is none.';
 COMMENT ON FUNCTION keen.lock_connection(text) IS 'The caller''s connection with this id, row-locked; KE006 when there is none.';
 COMMENT ON FUNCTION keen.append_session_event(keen.agent_sessions, text, jsonb) IS
-  'Appends an event numbered with the given (just updated) row''s last_event_seq; returns its id.';
+  'Appends an event numbered with the given (just updated) row''s last_event_seq, its id drawn here (keen.next_session_event_id: 40001 when the session''s previous event has a younger one), and sends the keen_events wake-up; returns the id.';
 COMMENT ON FUNCTION keen.check_session_cost(numeric, text) IS
   'Raises KE004 unless the cost is finite, >= 0, below 10^8 and of at most 6 decimals.';
 COMMENT ON FUNCTION keen.start_session(text, text, text, text, text) IS
@@ -1311,23 +1342,19 @@ COMMENT ON FUNCTION keen.list_session_events(bigint, text, integer) IS
 COMMENT ON FUNCTION keen.session_events_waiting(text) IS
   'Whether the caller (or one session) has committed events not yet listed because an older transaction is still running: look again shortly.';
 COMMENT ON FUNCTION keen.prune_session_events(interval) IS
-  'Operator: deletes events older than p_older_than (default 30 days); returns how many.';
+  'Operator: deletes events older than p_older_than (default 30 days), tenant by tenant; returns how many.';
 COMMENT ON FUNCTION keen.open_connection(text, inet, text, text, text, text[], text[]) IS
   'Records a live connection of the caller, optionally following a session and filtering events by type and session (external ids). KE009 duplicate id.';
 COMMENT ON FUNCTION keen.ping_connection(text) IS 'Marks an active connection alive now; KE007 when closed or reaped.';
 COMMENT ON FUNCTION keen.close_connection(text) IS 'Closes a connection (idempotent).';
 COMMENT ON FUNCTION keen.reap_stale_connections(interval) IS
-  'Housekeeping, all tenants (SECURITY DEFINER): marks active connections silent for longer than p_idle stale; returns how many.';
-COMMENT ON FUNCTION keen.tg_agent_sessions__set_depth() IS 'Trigger: a new session''s depth is its parent''s + 1; its connection list starts empty.';
+  'Housekeeping, all tenants (SECURITY DEFINER), tenant by tenant: marks active connections silent for longer than p_idle stale; returns how many.';
+COMMENT ON FUNCTION keen.sync_session_connections(uuid, uuid) IS
+  'Recomputes agent_sessions.websocket_connections of one session of the user, under the session''s row lock; called after a connection change. Not keen_app''s.';
 COMMENT ON FUNCTION keen.tg_agent_sessions__check_update() IS
-  'Trigger: identity and place in the tree are immutable; running -> completed|failed|cancelled only; phases forward; counters grow; the connection list is the database''s.';
+  'Trigger: identity and place in the tree are immutable; running -> completed|failed|cancelled only; phases forward; counters grow.';
 COMMENT ON FUNCTION keen.next_session_event_id() IS
-  'Default of session_events.id: this transaction''s id * 2^20 plus its event count (no lock; KE013 past 2^20 events). Not keen_app''s.';
-COMMENT ON FUNCTION keen.tg_session_events__sequence() IS
-  'Trigger: the event id must be one of this transaction''s (keen.next_session_event_id); checks seq against the session''s last_event_seq.';
-COMMENT ON FUNCTION keen.tg_session_events__notify() IS 'Trigger: NOTIFY keen_events, an empty wake-up (names no tenant).';
-COMMENT ON FUNCTION keen.tg_websocket_connections__sync_session() IS
-  'Trigger: recomputes agent_sessions.websocket_connections of the sessions a connection change touches.';
+  'The next session_events.id of this transaction: its id * 2^20 plus its event count (no lock; KE013 past 2^20 events); drawn by keen.append_session_event. Not keen_app''s.';
 
 COMMENT ON COLUMN keen.agent_sessions.user_id IS 'The tenant owning the session.';
 COMMENT ON COLUMN keen.agent_sessions.git_branch IS 'Git branch the agent works on.';

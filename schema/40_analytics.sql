@@ -55,6 +55,18 @@ CREATE TABLE keen.daily_usage_stats (
     AND credits_purchased >= 0 AND credits_spent >= 0 AND credits_refunded >= 0)
 );
 
+-- Session changes waiting for COMMIT: the session functions queue each change of a session
+-- (keen.track_session_usage), and the queue's deferred trigger adds it to daily_usage_stats
+-- at commit and deletes the row, so the table is empty outside transactions. No user_id
+-- column, not a tenant table: on Citus it stays on the coordinator (like dashboard_metrics),
+-- and its trigger runs there, where the session functions run, not on a worker's shard.
+CREATE TABLE keen.session_usage_queue (
+  id          uuid                NOT NULL DEFAULT gen_random_uuid(),
+  before_row  keen.agent_sessions,
+  after_row   keen.agent_sessions NOT NULL,
+  CONSTRAINT session_usage_queue_pkey PRIMARY KEY (id)
+);
+
 -- ===== materialized views ====================================================
 -- Hourly buckets (UTC hours, whatever the refresher's TimeZone) over the last 24 hours,
 -- the current partial hour included. Materialized views are outside RLS: only
@@ -489,37 +501,57 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION keen.tg_agent_sessions__track_usage()
+CREATE FUNCTION keen.track_session_usage(p_before keen.agent_sessions, p_after keen.agent_sessions)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  -- Called by the session functions after each write of a session (p_before NULL for a new
+  -- one). Nothing to count unless a figure's input changed.
+  IF p_before.id IS NOT NULL
+     AND (p_before.user_id, p_before.execution_status, p_before.tokens_used, p_before.tool_calls_count,
+          p_before.total_cost, p_before.start_time, p_before.end_time)
+         IS NOT DISTINCT FROM
+         (p_after.user_id, p_after.execution_status, p_after.tokens_used, p_after.tool_calls_count,
+          p_after.total_cost, p_after.start_time, p_after.end_time) THEN
+    RETURN;
+  END IF;
+  -- Queued, and added at commit by the queue's deferred trigger (keen.session_usage_queue).
+  INSERT INTO keen.session_usage_queue (before_row, after_row) VALUES (p_before, p_after);
+END
+$$;
+
+CREATE FUNCTION keen.tg_session_usage_queue__flush()
 RETURNS trigger
 LANGUAGE plpgsql
 -- Deferred to COMMIT, where it runs as the committing role (keen_app, outside the SECURITY
 -- DEFINER function that changed the session): it writes the stats as their owner instead,
--- for the changed row's own user_id.
+-- for the queued session's own user_id.
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+  v_user_id uuid := coalesce((NEW.after_row).user_id, (NEW.before_row).user_id);
   v_deltas keen.usage_delta[];
   v_timezone text;
 BEGIN
-  SELECT u.timezone INTO v_timezone FROM keen.users AS u
-  WHERE u.id = CASE TG_OP WHEN 'DELETE' THEN OLD.user_id ELSE NEW.user_id END;
+  -- The user's time zone as of the commit (the day boundaries of the figures).
+  SELECT u.timezone INTO v_timezone FROM keen.users AS u WHERE u.id = v_user_id;
   IF NOT FOUND THEN
-    -- A session deleted with its user (ON DELETE CASCADE): the stats went with the user.
-    IF TG_OP = 'DELETE' THEN
-      RETURN NULL;
-    END IF;
-    -- Otherwise as keen.credit_local_date reads it: UTC when the row is not visible.
+    -- As keen.credit_local_date reads it: UTC when the row is not visible.
     v_timezone := 'UTC';
   END IF;
   -- A changed session: take back what the old row counted, add what the new one counts.
-  IF TG_OP IN ('UPDATE', 'DELETE') THEN
-    v_deltas := keen.session_usage(OLD, v_timezone, -1);
+  IF (NEW.before_row).id IS NOT NULL THEN
+    v_deltas := keen.session_usage(NEW.before_row, v_timezone, -1);
   END IF;
-  IF TG_OP IN ('INSERT', 'UPDATE') THEN
-    v_deltas := v_deltas || keen.session_usage(NEW, v_timezone);
+  IF (NEW.after_row).id IS NOT NULL THEN
+    v_deltas := v_deltas || keen.session_usage(NEW.after_row, v_timezone);
   END IF;
   PERFORM keen.add_usage_deltas(v_deltas);
+  DELETE FROM keen.session_usage_queue AS q WHERE q.id = NEW.id;
   RETURN NULL;
 END
 $$;
@@ -528,21 +560,11 @@ $$;
 -- Session figures are added at commit (deferred): a transaction then takes the (user, day)
 -- row lock only at its very end, after the credit account lock of any charge it makes, so
 -- session and credit functions cannot deadlock on it whatever order they lock in, and a
--- user's parallel agents hold the shared row only for the instant of a commit.
-CREATE CONSTRAINT TRIGGER _500_track_usage_stats AFTER INSERT OR DELETE ON keen.agent_sessions
+-- user's parallel agents hold the shared row only for the instant of a commit. (A session
+-- deleted with its user, ON DELETE CASCADE, takes its figures with it: nothing to count.)
+CREATE CONSTRAINT TRIGGER _500_flush AFTER INSERT ON keen.session_usage_queue
   DEFERRABLE INITIALLY DEFERRED
-  FOR EACH ROW EXECUTE FUNCTION keen.tg_agent_sessions__track_usage();
-CREATE CONSTRAINT TRIGGER _500_track_usage_stats_update AFTER UPDATE ON keen.agent_sessions
-  DEFERRABLE INITIALLY DEFERRED
-  FOR EACH ROW
-  WHEN (OLD.execution_status IS DISTINCT FROM NEW.execution_status
-        OR OLD.tokens_used IS DISTINCT FROM NEW.tokens_used
-        OR OLD.tool_calls_count IS DISTINCT FROM NEW.tool_calls_count
-        OR OLD.total_cost IS DISTINCT FROM NEW.total_cost
-        OR OLD.start_time IS DISTINCT FROM NEW.start_time
-        OR OLD.end_time IS DISTINCT FROM NEW.end_time
-        OR OLD.user_id IS DISTINCT FROM NEW.user_id)
-  EXECUTE FUNCTION keen.tg_agent_sessions__track_usage();
+  FOR EACH ROW EXECUTE FUNCTION keen.tg_session_usage_queue__flush();
 -- (Ledger rows are counted by the credit movements themselves, under the account lock:
 -- keen.add_ledger_usage, migration 0012.)
 
@@ -554,6 +576,10 @@ ALTER TABLE keen.daily_usage_stats FORCE ROW LEVEL SECURITY;
 CREATE POLICY select_own ON keen.daily_usage_stats FOR SELECT TO keen_app
   USING (user_id = keen.current_user_id());
 CREATE POLICY owner_all ON keen.daily_usage_stats FOR ALL TO keen_owner USING (true) WITH CHECK (true);
+-- The queue is keen_owner's alone (the session functions and the trigger write it as owner).
+ALTER TABLE keen.session_usage_queue ENABLE ROW LEVEL SECURITY;
+ALTER TABLE keen.session_usage_queue FORCE ROW LEVEL SECURITY;
+CREATE POLICY owner_all ON keen.session_usage_queue FOR ALL TO keen_owner USING (true) WITH CHECK (true);
 
 -- ===== grants ================================================================
 -- Read only: the triggers write the figures as keen_owner (inside the SECURITY DEFINER
@@ -561,8 +587,8 @@ CREATE POLICY owner_all ON keen.daily_usage_stats FOR ALL TO keen_owner USING (t
 GRANT SELECT ON keen.daily_usage_stats TO keen_app;
 GRANT SELECT ON keen.dashboard_metrics TO keen_analytics;
 GRANT EXECUTE ON FUNCTION keen.usage_report(date, date), keen.session_cost_breakdown(text) TO keen_app;
--- Not granted: session_usage, ledger_usage and add_usage_deltas, which the triggers call as
--- keen_owner.
+-- Not granted: session_usage, ledger_usage, add_usage_deltas and track_session_usage, which
+-- the session functions and the triggers call as keen_owner; nor the queue.
 -- The scheduled refresh runs as an analytics login: no superuser needed for a cron job.
 GRANT EXECUTE ON FUNCTION keen.refresh_dashboard_metrics() TO keen_analytics;
 
@@ -600,8 +626,15 @@ COMMENT ON FUNCTION keen.refresh_dashboard_metrics() IS
   'Refreshes dashboard_metrics CONCURRENTLY (plainly the first time); for the analytics/operator login.';
 COMMENT ON FUNCTION keen.add_usage_deltas(keen.usage_delta[]) IS
   'Adds figures to daily_usage_stats, one (user, day) row at a time in key order; used by the triggers.';
-COMMENT ON FUNCTION keen.tg_agent_sessions__track_usage() IS
-  'Trigger (deferred to commit): adds a session''s change to daily_usage_stats.';
+COMMENT ON TABLE keen.session_usage_queue IS
+  'Session changes whose figures daily_usage_stats receives at COMMIT (deferred trigger _500_flush); empty outside transactions.';
+COMMENT ON COLUMN keen.session_usage_queue.id IS 'Primary key (the flush deletes the row by it).';
+COMMENT ON COLUMN keen.session_usage_queue.before_row IS 'The session before the change; NULL for a new session.';
+COMMENT ON COLUMN keen.session_usage_queue.after_row IS 'The session after the change.';
+COMMENT ON FUNCTION keen.track_session_usage(keen.agent_sessions, keen.agent_sessions) IS
+  'Queues a session change (p_before NULL for a new session) for daily_usage_stats at commit, unless no figure''s input changed; called by the session functions. Not keen_app''s.';
+COMMENT ON FUNCTION keen.tg_session_usage_queue__flush() IS
+  'Trigger (deferred to commit): adds a queued session change to daily_usage_stats (the user''s time zone at commit) and deletes it from the queue.';
 
 -- ===== initial population ====================================================
 -- Readers get figures (24 zero hours) at once instead of "has not been populated".

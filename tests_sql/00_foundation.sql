@@ -37,8 +37,8 @@ SELECT is(
 SELECT tables_are('keen', ARRAY[
   'users', 'auth_tokens', 'agent_sessions', 'session_events', 'websocket_connections',
   'credit_accounts', 'credit_transactions', 'credit_holds', 'recharge_requests', 'daily_usage_stats',
-  'user_audit_log', 'session_limits', 'tenant_lookup'],
-  'keen holds the original six tables, the contract''s five more, the session_limits setting and the cross-tenant tenant_lookup');
+  'user_audit_log', 'session_limits', 'tenant_lookup', 'session_usage_queue'],
+  'keen holds the original six tables, the contract''s five more, the session_limits setting, the cross-tenant tenant_lookup and the usage queue');
 SELECT materialized_views_are('keen', ARRAY['dashboard_metrics'], 'keen holds one materialized view, dashboard_metrics');
 SELECT views_are('keen', ARRAY[]::name[], 'keen holds no plain views');
 SELECT sequences_are('keen', ARRAY['agent_sessions_start_seq_seq', 'user_audit_log_id_seq'],
@@ -68,12 +68,12 @@ SELECT is(
 SELECT is(
   ARRAY(SELECT c.relname::text FROM pg_catalog.pg_class AS c
          WHERE c.relnamespace = 'keen'::regnamespace AND c.relkind = 'r'
-           AND c.relname <> 'session_limits'
+           AND c.relname NOT IN ('session_limits', 'session_usage_queue')
            AND NOT EXISTS (SELECT FROM pg_catalog.pg_attribute AS a
                             WHERE a.attrelid = c.oid AND a.attname = 'user_id' AND NOT a.attisdropped
                               AND a.atttypid = 'uuid'::regtype AND a.attnotnull) ORDER BY 1),
   ARRAY[]::text[],
-  'every table but the session_limits setting holds tenant rows keyed by a NOT NULL uuid user_id');
+  'every table but the session_limits setting and the usage queue (coordinator-only, emptied at commit) holds tenant rows keyed by a NOT NULL uuid user_id');
 SELECT is(
   ARRAY(SELECT c.relname::text FROM pg_catalog.pg_class AS c
          WHERE c.relnamespace = 'keen'::regnamespace AND c.relkind = 'r'

@@ -185,8 +185,8 @@ SELECT col_type_is('keen', 'session_events', 'id', 'bigint', 'session_events.id 
 SELECT col_not_null('keen', 'session_events', 'id', 'session_events.id is NOT NULL');
 SELECT is((SELECT attidentity::text FROM pg_attribute WHERE attrelid = 'keen.session_events'::regclass AND attname = 'id'),
           '', 'session_events.id is no identity: no sequence orders one user''s writers');
-SELECT col_default_is('keen', 'session_events', 'id', 'keen.next_session_event_id()',
-  'session_events.id defaults to keen.next_session_event_id() (transaction id * 2^20 + count)');
+SELECT col_hasnt_default('keen', 'session_events', 'id',
+  'session_events.id has no default: keen.append_session_event gives it (the coordinator''s transaction id * 2^20 + count)');
 SELECT col_type_is('keen', 'session_events', 'user_id', 'uuid', 'session_events.user_id is uuid');
 SELECT col_not_null('keen', 'session_events', 'user_id', 'session_events.user_id is NOT NULL');
 SELECT col_hasnt_default('keen', 'session_events', 'user_id', 'session_events.user_id has no default');

@@ -21,8 +21,8 @@ INSERT INTO keen.agent_sessions (id, user_id, session_id, git_branch, vision, wo
 INSERT INTO keen.agent_sessions (id, user_id, session_id, parent_session_id, session_depth, git_branch, vision, working_directory)
 VALUES ('00000000-0000-4000-8000-00000005a002', '00000000-0000-4000-8000-00000000a11c', 'a-child',
         '00000000-0000-4000-8000-00000005a001', 1, 'main', 'v', '/w');
-INSERT INTO keen.session_events (user_id, session_id, seq, event_type) VALUES
-  ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000005a001', 1, 'session.started');
+INSERT INTO keen.session_events (id, user_id, session_id, seq, event_type) VALUES
+  (1, '00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000005a001', 1, 'session.started');
 INSERT INTO keen.websocket_connections (user_id, connection_id, client_ip, client_type) VALUES
   ('00000000-0000-4000-8000-00000000a11c', 'conn-a', '10.0.0.1', 'web');
 
@@ -130,23 +130,23 @@ SELECT throws_ok(
 
 -- ===== session_events ========================================================
 SELECT throws_ok(
-  $$INSERT INTO keen.session_events (user_id, session_id, seq, event_type)
-    VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000005b001', 1, 'session.started')$$,
+  $$INSERT INTO keen.session_events (id, user_id, session_id, seq, event_type)
+    VALUES (3, '00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000005b001', 1, 'session.started')$$,
   '23503', 'insert or update on table "session_events" violates foreign key constraint "session_events_session_fkey"',
   'an event cannot be logged on another user''s session');
 SELECT throws_ok(
-  $$INSERT INTO keen.session_events (user_id, session_id, seq, event_type)
-    VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000005a001', 1, 'session.progress')$$,
+  $$INSERT INTO keen.session_events (id, user_id, session_id, seq, event_type)
+    VALUES (4, '00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000005a001', 1, 'session.progress')$$,
   '23505', 'duplicate key value violates unique constraint "session_events_user_id_session_id_seq_key"',
   'an event number is used once per session');
 SELECT throws_ok(
-  $$INSERT INTO keen.session_events (user_id, session_id, seq, event_type)
-    VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000005a001', 0, 'session.progress')$$,
+  $$INSERT INTO keen.session_events (id, user_id, session_id, seq, event_type)
+    VALUES (5, '00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000005a001', 0, 'session.progress')$$,
   '23514', 'new row for relation "session_events" violates check constraint "session_events_seq_check"',
   'event numbers start at 1');
 SELECT throws_ok(
-  $$INSERT INTO keen.session_events (user_id, session_id, seq, event_type)
-    VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000005a001', 2, 'Session Started')$$,
+  $$INSERT INTO keen.session_events (id, user_id, session_id, seq, event_type)
+    VALUES (6, '00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000005a001', 2, 'Session Started')$$,
   '23514', 'new row for relation "session_events" violates check constraint "session_events_event_type_check"',
   'an event type is a lower-case dotted name');
 

@@ -187,6 +187,7 @@ SELECT set_eq(
     'recharge_requests owner_all ALL keen_owner', 'recharge_requests select_own SELECT keen_app',
     'session_events owner_all ALL keen_owner', 'session_events select_own SELECT keen_app',
     'session_limits owner_all ALL keen_owner', 'session_limits select_all SELECT keen_app',
+    'session_usage_queue owner_all ALL keen_owner',
     'tenant_lookup owner_all ALL keen_owner',
     'user_audit_log owner_all ALL keen_owner', 'user_audit_log select_own SELECT keen_app',
     'users owner_all ALL keen_owner', 'users select_own SELECT keen_app',
@@ -235,9 +236,9 @@ SELECT set_eq(
     -- the operators' and billing's account writers (0010; not granted to keen_app)
     'keen.reactivate_user(uuid)', 'keen.set_billing(uuid,text,text,text)', 'keen.set_user_role(uuid,text)',
     'keen.suspend_user(uuid,text)',
-    -- the deferred stats trigger, which fires at COMMIT as keen_app (the users audit trail is
+    -- the deferred stats flush, which fires at COMMIT as keen_app (the users audit trail is
     -- appended by the writers themselves since 0016)
-    'keen.tg_agent_sessions__track_usage()'],
+    'keen.tg_session_usage_queue__flush()'],
   'the SECURITY DEFINER functions are exactly the cross-tenant operations DESIGN.md allows and the tenant writers');
 SELECT is_empty(
   $$SELECT p.oid::regprocedure FROM pg_proc AS p
@@ -509,8 +510,8 @@ INSERT INTO keen.agent_sessions (user_id, session_id, git_branch, vision, workin
 SELECT throws_ok($$INSERT INTO keen.agent_sessions (user_id, session_id, git_branch, vision, working_directory, parent_session_id, session_depth)
   VALUES (current_setting('test.user_a')::uuid, 's-a-evil', 'main', 'x', '/tmp', current_setting('test.session_b')::uuid, 1)$$,
   '23503', NULL, 'a session cannot have another tenant''s session as parent');
-SELECT throws_ok($$INSERT INTO keen.session_events (user_id, session_id, seq, event_type)
-  VALUES (current_setting('test.user_a')::uuid, current_setting('test.session_b')::uuid, 9, 'session.progress')$$,
+SELECT throws_ok($$INSERT INTO keen.session_events (id, user_id, session_id, seq, event_type)
+  VALUES (9, current_setting('test.user_a')::uuid, current_setting('test.session_b')::uuid, 9, 'session.progress')$$,
   '23503', NULL, 'an event cannot be appended to another tenant''s session');
 SELECT throws_ok($$INSERT INTO keen.websocket_connections (user_id, session_id, connection_id, client_ip, client_type)
   VALUES (current_setting('test.user_a')::uuid, current_setting('test.session_b')::uuid, 'c-a-evil', '10.0.0.3', 'web')$$,

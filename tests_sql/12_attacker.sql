@@ -77,7 +77,7 @@ SELECT is_empty($$SELECT p.oid::regprocedure FROM pg_proc AS p
   '1: every keen function resolves pg_catalog first and pg_temp last');
 
 -- 3: NOTIFY payloads (the listener's side is in tests_py/test_events.py and test_credits.py)
-SELECT ok(pg_get_functiondef('keen.tg_session_events__notify()'::regprocedure) ~ 'pg_notify\(''keen_events'', ''''\)',
+SELECT ok(pg_get_functiondef('keen.append_session_event(keen.agent_sessions,text,jsonb)'::regprocedure) ~ 'pg_notify\(''keen_events'', ''''\)',
   '3: keen_events carries an empty payload: no tenant, user, session or event id');
 SELECT ok(pg_get_functiondef('keen.request_recharge(uuid,uuid,numeric,uuid,numeric)'::regprocedure) ~ 'pg_notify\(''keen_recharge'', ''''\)',
   '3: keen_recharge carries an empty payload: no request id');

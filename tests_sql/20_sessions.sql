@@ -2,7 +2,7 @@
 -- cancellation of descendants, session_tree, listing, the event log, connections and the
 -- reaper, per tenant. One assertion per rule.
 BEGIN;
-SELECT plan(161);
+SELECT plan(159);
 
 -- ===== fixtures (as the owner) ===============================================
 -- alice runs sessions and pays for them; bob is the other tenant.
@@ -37,17 +37,18 @@ SELECT set_eq($$SELECT p.proname::text FROM pg_proc AS p
                   WHERE p.pronamespace = 'keen'::regnamespace AND p.prosecdef
                     AND (p.oid IN (SELECT t.tgfoid FROM pg_trigger AS t
                                     WHERE t.tgrelid IN ('keen.agent_sessions'::regclass, 'keen.session_events'::regclass,
-                                                        'keen.websocket_connections'::regclass))
+                                                        'keen.websocket_connections'::regclass,
+                                                        'keen.session_usage_queue'::regclass))
                          OR p.proname IN ('start_session', 'update_session_progress', 'complete_session',
                               'cancel_session', 'session_tree', 'list_sessions', 'list_session_events', 'open_connection',
                               'ping_connection', 'close_connection', 'prune_session_events'))$$,
   ARRAY['start_session', 'update_session_progress', 'complete_session', 'cancel_session', 'open_connection',
-        'ping_connection', 'close_connection', 'tg_agent_sessions__track_usage'],
-  'the session functions that write are SECURITY DEFINER (keen_app writes no session table), as is the deferred stats trigger; readers run as the invoker');
+        'ping_connection', 'close_connection', 'tg_session_usage_queue__flush'],
+  'the session functions that write are SECURITY DEFINER (keen_app writes no session table), as is the deferred stats flush; readers run as the invoker');
 SELECT ok(NOT EXISTS (SELECT FROM pg_proc AS p
                        WHERE p.pronamespace = 'keen'::regnamespace
                          AND p.proname IN ('start_session', 'complete_session', 'session_tree', 'reap_stale_connections',
-                                           'tg_session_events__sequence', 'tg_websocket_connections__sync_session')
+                                           'append_session_event', 'sync_session_connections', 'track_session_usage')
                          AND NOT coalesce(p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp'], false)),
   'session functions pin search_path to pg_catalog, pg_temp (pg_temp last)');
 SELECT function_privs_are('keen', 'complete_session', ARRAY['text', 'boolean', 'numeric', 'text[]', 'text[]', 'text[]', 'jsonb', 'text'],
@@ -58,9 +59,10 @@ SELECT function_privs_are('keen', 'prune_session_events', ARRAY['interval'], 'ke
   'keen_app may not execute prune_session_events (operators only)');
 SELECT function_privs_are('keen', 'reap_stale_connections', ARRAY['interval'], 'public', '{}'::text[],
   'PUBLIC may not execute reap_stale_connections');
-SELECT has_trigger('keen', 'session_events', '_900_notify', 'session_events notifies keen_events after each insert');
-SELECT has_trigger('keen', 'websocket_connections', '_500_sync_session',
-  'websocket_connections keeps agent_sessions.websocket_connections in step');
+SELECT ok(pg_get_functiondef('keen.append_session_event(keen.agent_sessions, text, jsonb)'::regprocedure) LIKE '%pg_notify(''keen_events'', '''')%',
+  'append_session_event notifies keen_events (from the function, on the coordinator: no trigger)');
+SELECT ok(pg_get_functiondef('keen.open_connection(text, inet, text, text, text, text[], text[])'::regprocedure) LIKE '%keen.sync_session_connections(%',
+  'open_connection keeps agent_sessions.websocket_connections in step (no trigger)');
 SELECT policies_are('keen', 'session_limits', ARRAY['select_all', 'owner_all'],
   'session_limits is readable by every tenant and written by the owner only');
 SELECT table_privs_are('keen', 'session_limits', 'keen_app', ARRAY['SELECT'], 'keen_app only reads session_limits');
@@ -183,9 +185,9 @@ SELECT results_eq(
   $$SELECT credits_purchased, credits_spent FROM keen.daily_usage_stats$$,
   $$VALUES (25.0000::numeric, 3.7500::numeric)$$,
   'the day''s usage stats count the purchase and the session''s charge');
--- The session counters are added at commit (deferred constraint triggers, docs/analytics.md):
--- fire them now to read the figures inside this test's transaction.
-SET CONSTRAINTS keen._500_track_usage_stats, keen._500_track_usage_stats_update IMMEDIATE;
+-- The session counters are added at commit (the usage queue's deferred trigger,
+-- docs/analytics.md): fire it now to read the figures inside this test's transaction.
+SET CONSTRAINTS keen._500_flush IMMEDIATE;
 SELECT results_eq(
   $$SELECT sessions_started, sessions_completed, sessions_failed, tokens_used, tool_calls, total_cost
       FROM keen.daily_usage_stats$$,
@@ -316,11 +318,6 @@ SELECT throws_ok($$UPDATE keen.agent_sessions SET parent_session_id = (SELECT id
   'KE013', NULL, 'a parent never changes, so no cycle can form');
 SELECT throws_ok($$UPDATE keen.agent_sessions SET execution_status = 'running', end_time = NULL WHERE session_id = 'life'$$,
   'KE007', NULL, 'a finished session cannot be set running again, even directly');
-SELECT throws_ok($$UPDATE keen.agent_sessions SET websocket_connections = ARRAY['ghost'] WHERE session_id = 'life'$$,
-  'KE013', NULL, 'agent_sessions.websocket_connections cannot be written directly');
-SELECT throws_ok($$INSERT INTO keen.session_events (user_id, session_id, seq, event_type)
-                   SELECT user_id, id, last_event_seq + 1, 'session.forged' FROM keen.agent_sessions WHERE session_id = 'life'$$,
-  'KE013', NULL, 'an event not numbered under the session''s row lock is refused');
 SET LOCAL ROLE keen_app;
 
 -- ===== as the owner: session_tree, 6 levels and 1,000 nodes ==================

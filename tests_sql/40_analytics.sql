@@ -23,8 +23,8 @@ SELECT is_definer('keen', 'refresh_dashboard_metrics', '{}'::name[],
 SELECT isnt_definer('keen', 'usage_report', ARRAY['date', 'date'], 'usage_report runs as the caller, under RLS');
 SELECT isnt_definer('keen', 'session_cost_breakdown', ARRAY['text'], 'session_cost_breakdown runs as the caller, under RLS');
 SELECT isnt_definer('keen', 'verify_usage_stats', '{}'::name[], 'verify_usage_stats runs as the operator');
-SELECT is_definer('keen', 'tg_agent_sessions__track_usage', '{}'::name[],
-  'the deferred session stats trigger is SECURITY DEFINER (at commit it runs as keen_app, which writes no stats)');
+SELECT is_definer('keen', 'tg_session_usage_queue__flush', '{}'::name[],
+  'the deferred session stats flush is SECURITY DEFINER (at commit it runs as keen_app, which writes no stats)');
 SELECT hasnt_function('keen', 'tg_credit_transactions__track_usage', '{}'::name[], 'no ledger stats trigger: each credit movement adds its own figure (keen.add_ledger_usage)');
 SELECT isnt_definer('keen', 'add_usage_deltas', ARRAY['keen.usage_delta[]'], 'add_usage_deltas runs as the invoker, under RLS');
 SELECT hasnt_function('keen', 'tg_users__rebucket_usage_stats', '{}'::name[], 'no time zone trigger: update_profile rebuilds the stats itself (0016)');
@@ -44,8 +44,8 @@ SELECT table_privs_are('keen', 'dashboard_metrics', 'keen_app', '{}'::text[], 'k
 SELECT table_privs_are('keen', 'dashboard_metrics', 'keen_analytics', ARRAY['SELECT'], 'keen_analytics may only read dashboard_metrics');
 SELECT table_privs_are('keen', 'daily_usage_stats', 'keen_app', ARRAY['SELECT'],
   'keen_app only reads stats (the triggers write them as keen_owner)');
-SELECT has_trigger('keen', 'agent_sessions', '_500_track_usage_stats', 'sessions inserted or deleted update the stats');
-SELECT has_trigger('keen', 'agent_sessions', '_500_track_usage_stats_update', 'sessions changed update the stats');
+SELECT has_trigger('keen', 'session_usage_queue', '_500_flush', 'queued session changes update the stats at commit');
+SELECT hasnt_trigger('keen', 'agent_sessions', '_500_track_usage_stats', 'no stats trigger on sessions: the session functions queue their changes (a trigger would run on the worker on Citus)');
 SELECT hasnt_trigger('keen', 'credit_transactions', '_500_track_usage_stats', 'ledger rows are counted by the movements, not by a trigger');
 SELECT hasnt_trigger('keen', 'users', '_500_rebucket_usage_stats', 'a time zone change re-buckets the stats in update_profile, not in a trigger on users');
 
@@ -65,6 +65,21 @@ CREATE FUNCTION tap.day_of(p_user text, p_day date) RETURNS keen.daily_usage_sta
     WHERE s.user_id = current_setting('test.' || p_user)::uuid AND s.date_bucket = p_day $$;
 GRANT EXECUTE ON FUNCTION tap.day_of(text, date) TO keen_app, keen_owner;
 GRANT USAGE ON SCHEMA tap TO keen_owner;
+-- The session functions queue each change of a session for the stats
+-- (keen.track_session_usage, added at commit). This script writes history with chosen times
+-- directly, so a trigger of its own (rolled back with it) queues those writes the same way
+-- while test.direct_writes is on (off around the session functions, which queue their own).
+CREATE FUNCTION tap.queue_session_change() RETURNS trigger
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF current_setting('test.direct_writes', true) = 'on' THEN
+    PERFORM keen.track_session_usage(CASE WHEN TG_OP = 'UPDATE' THEN OLD END, NEW);
+  END IF;
+  RETURN NULL;
+END $$;
+SELECT set_config('test.direct_writes', 'on', true);
+CREATE TRIGGER _900_test_queue AFTER INSERT OR UPDATE ON keen.agent_sessions
+  FOR EACH ROW EXECUTE FUNCTION tap.queue_session_change();
 
 -- ===== as the owner: alice's scripted day (2020-11-10, Paris) ================
 -- History with chosen times is written as keen_owner (keen_app writes no session and sets
@@ -78,7 +93,7 @@ VALUES ('00000000-0000-4000-8000-0000000000a1', current_setting('test.a')::uuid,
         '2020-11-10 08:00Z');
 SELECT is(tap.day_of('a', '2020-11-10'), NULL,
   'session figures are added at commit (deferred trigger), not at the insert');
-SET CONSTRAINTS keen._500_track_usage_stats, keen._500_track_usage_stats_update IMMEDIATE;
+SET CONSTRAINTS keen._500_flush IMMEDIATE;
 SELECT is((tap.day_of('a', '2020-11-10')).sessions_started, 1,
   'the deferred figures arrive when the constraint trigger fires (commit, or SET CONSTRAINTS IMMEDIATE)');
 INSERT INTO keen.agent_sessions (id, user_id, session_id, parent_session_id, session_depth, git_branch, vision,
@@ -143,6 +158,7 @@ SELECT results_eq(
   'usage_report carries the day''s credit figures');
 -- The same figures through the public session functions (today, in one transaction each
 -- here: one test transaction, the deferred trigger set IMMEDIATE above).
+SELECT set_config('test.direct_writes', 'off', true);
 SELECT lives_ok($$SELECT keen.start_session(p_session_id => 'live', p_vision => 'v', p_working_directory => '/w',
                                             p_git_branch => 'main')$$, 'alice starts a session through start_session');
 SELECT lives_ok($$SELECT keen.update_session_progress(p_session_id => 'live', p_tool_calls => 2, p_tokens => 50,
@@ -168,6 +184,7 @@ SELECT set_config('app.current_user_id', current_setting('test.b'), true);
 -- b1 runs 22:00–23:00 New York time on 2020-11-10 (already 2020-11-11 in UTC): history,
 -- written as keen_owner.
 SET LOCAL ROLE keen_owner;
+SELECT set_config('test.direct_writes', 'on', true);
 INSERT INTO keen.agent_sessions (user_id, session_id, git_branch, vision, working_directory, start_time)
 VALUES (current_setting('test.b')::uuid, 'b1', 'main', 'v', '/w', '2020-11-11 03:00Z');
 UPDATE keen.agent_sessions SET tokens_used = 300, tool_calls_count = 4, total_cost = 0.3 WHERE session_id = 'b1';
