@@ -288,7 +288,7 @@ class AgentSession(NamedTuple):
         streaming_enabled: Whether progress is streamed to connected clients.
         streaming_time: Milliseconds spent streaming, when reported.
         websocket_connections: connection_id of the active connections following this session,
-        sorted; kept in step by trigger _500_sync_session of websocket_connections, read-only
+        sorted; kept in step by keen.sync_session_connections (open, close, reap), read-only
         otherwise.
         agent_options: The agents options as JSON.
         last_event_seq: Number of the last event in this session's log.
@@ -337,7 +337,8 @@ class AgentSession(NamedTuple):
 
 
 class SessionEvent(NamedTuple):
-    """Durable per-session event log; NOTIFY keen_events announces each row.
+    """Durable per-session event log; NOTIFY keen_events (sent by keen.append_session_event)
+    announces each row.
 
     Attributes:
         id: Event id: the inserting transaction's id * 2^20 plus its event number; a listener
@@ -625,6 +626,21 @@ class DailyUsageStat(NamedTuple):
     updated_at: datetime.datetime
 
 
+class SessionUsageQueue(NamedTuple):
+    """Session changes whose figures daily_usage_stats receives at COMMIT (deferred trigger
+    _500_flush); empty outside transactions.
+
+    Attributes:
+        id: Primary key (the flush deletes the row by it).
+        before_row: The session before the change; NULL for a new session.
+        after_row: The session after the change.
+    """
+
+    id: uuid.UUID
+    before_row: AgentSession | None
+    after_row: AgentSession
+
+
 class DashboardMetric(NamedTuple):
     """A row of keen.dashboard_metrics.
 
@@ -653,7 +669,9 @@ class DashboardMetric(NamedTuple):
 
 
 _ENUMS: tuple[tuple[str, type[enum.StrEnum]], ...] = ()
-_COMPOSITES: tuple[tuple[str, type[tuple[Any, ...]]], ...] = ()
+_COMPOSITES: tuple[tuple[str, type[tuple[Any, ...]]], ...] = (
+    ("keen.agent_sessions", AgentSession),
+)
 _DOMAINS: tuple[str, ...] = ()
 
 

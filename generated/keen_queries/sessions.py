@@ -807,7 +807,8 @@ PRUNE_SESSION_EVENTS_ROWS = cast("models.RowFactory[tuple[int]]", tuple_row)
 def prune_session_events(conn: psycopg.Connection[Any], *, older_than: datetime.timedelta) -> int:
     """Operators: deletes the events older than older_than; returns how many.
 
-    Operator: deletes events older than p_older_than (default 30 days); returns how many.
+    Operator: deletes events older than p_older_than (default 30 days), tenant by tenant; returns
+    how many.
 
     Raises models.NoRowError when there is no row.
     """
@@ -826,7 +827,8 @@ async def prune_session_events_async(
 ) -> int:
     """Operators: deletes the events older than older_than; returns how many.
 
-    Operator: deletes events older than p_older_than (default 30 days); returns how many.
+    Operator: deletes events older than p_older_than (default 30 days), tenant by tenant; returns
+    how many.
 
     Raises models.NoRowError when there is no row.
 
@@ -858,8 +860,8 @@ def reap_stale_connections(conn: psycopg.Connection[Any], *, idle: datetime.time
     """Housekeeping login: marks every tenant's connections silent for longer than idle stale;
     returns how many.
 
-    Housekeeping, all tenants (SECURITY DEFINER): marks active connections silent for longer than
-    p_idle stale; returns how many.
+    Housekeeping, all tenants (SECURITY DEFINER), tenant by tenant: marks active connections
+    silent for longer than p_idle stale; returns how many.
 
     Raises models.NoRowError when there is no row.
     """
@@ -879,8 +881,8 @@ async def reap_stale_connections_async(
     """Housekeeping login: marks every tenant's connections silent for longer than idle stale;
     returns how many.
 
-    Housekeeping, all tenants (SECURITY DEFINER): marks active connections silent for longer than
-    p_idle stale; returns how many.
+    Housekeeping, all tenants (SECURITY DEFINER), tenant by tenant: marks active connections
+    silent for longer than p_idle stale; returns how many.
 
     Raises models.NoRowError when there is no row.
 
@@ -1495,7 +1497,8 @@ class SessionsQueries:
     def prune_session_events(self, *, older_than: datetime.timedelta) -> int:
         """Operators: deletes the events older than older_than; returns how many.
 
-        Operator: deletes events older than p_older_than (default 30 days); returns how many.
+        Operator: deletes events older than p_older_than (default 30 days), tenant by tenant;
+        returns how many.
 
         Raises models.NoRowError when there is no row.
         """
@@ -1508,8 +1511,8 @@ class SessionsQueries:
         """Housekeeping login: marks every tenant's connections silent for longer than idle stale;
         returns how many.
 
-        Housekeeping, all tenants (SECURITY DEFINER): marks active connections silent for longer
-        than p_idle stale; returns how many.
+        Housekeeping, all tenants (SECURITY DEFINER), tenant by tenant: marks active connections
+        silent for longer than p_idle stale; returns how many.
 
         Raises models.NoRowError when there is no row.
         """
@@ -1912,7 +1915,8 @@ class AsyncSessionsQueries:
     async def prune_session_events(self, *, older_than: datetime.timedelta) -> int:
         """Operators: deletes the events older than older_than; returns how many.
 
-        Operator: deletes events older than p_older_than (default 30 days); returns how many.
+        Operator: deletes events older than p_older_than (default 30 days), tenant by tenant;
+        returns how many.
 
         Raises models.NoRowError when there is no row.
 
@@ -1927,8 +1931,8 @@ class AsyncSessionsQueries:
         """Housekeeping login: marks every tenant's connections silent for longer than idle stale;
         returns how many.
 
-        Housekeeping, all tenants (SECURITY DEFINER): marks active connections silent for longer
-        than p_idle stale; returns how many.
+        Housekeeping, all tenants (SECURITY DEFINER), tenant by tenant: marks active connections
+        silent for longer than p_idle stale; returns how many.
 
         Raises models.NoRowError when there is no row.
 
