@@ -1,6 +1,21 @@
 -- Roll back 0018_distributable_credits: the credit and analytics functions as 0014 left them.
 SET ROLE keen_owner;
 
+CREATE OR REPLACE FUNCTION keen.tg_credit_transactions__append_only()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF keen.in_migration() THEN
+    RETURN CASE TG_OP WHEN 'UPDATE' THEN NEW WHEN 'DELETE' THEN OLD END;
+  END IF;
+  RAISE EXCEPTION 'the credit ledger is append-only: % refused', TG_OP
+    USING ERRCODE = 'insufficient_privilege',
+          HINT = 'Correct an entry with a new one (refund or adjustment).';
+END
+$$;
+
 CREATE OR REPLACE FUNCTION keen.add_ledger_usage(p_user_id uuid, p_day date, p_type text, p_amount numeric)
 RETURNS void
 LANGUAGE plpgsql

@@ -283,7 +283,11 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  IF keen.in_migration() THEN
+  -- keen.in_migration()'s rule, written out: on Citus this trigger runs on a worker's shard,
+  -- where no keen function but the trigger functions exists.
+  IF current_user = 'keen_owner'
+     AND coalesce((SELECT r.rolsuper OR NOT pg_catalog.pg_has_role(r.oid, 'keen_app', 'MEMBER')
+                     FROM pg_catalog.pg_roles AS r WHERE r.rolname = session_user), false) THEN
     RETURN CASE TG_OP WHEN 'UPDATE' THEN NEW WHEN 'DELETE' THEN OLD END;
   END IF;
   RAISE EXCEPTION 'the credit ledger is append-only: % refused', TG_OP
