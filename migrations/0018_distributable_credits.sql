@@ -12,8 +12,8 @@
 --   * verify_ledger: one marked all-tenant read whose joins and windows stay within a tenant;
 --     the local day written out (keen.credit_local_date reads users: not on a shard).
 --   * recompute_usage_stats / rebuild_usage_stats / verify_usage_stats work per tenant (NULL:
---     every tenant, listed by a marked read); the sessions and ledger rows travel as JSON to
---     the attribution functions (neither they nor the row types exist on a shard); rebuild
+--     every tenant, listed by a marked read); a tenant's rows are read into arrays first, and
+--     the attribution functions run on them (they do not exist on a shard); rebuild
 --     locks the tenant (its users row FOR UPDATE, which every new figures row's foreign key
 --     check waits for, and its figures rows) instead of LOCK TABLE, and writes row by row.
 --   * session_cost_breakdown: the tree and the ledger charges in separate statements.
@@ -442,8 +442,8 @@ AS $$
 DECLARE
   v_user_id uuid;
   v_timezone text;
-  v_sessions jsonb[];
-  v_entries jsonb[];
+  v_sessions keen.agent_sessions[];
+  v_entries keen.credit_transactions[];
 BEGIN
   IF p_user_id IS NULL THEN
     -- Every tenant, one at a time (Citus-ready: each recomputation reads one shard).
@@ -459,12 +459,12 @@ BEGIN
   IF NOT FOUND THEN
     RETURN;
   END IF;
-  -- The tenant's sessions and ledger rows are read by user_id (one shard on Citus) as JSON,
-  -- then turned back into their row types here: the attribution rule (keen.session_usage,
-  -- keen.ledger_usage) runs where this function runs, never inside a query on a shard, where
-  -- neither the functions nor the row types exist.
-  v_sessions := ARRAY(SELECT pg_catalog.to_jsonb(s) FROM keen.agent_sessions AS s WHERE s.user_id = p_user_id);
-  v_entries := ARRAY(SELECT pg_catalog.to_jsonb(t) FROM keen.credit_transactions AS t WHERE t.user_id = p_user_id);
+  -- The tenant's sessions and ledger rows are read by user_id (one shard on Citus) into
+  -- arrays first: the attribution rule (keen.session_usage, keen.ledger_usage) then runs where
+  -- this function runs, never inside a query on a shard, where the functions do not exist
+  -- (and a row is of the shard's own type).
+  SELECT pg_catalog.array_agg(s) INTO v_sessions FROM keen.agent_sessions AS s WHERE s.user_id = p_user_id;
+  SELECT pg_catalog.array_agg(t) INTO v_entries FROM keen.credit_transactions AS t WHERE t.user_id = p_user_id;
   RETURN QUERY
   SELECT d.user_id, d.date_bucket,
          pg_catalog.sum(d.sessions_started)::bigint, pg_catalog.sum(d.sessions_completed)::bigint,
@@ -475,14 +475,12 @@ BEGIN
          pg_catalog.sum(d.credits_adjusted)
   FROM (
     SELECT x.*
-    FROM pg_catalog.unnest(v_sessions) AS j(r)
-    CROSS JOIN LATERAL pg_catalog.unnest(keen.session_usage(
-      pg_catalog.jsonb_populate_record(NULL::keen.agent_sessions, j.r), v_timezone)) AS x
+    FROM pg_catalog.unnest(v_sessions) AS s
+    CROSS JOIN LATERAL pg_catalog.unnest(keen.session_usage(s, v_timezone)) AS x
     UNION ALL
     SELECT x.*
-    FROM pg_catalog.unnest(v_entries) AS j(r)
-    CROSS JOIN LATERAL pg_catalog.unnest(keen.ledger_usage(
-      pg_catalog.jsonb_populate_record(NULL::keen.credit_transactions, j.r), v_timezone)) AS x
+    FROM pg_catalog.unnest(v_entries) AS t
+    CROSS JOIN LATERAL pg_catalog.unnest(keen.ledger_usage(t, v_timezone)) AS x
   ) AS d
   GROUP BY d.user_id, d.date_bucket;
 END
@@ -591,21 +589,19 @@ SET jit = off
 AS $$
 DECLARE
   v_user_id uuid;
-  v_recorded jsonb[];
+  v_recorded keen.daily_usage_stats[];
 BEGIN
   -- Every tenant, one at a time (Citus-ready: each comparison reads one shard), in user order.
   FOR v_user_id IN
     -- all tenants: lists the tenants (read only); each is compared below by its own id.
     SELECT u.id FROM keen.users AS u ORDER BY u.id
   LOOP
-    -- The recorded rows come back as JSON (their row type does not exist on a shard), and
-    -- are compared here with the recomputation.
-    v_recorded := ARRAY(SELECT pg_catalog.to_jsonb(d) FROM keen.daily_usage_stats AS d
-                         WHERE d.user_id = v_user_id);
+    -- The recorded rows are read first (one shard), then compared here with the
+    -- recomputation (which cannot run inside a query on a shard).
+    SELECT pg_catalog.array_agg(d) INTO v_recorded FROM keen.daily_usage_stats AS d WHERE d.user_id = v_user_id;
     RETURN QUERY
     SELECT v_user_id, coalesce(r.date_bucket, e.date_bucket), f.figure, f.recorded, f.expected
-    FROM (SELECT (pg_catalog.jsonb_populate_record(NULL::keen.daily_usage_stats, j.r)).*
-          FROM pg_catalog.unnest(v_recorded) AS j(r)) AS r
+    FROM pg_catalog.unnest(v_recorded) AS r
     FULL JOIN keen.recompute_usage_stats(v_user_id) AS e ON e.date_bucket = r.date_bucket
     CROSS JOIN LATERAL (VALUES
       ('sessions_started', coalesce(r.sessions_started, 0), coalesce(e.sessions_started, 0)),
