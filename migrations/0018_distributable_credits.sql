@@ -498,6 +498,7 @@ DECLARE
   v_user_id uuid;
   v_now timestamptz := pg_catalog.now();
   v_expected keen.usage_delta[];
+  v_days date[];
   v_row keen.usage_delta;
   v_count bigint;
   v_changed bigint := 0;
@@ -523,6 +524,8 @@ BEGIN
   END IF;
   PERFORM FROM keen.daily_usage_stats AS d WHERE d.user_id = p_user_id FOR UPDATE;
   v_expected := ARRAY(SELECT e FROM keen.recompute_usage_stats(p_user_id) AS e ORDER BY e.date_bucket);
+  -- The days as a date[] (keen.usage_delta does not exist on a Citus worker).
+  v_days := ARRAY(SELECT e.date_bucket FROM pg_catalog.unnest(v_expected) AS e);
   -- Days that no longer have any activity are zeroed rather than deleted (the service role
   -- has no DELETE); a missing row and a row of zeros mean the same.
   UPDATE keen.daily_usage_stats AS d
@@ -531,7 +534,7 @@ BEGIN
       credits_spent = 0, credits_refunded = 0, credits_adjusted = 0,
       updated_at = v_now
   WHERE d.user_id = p_user_id
-    AND d.date_bucket <> ALL (ARRAY(SELECT e.date_bucket FROM pg_catalog.unnest(v_expected) AS e))
+    AND d.date_bucket <> ALL (v_days)
     AND (d.sessions_started, d.sessions_completed, d.sessions_failed, d.sessions_cancelled,
          d.tokens_used, d.tool_calls, d.total_cost, d.credits_purchased, d.credits_spent,
          d.credits_refunded, d.credits_adjusted) <> (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
