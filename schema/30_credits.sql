@@ -1011,6 +1011,7 @@ RETURNS TABLE (sufficient boolean, current_balance numeric, available_balance nu
                required numeric, shortfall numeric)
 LANGUAGE plpgsql
 STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -1040,6 +1041,7 @@ RETURNS TABLE (current_balance numeric, held_amount numeric, available_balance n
                spent_this_month numeric, daily_limit numeric, monthly_limit numeric)
 LANGUAGE plpgsql
 STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -1382,6 +1384,7 @@ CREATE FUNCTION keen.list_credit_transactions(p_limit integer)
 RETURNS SETOF keen.credit_transactions
 LANGUAGE plpgsql
 STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE

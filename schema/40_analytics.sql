@@ -399,6 +399,7 @@ RETURNS TABLE (
   credits_refunded numeric, credits_adjusted numeric)
 LANGUAGE plpgsql
 STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -436,6 +437,7 @@ RETURNS TABLE (
   tree_tokens bigint, descendants integer, own_charged numeric, tree_charged numeric)
 LANGUAGE plpgsql
 STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
