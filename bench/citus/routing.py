@@ -232,13 +232,17 @@ def run(url: str) -> Routing:
             "deduct_credits",
             lambda q: q.credits.deduct_credits(amount=Decimal("6"), idempotency_key=f"{tag}-d1"),
         )
-        call(
-            app,
-            "tenant",
-            "deduct_credits (one round trip)",
-            lambda q: app.deduct_credits(alice, amount=Decimal("1")),
-            alice,
-        )
+        # Bob's account asks for a recharge too, for the billing service to fail below.
+        bob = users[1]
+        for name, fn in [
+            ("add_credits", lambda q: q.credits.add_credits(amount=Decimal("100"))),
+            (
+                "configure_auto_recharge",
+                lambda q: q.credits.configure_auto_recharge(enabled=True, threshold=Decimal("99")),
+            ),
+            ("deduct_credits", lambda q: q.credits.deduct_credits(amount=Decimal("2"))),
+        ]:
+            call(app, "tenant", name, fn, bob)
         t("list_credit_transactions", lambda q: q.credits.list_credit_transactions(limit=10))
         hold = t(
             "hold_credits",
@@ -264,10 +268,12 @@ def run(url: str) -> Routing:
                     request_id=mine[0].id, stripe_payment_intent_id=f"pi_{tag}"
                 ),
             )
-        o(
-            "fail_recharge_request",
-            lambda q: q.credits.fail_recharge_request(request_id=uuid.uuid4(), reason="probe"),
-        )
+        bobs = [r for r in claimed if r.user_id == bob]
+        if bobs:
+            o(
+                "fail_recharge_request",
+                lambda q: q.credits.fail_recharge_request(request_id=bobs[0].id, reason="declined"),
+            )
         o("sweep_expired_holds", lambda q: q.credits.sweep_expired_holds())
         o("verify_ledger", lambda q: q.credits.verify_ledger())
 
@@ -290,7 +296,7 @@ def run(url: str) -> Routing:
         t(
             "update_session_progress",
             lambda q: q.sessions.update_session_progress(
-                session_id=f"{tag}-child", phase="planning", tokens=100, cost=Decimal("0.5")
+                session_id=f"{tag}-child", phase="PLAN", tokens=100, cost=Decimal("0.5")
             ),
         )
         root = t("get_session", lambda q: q.sessions.get_session(session_id=f"{tag}-root"))
