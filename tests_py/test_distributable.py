@@ -87,7 +87,8 @@ def _problems(body: str, language: str = "plpgsql") -> list[str]:
     "body",
     [
         "BEGIN SELECT s.* INTO v FROM keen.agent_sessions AS s WHERE s.user_id = v_user_id; END",
-        "BEGIN UPDATE keen.credit_accounts AS a SET x = 1 WHERE a.user_id = p_user_id AND a.id = p_id; END",
+        "BEGIN UPDATE keen.credit_accounts AS a SET x = 1"
+        " WHERE a.user_id = p_user_id AND a.id = p_id; END",
         "BEGIN DELETE FROM keen.auth_tokens AS t WHERE t.user_id = $1; END",
         "BEGIN SELECT u.id FROM keen.users AS u WHERE u.id = v_token.user_id; END",
         # A join on user_id with a pinned table, and a correlated subquery.
@@ -98,7 +99,8 @@ def _problems(body: str, language: str = "plpgsql") -> list[str]:
         " RETURN; END IF; END",
         "BEGIN INSERT INTO keen.credit_holds (user_id, amount) VALUES (v_user_id, 1); END",
         "BEGIN INSERT INTO keen.credit_holds (amount, user_id)"
-        " SELECT a.balance, a.user_id FROM keen.credit_accounts AS a WHERE a.user_id = p_user_id; END",
+        " SELECT a.balance, a.user_id FROM keen.credit_accounts AS a"
+        " WHERE a.user_id = p_user_id; END",
         # Quotes, dollar quotes and comments hide what looks like SQL.
         "BEGIN RAISE NOTICE 'FROM keen.agent_sessions AS s'; -- FROM keen.users\n"
         " PERFORM $x$ DELETE FROM keen.auth_tokens $x$; END",
@@ -152,7 +154,8 @@ def test_single_tenant_statements_pass(body: str) -> None:
         ),
         (
             # A disjunct pins nothing.
-            "BEGIN DELETE FROM keen.auth_tokens AS t WHERE t.user_id = v_user_id OR t.id = p_id; END",
+            "BEGIN DELETE FROM keen.auth_tokens AS t"
+            " WHERE t.user_id = v_user_id OR t.id = p_id; END",
             "no user_id = <variable> predicate",
         ),
         (
@@ -184,7 +187,8 @@ def test_single_tenant_statements_pass(body: str) -> None:
         ),
         (
             "BEGIN\n  -- all tenants: expires every tenant's holds\n"
-            "  UPDATE keen.credit_holds AS h SET status = 'expired' WHERE h.expires_at < now();\nEND",
+            "  UPDATE keen.credit_holds AS h SET status = 'expired'"
+            " WHERE h.expires_at < now();\nEND",
             "marked `all tenants` but writes keen.credit_holds",
         ),
         (
@@ -219,7 +223,9 @@ END
 # ===== the checker on the catalog =============================================
 
 
-def test_a_function_that_fans_out_is_reported(scratch: psycopg.Connection[tuple[object, ...]]) -> None:
+def test_a_function_that_fans_out_is_reported(
+    scratch: psycopg.Connection[tuple[object, ...]],
+) -> None:
     scratch.execute(
         """
         CREATE FUNCTION keen.zz_fan_out(p_hash text) RETURNS uuid
@@ -243,7 +249,7 @@ def test_a_function_that_fans_out_is_reported(scratch: psycopg.Connection[tuple[
     ]
     assert [(v.where, v.what) for v in found] == [
         (
-            "keen.zz_fan_out(text) line 6",
+            "keen.zz_fan_out(text) line 7",  # as PL/pgSQL counts: from the $$
             "read of keen.auth_tokens AS t: no user_id = <variable> predicate",
         )
     ]
@@ -290,3 +296,31 @@ def test_a_key_a_foreign_key_a_policy_and_a_trigger_are_reported(
         assert any(f.startswith(text) for f in found), (text, found)
     # zz_notes' own foreign key to users (id) carries the tenant: not reported.
     assert not any("zz_notes_user_id_fkey" in f for f in found), found
+
+
+def test_dynamic_sql_on_a_tenant_table_is_reported() -> None:
+    body = "BEGIN EXECUTE 'DELETE FROM keen.auth_tokens WHERE user_id = $1' USING v_user_id; END"
+    assert _problems(body) == [
+        "dynamic SQL (EXECUTE) on keen.auth_tokens: write it as a static statement"
+    ]
+
+
+def test_a_sql_standard_body_is_read(scratch: psycopg.Connection[tuple[object, ...]]) -> None:
+    scratch.execute(
+        """
+        CREATE FUNCTION keen.zz_atomic(p_user_id uuid, p_id uuid) RETURNS bigint
+        LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+        BEGIN ATOMIC
+          SELECT pg_catalog.count(*) FROM keen.agent_sessions AS s WHERE s.user_id = p_user_id;
+          SELECT pg_catalog.count(*) FROM keen.agent_sessions AS s WHERE s.id = p_id;
+        END
+        """
+    )
+    found = [
+        v.what
+        for v in dist.statement_violations(
+            dist.keen_functions(scratch), dist.tenant_tables(scratch)
+        )
+        if v.where.startswith("keen.zz_atomic(")
+    ]
+    assert found == ["read of keen.agent_sessions AS s: no user_id = <variable> predicate"]

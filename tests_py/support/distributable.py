@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import psycopg
 
@@ -65,7 +66,9 @@ class Violation:
 class Token:
     kind: str  # word, qword, string, number, param, op, (, ), ;, ","
     text: str
-    line: int  # 1-based line within the source
+    line: int  # 1-based line within the source, as PL/pgSQL counts (line 1 follows the $$)
+    start: int = 0  # offsets of the token in the source
+    end: int = 0
 
     @property
     def up(self) -> str:
@@ -93,8 +96,8 @@ def tokenize(source: str) -> Lexed:
     lines_with_code: set[int] = set()
     i, line, n = 0, 1, len(source)
 
-    def add(kind: str, text: str, start_line: int) -> None:
-        tokens.append(Token(kind, text, start_line))
+    def add(kind: str, text: str, start_line: int, start: int, end: int) -> None:
+        tokens.append(Token(kind, text, start_line, start, end))
         lines_with_code.add(start_line)
 
     while i < n:
@@ -128,7 +131,7 @@ def tokenize(source: str) -> Lexed:
                 j += 2
                 while j < n and source[j] != "'":
                     j += 2 if source[j] == "\\" else 1
-            add("string", source[i : j + 1], line)
+            add("string", source[i : j + 1], line, i, j + 1)
             line += source.count("\n", i, j + 1)
             i = j + 1
         elif c == "'":
@@ -142,7 +145,7 @@ def tokenize(source: str) -> Lexed:
                     j += 2
                     continue
                 break
-            add("string", source[i : j + 1], line)
+            add("string", source[i : j + 1], line, i, j + 1)
             line += source.count("\n", i, j + 1)
             i = j + 1
         elif c == '"':
@@ -156,30 +159,30 @@ def tokenize(source: str) -> Lexed:
                     j += 2
                     continue
                 break
-            add("qword", source[i + 1 : j].replace('""', '"'), line)
+            add("qword", source[i + 1 : j].replace('""', '"'), line, i, j + 1)
             i = j + 1
         elif c == "$" and (m := _DOLLAR_TAG.match(source, i)):
             tag = m.group(0)
             end = source.find(tag, m.end())
             end = n if end < 0 else end + len(tag)
-            add("string", source[i:end], line)
+            add("string", source[i:end], line, i, end)
             line += source.count("\n", i, end)
             i = end
         elif c == "$" and (m := _PARAM.match(source, i)):
-            add("param", m.group(0), line)
+            add("param", m.group(0), line, i, m.end())
             i = m.end()
         elif m := _WORD.match(source, i):
-            add("word", m.group(0), line)
+            add("word", m.group(0), line, i, m.end())
             i = m.end()
         elif m := _NUMBER.match(source, i):
-            add("number", m.group(0), line)
+            add("number", m.group(0), line, i, m.end())
             i = m.end()
         elif c in "();,":
-            add(c, c, line)
+            add(c, c, line, i, i + 1)
             i += 1
         else:
             op = next((o for o in _OPERATORS if source.startswith(o, i)), c)
-            add("op", op, line)
+            add("op", op, line, i, i + len(op))
             i += len(op)
     comment_lines = {ln: text for ln, text in comments.items() if ln not in lines_with_code}
     return Lexed(tokens, comment_lines)
@@ -198,15 +201,19 @@ _BLOCK_WORDS = frozenset(
 class Statement:
     tokens: list[Token]
     marked: bool  # right after a `-- all tenants: <why>` comment
+    source: str = ""
 
     @property
     def line(self) -> int:
         return self.tokens[0].line
 
     def excerpt(self, limit: int = 160) -> str:
-        text = " ".join(t.text if t.kind != "qword" else f'"{t.text}"' for t in self.tokens)
-        text = re.sub(r"\s+", " ", text)
-        text = re.sub(r" ?([.(),;]) ?", lambda m: m.group(1) + (" " if m.group(1) == "," else ""), text)
+        """The statement's text on one line, comments dropped, cut at `limit` characters."""
+        pieces = [self.source[t.start : t.end] for t in self.tokens]
+        text = ""
+        for k, piece in enumerate(pieces):
+            gap = self.source[self.tokens[k - 1].end : self.tokens[k].start] if k else ""
+            text += (" " if gap else "") + re.sub(r"\s+", " ", piece)
         return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -226,7 +233,8 @@ def split_statements(source: str, language: str = "plpgsql") -> list[Statement]:
 
     def flush() -> None:
         if current:
-            statements.append(Statement(list(current), _is_marked(current[0].line, lexed)))
+            marked = _is_marked(current[0].line, lexed)
+            statements.append(Statement(list(current), marked, source))
             current.clear()
 
     for k, tok in enumerate(lexed.tokens):
@@ -341,15 +349,10 @@ def _levels(tokens: Sequence[Token]) -> list[Level]:
         items: list[tuple[Token, int]] = []
         children: list[Sequence[Token]] = []
         i, rel = 0, 0
-        stack: list[bool] = []  # per open paren: is it a query level of its own?
-        start_of: list[int] = []
         while i < len(toks):
             tok = toks[i]
             if tok.kind == "(":
-                is_query = i + 1 < len(toks) and toks[i + 1].up in _QUERY_STARTS
-                stack.append(is_query)
-                start_of.append(i)
-                if is_query:
+                if i + 1 < len(toks) and toks[i + 1].up in _QUERY_STARTS:
                     # The whole parenthesised query is a child level; find its end.
                     depth, j = 1, i + 1
                     while j < len(toks) and depth:
@@ -357,17 +360,12 @@ def _levels(tokens: Sequence[Token]) -> list[Level]:
                         j += 1
                     children.append(toks[i + 1 : j - 1])
                     items.append((Token("op", "(subquery)", tok.line), rel))
-                    stack.pop()
-                    start_of.pop()
                     i = j
                     continue
                 items.append((tok, rel))
                 rel += 1
             elif tok.kind == ")":
                 rel -= 1
-                if stack:
-                    stack.pop()
-                    start_of.pop()
                 items.append((tok, rel))
             else:
                 items.append((tok, rel))
@@ -411,25 +409,30 @@ def _relations(level: Level) -> list[Relation]:
             continue
         word = before.up
         inserting = word == "INTO" and i >= 2 and items[i - 2][0].up == "INSERT"
+        merging = word == "INTO" and i >= 2 and items[i - 2][0].up == "MERGE"
         if i + 3 < len(items) and items[i + 3][0].kind == "(" and not inserting:
             continue  # a function call
-        if word in _RELATION_BEFORE:
-            pass
-        elif before.kind == "," and _in_from_list(items, i, rel):
+        if word in _RELATION_BEFORE or (before.kind == "," and _in_from_list(items, i, rel)):
             pass
         else:
             continue
-        if word == "INTO" and not inserting:
+        if word == "INTO" and not (inserting or merging):
             continue  # SELECT ... INTO keen.x is not PL/pgSQL
         table = items[i + 2][0].text
         table = table if items[i + 2][0].kind == "qword" else table.lower()
         alias, j = table, i + 3
         if j < len(items) and items[j][0].up == "AS":
             j += 1
-        if j < len(items) and items[j][0].kind in ("word", "qword") and items[j][0].up not in _NOT_ALIAS:
+        if (
+            j < len(items)
+            and items[j][0].kind in ("word", "qword")
+            and items[j][0].up not in _NOT_ALIAS
+        ):
             alias = items[j][0].text
         role = "read"
-        if word == "INTO":
+        if merging:
+            role = "merge"
+        elif inserting:
             role = "insert"
         elif word == "UPDATE" and not (i >= 2 and items[i - 2][0].up in ("FOR", "KEY", "NO")):
             role = "update"
@@ -489,11 +492,15 @@ def _conjuncts(level: Level) -> list[list[tuple[Token, int]]]:
     i = 0
     while i < len(items):
         tok, rel = items[i]
-        if rel == 0 and tok.up in ("WHERE", "ON") and not (
-            tok.up == "ON" and i + 1 < len(items) and items[i + 1][0].up == "CONFLICT"
+        if (
+            rel == 0
+            and tok.up in ("WHERE", "ON")
+            and not (tok.up == "ON" and i + 1 < len(items) and items[i + 1][0].up == "CONFLICT")
         ):
             j = i + 1
-            while j < len(items) and not (items[j][1] == 0 and items[j][0].up in _PREDICATE_END):
+            while j < len(items) and not (
+                items[j][1] == 0 and (items[j][0].up in _PREDICATE_END or items[j][0].kind == ",")
+            ):
                 j += 1
             regions.append(items[i + 1 : j])
             i = j
@@ -589,9 +596,11 @@ def _operand(level: Level, toks: list[tuple[Token, int]]) -> Operand:
     if len(words) == 1 and words[0].kind == "param":
         return Operand("value")
     names = [t for t in words if t.text != "."]
-    dotted = len(words) == 2 * len(names) - 1 and all(
-        t.text == "." for t in words[1::2]
-    ) and all(t.kind in ("word", "qword") for t in names)
+    dotted = (
+        len(words) == 2 * len(names) - 1
+        and all(t.text == "." for t in words[1::2])
+        and all(t.kind in ("word", "qword") for t in names)
+    )
     if not dotted or len(names) > 3:
         return Operand("other")
     first = names[0].text.lower()
@@ -601,10 +610,15 @@ def _operand(level: Level, toks: list[tuple[Token, int]]) -> Operand:
         own = level.relations
         if column in ("user_id", "id") and len(own) == 1:
             return Operand("column", own[0], column)
-        if first in _aliases(level) or names[0].up in _NOT_ALIAS or names[0].up in (
-            "NULL",
-            "TRUE",
-            "FALSE",
+        if (
+            first in _aliases(level)
+            or names[0].up in _NOT_ALIAS
+            or names[0].up
+            in (
+                "NULL",
+                "TRUE",
+                "FALSE",
+            )
         ):
             return Operand("other")
         return Operand("value")
@@ -636,12 +650,21 @@ def _equalities(level: Level) -> list[tuple[Operand, Operand]]:
 
 
 def _is_key(op: Operand) -> bool:
-    return op.kind == "column" and op.relation is not None and op.column == key_column(op.relation.table)
+    return (
+        op.kind == "column"
+        and op.relation is not None
+        and op.column == key_column(op.relation.table)
+    )
 
 
 def check_statement(statement: Statement, tenant_tables: Iterable[str]) -> list[str]:
     """What keeps one statement from running on one tenant's shard ([] when nothing)."""
     tenants = set(tenant_tables)
+    dynamic = _dynamic_tables(statement.tokens, tenants)
+    if dynamic:
+        return [
+            f"dynamic SQL (EXECUTE) on keen.{t}: write it as a static statement" for t in dynamic
+        ]
     levels = _levels(statement.tokens)
     relations = [r for lv in levels for r in lv.relations if r.table in tenants]
     if not relations:
@@ -684,7 +707,9 @@ def check_statement(statement: Statement, tenant_tables: Iterable[str]) -> list[
             why = f"joined on {key} only with a table that is not pinned to one tenant"
         elif any(_is_key(x) for x, _ in about):
             why = f"{key} is compared with an expression, not a variable or parameter"
-        elif r.table == "users" and any(x.column == "user_id" and y.kind == "value" for x, y in about):
+        elif r.table == "users" and any(
+            x.column == "user_id" and y.kind == "value" for x, y in about
+        ):
             why = "users is distributed by id: name id = <variable>, not user_id"
         else:
             why = f"no {key} = <variable> predicate"
@@ -696,11 +721,24 @@ def check_statement(statement: Statement, tenant_tables: Iterable[str]) -> list[
         writes = [r for r in relations if r.role != "read"]
         locks = _locks(statement.tokens)
         if writes:
-            return [f"marked `all tenants` but writes keen.{writes[0].table}"] + problems
+            return [f"marked `all tenants` but writes keen.{writes[0].table}", *problems]
         if locks:
-            return [f"marked `all tenants` but locks rows ({locks})"] + problems
+            return [f"marked `all tenants` but locks rows ({locks})", *problems]
         return []
     return problems
+
+
+def _dynamic_tables(tokens: Sequence[Token], tenants: set[str]) -> list[str]:
+    """The tenant tables named in the strings of an EXECUTE statement (which no check reads)."""
+    if not any(t.up == "EXECUTE" for t in tokens):
+        return []
+    found: list[str] = []
+    for t in tokens:
+        if t.kind == "string":
+            for name in re.findall(r'keen\s*\.\s*"?(\w+)', t.text, re.IGNORECASE):
+                if name.lower() in tenants and name.lower() not in found:
+                    found.append(name.lower())
+    return found
 
 
 def _locks(tokens: Sequence[Token]) -> str:
@@ -757,13 +795,17 @@ def _insert_problem(r: Relation, levels: list[Level], pinned: set[int]) -> str:
         return ""
     if rest and rest[0][0].up == "SELECT":
         end = 1
-        while end < len(rest) and not (rest[end][1] == 0 and rest[end][0].up in ("FROM", "INTO", "WHERE")):
+        while end < len(rest) and not (
+            rest[end][1] == 0 and rest[end][0].up in ("FROM", "INTO", "WHERE")
+        ):
             end += 1
         values = _split_commas(rest[1:end], 0)
         if position >= len(values):
             return f"insert into keen.{r.table}: cannot find the {key} value"
         op = _operand(r.level, values[position])
-        if op.kind == "value" or (op.kind == "column" and op.relation is not None and id(op.relation) in pinned):
+        if op.kind == "value" or (
+            op.kind == "column" and op.relation is not None and id(op.relation) in pinned
+        ):
             return ""
         return f"insert into keen.{r.table}: {key} comes from no variable or pinned table"
     return f"insert into keen.{r.table}: {key} value not found"
@@ -779,9 +821,9 @@ def _split_commas(items: list[tuple[Token, int]], base: int) -> list[list[tuple[
     return out
 
 
-def check_source(source: str, tenant_tables: Iterable[str], language: str = "plpgsql") -> list[
-    tuple[Statement, str]
-]:
+def check_source(
+    source: str, tenant_tables: Iterable[str], language: str = "plpgsql"
+) -> list[tuple[Statement, str]]:
     """Every statement of a function body that is not single-tenant, with the reason."""
     tenants = set(tenant_tables)
     found: list[tuple[Statement, str]] = []
@@ -836,7 +878,9 @@ def tenant_tables(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
     return [str(r[0]) for r in conn.execute(TENANT_TABLES, {"excepted": sorted(EXCEPTED)})]
 
 
-def key_violations(conn: psycopg.Connection[tuple[object, ...]], tenants: list[str]) -> list[Violation]:
+def key_violations(
+    conn: psycopg.Connection[tuple[object, ...]], tenants: list[str]
+) -> list[Violation]:
     found: list[Violation] = []
     for table in tenants:
         key = key_column(table)
@@ -874,11 +918,15 @@ def foreign_key_violations(
     rows = conn.execute(
         """
         SELECT con.conname, src.relname, dst.relname,
-               ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY AS k(n, o)
-                     JOIN pg_catalog.pg_attribute AS a ON a.attrelid = con.conrelid AND a.attnum = k.n
+               ARRAY(SELECT a.attname::text
+                     FROM unnest(con.conkey) WITH ORDINALITY AS k(n, o)
+                     JOIN pg_catalog.pg_attribute AS a
+                       ON a.attrelid = con.conrelid AND a.attnum = k.n
                      ORDER BY k.o),
-               ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY AS k(n, o)
-                     JOIN pg_catalog.pg_attribute AS a ON a.attrelid = con.confrelid AND a.attnum = k.n
+               ARRAY(SELECT a.attname::text
+                     FROM unnest(con.confkey) WITH ORDINALITY AS k(n, o)
+                     JOIN pg_catalog.pg_attribute AS a
+                       ON a.attrelid = con.confrelid AND a.attnum = k.n
                      ORDER BY k.o),
                con.confdelsetcols IS NOT NULL AND cardinality(con.confdelsetcols) > 0,
                pg_catalog.pg_get_constraintdef(con.oid, true)
@@ -891,13 +939,16 @@ def foreign_key_violations(
     ).fetchall()
     found: list[Violation] = []
     edges: dict[str, set[str]] = {}
-    for name, src, dst, cols, refcols, set_cols, definition in rows:
+    for name, src, dst, col_list, refcol_list, set_cols, definition in rows:
+        cols, refcols = cast("list[str]", col_list), cast("list[str]", refcol_list)
         where = f"keen.{src}.{name}"
         if src in tenants and dst in tenants:
             edges.setdefault(src, set()).add(dst)
             src_key, dst_key = key_column(src), key_column(dst)
             paired = [
-                (c, rc) for c, rc in zip(cols, refcols, strict=True) if c == src_key and rc == dst_key
+                (c, rc)
+                for c, rc in zip(cols, refcols, strict=True)
+                if c == src_key and rc == dst_key
             ]
             if not paired:
                 found.append(
@@ -922,7 +973,9 @@ def foreign_key_violations(
             )
     for cycle in _cycles(edges):
         found.append(
-            Violation("foreign-keys", " -> ".join(f"keen.{t}" for t in cycle), "a cycle of foreign keys")
+            Violation(
+                "foreign-keys", " -> ".join(f"keen.{t}" for t in cycle), "a cycle of foreign keys"
+            )
         )
     return found
 
@@ -958,6 +1011,7 @@ def policy_violations(
         """
     ).fetchall()
     for table, policy, qual, check in rows:
+        qual, check = str(qual), str(check)
         if table not in tenants:
             continue
         for what, text in (("USING", qual), ("WITH CHECK", check)):
@@ -980,7 +1034,10 @@ def keen_functions(
         (str(name), str(sig), str(lang), str(src))
         for name, sig, lang, src in conn.execute(
             """
-            SELECT p.proname, p.oid::regprocedure::text, l.lanname, p.prosrc
+            SELECT p.proname, p.oid::regprocedure::text, l.lanname,
+                   -- A BEGIN ATOMIC body is kept parsed, not in prosrc.
+                   CASE WHEN p.prosqlbody IS NULL THEN p.prosrc
+                        ELSE pg_catalog.pg_get_function_sqlbody(p.oid) END
             FROM pg_catalog.pg_proc AS p JOIN pg_catalog.pg_language AS l ON l.oid = p.prolang
             WHERE p.pronamespace = 'keen'::regnamespace AND l.lanname IN ('plpgsql', 'sql')
             ORDER BY 2
