@@ -106,7 +106,14 @@ def _problems(body: str, language: str = "plpgsql") -> list[str]:
         " PERFORM $x$ DELETE FROM keen.auth_tokens $x$; END",
         # A variable of a tenant table's row type is no statement on it.
         "DECLARE v_s keen.agent_sessions; BEGIN v_s.id := NULL; END",
-        # A marked all-tenant read that neither writes nor locks.
+        "BEGIN SELECT h.id FROM keen.credit_accounts AS a JOIN keen.credit_holds AS h"
+        " USING (user_id) WHERE a.user_id = v_user_id; END",
+        # A row comparison is a conjunction.
+        "BEGIN DELETE FROM keen.auth_tokens AS t WHERE (t.user_id, t.id) = (v_user_id, p_id); END",
+        # A marked all-tenant read that neither writes nor locks, the mark above the
+        # statement or above its query.
+        "BEGIN\n  FOR v_user_id IN\n    -- all tenants: the job works per tenant\n"
+        "    SELECT DISTINCT h.user_id FROM keen.credit_holds AS h\n  LOOP\n  END LOOP;\nEND",
         "BEGIN\n  -- all tenants: the operator job lists the tenants, then works per tenant\n"
         "  FOR v_user_id IN SELECT DISTINCT h.user_id FROM keen.credit_holds AS h LOOP\n"
         "    PERFORM keen.expire_lapsed_holds(v_user_id);\n  END LOOP;\nEND",

@@ -233,7 +233,10 @@ def split_statements(source: str, language: str = "plpgsql") -> list[Statement]:
 
     def flush() -> None:
         if current:
-            marked = _is_marked(current[0].line, lexed)
+            # The mark sits above the statement, or above its query inside it (FOR x IN
+            # -- all tenants: ... SELECT ...).
+            query = next((t for t in current if t.up in _QUERY_STARTS), current[0])
+            marked = _is_marked(current[0].line, lexed) or _is_marked(query.line, lexed)
             statements.append(Statement(list(current), marked, source))
             current.clear()
 
@@ -640,10 +643,54 @@ def _equalities(level: Level) -> list[tuple[Operand, Operand]]:
         ors = [t for t, r in conjunct if r == base and t.up == "OR"]
         if len(eq) != 1 or ors:
             continue
-        left = _operand(level, conjunct[: eq[0]])
-        right = _operand(level, conjunct[eq[0] + 1 :])
-        pairs.append((left, right))
+        left, right = conjunct[: eq[0]], conjunct[eq[0] + 1 :]
+        lefts, rights = _row(left), _row(right)
+        if lefts and rights and len(lefts) == len(rights):
+            # (a, b) = (x, y) is a = x AND b = y (PostgreSQL rewrites it so).
+            pairs.extend(
+                (_operand(level, a), _operand(level, b)) for a, b in zip(lefts, rights, strict=True)
+            )
+        else:
+            pairs.append((_operand(level, left), _operand(level, right)))
+    pairs.extend(_using_pairs(level))
     return pairs
+
+
+def _using_pairs(level: Level) -> list[tuple[Operand, Operand]]:
+    """`JOIN keen.b AS b USING (user_id)`: b's user_id equals that of each table before it."""
+    pairs: list[tuple[Operand, Operand]] = []
+    items = level.items
+    for n, r in enumerate(level.relations):
+        k = r.position + 1
+        while k < len(items) and items[k][0].up not in ("USING", "ON", "JOIN", "WHERE", ","):
+            k += 1
+        if not (k + 1 < len(items) and items[k][0].up == "USING" and items[k + 1][0].kind == "("):
+            continue
+        base = items[k + 1][1]
+        columns: list[str] = []
+        k += 2
+        while k < len(items) and not (items[k][0].kind == ")" and items[k][1] == base):
+            columns.append(items[k][0].text.lower())
+            k += 1
+        for left in level.relations[:n]:
+            for column in ("user_id", "id"):
+                if column in columns:
+                    pairs.append((Operand("column", r, column), Operand("column", left, column)))
+    return pairs
+
+
+def _row(toks: list[tuple[Token, int]]) -> list[list[tuple[Token, int]]]:
+    """The fields of a row constructor `(a, b)` or `ROW(a, b)` ([] for anything else)."""
+    if toks and toks[0][0].up == "ROW":
+        toks = toks[1:]
+    if len(toks) < 2 or toks[0][0].kind != "(" or toks[-1][0].kind != ")":
+        return []
+    base = toks[0][1]
+    inner = toks[1:-1]
+    if any(r <= base for _, r in inner):
+        return []  # (a) + (b): two groups, not one row
+    fields = _split_commas(inner, base + 1)
+    return fields if len(fields) > 1 else []
 
 
 # ===== the statement check ====================================================
