@@ -82,109 +82,60 @@ class Lexed:
     comment_lines: dict[int, str]
 
 
-_WORD = re.compile(r"[A-Za-z_\x80-\uffff][A-Za-z0-9_$\x80-\uffff]*")
-_NUMBER = re.compile(r"\d+(\.\d*)?([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?")
-_DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
-_PARAM = re.compile(r"\$\d+")
-_OPERATORS = ("::", ":=", "=>", "<=", ">=", "<>", "!=", "||", "->>", "->", "#>>", "<<", ">>")
+_TOKEN = re.compile(
+    r"""
+    (?P<space>\s+)
+  | (?P<comment>--[^\n]*)
+  | (?P<block>/\*)
+  | (?P<dollar>\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$)
+  | (?P<param>\$\d+)
+  | (?P<string>[Ee]'(?:[^'\\]|\\.|'')*'|'(?:[^']|'')*')
+  | (?P<qword>"(?:[^"]|"")*")
+  | (?P<word>[A-Za-z_\x80-\uffff][A-Za-z0-9_$\x80-\uffff]*)
+  | (?P<number>\d+(?:\.\d*)?(?:[eE][+-]?\d+)?)
+  | (?P<op>::|:=|=>|<=|>=|<>|!=|\|\||->>|->|\#>>|<<|>>)
+  | (?P<punct>.)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
 
 
 def tokenize(source: str) -> Lexed:
     """Split SQL or PL/pgSQL text into tokens, dropping whitespace and comments."""
     tokens: list[Token] = []
     comments: dict[int, str] = {}
-    lines_with_code: set[int] = set()
-    i, line, n = 0, 1, len(source)
-
-    def add(kind: str, text: str, start_line: int, start: int, end: int) -> None:
-        tokens.append(Token(kind, text, start_line, start, end))
-        lines_with_code.add(start_line)
-
-    while i < n:
-        c = source[i]
-        if c == "\n":
-            line += 1
-            i += 1
-        elif c.isspace():
-            i += 1
-        elif source.startswith("--", i):
-            end = source.find("\n", i)
-            end = n if end < 0 else end
-            comments.setdefault(line, source[i:end])
-            i = end
-        elif source.startswith("/*", i):
-            depth, j = 1, i + 2
-            while j < n and depth:
-                if source.startswith("/*", j):
-                    depth, j = depth + 1, j + 2
-                elif source.startswith("*/", j):
-                    depth, j = depth - 1, j + 2
+    pos, line = 0, 1
+    while pos < len(source):
+        m = _TOKEN.match(source, pos)
+        if m is None:  # pragma: no cover - punct matches any character
+            break
+        kind, start, pos = m.lastgroup or "punct", m.start(), m.end()
+        if kind == "block":  # /* ... */, nested
+            depth = 1
+            while depth and pos < len(source):
+                if source.startswith("/*", pos):
+                    depth, pos = depth + 1, pos + 2
+                elif source.startswith("*/", pos):
+                    depth, pos = depth - 1, pos + 2
                 else:
-                    j += 1
-            line += source.count("\n", i, j)
-            i = j
-        elif c in "eE" and source.startswith("'", i + 1):
-            j = i + 2
-            while j < n and source[j] != "'":
-                j += 2 if source[j] == "\\" else 1
-            while source.startswith("''", j):  # E'it''s'
-                j += 2
-                while j < n and source[j] != "'":
-                    j += 2 if source[j] == "\\" else 1
-            add("string", source[i : j + 1], line, i, j + 1)
-            line += source.count("\n", i, j + 1)
-            i = j + 1
-        elif c == "'":
-            j = i + 1
-            while True:
-                j = source.find("'", j)
-                if j < 0:
-                    j = n
-                    break
-                if source.startswith("''", j):
-                    j += 2
-                    continue
-                break
-            add("string", source[i : j + 1], line, i, j + 1)
-            line += source.count("\n", i, j + 1)
-            i = j + 1
-        elif c == '"':
-            j = i + 1
-            while True:
-                j = source.find('"', j)
-                if j < 0:
-                    j = n
-                    break
-                if source.startswith('""', j):
-                    j += 2
-                    continue
-                break
-            add("qword", source[i + 1 : j].replace('""', '"'), line, i, j + 1)
-            i = j + 1
-        elif c == "$" and (m := _DOLLAR_TAG.match(source, i)):
-            tag = m.group(0)
-            end = source.find(tag, m.end())
-            end = n if end < 0 else end + len(tag)
-            add("string", source[i:end], line, i, end)
-            line += source.count("\n", i, end)
-            i = end
-        elif c == "$" and (m := _PARAM.match(source, i)):
-            add("param", m.group(0), line, i, m.end())
-            i = m.end()
-        elif m := _WORD.match(source, i):
-            add("word", m.group(0), line, i, m.end())
-            i = m.end()
-        elif m := _NUMBER.match(source, i):
-            add("number", m.group(0), line, i, m.end())
-            i = m.end()
-        elif c in "();,":
-            add(c, c, line, i, i + 1)
-            i += 1
-        else:
-            op = next((o for o in _OPERATORS if source.startswith(o, i)), c)
-            add("op", op, line, i, i + len(op))
-            i += len(op)
-    comment_lines = {ln: text for ln, text in comments.items() if ln not in lines_with_code}
+                    pos += 1
+        elif kind == "dollar":  # $tag$ ... $tag$
+            end = source.find(m.group(), pos)
+            pos = len(source) if end < 0 else end + len(m.group())
+            kind = "string"
+        if kind == "comment":
+            comments.setdefault(line, m.group())
+        elif kind == "qword":
+            tokens.append(Token(kind, m.group()[1:-1].replace('""', '"'), line, start, pos))
+        elif kind == "punct" and m.group() in "();,":
+            tokens.append(Token(m.group(), m.group(), line, start, pos))
+        elif kind not in ("space", "block"):
+            tokens.append(
+                Token("op" if kind == "punct" else kind, source[start:pos], line, start, pos)
+            )
+        line += source.count("\n", start, pos)
+    code_lines = {t.line for t in tokens}
+    comment_lines = {ln: text for ln, text in comments.items() if ln not in code_lines}
     return Lexed(tokens, comment_lines)
 
 
@@ -287,42 +238,14 @@ _SET_OPERATORS = frozenset({"UNION", "INTERSECT", "EXCEPT"})
 _RELATION_BEFORE = frozenset(
     {"FROM", "JOIN", "UPDATE", "INTO", "USING", "ONLY", "TABLE", "LOCK", "TRUNCATE"}
 )
-_CLAUSES = frozenset(
-    {
-        "SELECT",
-        "FROM",
-        "WHERE",
-        "GROUP",
-        "HAVING",
-        "WINDOW",
-        "ORDER",
-        "LIMIT",
-        "OFFSET",
-        "FETCH",
-        "FOR",
-        "RETURNING",
-        "SET",
-        "VALUES",
-        "ON",
-        "JOIN",
-        "USING",
-        "INTO",
-        "LEFT",
-        "RIGHT",
-        "FULL",
-        "INNER",
-        "CROSS",
-        "NATURAL",
-        "LATERAL",
-        "DO",
-        "UNION",
-        "INTERSECT",
-        "EXCEPT",
-        "WHEN",
-        "THEN",
-        "LOOP",
-    }
-)
+# Keywords that end a clause (a FROM list, a WHERE condition, a JOIN ... ON condition).
+_JOINS = frozenset({"JOIN", "LEFT", "RIGHT", "FULL", "INNER", "CROSS", "NATURAL"})
+_TAILS = frozenset({"GROUP", "HAVING", "WINDOW", "ORDER", "LIMIT", "OFFSET", "FETCH"}) | {
+    "FOR",
+    "RETURNING",
+}
+_CLAUSES = _JOINS | _TAILS | {"SELECT", "FROM", "WHERE", "SET", "VALUES", "ON", "USING", "INTO"}
+_CLAUSES |= {"LATERAL", "DO", "UNION", "INTERSECT", "EXCEPT", "WHEN", "THEN", "LOOP"}
 _NOT_ALIAS = _CLAUSES | {"AS", "WHERE", "DEFAULT", "OVERRIDING", "TABLESAMPLE", "IN", "NOWAIT"}
 
 
@@ -461,31 +384,7 @@ def _in_from_list(items: list[tuple[Token, int]], i: int, rel: int) -> bool:
 
 # ===== predicates =============================================================
 
-_PREDICATE_END = frozenset(
-    {
-        "GROUP",
-        "HAVING",
-        "WINDOW",
-        "ORDER",
-        "LIMIT",
-        "OFFSET",
-        "FETCH",
-        "FOR",
-        "RETURNING",
-        "JOIN",
-        "LEFT",
-        "RIGHT",
-        "FULL",
-        "INNER",
-        "CROSS",
-        "NATURAL",
-        "WHERE",
-        "ON",
-        "INTO",
-        "LOOP",
-        "DO",
-    }
-)
+_PREDICATE_END = _JOINS | _TAILS | frozenset({"WHERE", "ON", "INTO", "LOOP", "DO"})
 
 
 def _conjuncts(level: Level) -> list[list[tuple[Token, int]]]:
@@ -1171,3 +1070,35 @@ def catalog_violations(conn: psycopg.Connection[tuple[object, ...]]) -> list[Vio
         *trigger_violations(conn, functions, tenants),
         *statement_violations(functions, tenants),
     ]
+
+
+def main() -> None:
+    """Print the violations of a migrated database: the work list while fixing them.
+
+    `python -m tests_py.support.distributable --database-url URL` (default: the checkout's
+    embedded cluster, migrated into a scratch database that is dropped afterwards).
+    """
+    import argparse
+    from collections import Counter
+
+    from keen_dev.databases import scratch_database, server_url
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--database-url", help="a migrated database (default: a scratch one)")
+    args = parser.parse_args()
+    if args.database_url:
+        with psycopg.connect(args.database_url) as conn:
+            found = catalog_violations(conn)
+    else:
+        with (
+            scratch_database(server_url(), "distcheck", migrate=True) as (_, url),
+            psycopg.connect(url) as conn,
+        ):
+            found = catalog_violations(conn)
+    for violation in found:
+        print(violation)
+    print(dict(Counter(v.rule for v in found)), len(found), "in all")
+
+
+if __name__ == "__main__":
+    main()
