@@ -199,6 +199,10 @@ def test_single_tenant_statements_pass(body: str) -> None:
             "marked `all tenants` but writes keen.credit_holds",
         ),
         (
+            "BEGIN LOCK TABLE keen.credit_holds IN SHARE MODE; END",
+            "lock of keen.credit_holds AS credit_holds: a table-wide statement takes every shard",
+        ),
+        (
             "SELECT s.id FROM keen.agent_sessions AS s WHERE s.id = p_id",
             "no user_id = <variable> predicate",
         ),

@@ -657,6 +657,8 @@ def check_statement(statement: Statement, tenant_tables: Iterable[str]) -> list[
             x.column == "user_id" and y.kind == "value" for x, y in about
         ):
             why = "users is distributed by id: name id = <variable>, not user_id"
+        elif r.role in ("lock", "truncate"):
+            why = "a table-wide statement takes every shard"
         else:
             why = f"no {key} = <variable> predicate"
         problem = f"{r.role} of keen.{r.table} AS {r.alias}: {why}"
