@@ -54,7 +54,7 @@ lint: db-up ## squawk, ruff, mypy --strict, plpgsql_check on every function, doc
 	@$(VENV)/squawk --config .squawk.toml migrations/*.sql
 	@$(VENV)/ruff check .
 	@$(VENV)/ruff format --check .
-	@$(VENV)/mypy keen_sql generated/keen_queries tests_py scripts examples tools/keen_dev/keen_dev \
+	@$(VENV)/mypy keen_sql generated/keen_queries tests_py tests_citus scripts examples tools/keen_dev/keen_dev \
 		tools/sqlc_psycopg/sqlc_psycopg tools/sqlc_psycopg/tests
 	@$(PY) scripts/plpgsql_check.py --database-url '$(DB_URL)'
 	@$(PY) scripts/gen_docs.py --check --database-url '$(DB_URL)'
