@@ -120,7 +120,13 @@ def _schedule(args: argparse.Namespace) -> int:
 
 def _citus_distribute(args: argparse.Namespace) -> int:
     # docs/scaling.md: after `migrate`, on a Citus coordinator (superuser), in one transaction.
-    script = resources.files("keen_sql").joinpath("sql", "citus", "distribute.sql").read_text()
+    folder = resources.files("keen_sql").joinpath("sql", "citus")
+    settings = [
+        line.encode()
+        for line in folder.joinpath("settings.sql").read_text().splitlines()
+        if line.strip() and not line.startswith("--")
+    ]
+    script = folder.joinpath("distribute.sql").read_text()
     try:
         with psycopg.connect(args.database_url) as conn:
             (citus,) = conn.execute(
@@ -131,6 +137,8 @@ def _citus_distribute(args: argparse.Namespace) -> int:
                     "citus distribute: the citus extension is not installed in this database"
                     " (docs/scaling.md: CREATE EXTENSION citus on every node first)"
                 )
+            for setting in settings:
+                conn.execute(setting)
             conn.execute(script.encode())
             # The tenant context reaches the workers: SET LOCAL (keen_sql.context) is
             # replayed on every worker connection of a transaction in this database.

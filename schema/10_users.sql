@@ -1200,6 +1200,10 @@ BEGIN
    WHERE l.kind = 'auth_token' AND l.value = ANY (v_token_hashes) AND l.user_id = v_user_id;
   DELETE FROM keen.auth_tokens AS t WHERE t.user_id = v_user_id;
   DELETE FROM keen.websocket_connections AS c WHERE c.user_id = v_user_id;
+  -- The sessions list their active connections (keen.sync_session_connections): none now.
+  UPDATE keen.agent_sessions AS s
+     SET websocket_connections = '{}'
+   WHERE s.user_id = v_user_id AND s.websocket_connections <> '{}';
   -- Erasure: the e-mail, username, pending verification and billing customer are free for
   -- others (the placeholders derived from the id are nobody's: users_erased_identity_check);
   -- the ledger, sessions and statistics keep the user id, so the history still adds up.
@@ -1403,6 +1407,7 @@ RETURNS TABLE (
   billing_customer_id text, suspended_reason text)
 LANGUAGE plpgsql
 STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -1425,6 +1430,7 @@ CREATE FUNCTION keen.list_auth_tokens()
 RETURNS SETOF keen.auth_tokens
 LANGUAGE plpgsql
 STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -1437,32 +1443,45 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION keen.own_user_audit_log(p_before_id bigint, p_max_rows integer)
+RETURNS SETOF keen.user_audit_log
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_user_id uuid := keen.require_user_id();
+BEGIN
+  -- The tenant's own page (list_user_audit_log's tenant branch), as keen_owner like the
+  -- writers: on Citus one user per transaction on the shard's connection.
+  RETURN QUERY
+    SELECT l.* FROM keen.user_audit_log AS l
+     WHERE l.user_id = v_user_id AND l.id < coalesce(p_before_id, 9223372036854775807)
+     ORDER BY l.id DESC
+     LIMIT least(greatest(coalesce(p_max_rows, 0), 0), 1000);
+END
+$$;
+
 CREATE FUNCTION keen.list_user_audit_log(p_before_id bigint, p_max_rows integer)
 RETURNS SETOF keen.user_audit_log
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-  v_user_id uuid := keen.current_user_id();
-  v_before bigint := coalesce(p_before_id, 9223372036854775807);
-  v_rows integer := least(greatest(coalesce(p_max_rows, 0), 0), 1000);
 BEGIN
-  IF v_user_id IS NOT NULL THEN
-    RETURN QUERY
-      SELECT l.* FROM keen.user_audit_log AS l
-       WHERE l.user_id = v_user_id AND l.id < v_before
-       ORDER BY l.id DESC
-       LIMIT v_rows;
+  IF keen.current_user_id() IS NOT NULL THEN
+    RETURN QUERY SELECT l.* FROM keen.own_user_audit_log(p_before_id, p_max_rows) AS l;
     RETURN;
   END IF;
-  -- Without a tenant only an operator (keen_owner) sees rows; the service sees none (RLS).
+  -- Without a tenant only an operator (keen_owner) sees rows; the service sees none (RLS):
+  -- this branch stays the caller's own rights, which is why the function is no definer.
   RETURN QUERY
     -- all tenants: an operator's page of every user's trail (read-only, bounded to 1,000 rows)
     SELECT l.* FROM keen.user_audit_log AS l
-     WHERE l.id < v_before
+     WHERE l.id < coalesce(p_before_id, 9223372036854775807)
      ORDER BY l.id DESC
-     LIMIT v_rows;
+     LIMIT least(greatest(coalesce(p_max_rows, 0), 0), 1000);
 END
 $$;
 
@@ -1532,6 +1551,8 @@ GRANT EXECUTE ON FUNCTION
 GRANT EXECUTE ON FUNCTION
   keen.current_user_profile(), keen.list_auth_tokens(), keen.list_user_audit_log(bigint, integer)
   TO keen_app;
+
+GRANT EXECUTE ON FUNCTION keen.own_user_audit_log(bigint, integer) TO keen_app;
 
 -- ===== comments ==============================================================
 COMMENT ON TABLE keen.users IS 'A keen user: the tenant. Created by keen.register_user().';
@@ -1670,5 +1691,6 @@ COMMENT ON FUNCTION keen.tg_user_audit_log__append_only() IS
 COMMENT ON FUNCTION keen.current_user_profile() IS 'The caller''s own user row without secrets (the columns the service may read), by its key: one shard on Citus. KE010 without tenant.';
 COMMENT ON FUNCTION keen.list_auth_tokens() IS 'The caller''s tokens, newest first, by the tenant key: one shard on Citus. KE010 without tenant.';
 COMMENT ON FUNCTION keen.list_user_audit_log(bigint, integer) IS 'A page of the account trail before an id, newest first, at most 1,000 rows (a negative count reads none): the tenant''s own by the tenant key (one shard on Citus), or, without tenant, every user''s for an operator (keen_owner).';
+COMMENT ON FUNCTION keen.own_user_audit_log(bigint, integer) IS 'The tenant''s own page of the account trail before an id, newest first, at most 1,000 rows (list_user_audit_log''s tenant branch, as keen_owner). KE010 without tenant.';
 
 RESET ROLE;

@@ -162,6 +162,7 @@ CREATE FUNCTION keen.get_session(p_session_id text)
 RETURNS keen.agent_sessions
 LANGUAGE plpgsql
 STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -184,6 +185,7 @@ CREATE FUNCTION keen.get_session_by_id(p_id uuid)
 RETURNS keen.agent_sessions
 LANGUAGE plpgsql
 STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -766,6 +768,7 @@ RETURNS TABLE (
 )
 LANGUAGE plpgsql
 STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -809,6 +812,7 @@ CREATE FUNCTION keen.list_sessions(
 RETURNS SETOF keen.agent_sessions
 LANGUAGE plpgsql
 STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -850,6 +854,7 @@ CREATE FUNCTION keen.list_session_events(
 RETURNS SETOF keen.session_events
 LANGUAGE plpgsql
 STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -894,6 +899,7 @@ CREATE FUNCTION keen.session_events_waiting(p_session_id text DEFAULT NULL)
 RETURNS boolean
 LANGUAGE plpgsql
 STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE

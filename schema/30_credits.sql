@@ -283,7 +283,11 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  IF keen.in_migration() THEN
+  -- keen.in_migration()'s rule, written out: on Citus this trigger runs on a worker's shard,
+  -- where no keen function but the trigger functions exists.
+  IF current_user = 'keen_owner'
+     AND coalesce((SELECT r.rolsuper OR NOT pg_catalog.pg_has_role(r.oid, 'keen_app', 'MEMBER')
+                     FROM pg_catalog.pg_roles AS r WHERE r.rolname = session_user), false) THEN
     RETURN CASE TG_OP WHEN 'UPDATE' THEN NEW WHEN 'DELETE' THEN OLD END;
   END IF;
   RAISE EXCEPTION 'the credit ledger is append-only: % refused', TG_OP
@@ -363,6 +367,9 @@ DECLARE
   v_spent numeric := CASE p_type WHEN 'usage' THEN -p_amount ELSE 0 END;
   v_refunded numeric := CASE p_type WHEN 'refund' THEN p_amount ELSE 0 END;
   v_adjusted numeric := CASE p_type WHEN 'adjustment' THEN p_amount ELSE 0 END;
+  -- A value, not now() in the statement: Citus refuses a non-IMMUTABLE function in the
+  -- DO UPDATE SET of a distributed INSERT.
+  v_now timestamptz := pg_catalog.now();
 BEGIN
   -- The caller holds the account lock (taken before this row's by every transaction). The
   -- day's row usually exists: add to it; else create it (every figure added is >= 0 but the
@@ -370,7 +377,7 @@ BEGIN
   UPDATE keen.daily_usage_stats AS d
      SET credits_purchased = d.credits_purchased + v_purchased, credits_spent = d.credits_spent + v_spent,
          credits_refunded = d.credits_refunded + v_refunded, credits_adjusted = d.credits_adjusted + v_adjusted,
-         updated_at = pg_catalog.now()
+         updated_at = v_now
    WHERE d.user_id = p_user_id AND d.date_bucket = p_day;
   IF NOT FOUND THEN
     INSERT INTO keen.daily_usage_stats AS d
@@ -379,7 +386,7 @@ BEGIN
     ON CONFLICT (user_id, date_bucket) DO UPDATE
        SET credits_purchased = d.credits_purchased + v_purchased, credits_spent = d.credits_spent + v_spent,
            credits_refunded = d.credits_refunded + v_refunded, credits_adjusted = d.credits_adjusted + v_adjusted,
-           updated_at = pg_catalog.now()
+           updated_at = v_now
      WHERE d.user_id = p_user_id;
   END IF;
 END
@@ -560,6 +567,7 @@ DECLARE
   v_amount numeric;
   -- NULL means the default, as for every optional argument.
   v_type text := coalesce(p_transaction_type, 'purchase');
+  v_purchased numeric;  -- what the entry adds to lifetime_purchased
   v_fingerprint text;
   v_account record;  -- the account row and the user's time zone
   v_entry keen.credit_transactions;
@@ -644,10 +652,12 @@ BEGIN
           v_account.current_balance, v_account.current_balance + v_amount, coalesce(p_description, v_type),
           coalesce(p_metadata, '{}'::jsonb), p_idempotency_key, v_fingerprint, p_stripe_payment_intent_id, v_now)
   RETURNING t.* INTO v_entry;
-  -- 6. The account follows it.
+  -- 6. The account follows it (the CASE is computed here: Citus deparses a parameter inside
+  -- a simple CASE of a distributed UPDATE wrongly, "operator does not exist: text = boolean").
+  v_purchased := CASE v_type WHEN 'purchase' THEN v_amount ELSE 0 END;
   UPDATE keen.credit_accounts AS a
      SET current_balance = v_entry.balance_after, last_entry_no = v_entry.entry_no,
-         lifetime_purchased = a.lifetime_purchased + CASE v_type WHEN 'purchase' THEN v_amount ELSE 0 END,
+         lifetime_purchased = a.lifetime_purchased + v_purchased,
          updated_at = v_now
    WHERE a.user_id = p_user_id;
   -- 7. The day's statistics.
@@ -1010,6 +1020,7 @@ RETURNS TABLE (sufficient boolean, current_balance numeric, available_balance nu
                required numeric, shortfall numeric)
 LANGUAGE plpgsql
 STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -1039,6 +1050,7 @@ RETURNS TABLE (current_balance numeric, held_amount numeric, available_balance n
                spent_this_month numeric, daily_limit numeric, monthly_limit numeric)
 LANGUAGE plpgsql
 STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -1140,6 +1152,10 @@ LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+  -- all tenants: an operator check of every account, read only; every join and window stays
+  -- within one tenant (user_id), so on Citus each tenant's rows are checked on its own shard,
+  -- in one snapshot. The local day is keen.credit_local_date's rule, written out (a function
+  -- reading users cannot run inside a query on a shard).
   WITH sums AS (
     SELECT a.id, a.user_id, a.current_balance, a.held_amount, a.lifetime_purchased, a.lifetime_spent,
            a.last_entry_no, a.spent_today_date, a.spent_today, a.spent_month_start, a.spent_this_month,
@@ -1148,13 +1164,14 @@ AS $$
            coalesce(-sum(t.amount) FILTER (WHERE t.transaction_type = 'usage'), 0) AS spent,
            coalesce(max(t.entry_no), 0) AS max_entry,
            coalesce(-sum(t.amount) FILTER (WHERE t.transaction_type = 'usage' AND
-             keen.credit_local_date(a.user_id, t.created_at) = a.spent_today_date), 0) AS spent_day,
+             (t.created_at AT TIME ZONE coalesce(u.timezone, 'UTC'))::date = a.spent_today_date), 0) AS spent_day,
            coalesce(-sum(t.amount) FILTER (WHERE t.transaction_type = 'usage' AND
-             pg_catalog.date_trunc('month', keen.credit_local_date(a.user_id, t.created_at))::date
+             pg_catalog.date_trunc('month', (t.created_at AT TIME ZONE coalesce(u.timezone, 'UTC'))::date)::date
                = a.spent_month_start), 0) AS spent_month
       FROM keen.credit_accounts AS a
+      LEFT JOIN keen.users AS u ON u.id = a.user_id
       LEFT JOIN keen.credit_transactions AS t ON t.user_id = a.user_id AND t.account_id = a.id
-     GROUP BY a.user_id, a.id
+     GROUP BY a.user_id, a.id, u.timezone
   ), chain AS (
     SELECT t.account_id, t.user_id, t.entry_no, t.amount, t.balance_before, t.balance_after,
            coalesce(lag(t.balance_after) OVER w, 0) AS previous_after,
@@ -1229,6 +1246,8 @@ DECLARE
 BEGIN
   -- Per tenant (a Citus-ready operator job), each under its account lock, in user order.
   FOR v_user_id IN
+    -- all tenants: lists the tenants with lapsed holds (read only); each is expired below
+    -- under its own account lock, by user_id.
     SELECT DISTINCT h.user_id FROM keen.credit_holds AS h
      WHERE h.status = 'active' AND h.expires_at <= pg_catalog.now()
      ORDER BY h.user_id
@@ -1245,22 +1264,46 @@ CREATE FUNCTION keen.claim_recharge_requests(
   p_limit integer DEFAULT 10,
   p_reclaim_after interval DEFAULT '15 minutes')
 RETURNS SETOF keen.recharge_requests
-LANGUAGE sql
+LANGUAGE plpgsql
 VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+  v_since timestamptz := pg_catalog.now() - coalesce(p_reclaim_after, interval '15 minutes');
+  v_candidate record;
+  v_request keen.recharge_requests;
+  v_claimed integer := 0;
+BEGIN
   -- SKIP LOCKED: several billing workers claim disjoint requests. A request left in
   -- 'processing' longer than p_reclaim_after (its worker died) is claimed again, so one
   -- crashed worker cannot block an account's auto-recharge for good; completing is
   -- idempotent, so a late first worker and the second one credit once.
-  UPDATE keen.recharge_requests AS r
-     SET status = 'processing', claimed_at = pg_catalog.now(), attempts = r.attempts + 1
-   WHERE r.id IN (SELECT q.id FROM keen.recharge_requests AS q
-                   WHERE q.status = 'pending'
-                      OR (q.status = 'processing'
-                          AND q.claimed_at < pg_catalog.now() - coalesce(p_reclaim_after, interval '15 minutes'))
-                   ORDER BY q.created_at LIMIT p_limit FOR UPDATE SKIP LOCKED)
-  RETURNING r.*
+  -- Per tenant (Citus-ready): the queue is listed oldest first without a lock, then each
+  -- request is claimed by (user_id, id) with FOR UPDATE SKIP LOCKED, its state checked again
+  -- under the lock; one being claimed by another worker is skipped, so the listing is read
+  -- on (a cursor) until p_limit requests are claimed (NULL: no limit).
+  FOR v_candidate IN
+    -- all tenants: the billing queue (at most one open request per user), read only; each
+    -- request is locked and claimed below by its own user_id.
+    SELECT q.user_id, q.id FROM keen.recharge_requests AS q
+     WHERE q.status = 'pending' OR (q.status = 'processing' AND q.claimed_at < v_since)
+     ORDER BY q.created_at, q.id
+  LOOP
+    EXIT WHEN v_claimed >= p_limit;
+    SELECT r.* INTO v_request FROM keen.recharge_requests AS r
+     WHERE r.user_id = v_candidate.user_id AND r.id = v_candidate.id
+       AND (r.status = 'pending' OR (r.status = 'processing' AND r.claimed_at < v_since))
+       FOR UPDATE SKIP LOCKED;
+    CONTINUE WHEN NOT FOUND;
+    UPDATE keen.recharge_requests AS r
+       SET status = 'processing', claimed_at = pg_catalog.now(), attempts = r.attempts + 1
+     WHERE r.user_id = v_candidate.user_id AND r.id = v_candidate.id
+    RETURNING r.* INTO v_request;
+    v_claimed := v_claimed + 1;
+    RETURN NEXT v_request;
+  END LOOP;
+  RETURN;
+END
 $$;
 
 CREATE FUNCTION keen.complete_recharge_request(
@@ -1272,33 +1315,36 @@ VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+  v_user_id uuid;
   v_request keen.recharge_requests;
   v_entry keen.credit_transactions;
 BEGIN
-  SELECT r.* INTO v_request FROM keen.recharge_requests AS r WHERE r.id = p_request_id;
+  -- all tenants: the billing service names a request by its id only; this finds its tenant
+  -- (read only), and every statement below names that user_id.
+  SELECT r.user_id INTO v_user_id FROM keen.recharge_requests AS r WHERE r.id = p_request_id;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'recharge request % not found', p_request_id USING ERRCODE = 'KE006';
   END IF;
   -- Account before request: the lock order of every credit function.
-  PERFORM FROM keen.credit_accounts AS a WHERE a.user_id = v_request.user_id FOR UPDATE;
+  PERFORM FROM keen.credit_accounts AS a WHERE a.user_id = v_user_id FOR UPDATE;
   SELECT r.* INTO v_request FROM keen.recharge_requests AS r
-   WHERE r.user_id = v_request.user_id AND r.id = p_request_id
+   WHERE r.user_id = v_user_id AND r.id = p_request_id
      FOR UPDATE;
   IF v_request.status = 'completed' THEN
     -- A repeated webhook gets the original purchase.
     SELECT t.* INTO v_entry FROM keen.credit_transactions AS t
-     WHERE t.user_id = v_request.user_id AND t.id = v_request.purchase_transaction_id;
+     WHERE t.user_id = v_user_id AND t.id = v_request.purchase_transaction_id;
     RETURN v_entry;
   ELSIF v_request.status = 'failed' THEN
     RAISE EXCEPTION 'recharge request % already failed', p_request_id USING ERRCODE = 'KE007';
   END IF;
   -- The purchase is an ordinary credit movement, keyed by the request.
-  v_entry := keen.post_credit(v_request.user_id, v_request.amount, 'purchase', 'auto-recharge',
+  v_entry := keen.post_credit(v_user_id, v_request.amount, 'purchase', 'auto-recharge',
                               'recharge:' || v_request.id::text, p_stripe_payment_intent_id,
                               pg_catalog.jsonb_build_object('recharge_request_id', v_request.id));
   UPDATE keen.recharge_requests AS r
      SET status = 'completed', resolved_at = pg_catalog.now(), purchase_transaction_id = v_entry.id
-   WHERE r.user_id = v_request.user_id AND r.id = p_request_id;
+   WHERE r.user_id = v_user_id AND r.id = p_request_id;
   RETURN v_entry;
 END
 $$;
@@ -1310,19 +1356,26 @@ VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+  v_user_id uuid;
   v_request keen.recharge_requests;
 BEGIN
-  SELECT r.* INTO v_request FROM keen.recharge_requests AS r WHERE r.id = p_request_id FOR UPDATE;
+  -- all tenants: the billing service names a request by its id only; this finds its tenant
+  -- (read only), and the request is then locked and closed by (user_id, id).
+  SELECT r.user_id INTO v_user_id FROM keen.recharge_requests AS r WHERE r.id = p_request_id;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'recharge request % not found', p_request_id USING ERRCODE = 'KE006';
   END IF;
+  SELECT r.* INTO v_request FROM keen.recharge_requests AS r
+   WHERE r.user_id = v_user_id AND r.id = p_request_id
+     FOR UPDATE;
   IF v_request.status NOT IN ('pending', 'processing') THEN
     RAISE EXCEPTION 'recharge request % is already %', p_request_id, v_request.status USING ERRCODE = 'KE007';
   END IF;
   -- Failing closes the request, so the next deduction below the threshold may open another.
   UPDATE keen.recharge_requests AS r
      SET status = 'failed', failure_reason = coalesce(p_reason, 'unspecified'), resolved_at = pg_catalog.now()
-   WHERE r.id = p_request_id RETURNING r.* INTO v_request;
+   WHERE r.user_id = v_user_id AND r.id = p_request_id
+  RETURNING r.* INTO v_request;
   RETURN v_request;
 END
 $$;
@@ -1340,6 +1393,7 @@ CREATE FUNCTION keen.list_credit_transactions(p_limit integer)
 RETURNS SETOF keen.credit_transactions
 LANGUAGE plpgsql
 STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE

@@ -214,9 +214,32 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 SET jit = off
 AS $$
+DECLARE
+  v_user_id uuid;
+  v_timezone text;
+  v_sessions keen.agent_sessions[];
+  v_entries keen.credit_transactions[];
 BEGIN
-  -- PL/pgSQL, not SQL: its custom plans see p_user_id's value, so one user's recomputation
-  -- (a time zone change) reads that user's rows by index instead of scanning every session.
+  IF p_user_id IS NULL THEN
+    -- Every tenant, one at a time (Citus-ready: each recomputation reads one shard).
+    FOR v_user_id IN
+      -- all tenants: lists the tenants (read only); each is recomputed below by its own id.
+      SELECT u.id FROM keen.users AS u ORDER BY u.id
+    LOOP
+      RETURN QUERY SELECT e.* FROM keen.recompute_usage_stats(v_user_id) AS e;
+    END LOOP;
+    RETURN;
+  END IF;
+  SELECT u.timezone INTO v_timezone FROM keen.users AS u WHERE u.id = p_user_id;
+  IF NOT FOUND THEN
+    RETURN;
+  END IF;
+  -- The tenant's sessions and ledger rows are read by user_id (one shard on Citus) into
+  -- arrays first: the attribution rule (keen.session_usage, keen.ledger_usage) then runs where
+  -- this function runs, never inside a query on a shard, where the functions do not exist
+  -- (and a row is of the shard's own type).
+  SELECT pg_catalog.array_agg(s) INTO v_sessions FROM keen.agent_sessions AS s WHERE s.user_id = p_user_id;
+  SELECT pg_catalog.array_agg(t) INTO v_entries FROM keen.credit_transactions AS t WHERE t.user_id = p_user_id;
   RETURN QUERY
   SELECT d.user_id, d.date_bucket,
          pg_catalog.sum(d.sessions_started)::bigint, pg_catalog.sum(d.sessions_completed)::bigint,
@@ -227,16 +250,12 @@ BEGIN
          pg_catalog.sum(d.credits_adjusted)
   FROM (
     SELECT x.*
-    FROM keen.agent_sessions AS s
-    JOIN keen.users AS u ON u.id = s.user_id
-    CROSS JOIN LATERAL pg_catalog.unnest(keen.session_usage(s, u.timezone)) AS x
-    WHERE p_user_id IS NULL OR s.user_id = p_user_id
+    FROM pg_catalog.unnest(v_sessions) AS s
+    CROSS JOIN LATERAL pg_catalog.unnest(keen.session_usage(s, v_timezone)) AS x
     UNION ALL
     SELECT x.*
-    FROM keen.credit_transactions AS t
-    JOIN keen.users AS u ON u.id = t.user_id
-    CROSS JOIN LATERAL pg_catalog.unnest(keen.ledger_usage(t, u.timezone)) AS x
-    WHERE p_user_id IS NULL OR t.user_id = p_user_id
+    FROM pg_catalog.unnest(v_entries) AS t
+    CROSS JOIN LATERAL pg_catalog.unnest(keen.ledger_usage(t, v_timezone)) AS x
   ) AS d
   GROUP BY d.user_id, d.date_bucket;
 END
@@ -251,39 +270,64 @@ SET search_path = pg_catalog, pg_temp
 SET jit = off
 AS $$
 DECLARE
-  v_changed bigint;
+  v_user_id uuid;
+  v_now timestamptz := pg_catalog.now();
+  v_expected keen.usage_delta[];
+  v_days date[];
+  v_row keen.usage_delta;
+  v_count bigint;
+  v_changed bigint := 0;
 BEGIN
-  -- Holds off every trigger upsert (ROW EXCLUSIVE) until this transaction ends, and waits
-  -- for those in flight: the recomputation below then sees every committed change, and a
-  -- change committed later adds its delta on top of the rebuilt figures.
-  LOCK TABLE keen.daily_usage_stats IN SHARE ROW EXCLUSIVE MODE;
-  WITH expected AS MATERIALIZED (
-    SELECT e.* FROM keen.recompute_usage_stats(p_user_id) AS e
-  ), zeroed AS (
-    -- Days that no longer have any activity are zeroed rather than deleted (the service
-    -- role has no DELETE); a missing row and a row of zeros mean the same.
-    UPDATE keen.daily_usage_stats AS d
-    SET sessions_started = 0, sessions_completed = 0, sessions_failed = 0, sessions_cancelled = 0,
-        tokens_used = 0, tool_calls = 0, total_cost = 0, credits_purchased = 0,
-        credits_spent = 0, credits_refunded = 0, credits_adjusted = 0,
-        updated_at = pg_catalog.now()
-    WHERE (p_user_id IS NULL OR d.user_id = p_user_id)
-      AND NOT EXISTS (SELECT FROM expected AS e
-                      WHERE e.user_id = d.user_id AND e.date_bucket = d.date_bucket)
-      AND (d.sessions_started, d.sessions_completed, d.sessions_failed, d.sessions_cancelled,
-           d.tokens_used, d.tool_calls, d.total_cost, d.credits_purchased, d.credits_spent,
-           d.credits_refunded, d.credits_adjusted) <> (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-    RETURNING 1
-  ), written AS (
+  IF p_user_id IS NULL THEN
+    -- Every tenant, one at a time (Citus-ready: each rebuild locks and writes one tenant).
+    FOR v_user_id IN
+      -- all tenants: lists the tenants (read only); each is rebuilt below under its own locks.
+      SELECT u.id FROM keen.users AS u ORDER BY u.id
+    LOOP
+      v_changed := v_changed + keen.rebuild_usage_stats(v_user_id);
+    END LOOP;
+    RETURN v_changed;
+  END IF;
+  -- Holds off the tenant's figure writers until this transaction ends, and waits for those
+  -- in flight, so the recomputation below sees every committed change and a change committed
+  -- later adds its delta on top of the rebuilt figures: the user's row FOR UPDATE conflicts
+  -- with the FOR KEY SHARE lock that the foreign key check of every new daily_usage_stats
+  -- row takes, and the tenant's existing rows are locked themselves.
+  PERFORM FROM keen.users AS u WHERE u.id = p_user_id FOR UPDATE;
+  IF NOT FOUND THEN
+    RETURN 0;
+  END IF;
+  PERFORM FROM keen.daily_usage_stats AS d WHERE d.user_id = p_user_id FOR UPDATE;
+  v_expected := ARRAY(SELECT e FROM keen.recompute_usage_stats(p_user_id) AS e ORDER BY e.date_bucket);
+  -- The days as a date[] (keen.usage_delta does not exist on a Citus worker).
+  v_days := ARRAY(SELECT e.date_bucket FROM pg_catalog.unnest(v_expected) AS e);
+  -- Days that no longer have any activity are zeroed rather than deleted (the service role
+  -- has no DELETE); a missing row and a row of zeros mean the same.
+  UPDATE keen.daily_usage_stats AS d
+  SET sessions_started = 0, sessions_completed = 0, sessions_failed = 0, sessions_cancelled = 0,
+      tokens_used = 0, tool_calls = 0, total_cost = 0, credits_purchased = 0,
+      credits_spent = 0, credits_refunded = 0, credits_adjusted = 0,
+      updated_at = v_now
+  WHERE d.user_id = p_user_id
+    AND d.date_bucket <> ALL (v_days)
+    AND (d.sessions_started, d.sessions_completed, d.sessions_failed, d.sessions_cancelled,
+         d.tokens_used, d.tool_calls, d.total_cost, d.credits_purchased, d.credits_spent,
+         d.credits_refunded, d.credits_adjusted) <> (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+  GET DIAGNOSTICS v_count = ROW_COUNT;
+  v_changed := v_count;
+  -- One row at a time, each INSERT routed to the tenant's shard (an INSERT … SELECT would run
+  -- through the Citus coordinator, which neither counts the rows it leaves alone nor plans it
+  -- from PL/pgSQL's generic plan), in key order.
+  FOREACH v_row IN ARRAY v_expected
+  LOOP
     INSERT INTO keen.daily_usage_stats AS d
       (user_id, date_bucket, sessions_started, sessions_completed, sessions_failed,
        sessions_cancelled, tokens_used, tool_calls, total_cost, credits_purchased,
        credits_spent, credits_refunded, credits_adjusted, updated_at)
-    SELECT e.user_id, e.date_bucket, e.sessions_started, e.sessions_completed, e.sessions_failed,
-           e.sessions_cancelled, e.tokens_used, e.tool_calls, e.total_cost, e.credits_purchased,
-           e.credits_spent, e.credits_refunded, e.credits_adjusted, pg_catalog.now()
-    FROM expected AS e
-    ORDER BY e.user_id, e.date_bucket
+    VALUES (p_user_id, v_row.date_bucket, v_row.sessions_started, v_row.sessions_completed,
+            v_row.sessions_failed, v_row.sessions_cancelled, v_row.tokens_used, v_row.tool_calls,
+            v_row.total_cost, v_row.credits_purchased, v_row.credits_spent, v_row.credits_refunded,
+            v_row.credits_adjusted, v_now)
     ON CONFLICT (user_id, date_bucket) DO UPDATE
     SET sessions_started = EXCLUDED.sessions_started,
         sessions_completed = EXCLUDED.sessions_completed,
@@ -305,43 +349,55 @@ BEGIN
           (EXCLUDED.sessions_started, EXCLUDED.sessions_completed, EXCLUDED.sessions_failed,
            EXCLUDED.sessions_cancelled, EXCLUDED.tokens_used, EXCLUDED.tool_calls,
            EXCLUDED.total_cost, EXCLUDED.credits_purchased, EXCLUDED.credits_spent,
-           EXCLUDED.credits_refunded, EXCLUDED.credits_adjusted)
-    RETURNING 1
-  )
-  SELECT (SELECT pg_catalog.count(*) FROM zeroed) + (SELECT pg_catalog.count(*) FROM written)
-  INTO v_changed;
+           EXCLUDED.credits_refunded, EXCLUDED.credits_adjusted);
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    v_changed := v_changed + v_count;
+  END LOOP;
   RETURN v_changed;
 END
 $$;
 
 CREATE FUNCTION keen.verify_usage_stats()
 RETURNS TABLE (user_id uuid, date_bucket date, figure text, recorded numeric, expected numeric)
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
 -- JIT compilation costs more than it saves on these queries (1.3 s on 2 cores).
 SET jit = off
 AS $$
-  SELECT coalesce(r.user_id, e.user_id), coalesce(r.date_bucket, e.date_bucket),
-         f.figure, f.recorded, f.expected
-  FROM keen.daily_usage_stats AS r
-  FULL JOIN keen.recompute_usage_stats() AS e
-    ON e.user_id = r.user_id AND e.date_bucket = r.date_bucket
-  CROSS JOIN LATERAL (VALUES
-    ('sessions_started', coalesce(r.sessions_started, 0), coalesce(e.sessions_started, 0)),
-    ('sessions_completed', coalesce(r.sessions_completed, 0), coalesce(e.sessions_completed, 0)),
-    ('sessions_failed', coalesce(r.sessions_failed, 0), coalesce(e.sessions_failed, 0)),
-    ('sessions_cancelled', coalesce(r.sessions_cancelled, 0), coalesce(e.sessions_cancelled, 0)),
-    ('tokens_used', coalesce(r.tokens_used, 0), coalesce(e.tokens_used, 0)),
-    ('tool_calls', coalesce(r.tool_calls, 0), coalesce(e.tool_calls, 0)),
-    ('total_cost', coalesce(r.total_cost, 0), coalesce(e.total_cost, 0)),
-    ('credits_purchased', coalesce(r.credits_purchased, 0), coalesce(e.credits_purchased, 0)),
-    ('credits_spent', coalesce(r.credits_spent, 0), coalesce(e.credits_spent, 0)),
-    ('credits_refunded', coalesce(r.credits_refunded, 0), coalesce(e.credits_refunded, 0)),
-    ('credits_adjusted', coalesce(r.credits_adjusted, 0), coalesce(e.credits_adjusted, 0))
-  ) AS f(figure, recorded, expected)
-  WHERE f.recorded <> f.expected
-  ORDER BY 1, 2, 3
+DECLARE
+  v_user_id uuid;
+  v_recorded keen.daily_usage_stats[];
+BEGIN
+  -- Every tenant, one at a time (Citus-ready: each comparison reads one shard), in user order.
+  FOR v_user_id IN
+    -- all tenants: lists the tenants (read only); each is compared below by its own id.
+    SELECT u.id FROM keen.users AS u ORDER BY u.id
+  LOOP
+    -- The recorded rows are read first (one shard), then compared here with the
+    -- recomputation (which cannot run inside a query on a shard).
+    SELECT pg_catalog.array_agg(d) INTO v_recorded FROM keen.daily_usage_stats AS d WHERE d.user_id = v_user_id;
+    RETURN QUERY
+    SELECT v_user_id, coalesce(r.date_bucket, e.date_bucket), f.figure, f.recorded, f.expected
+    FROM pg_catalog.unnest(v_recorded) AS r
+    FULL JOIN keen.recompute_usage_stats(v_user_id) AS e ON e.date_bucket = r.date_bucket
+    CROSS JOIN LATERAL (VALUES
+      ('sessions_started', coalesce(r.sessions_started, 0), coalesce(e.sessions_started, 0)),
+      ('sessions_completed', coalesce(r.sessions_completed, 0), coalesce(e.sessions_completed, 0)),
+      ('sessions_failed', coalesce(r.sessions_failed, 0), coalesce(e.sessions_failed, 0)),
+      ('sessions_cancelled', coalesce(r.sessions_cancelled, 0), coalesce(e.sessions_cancelled, 0)),
+      ('tokens_used', coalesce(r.tokens_used, 0), coalesce(e.tokens_used, 0)),
+      ('tool_calls', coalesce(r.tool_calls, 0), coalesce(e.tool_calls, 0)),
+      ('total_cost', coalesce(r.total_cost, 0), coalesce(e.total_cost, 0)),
+      ('credits_purchased', coalesce(r.credits_purchased, 0), coalesce(e.credits_purchased, 0)),
+      ('credits_spent', coalesce(r.credits_spent, 0), coalesce(e.credits_spent, 0)),
+      ('credits_refunded', coalesce(r.credits_refunded, 0), coalesce(e.credits_refunded, 0)),
+      ('credits_adjusted', coalesce(r.credits_adjusted, 0), coalesce(e.credits_adjusted, 0))
+    ) AS f(figure, recorded, expected)
+    WHERE f.recorded <> f.expected
+    ORDER BY 2, 3;
+  END LOOP;
+END
 $$;
 
 CREATE FUNCTION keen.usage_report(p_from date, p_to date)
@@ -352,6 +408,7 @@ RETURNS TABLE (
   credits_refunded numeric, credits_adjusted numeric)
 LANGUAGE plpgsql
 STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -389,43 +446,52 @@ RETURNS TABLE (
   tree_tokens bigint, descendants integer, own_charged numeric, tree_charged numeric)
 LANGUAGE plpgsql
 STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user_id uuid;
+  v_tree jsonb[];
+  v_charged jsonb;
 BEGIN
   v_user_id := keen.require_user_id();
   -- keen.session_tree walks the tree (KE006 when the session is not the caller's) and
-  -- gives its order; path lists the session ids from the root down to each node.
+  -- gives its order; path lists the session ids from the root down to each node. Each step
+  -- is its own statement, the ledger read by user_id alone: on Citus a query that names one
+  -- tenant's shard runs whole on that shard, where keen.session_tree does not exist.
+  v_tree := ARRAY(SELECT pg_catalog.to_jsonb(t) FROM keen.session_tree(p_session_id) AS t);
+  -- What the ledger actually charged per session: usage minus refunds tied to it.
+  SELECT pg_catalog.jsonb_object_agg(c.id, c.charged) INTO v_charged
+  FROM (SELECT x.session_id AS id, -pg_catalog.sum(x.amount) AS charged
+        FROM keen.credit_transactions AS x
+        WHERE x.user_id = v_user_id
+          AND x.session_id = ANY (ARRAY(SELECT (j.r ->> 'id')::uuid FROM pg_catalog.unnest(v_tree) AS j(r)))
+          AND x.transaction_type IN ('usage', 'refund')
+        GROUP BY x.session_id) AS c;
   RETURN QUERY
   WITH tree AS MATERIALIZED (
     SELECT t.id, t.session_id, t.parent_session_id, t.depth, t.path, t.execution_status,
-           t.total_cost, t.tokens_used, pg_catalog.row_number() OVER () AS ord
-    FROM keen.session_tree(p_session_id) AS t
-  ), charged AS (
-    -- What the ledger actually charged per session: usage minus refunds tied to it.
-    SELECT x.session_id AS id, -pg_catalog.sum(x.amount) AS charged
-    FROM keen.credit_transactions AS x
-    WHERE x.user_id = v_user_id AND x.session_id IN (SELECT t.id FROM tree AS t)
-      AND x.transaction_type IN ('usage', 'refund')
-    GROUP BY x.session_id
+           t.total_cost, t.tokens_used, j.ord,
+           coalesce((v_charged ->> t.id::text)::numeric, 0) AS charged
+    FROM pg_catalog.unnest(v_tree) WITH ORDINALITY AS j(r, ord)
+    CROSS JOIN LATERAL pg_catalog.jsonb_to_record(j.r) AS t(
+      id uuid, session_id text, parent_session_id uuid, depth integer, path text[],
+      execution_status text, total_cost numeric, tokens_used bigint)
   ), rollup AS (
     -- Each session's subtree: every node counts for itself and for each of its ancestors.
     SELECT a.session_id, pg_catalog.sum(t.total_cost) AS tree_cost,
            pg_catalog.sum(t.tokens_used) AS tree_tokens,
            pg_catalog.count(*) - 1 AS descendants,
-           pg_catalog.sum(coalesce(ch.charged, 0)) AS tree_charged
+           pg_catalog.sum(t.charged) AS tree_charged
     FROM tree AS t
-    LEFT JOIN charged AS ch ON ch.id = t.id
     CROSS JOIN LATERAL pg_catalog.unnest(t.path) AS a(session_id)
     GROUP BY a.session_id
   )
   SELECT t.id, t.session_id, t.parent_session_id, t.depth, t.path, t.execution_status,
          t.total_cost::numeric, r.tree_cost::numeric, t.tokens_used, r.tree_tokens::bigint,
-         r.descendants::integer, coalesce(ch.charged, 0)::numeric, r.tree_charged::numeric
+         r.descendants::integer, t.charged::numeric, r.tree_charged::numeric
   FROM tree AS t
   JOIN rollup AS r ON r.session_id = t.session_id
-  LEFT JOIN charged AS ch ON ch.id = t.id
   ORDER BY t.ord;
 END
 $$;

@@ -52,7 +52,6 @@ SELECT throws_ok($$SELECT keen.verify_tenant_lookup()$$, '42501', NULL, 'nor run
 SELECT lives_ok($$SELECT keen.set_client_ip('192.0.2.10')$$, 'set_client_ip');
 SELECT isnt(keen.record_login('192.0.2.10'), NULL, 'record_login');
 SELECT lives_ok($$SELECT keen.update_profile(p_display_name => 'Alice A.')$$, 'update_profile');
-SELECT todo('keen.rebuild_usage_stats on Citus is the credits branch''s (session_usage on a shard row type)', 1);
 SELECT lives_ok($$SELECT keen.update_profile(p_timezone => 'America/New_York')$$,
   'update_profile with a new time zone rebuilds the usage statistics');
 SELECT set_config('role', 'keen_owner', true);

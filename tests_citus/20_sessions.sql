@@ -231,7 +231,6 @@ SELECT set_config('role', 'keen_app', true);
 SET LOCAL app.current_user_id = '00000000-0000-4000-8000-000000000003';
 SELECT lives_ok($$SELECT keen.start_session(p_session_id => 'paid', p_vision => 'v', p_working_directory => '/w',
                                            p_git_branch => 'main')$$, 'a session to pay for');
-SELECT todo('keen.add_ledger_usage must be distributable (credits branch)', 1);
 SELECT lives_ok($$SELECT keen.complete_session(p_session_id => 'paid', p_success => true, p_total_cost => 0.25)$$,
   'complete_session charges 0.25 by capturing the session''s hold');
 

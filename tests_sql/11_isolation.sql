@@ -238,7 +238,15 @@ SELECT set_eq(
     'keen.suspend_user(uuid,text)',
     -- the deferred stats flush, which fires at COMMIT as keen_app (the users audit trail is
     -- appended by the writers themselves since 0016)
-    'keen.tg_session_usage_queue__flush()'],
+    'keen.tg_session_usage_queue__flush()',
+    -- the tenant's readers (0019): on Citus one connection user per transaction, the
+    -- writers' keen_owner; each names the context's tenant by value (test_distributable)
+    'keen.get_session(text)', 'keen.get_session_by_id(uuid)', 'keen.session_tree(text)',
+    'keen.list_sessions(text,timestamp with time zone,uuid,integer)',
+    'keen.list_session_events(bigint,text,integer)', 'keen.session_events_waiting(text)',
+    'keen.check_credits(numeric)', 'keen.credit_balance()', 'keen.list_credit_transactions(integer)',
+    'keen.usage_report(date,date)', 'keen.session_cost_breakdown(text)',
+    'keen.current_user_profile()', 'keen.list_auth_tokens()', 'keen.own_user_audit_log(bigint,integer)'],
   'the SECURITY DEFINER functions are exactly the cross-tenant operations DESIGN.md allows and the tenant writers');
 SELECT is_empty(
   $$SELECT p.oid::regprocedure FROM pg_proc AS p
@@ -367,6 +375,7 @@ SELECT set_eq(
     'function keen.list_auth_tokens() EXECUTE keen_app',
     'function keen.list_credit_transactions(integer) EXECUTE keen_app',
     'function keen.list_user_audit_log(bigint,integer) EXECUTE keen_app',
+    'function keen.own_user_audit_log(bigint,integer) EXECUTE keen_app',
     'function keen.list_sessions(text,timestamp with time zone,uuid,integer) EXECUTE keen_app',
     'function keen.session_events_waiting(text) EXECUTE keen_app',
     'function keen.login_lookup(text) EXECUTE keen_app',

@@ -43,8 +43,9 @@ SELECT set_eq($$SELECT p.proname::text FROM pg_proc AS p
                               'cancel_session', 'session_tree', 'list_sessions', 'list_session_events', 'open_connection',
                               'ping_connection', 'close_connection', 'prune_session_events'))$$,
   ARRAY['start_session', 'update_session_progress', 'complete_session', 'cancel_session', 'open_connection',
-        'ping_connection', 'close_connection', 'tg_session_usage_queue__flush'],
-  'the session functions that write are SECURITY DEFINER (keen_app writes no session table), as is the deferred stats flush; readers run as the invoker');
+        'ping_connection', 'close_connection', 'tg_session_usage_queue__flush',
+        'session_tree', 'list_sessions', 'list_session_events'],
+  'the session functions are SECURITY DEFINER: the writers (keen_app writes no session table), the deferred stats flush, and since 0019 the readers (one connection user per transaction on Citus)');
 SELECT ok(NOT EXISTS (SELECT FROM pg_proc AS p
                        WHERE p.pronamespace = 'keen'::regnamespace
                          AND p.proname IN ('start_session', 'complete_session', 'session_tree', 'reap_stale_connections',

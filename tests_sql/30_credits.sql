@@ -36,8 +36,8 @@ SELECT set_eq($$SELECT p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.o
                    AND (p.proname LIKE '%credit%' OR p.proname LIKE '%hold%' OR p.proname LIKE '%recharge%'
                         OR p.proname LIKE '%spending%' OR p.proname IN ('verify_ledger', 'round_cost', 'in_migration'))$$,
   ARRAY['add_credits', 'capture_hold', 'configure_auto_recharge', 'deduct_credits', 'hold_credits', 'release_hold',
-        'set_spending_limits'],
-  'the credit functions keen_app calls to write are SECURITY DEFINER (the only writers); the rest run as the invoker');
+        'set_spending_limits', 'credit_balance', 'check_credits', 'list_credit_transactions'],
+  'the credit functions keen_app calls are SECURITY DEFINER: the writers (the only ones) and, since 0019, the readers (one connection user per transaction on Citus); the helpers run as the invoker');
 SELECT ok(NOT EXISTS (SELECT FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
                        WHERE n.nspname = 'keen'
                          AND p.proname IN ('deduct_credits', 'add_credits', 'hold_credits', 'capture_hold',

@@ -20,8 +20,8 @@ SELECT policies_are('keen', 'daily_usage_stats', ARRAY['select_own', 'owner_all'
   'daily_usage_stats has the tenant read policy and the owner policy (keen_app writes no stats)');
 SELECT is_definer('keen', 'refresh_dashboard_metrics', '{}'::name[],
   'refresh_dashboard_metrics is SECURITY DEFINER (the view reads every tenant)');
-SELECT isnt_definer('keen', 'usage_report', ARRAY['date', 'date'], 'usage_report runs as the caller, under RLS');
-SELECT isnt_definer('keen', 'session_cost_breakdown', ARRAY['text'], 'session_cost_breakdown runs as the caller, under RLS');
+SELECT is_definer('keen', 'usage_report', ARRAY['date', 'date'], 'usage_report runs as keen_owner for the context''s tenant by value (0019: one connection user per transaction on Citus)');
+SELECT is_definer('keen', 'session_cost_breakdown', ARRAY['text'], 'session_cost_breakdown runs as keen_owner for the context''s tenant by value (0019)');
 SELECT isnt_definer('keen', 'verify_usage_stats', '{}'::name[], 'verify_usage_stats runs as the operator');
 SELECT is_definer('keen', 'tg_session_usage_queue__flush', '{}'::name[],
   'the deferred session stats flush is SECURITY DEFINER (at commit it runs as keen_app, which writes no stats)');

@@ -5,14 +5,8 @@
 -- is already distributed is left as it is, so a re-run after a failure carries on.
 -- Run by `keen-sql citus distribute` (a superuser on the coordinator, after `keen-sql
 -- migrate`), in one transaction with the database setting that propagates the tenant context.
-SET LOCAL citus.enable_unsafe_triggers = on;
-SET LOCAL citus.multi_shard_modify_mode = 'sequential';
--- Rows already there (a single-node deployment moving to Citus) are copied to the shards as
--- they are, and the coordinator's copies then removed: no trigger may fire on either (an
--- audit row, a stamp, the append-only tables' refusal of TRUNCATE). Replica mode keeps
--- ordinary triggers asleep, here and (propagated) on the workers' connections.
-SET LOCAL citus.propagate_set_commands = 'local';
-SET LOCAL session_replication_role = replica;
+-- The settings it runs under are settings.sql, which the command sends first, one statement
+-- at a time: Citus propagates a SET by sending its query's whole text to the workers.
 
 DO $distribute$
 DECLARE
