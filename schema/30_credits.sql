@@ -182,7 +182,7 @@ CREATE UNIQUE INDEX credit_transactions_user_id_stripe_payment_intent_id_key
 CREATE UNIQUE INDEX credit_transactions_user_id_idempotency_key_key
   ON keen.credit_transactions (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
 -- The listing (newest first) reads the unique (user_id, entry_no) key backwards: no index of
--- its own, one B-tree entry less per ledger row (migration 0018).
+-- its own, one B-tree entry less per ledger row (migration 0020).
 CREATE INDEX credit_transactions_user_id_session_id_idx ON keen.credit_transactions (user_id, session_id)
   WHERE session_id IS NOT NULL;
 -- A hold is captured by one ledger entry at most.
@@ -429,7 +429,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   -- keen.require_user_id() only when there is no tenant (it raises KE010): on the way of
-  -- every charge, one PL/pgSQL call with its search_path switch less (migration 0018).
+  -- every charge, one PL/pgSQL call with its search_path switch less (migration 0020).
   v_user_id uuid := keen.current_user_id();
   v_now timestamptz := pg_catalog.now();
   v_amount numeric;
@@ -456,7 +456,7 @@ BEGIN
     PERFORM keen.check_text(p_idempotency_key, 'idempotency key', 255);
   END IF;
   -- Two IFs: a condition with a subquery runs through the executor even when the session is
-  -- NULL; the plain test alone is a simple expression (migration 0018).
+  -- NULL; the plain test alone is a simple expression (migration 0020).
   IF p_session_id IS NOT NULL THEN
     IF NOT EXISTS (SELECT FROM keen.agent_sessions AS s WHERE s.user_id = v_user_id AND s.id = p_session_id) THEN
       RAISE EXCEPTION 'agent session % not found', p_session_id USING ERRCODE = 'KE006';

@@ -55,7 +55,7 @@ CREATE TABLE keen.daily_usage_stats (
     AND credits_purchased >= 0 AND credits_spent >= 0 AND credits_refunded >= 0)
 )
 -- Every ledger entry and session change updates its (user, day) row: free room on each page
--- lets that update stay on the page (HOT), without a new primary-key entry (migration 0018;
+-- lets that update stay on the page (HOT), without a new primary-key entry (migration 0020;
 -- at the default fillfactor almost none did, bench/credits/REPORT.md).
 WITH (fillfactor = 50);
 
@@ -155,7 +155,7 @@ CREATE INDEX agent_sessions_end_time_idx ON keen.agent_sessions (end_time);
 -- The ledger is appended in time order, so a BRIN index (each range of 128 pages keeps its
 -- earliest and latest created_at) finds the last 24 hours: an entry adds nothing to it until
 -- its range is summarized by autovacuum, where a B-tree took one more entry per ledger row
--- (migration 0018). Ranges not yet summarized are always read: the window stays exact.
+-- (migration 0020). Ranges not yet summarized are always read: the window stays exact.
 CREATE INDEX credit_transactions_created_at_idx ON keen.credit_transactions USING brin (created_at)
   WITH (autosummarize = on);
 

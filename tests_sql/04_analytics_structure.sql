@@ -75,7 +75,7 @@ SELECT set_eq(
 -- indexes
 SELECT indexes_are('keen', 'daily_usage_stats', ARRAY['daily_usage_stats_pkey'],
   'keen.daily_usage_stats has exactly the expected indexes');
--- Room on each page: the update of a day's row stays on its page (HOT, migration 0018).
+-- Room on each page: the update of a day's row stays on its page (HOT, migration 0020).
 SELECT is((SELECT reloptions FROM pg_class WHERE oid = 'keen.daily_usage_stats'::regclass),
   ARRAY['fillfactor=50'], 'keen.daily_usage_stats has fillfactor 50');
 

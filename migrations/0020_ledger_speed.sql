@@ -42,7 +42,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   -- keen.require_user_id() only when there is no tenant (it raises KE010): on the way of
-  -- every charge, one PL/pgSQL call with its search_path switch less (migration 0018).
+  -- every charge, one PL/pgSQL call with its search_path switch less (migration 0020).
   v_user_id uuid := keen.current_user_id();
   v_now timestamptz := pg_catalog.now();
   v_amount numeric;
@@ -69,7 +69,7 @@ BEGIN
     PERFORM keen.check_text(p_idempotency_key, 'idempotency key', 255);
   END IF;
   -- Two IFs: a condition with a subquery runs through the executor even when the session is
-  -- NULL; the plain test alone is a simple expression (migration 0018).
+  -- NULL; the plain test alone is a simple expression (migration 0020).
   IF p_session_id IS NOT NULL THEN
     IF NOT EXISTS (SELECT FROM keen.agent_sessions AS s WHERE s.user_id = v_user_id AND s.id = p_session_id) THEN
       RAISE EXCEPTION 'agent session % not found', p_session_id USING ERRCODE = 'KE006';
@@ -268,6 +268,7 @@ CREATE OR REPLACE FUNCTION keen.list_credit_transactions(p_limit integer)
 RETURNS SETOF keen.credit_transactions
 LANGUAGE plpgsql
 STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE

@@ -1,4 +1,4 @@
--- Roll back 0018_ledger_speed: the B-tree indexes of the listing and the dashboard window,
+-- Roll back 0020_ledger_speed: the B-tree indexes of the listing and the dashboard window,
 -- daily_usage_stats at the default fillfactor, deduct_credits, hold_credits and
 -- list_credit_transactions of before.
 SET ROLE keen_owner;
@@ -239,6 +239,7 @@ CREATE OR REPLACE FUNCTION keen.list_credit_transactions(p_limit integer)
 RETURNS SETOF keen.credit_transactions
 LANGUAGE plpgsql
 STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
