@@ -83,9 +83,9 @@ SELECT * FROM keen.hold_credits(
 );
 
 -- name: ListCreditTransactions :many
--- The caller's ledger, newest first, at most `limit` rows.
+-- The caller's ledger, newest first (the ledger's own order, entry_no), at most `limit` rows.
 SELECT t.* FROM keen.list_credit_transactions(p_limit => sqlc.arg('limit')::integer) AS t
-ORDER BY t.created_at DESC, t.entry_no DESC;
+ORDER BY t.entry_no DESC;
 
 -- name: ReleaseHold :one
 -- Frees a hold's credits; a no-op for a released or expired hold.

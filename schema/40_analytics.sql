@@ -53,7 +53,11 @@ CREATE TABLE keen.daily_usage_stats (
     sessions_started >= 0 AND sessions_completed >= 0 AND sessions_failed >= 0
     AND sessions_cancelled >= 0 AND tokens_used >= 0 AND tool_calls >= 0 AND total_cost >= 0
     AND credits_purchased >= 0 AND credits_spent >= 0 AND credits_refunded >= 0)
-);
+)
+-- Every ledger entry and session change updates its (user, day) row: free room on each page
+-- lets that update stay on the page (HOT), without a new primary-key entry (migration 0020;
+-- at the default fillfactor almost none did, bench/credits/REPORT.md).
+WITH (fillfactor = 50);
 
 -- Session changes waiting for COMMIT: the session functions queue each change of a session
 -- (keen.track_session_usage), and the queue's deferred trigger adds it to daily_usage_stats
@@ -148,7 +152,12 @@ CREATE UNIQUE INDEX dashboard_metrics_hour_bucket_key ON keen.dashboard_metrics 
 -- end_time, also in this index), ledger rows of the last 24 hours.
 CREATE INDEX agent_sessions_start_time_idx ON keen.agent_sessions (start_time);
 CREATE INDEX agent_sessions_end_time_idx ON keen.agent_sessions (end_time);
-CREATE INDEX credit_transactions_created_at_idx ON keen.credit_transactions (created_at);
+-- The ledger is appended in time order, so a BRIN index (each range of 128 pages keeps its
+-- earliest and latest created_at) finds the last 24 hours: an entry adds nothing to it until
+-- its range is summarized by autovacuum, where a B-tree took one more entry per ledger row
+-- (migration 0020). Ranges not yet summarized are always read: the window stays exact.
+CREATE INDEX credit_transactions_created_at_idx ON keen.credit_transactions USING brin (created_at)
+  WITH (autosummarize = on);
 
 -- ===== functions =============================================================
 -- The attribution rule, in two small PL/pgSQL functions returning arrays: plpgsql keeps its

@@ -500,6 +500,7 @@ class Model:
     spent: Decimal = Decimal(0)
     holds: list[tuple[Decimal, str]] = field(default_factory=list)  # (amount, status)
     keys: dict[str, tuple[str, Decimal]] = field(default_factory=dict)
+    captured: dict[int, Decimal] = field(default_factory=dict)  # hold index -> amount captured
 
     @property
     def held(self) -> Decimal:
@@ -546,11 +547,16 @@ class Model:
                 return None
             if not valid:
                 return "KE004"
+            if status == "captured":
+                # A retried capture (same amount, same default description) returns the
+                # original entry and changes nothing; another amount is KE005 (0012).
+                return None if amount == self.captured[index] else "KE005"
             if status != "active":
                 return "KE007"
             if amount > held:
                 return "KE004"
             self.holds[index] = (held, "captured")
+            self.captured[index] = amount
             self.balance -= amount
             self.spent += amount
         if key is not None and kind in ("add", "deduct"):

@@ -205,24 +205,24 @@ SELECT indexes_are('keen', 'credit_transactions', ARRAY[
     'credit_transactions_user_id_idempotency_key_key',
     'credit_transactions_created_at_idx', 'credit_transactions_user_id_hold_id_key',
     'credit_transactions_pkey', 'credit_transactions_user_id_session_id_idx',
-    'credit_transactions_user_id_stripe_payment_intent_id_key',
-    'credit_transactions_user_id_created_at_idx'],
+    'credit_transactions_user_id_stripe_payment_intent_id_key'],
   'keen.credit_transactions has exactly the expected indexes');
 SELECT is((SELECT pg_get_indexdef('keen.credit_transactions_user_id_idempotency_key_key'::regclass)),
   'CREATE UNIQUE INDEX credit_transactions_user_id_idempotency_key_key ON keen.credit_transactions USING btree (user_id, idempotency_key) WHERE (idempotency_key IS NOT NULL)',
   'credit_transactions_user_id_idempotency_key_key: its columns, order, uniqueness and predicate');
 SELECT is((SELECT pg_get_indexdef('keen.credit_transactions_created_at_idx'::regclass)),
-  'CREATE INDEX credit_transactions_created_at_idx ON keen.credit_transactions USING btree (created_at)',
-  'credit_transactions_created_at_idx: its columns, order, uniqueness and predicate');
+  'CREATE INDEX credit_transactions_created_at_idx ON keen.credit_transactions USING brin (created_at) WITH (autosummarize=''on'')',
+  'credit_transactions_created_at_idx: a BRIN index on created_at (the ledger is appended in time order)');
 SELECT is((SELECT pg_get_indexdef('keen.credit_transactions_user_id_hold_id_key'::regclass)),
   'CREATE UNIQUE INDEX credit_transactions_user_id_hold_id_key ON keen.credit_transactions USING btree (user_id, hold_id) WHERE (hold_id IS NOT NULL)',
   'credit_transactions_user_id_hold_id_key: its columns, order, uniqueness and predicate');
 SELECT is((SELECT pg_get_indexdef('keen.credit_transactions_user_id_session_id_idx'::regclass)),
   'CREATE INDEX credit_transactions_user_id_session_id_idx ON keen.credit_transactions USING btree (user_id, session_id) WHERE (session_id IS NOT NULL)',
   'credit_transactions_user_id_session_id_idx: its columns, order, uniqueness and predicate');
-SELECT is((SELECT pg_get_indexdef('keen.credit_transactions_user_id_created_at_idx'::regclass)),
-  'CREATE INDEX credit_transactions_user_id_created_at_idx ON keen.credit_transactions USING btree (user_id, created_at DESC, entry_no DESC)',
-  'credit_transactions_user_id_created_at_idx: its columns, order, uniqueness and predicate');
+-- The listing reads the unique (user_id, entry_no) key backwards, newest entry first.
+SELECT is((SELECT pg_get_indexdef('keen.credit_transactions_user_id_entry_no_key'::regclass)),
+  'CREATE UNIQUE INDEX credit_transactions_user_id_entry_no_key ON keen.credit_transactions USING btree (user_id, entry_no)',
+  'credit_transactions_user_id_entry_no_key: the key the listing reads (user_id, entry_no)');
 
 -- ===== keen.credit_holds ==========================================================
 SELECT has_table('keen', 'credit_holds', 'keen.credit_holds exists');

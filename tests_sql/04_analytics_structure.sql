@@ -2,7 +2,7 @@
 -- Every column (type, nullability, default), key, foreign key, CHECK constraint and index;
 -- the rules behind the constraints are exercised in 05-08_*_rules.sql.
 BEGIN;
-SELECT plan(72);
+SELECT plan(73);
 
 -- ===== keen.daily_usage_stats =====================================================
 SELECT has_table('keen', 'daily_usage_stats', 'keen.daily_usage_stats exists');
@@ -75,6 +75,9 @@ SELECT set_eq(
 -- indexes
 SELECT indexes_are('keen', 'daily_usage_stats', ARRAY['daily_usage_stats_pkey'],
   'keen.daily_usage_stats has exactly the expected indexes');
+-- Room on each page: the update of a day's row stays on its page (HOT, migration 0020).
+SELECT is((SELECT reloptions FROM pg_class WHERE oid = 'keen.daily_usage_stats'::regclass),
+  ARRAY['fillfactor=50'], 'keen.daily_usage_stats has fillfactor 50');
 
 -- ===== keen.dashboard_metrics =====================================================
 SELECT has_materialized_view('keen', 'dashboard_metrics', 'keen.dashboard_metrics exists');

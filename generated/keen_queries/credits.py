@@ -764,7 +764,7 @@ def hold_credits_params(
 
 
 LIST_CREDIT_TRANSACTIONS: LiteralString = """SELECT t.id, t.user_id, t.account_id, t.entry_no, t.transaction_type, t.amount, t.balance_before, t.balance_after, t.claude_cost_usd, t.markup_multiplier, t.session_id, t.hold_id, t.description, t.metadata, t.idempotency_key, t.request_fingerprint, t.stripe_payment_intent_id, t.created_at, t.created_by_ip FROM keen.list_credit_transactions(p_limit => $1::integer) AS t
-ORDER BY t.created_at DESC, t.entry_no DESC"""
+ORDER BY t.entry_no DESC"""
 
 
 LIST_CREDIT_TRANSACTIONS_ROWS = models.row_factory(models.CreditTransaction)
@@ -776,7 +776,7 @@ def list_credit_transactions(
     *,
     limit: int,
 ) -> list[models.CreditTransaction]:
-    """The caller's ledger, newest first, at most `limit` rows.
+    """The caller's ledger, newest first (the ledger's own order, entry_no), at most `limit` rows.
 
     The caller's ledger, newest first, at most p_limit rows, by the tenant key: one shard on
     Citus. KE010 without tenant.
@@ -791,7 +791,7 @@ async def list_credit_transactions_async(
     *,
     limit: int,
 ) -> list[models.CreditTransaction]:
-    """The caller's ledger, newest first, at most `limit` rows.
+    """The caller's ledger, newest first (the ledger's own order, entry_no), at most `limit` rows.
 
     The caller's ledger, newest first, at most p_limit rows, by the tenant key: one shard on
     Citus. KE010 without tenant.
@@ -808,7 +808,7 @@ def list_credit_transactions_iter(
     *,
     limit: int,
 ) -> Iterator[models.CreditTransaction]:
-    """The caller's ledger, newest first, at most `limit` rows.
+    """The caller's ledger, newest first (the ledger's own order, entry_no), at most `limit` rows.
 
     The caller's ledger, newest first, at most p_limit rows, by the tenant key: one shard on
     Citus. KE010 without tenant.
@@ -825,7 +825,7 @@ async def list_credit_transactions_iter_async(
     *,
     limit: int,
 ) -> AsyncIterator[models.CreditTransaction]:
-    """The caller's ledger, newest first, at most `limit` rows.
+    """The caller's ledger, newest first (the ledger's own order, entry_no), at most `limit` rows.
 
     The caller's ledger, newest first, at most p_limit rows, by the tenant key: one shard on
     Citus. KE010 without tenant.
@@ -1350,7 +1350,8 @@ class CreditsQueries:
             models.raise_mapped(exc, self.on_error)
 
     def list_credit_transactions(self, *, limit: int) -> list[models.CreditTransaction]:
-        """The caller's ledger, newest first, at most `limit` rows.
+        """The caller's ledger, newest first (the ledger's own order, entry_no), at most `limit`
+        rows.
 
         The caller's ledger, newest first, at most p_limit rows, by the tenant key: one shard on
         Citus. KE010 without tenant.
@@ -1361,7 +1362,8 @@ class CreditsQueries:
             models.raise_mapped(exc, self.on_error)
 
     def list_credit_transactions_iter(self, *, limit: int) -> Iterator[models.CreditTransaction]:
-        """The caller's ledger, newest first, at most `limit` rows.
+        """The caller's ledger, newest first (the ledger's own order, entry_no), at most `limit`
+        rows.
 
         The caller's ledger, newest first, at most p_limit rows, by the tenant key: one shard on
         Citus. KE010 without tenant.
@@ -1732,7 +1734,8 @@ class AsyncCreditsQueries:
             models.raise_mapped(exc, self.on_error)
 
     async def list_credit_transactions(self, *, limit: int) -> list[models.CreditTransaction]:
-        """The caller's ledger, newest first, at most `limit` rows.
+        """The caller's ledger, newest first (the ledger's own order, entry_no), at most `limit`
+        rows.
 
         The caller's ledger, newest first, at most p_limit rows, by the tenant key: one shard on
         Citus. KE010 without tenant.
@@ -1749,7 +1752,8 @@ class AsyncCreditsQueries:
         *,
         limit: int,
     ) -> AsyncIterator[models.CreditTransaction]:
-        """The caller's ledger, newest first, at most `limit` rows.
+        """The caller's ledger, newest first (the ledger's own order, entry_no), at most `limit`
+        rows.
 
         The caller's ledger, newest first, at most p_limit rows, by the tenant key: one shard on
         Citus. KE010 without tenant.
