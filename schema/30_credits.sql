@@ -1,6 +1,62 @@
 -- Prepaid credits: one account per user, an append-only ledger, holds, recharge requests.
 SET ROLE keen_owner;
 
+-- ===== CHECK functions =======================================================
+-- The figures rule of an account row (credit_accounts_figures_check). Each line is a rule:
+-- LEAST(…) >= 0 is "none negative"; GREATEST(…) < 'NaN' is "none NaN" (numeric accepts 'NaN',
+-- which sorts above every number: it passes `>= 0`, and only NaN is not < 'NaN'); both skip
+-- NULLs, so a NULL (unset) limit passes and a set one must be > 0 and not NaN. A function,
+-- not the expression itself: a CHECK's stored expression is compiled again in every statement
+-- that writes the table (about 37 instructions per character of pg_constraint.conbin), a
+-- PL/pgSQL expression once per session (migration 0021, bench/credits/REPORT.md). Not STRICT:
+-- a NULL result passes a CHECK, as the expression's own did.
+CREATE FUNCTION keen.credit_accounts_figures_ok(
+  p_current_balance numeric, p_held_amount numeric, p_lifetime_purchased numeric,
+  p_lifetime_spent numeric, p_daily_limit numeric, p_monthly_limit numeric,
+  p_auto_recharge_threshold numeric, p_auto_recharge_amount numeric, p_spent_today numeric,
+  p_spent_this_month numeric, p_last_entry_no bigint)
+RETURNS boolean
+LANGUAGE plpgsql
+IMMUTABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RETURN LEAST(p_current_balance, p_held_amount, p_lifetime_purchased, p_lifetime_spent,
+               p_auto_recharge_threshold, p_spent_today, p_spent_this_month) >= 0
+    AND LEAST(p_daily_limit, p_monthly_limit, p_auto_recharge_amount) > 0
+    AND GREATEST(p_current_balance, p_held_amount, p_lifetime_purchased, p_lifetime_spent,
+                 p_daily_limit, p_monthly_limit, p_auto_recharge_threshold,
+                 p_auto_recharge_amount, p_spent_today, p_spent_this_month) < 'NaN'
+    AND p_held_amount <= p_current_balance
+    AND p_last_entry_no >= 0;
+END
+$$;
+
+-- The figures rule of a ledger entry (credit_transactions_figures_check), a function for the
+-- reason given at keen.credit_accounts_figures_ok. Credits come in by purchase and refund and
+-- go out by usage; adjustments go either way but are never zero; no figure is NaN (only NaN
+-- is not < 'NaN'); balances never negative and chained.
+CREATE FUNCTION keen.credit_transactions_figures_ok(
+  p_transaction_type text, p_amount numeric, p_balance_before numeric,
+  p_balance_after numeric, p_entry_no bigint)
+RETURNS boolean
+LANGUAGE plpgsql
+IMMUTABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RETURN CASE p_transaction_type WHEN 'usage' THEN p_amount < 0
+                                 WHEN 'adjustment' THEN p_amount <> 0
+                                 ELSE p_amount > 0 END
+    AND GREATEST(p_amount, p_balance_before, p_balance_after) < 'NaN'
+    AND LEAST(p_balance_before, p_balance_after) >= 0
+    AND p_balance_after = p_balance_before + p_amount
+    AND p_entry_no > 0;
+END
+$$;
+
 -- ===== tables ================================================================
 CREATE TABLE keen.credit_accounts (
   id                       uuid          NOT NULL DEFAULT gen_random_uuid(),
@@ -34,20 +90,11 @@ CREATE TABLE keen.credit_accounts (
   CONSTRAINT credit_accounts_user_id_key UNIQUE (user_id),
   CONSTRAINT credit_accounts_user_id_fkey FOREIGN KEY (user_id)
     REFERENCES keen.users (id) ON DELETE CASCADE,
-  -- The figures in one CHECK (every DML statement compiles each CHECK again, per operator:
-  -- one merged expression costs less than ten; bench/credits/REPORT.md). Each line is a rule:
-  -- LEAST(…) >= 0 is "none negative"; GREATEST(…) < 'NaN' is "none NaN" (numeric accepts
-  -- 'NaN', which sorts above every number: it passes `>= 0`, and only NaN is not < 'NaN');
-  -- both skip NULLs, so a NULL (unset) limit passes and a set one must be > 0 and not NaN.
-  CONSTRAINT credit_accounts_figures_check CHECK (
-    LEAST(current_balance, held_amount, lifetime_purchased, lifetime_spent,
-          auto_recharge_threshold, spent_today, spent_this_month) >= 0
-    AND LEAST(daily_limit, monthly_limit, auto_recharge_amount) > 0
-    AND GREATEST(current_balance, held_amount, lifetime_purchased, lifetime_spent, daily_limit,
-                 monthly_limit, auto_recharge_threshold, auto_recharge_amount, spent_today,
-                 spent_this_month) < 'NaN'
-    AND held_amount <= current_balance
-    AND last_entry_no >= 0),
+  -- The figures in one CHECK, a function call (keen.credit_accounts_figures_ok has the rules).
+  CONSTRAINT credit_accounts_figures_check CHECK (keen.credit_accounts_figures_ok(
+    current_balance, held_amount, lifetime_purchased, lifetime_spent, daily_limit,
+    monthly_limit, auto_recharge_threshold, auto_recharge_amount, spent_today,
+    spent_this_month, last_entry_no)),
   CONSTRAINT credit_accounts_account_status_check
     CHECK (account_status IN ('active', 'suspended', 'closed')),
   CONSTRAINT credit_accounts_suspended_reason_check
@@ -87,17 +134,9 @@ CREATE TABLE keen.credit_transactions (
     REFERENCES keen.agent_sessions (user_id, id) ON DELETE RESTRICT,
   CONSTRAINT credit_transactions_transaction_type_check
     CHECK (transaction_type IN ('purchase', 'usage', 'refund', 'adjustment')),
-  -- The entry's figures in one CHECK (as credit_accounts_figures_check). Credits come in by
-  -- purchase and refund and go out by usage; adjustments go either way but are never zero;
-  -- no figure is NaN (only NaN is not < 'NaN'); balances never negative and chained.
-  CONSTRAINT credit_transactions_figures_check CHECK (
-    CASE transaction_type WHEN 'usage' THEN amount < 0
-                          WHEN 'adjustment' THEN amount <> 0
-                          ELSE amount > 0 END
-    AND GREATEST(amount, balance_before, balance_after) < 'NaN'
-    AND LEAST(balance_before, balance_after) >= 0
-    AND balance_after = balance_before + amount
-    AND entry_no > 0),
+  -- The entry's figures in one CHECK, a function call (keen.credit_transactions_figures_ok).
+  CONSTRAINT credit_transactions_figures_check CHECK (keen.credit_transactions_figures_ok(
+    transaction_type, amount, balance_before, balance_after, entry_no)),
   CONSTRAINT credit_transactions_idempotency_key_check
     CHECK (idempotency_key IS NULL OR length(idempotency_key) BETWEEN 1 AND 255),
   CONSTRAINT credit_transactions_stripe_payment_intent_id_check

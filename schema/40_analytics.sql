@@ -29,6 +29,27 @@ CREATE TYPE keen.usage_delta AS (
   credits_adjusted    numeric
 );
 
+-- The counts rule of a day's statistics row (daily_usage_stats_counts_check): none negative.
+-- A function for the reason given at keen.credit_accounts_figures_ok (migration 0021).
+CREATE FUNCTION keen.daily_usage_stats_counts_ok(
+  p_sessions_started integer, p_sessions_completed integer, p_sessions_failed integer,
+  p_sessions_cancelled integer, p_tokens_used bigint, p_tool_calls bigint,
+  p_total_cost numeric, p_credits_purchased numeric, p_credits_spent numeric,
+  p_credits_refunded numeric)
+RETURNS boolean
+LANGUAGE plpgsql
+IMMUTABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RETURN p_sessions_started >= 0 AND p_sessions_completed >= 0 AND p_sessions_failed >= 0
+    AND p_sessions_cancelled >= 0 AND p_tokens_used >= 0 AND p_tool_calls >= 0
+    AND p_total_cost >= 0 AND p_credits_purchased >= 0 AND p_credits_spent >= 0
+    AND p_credits_refunded >= 0;
+END
+$$;
+
 -- ===== tables ================================================================
 CREATE TABLE keen.daily_usage_stats (
   user_id             uuid          NOT NULL,
@@ -49,10 +70,9 @@ CREATE TABLE keen.daily_usage_stats (
   CONSTRAINT daily_usage_stats_pkey PRIMARY KEY (user_id, date_bucket),
   CONSTRAINT daily_usage_stats_user_id_fkey FOREIGN KEY (user_id)
     REFERENCES keen.users (id) ON DELETE CASCADE,
-  CONSTRAINT daily_usage_stats_counts_check CHECK (
-    sessions_started >= 0 AND sessions_completed >= 0 AND sessions_failed >= 0
-    AND sessions_cancelled >= 0 AND tokens_used >= 0 AND tool_calls >= 0 AND total_cost >= 0
-    AND credits_purchased >= 0 AND credits_spent >= 0 AND credits_refunded >= 0)
+  CONSTRAINT daily_usage_stats_counts_check CHECK (keen.daily_usage_stats_counts_ok(
+    sessions_started, sessions_completed, sessions_failed, sessions_cancelled, tokens_used,
+    tool_calls, total_cost, credits_purchased, credits_spent, credits_refunded))
 )
 -- Every ledger entry and session change updates its (user, day) row: free room on each page
 -- lets that update stay on the page (HOT), without a new primary-key entry (migration 0020;

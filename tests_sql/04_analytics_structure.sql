@@ -2,7 +2,7 @@
 -- Every column (type, nullability, default), key, foreign key, CHECK constraint and index;
 -- the rules behind the constraints are exercised in 05-08_*_rules.sql.
 BEGIN;
-SELECT plan(73);
+SELECT plan(74);
 
 -- ===== keen.daily_usage_stats =====================================================
 SELECT has_table('keen', 'daily_usage_stats', 'keen.daily_usage_stats exists');
@@ -72,6 +72,10 @@ SELECT set_eq(
   $$SELECT conname::text FROM pg_constraint WHERE conrelid = 'keen.daily_usage_stats'::regclass AND contype = 'c'$$,
   ARRAY['daily_usage_stats_counts_check'],
   'keen.daily_usage_stats has exactly its named CHECK constraints');
+SELECT is(
+  (SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'daily_usage_stats_counts_check'),
+  'CHECK (keen.daily_usage_stats_counts_ok(sessions_started, sessions_completed, sessions_failed, sessions_cancelled, tokens_used, tool_calls, total_cost, credits_purchased, credits_spent, credits_refunded))',
+  'daily_usage_stats_counts_check calls keen.daily_usage_stats_counts_ok (migration 0021)');
 -- indexes
 SELECT indexes_are('keen', 'daily_usage_stats', ARRAY['daily_usage_stats_pkey'],
   'keen.daily_usage_stats has exactly the expected indexes');

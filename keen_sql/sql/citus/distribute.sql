@@ -59,6 +59,13 @@ $distribute$;
 
 -- Functions that the shards themselves call (a trigger on a shard, an expression of a statement
 -- pushed down to one) must exist on every node: Citus creates the others on the coordinator
--- only. The audit trail's guard (keen.in_migration) and its erasure (keen.redact_audit_changes).
+-- only. The audit trail's guard (keen.in_migration) and its erasure (keen.redact_audit_changes),
+-- and the functions that the CHECKs of the ledger, the accounts and the day's statistics call
+-- (migration 0021; a CHECK runs on the shard).
 SELECT create_distributed_function(f.f)
-  FROM (VALUES ('keen.in_migration()'::regprocedure), ('keen.redact_audit_changes(jsonb)'::regprocedure)) AS f (f);
+  FROM (VALUES ('keen.in_migration()'::regprocedure), ('keen.redact_audit_changes(jsonb)'::regprocedure),
+               ('keen.credit_accounts_figures_ok(numeric, numeric, numeric, numeric, numeric, numeric,
+                 numeric, numeric, numeric, numeric, bigint)'::regprocedure),
+               ('keen.credit_transactions_figures_ok(text, numeric, numeric, numeric, bigint)'::regprocedure),
+               ('keen.daily_usage_stats_counts_ok(integer, integer, integer, integer, bigint, bigint,
+                 numeric, numeric, numeric, numeric)'::regprocedure)) AS f (f);
