@@ -2,19 +2,21 @@
 SET ROLE keen_owner;
 
 -- ===== CHECK functions =======================================================
--- The figures rule of an account row (credit_accounts_figures_check). Each line is a rule:
--- LEAST(…) >= 0 is "none negative"; GREATEST(…) < 'NaN' is "none NaN" (numeric accepts 'NaN',
--- which sorts above every number: it passes `>= 0`, and only NaN is not < 'NaN'); both skip
--- NULLs, so a NULL (unset) limit passes and a set one must be > 0 and not NaN. A function,
--- not the expression itself: a CHECK's stored expression is compiled again in every statement
--- that writes the table (about 37 instructions per character of pg_constraint.conbin), a
--- PL/pgSQL expression once per session (migration 0021, bench/credits/REPORT.md). Not STRICT:
--- a NULL result passes a CHECK, as the expression's own did.
-CREATE FUNCTION keen.credit_accounts_figures_ok(
+-- Every rule of an account row, the one CHECK of credit_accounts (credit_accounts_check). The
+-- figures: LEAST(…) >= 0 is "none negative"; GREATEST(…) < 'NaN' is "none NaN" (numeric
+-- accepts 'NaN', which sorts above every number: it passes `>= 0`, and only NaN is not
+-- < 'NaN'); both skip NULLs, so a NULL (unset) limit passes and a set one must be > 0 and not
+-- NaN. Then the status and the suspension reason (only on an account that is not active).
+-- A function, not the expression itself: PostgreSQL compiles a CHECK's stored expression
+-- again in every statement that writes the table (about 37 instructions per character of
+-- pg_constraint.conbin), a PL/pgSQL expression once per session (migration 0021,
+-- bench/credits/REPORT.md). Not STRICT: a NULL result passes a CHECK, as the expression's did.
+CREATE FUNCTION keen.credit_accounts_row_ok(
   p_current_balance numeric, p_held_amount numeric, p_lifetime_purchased numeric,
   p_lifetime_spent numeric, p_daily_limit numeric, p_monthly_limit numeric,
   p_auto_recharge_threshold numeric, p_auto_recharge_amount numeric, p_spent_today numeric,
-  p_spent_this_month numeric, p_last_entry_no bigint)
+  p_spent_this_month numeric, p_last_entry_no bigint, p_account_status text,
+  p_suspended_reason text)
 RETURNS boolean
 LANGUAGE plpgsql
 IMMUTABLE
@@ -29,17 +31,24 @@ BEGIN
                  p_daily_limit, p_monthly_limit, p_auto_recharge_threshold,
                  p_auto_recharge_amount, p_spent_today, p_spent_this_month) < 'NaN'
     AND p_held_amount <= p_current_balance
-    AND p_last_entry_no >= 0;
+    AND p_last_entry_no >= 0
+    AND p_account_status IN ('active', 'suspended', 'closed')
+    AND (p_suspended_reason IS NULL OR p_account_status <> 'active');
 END
 $$;
+COMMENT ON FUNCTION keen.credit_accounts_row_ok(numeric, numeric, numeric, numeric, numeric, numeric, numeric,
+  numeric, numeric, numeric, bigint, text, text) IS
+  'Every rule of a credit_accounts row (its CHECK credit_accounts_check): figures, status, suspension reason.';
 
--- The figures rule of a ledger entry (credit_transactions_figures_check), a function for the
--- reason given at keen.credit_accounts_figures_ok. Credits come in by purchase and refund and
--- go out by usage; adjustments go either way but are never zero; no figure is NaN (only NaN
--- is not < 'NaN'); balances never negative and chained.
-CREATE FUNCTION keen.credit_transactions_figures_ok(
+-- Every rule of a ledger entry, the one CHECK of credit_transactions (credit_transactions_check),
+-- a function for the reason given at keen.credit_accounts_row_ok. A known type; credits come
+-- in by purchase and refund and go out by usage; adjustments go either way but are never
+-- zero; no figure is NaN (only NaN is not < 'NaN'); balances never negative and chained; the
+-- idempotency key and the Stripe payment id 1 to 255 characters when given.
+CREATE FUNCTION keen.credit_transactions_row_ok(
   p_transaction_type text, p_amount numeric, p_balance_before numeric,
-  p_balance_after numeric, p_entry_no bigint)
+  p_balance_after numeric, p_entry_no bigint, p_idempotency_key text,
+  p_stripe_payment_intent_id text)
 RETURNS boolean
 LANGUAGE plpgsql
 IMMUTABLE
@@ -47,15 +56,21 @@ PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  RETURN CASE p_transaction_type WHEN 'usage' THEN p_amount < 0
-                                 WHEN 'adjustment' THEN p_amount <> 0
-                                 ELSE p_amount > 0 END
+  RETURN p_transaction_type IN ('purchase', 'usage', 'refund', 'adjustment')
+    AND CASE p_transaction_type WHEN 'usage' THEN p_amount < 0
+                                WHEN 'adjustment' THEN p_amount <> 0
+                                ELSE p_amount > 0 END
     AND GREATEST(p_amount, p_balance_before, p_balance_after) < 'NaN'
     AND LEAST(p_balance_before, p_balance_after) >= 0
     AND p_balance_after = p_balance_before + p_amount
-    AND p_entry_no > 0;
+    AND p_entry_no > 0
+    AND (p_idempotency_key IS NULL OR pg_catalog.length(p_idempotency_key) BETWEEN 1 AND 255)
+    AND (p_stripe_payment_intent_id IS NULL
+         OR pg_catalog.length(p_stripe_payment_intent_id) BETWEEN 1 AND 255);
 END
 $$;
+COMMENT ON FUNCTION keen.credit_transactions_row_ok(text, numeric, numeric, numeric, bigint, text, text) IS
+  'Every rule of a ledger entry (its CHECK credit_transactions_check): type, signed amount, chained balances, key lengths.';
 
 -- ===== tables ================================================================
 CREATE TABLE keen.credit_accounts (
@@ -90,15 +105,11 @@ CREATE TABLE keen.credit_accounts (
   CONSTRAINT credit_accounts_user_id_key UNIQUE (user_id),
   CONSTRAINT credit_accounts_user_id_fkey FOREIGN KEY (user_id)
     REFERENCES keen.users (id) ON DELETE CASCADE,
-  -- The figures in one CHECK, a function call (keen.credit_accounts_figures_ok has the rules).
-  CONSTRAINT credit_accounts_figures_check CHECK (keen.credit_accounts_figures_ok(
+  -- Every rule of the row in one CHECK, a function call (keen.credit_accounts_row_ok).
+  CONSTRAINT credit_accounts_check CHECK (keen.credit_accounts_row_ok(
     current_balance, held_amount, lifetime_purchased, lifetime_spent, daily_limit,
     monthly_limit, auto_recharge_threshold, auto_recharge_amount, spent_today,
-    spent_this_month, last_entry_no)),
-  CONSTRAINT credit_accounts_account_status_check
-    CHECK (account_status IN ('active', 'suspended', 'closed')),
-  CONSTRAINT credit_accounts_suspended_reason_check
-    CHECK (suspended_reason IS NULL OR account_status <> 'active')
+    spent_this_month, last_entry_no, account_status, suspended_reason))
 )
 -- Every ledger entry updates its account row: free room on each page lets the update stay on
 -- the page (HOT), without new entries in the three indexes (bench/credits: ~7 % per deduction).
@@ -132,15 +143,10 @@ CREATE TABLE keen.credit_transactions (
     REFERENCES keen.credit_accounts (user_id, id) ON DELETE RESTRICT,
   CONSTRAINT credit_transactions_session_fkey FOREIGN KEY (user_id, session_id)
     REFERENCES keen.agent_sessions (user_id, id) ON DELETE RESTRICT,
-  CONSTRAINT credit_transactions_transaction_type_check
-    CHECK (transaction_type IN ('purchase', 'usage', 'refund', 'adjustment')),
-  -- The entry's figures in one CHECK, a function call (keen.credit_transactions_figures_ok).
-  CONSTRAINT credit_transactions_figures_check CHECK (keen.credit_transactions_figures_ok(
-    transaction_type, amount, balance_before, balance_after, entry_no)),
-  CONSTRAINT credit_transactions_idempotency_key_check
-    CHECK (idempotency_key IS NULL OR length(idempotency_key) BETWEEN 1 AND 255),
-  CONSTRAINT credit_transactions_stripe_payment_intent_id_check
-    CHECK (stripe_payment_intent_id IS NULL OR length(stripe_payment_intent_id) BETWEEN 1 AND 255)
+  -- Every rule of the entry in one CHECK, a function call (keen.credit_transactions_row_ok).
+  CONSTRAINT credit_transactions_check CHECK (keen.credit_transactions_row_ok(
+    transaction_type, amount, balance_before, balance_after, entry_no, idempotency_key,
+    stripe_payment_intent_id))
 );
 
 CREATE TABLE keen.credit_holds (

@@ -30,7 +30,7 @@ CREATE TYPE keen.usage_delta AS (
 );
 
 -- The counts rule of a day's statistics row (daily_usage_stats_counts_check): none negative.
--- A function for the reason given at keen.credit_accounts_figures_ok (migration 0021).
+-- A function for the reason given at keen.credit_accounts_row_ok (migration 0021).
 CREATE FUNCTION keen.daily_usage_stats_counts_ok(
   p_sessions_started integer, p_sessions_completed integer, p_sessions_failed integer,
   p_sessions_cancelled integer, p_tokens_used bigint, p_tool_calls bigint,
@@ -49,6 +49,9 @@ BEGIN
     AND p_credits_refunded >= 0;
 END
 $$;
+COMMENT ON FUNCTION keen.daily_usage_stats_counts_ok(integer, integer, integer, integer, bigint, bigint,
+  numeric, numeric, numeric, numeric) IS
+  'The rule of a daily_usage_stats row (its CHECK daily_usage_stats_counts_check): no count negative.';
 
 -- ===== tables ================================================================
 CREATE TABLE keen.daily_usage_stats (

@@ -92,20 +92,18 @@ SELECT set_eq(
 SELECT has_check('keen', 'credit_accounts', 'keen.credit_accounts has CHECK constraints');
 SELECT set_eq(
   $$SELECT conname::text FROM pg_constraint WHERE conrelid = 'keen.credit_accounts'::regclass AND contype = 'c'$$,
-  ARRAY[
-    'credit_accounts_account_status_check', 'credit_accounts_figures_check',
-    'credit_accounts_suspended_reason_check'],
+  ARRAY['credit_accounts_check'],
   'keen.credit_accounts has exactly its named CHECK constraints');
--- the figures CHECK is one call of its IMMUTABLE function (migration 0021: a stored expression is
+-- the CHECK is one call of its IMMUTABLE function (migration 0021: a stored expression is
 -- compiled again in every statement; the function's rules are tested in 07_credits_rules)
 SELECT is(
-  (SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'credit_accounts_figures_check'),
-  'CHECK (keen.credit_accounts_figures_ok(current_balance, held_amount, lifetime_purchased, lifetime_spent, daily_limit, monthly_limit, auto_recharge_threshold, auto_recharge_amount, spent_today, spent_this_month, last_entry_no))',
-  'credit_accounts_figures_check calls keen.credit_accounts_figures_ok with the row''s figures');
-SELECT volatility_is('keen', 'credit_accounts_figures_ok',
+  (SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'credit_accounts_check'),
+  'CHECK (keen.credit_accounts_row_ok(current_balance, held_amount, lifetime_purchased, lifetime_spent, daily_limit, monthly_limit, auto_recharge_threshold, auto_recharge_amount, spent_today, spent_this_month, last_entry_no, account_status, suspended_reason))',
+  'credit_accounts_check calls keen.credit_accounts_row_ok with the row''s columns');
+SELECT volatility_is('keen', 'credit_accounts_row_ok',
   ARRAY['numeric', 'numeric', 'numeric', 'numeric', 'numeric', 'numeric', 'numeric', 'numeric',
-        'numeric', 'numeric', 'bigint'], 'immutable',
-  'keen.credit_accounts_figures_ok is IMMUTABLE');
+        'numeric', 'numeric', 'bigint', 'text', 'text'], 'immutable',
+  'keen.credit_accounts_row_ok is IMMUTABLE');
 -- indexes
 SELECT indexes_are('keen', 'credit_accounts', ARRAY[
     'credit_accounts_pkey', 'credit_accounts_user_id_key'],
@@ -204,18 +202,15 @@ SELECT set_eq(
 SELECT has_check('keen', 'credit_transactions', 'keen.credit_transactions has CHECK constraints');
 SELECT set_eq(
   $$SELECT conname::text FROM pg_constraint WHERE conrelid = 'keen.credit_transactions'::regclass AND contype = 'c'$$,
-  ARRAY[
-    'credit_transactions_figures_check', 'credit_transactions_idempotency_key_check',
-    'credit_transactions_stripe_payment_intent_id_check',
-    'credit_transactions_transaction_type_check'],
+  ARRAY['credit_transactions_check'],
   'keen.credit_transactions has exactly its named CHECK constraints');
 SELECT is(
-  (SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'credit_transactions_figures_check'),
-  'CHECK (keen.credit_transactions_figures_ok(transaction_type, amount, balance_before, balance_after, entry_no))',
-  'credit_transactions_figures_check calls keen.credit_transactions_figures_ok with the entry''s figures');
-SELECT volatility_is('keen', 'credit_transactions_figures_ok',
-  ARRAY['text', 'numeric', 'numeric', 'numeric', 'bigint'], 'immutable',
-  'keen.credit_transactions_figures_ok is IMMUTABLE');
+  (SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'credit_transactions_check'),
+  'CHECK (keen.credit_transactions_row_ok(transaction_type, amount, balance_before, balance_after, entry_no, idempotency_key, stripe_payment_intent_id))',
+  'credit_transactions_check calls keen.credit_transactions_row_ok with the entry''s columns');
+SELECT volatility_is('keen', 'credit_transactions_row_ok',
+  ARRAY['text', 'numeric', 'numeric', 'numeric', 'bigint', 'text', 'text'], 'immutable',
+  'keen.credit_transactions_row_ok is IMMUTABLE');
 -- indexes
 SELECT indexes_are('keen', 'credit_transactions', ARRAY[
     'credit_transactions_user_id_entry_no_key',

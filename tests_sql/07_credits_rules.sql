@@ -48,57 +48,57 @@ SELECT lives_ok(
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description)
     VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 9, 'admin_bypass', 1, 100, 101, 'x')$$,
-  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_transaction_type_check"',
+  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_check"',
   'an unknown transaction type is refused (the original''s admin_bypass included)');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description)
     VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 9, 'adjustment', 0, 100, 100, 'x')$$,
-  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_figures_check"',
+  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_check"',
   'a zero amount is refused');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description)
     VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 9, 'adjustment', 'NaN', 'NaN', 'NaN', 'x')$$,
-  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_figures_check"',
+  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_check"',
   'a NaN amount is refused');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description)
     VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 9, 'usage', 10, 100, 110, 'x')$$,
-  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_figures_check"',
+  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_check"',
   'usage takes credits out: a positive usage is refused');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description)
     VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 9, 'purchase', -10, 100, 90, 'x')$$,
-  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_figures_check"',
+  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_check"',
   'a purchase brings credits in: a negative purchase is refused');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description)
     VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 9, 'usage', -10, 100, 80, 'x')$$,
-  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_figures_check"',
+  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_check"',
   'balance_after is balance_before plus the amount');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description)
     VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 9, 'usage', -150, 100, -50, 'x')$$,
-  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_figures_check"',
+  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_check"',
   'no entry takes the balance below zero');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description)
     VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 9, 'refund', -5, 100, 95, 'x')$$,
-  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_figures_check"',
+  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_check"',
   'a refund brings credits in: a negative refund is refused');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description)
     VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 9, 'usage', 0, 100, 100, 'x')$$,
-  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_figures_check"',
+  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_check"',
   'a zero usage is refused');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description)
     VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 9, 'adjustment', 1, 'NaN', 'NaN', 'x')$$,
-  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_figures_check"',
+  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_check"',
   'NaN balances are refused (NaN = NaN + 1 and NaN >= 0 would pass)');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description)
     VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 9, 'purchase', 'NaN', 100, 'NaN', 'x')$$,
-  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_figures_check"',
+  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_check"',
   'a NaN purchase is refused (NaN > 0 would pass)');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description)
@@ -129,7 +129,7 @@ SELECT throws_ok(
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description)
     VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 0, 'purchase', 10, 100, 110, 'x')$$,
-  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_figures_check"',
+  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_check"',
   'entry numbers start at 1');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description, idempotency_key)
@@ -144,7 +144,7 @@ SELECT throws_ok(
 SELECT throws_ok(
   $$INSERT INTO keen.credit_transactions (user_id, account_id, entry_no, transaction_type, amount, balance_before, balance_after, description, idempotency_key)
     VALUES ('00000000-0000-4000-8000-00000000a11c', '00000000-0000-4000-8000-00000000ac0a', 9, 'purchase', 10, 100, 110, 'x', '')$$,
-  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_idempotency_key_check"',
+  '23514', 'new row for relation "credit_transactions" violates check constraint "credit_transactions_check"',
   'an empty idempotency key is refused');
 
 -- ===== credit_accounts ========================================================
@@ -159,87 +159,87 @@ SELECT throws_ok(
   'a user has one credit account');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_accounts (user_id, current_balance) VALUES ('00000000-0000-4000-8000-000000000cc0', -1)$$,
-  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_check"',
   'a negative balance is refused');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_accounts (user_id, current_balance) VALUES ('00000000-0000-4000-8000-000000000cc0', 'NaN')$$,
-  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_check"',
   'a NaN balance is refused');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_accounts (user_id, current_balance, held_amount) VALUES ('00000000-0000-4000-8000-000000000cc0', 10, 11)$$,
-  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_check"',
   'holds cannot exceed the balance: available never goes below zero');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_accounts (user_id, lifetime_spent) VALUES ('00000000-0000-4000-8000-000000000cc0', -1)$$,
-  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_check"',
   'lifetime totals cannot be negative');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_accounts (user_id, daily_limit) VALUES ('00000000-0000-4000-8000-000000000cc0', 0)$$,
-  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_check"',
   'a daily limit is positive or absent');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_accounts (user_id, monthly_limit) VALUES ('00000000-0000-4000-8000-000000000cc0', -5)$$,
-  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_check"',
   'a monthly limit is positive or absent');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_accounts (user_id, held_amount) VALUES ('00000000-0000-4000-8000-000000000cc0', -1)$$,
-  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_check"',
   'a negative held amount is refused');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_accounts (user_id, lifetime_purchased) VALUES ('00000000-0000-4000-8000-000000000cc0', -1)$$,
-  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_check"',
   'a negative lifetime purchased total is refused');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_accounts (user_id, lifetime_purchased) VALUES ('00000000-0000-4000-8000-000000000cc0', 'NaN')$$,
-  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_check"',
   'a NaN lifetime total is refused');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_accounts (user_id, lifetime_spent) VALUES ('00000000-0000-4000-8000-000000000cc0', 'NaN')$$,
-  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_check"',
   'a NaN lifetime spent total is refused');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_accounts (user_id, daily_limit) VALUES ('00000000-0000-4000-8000-000000000cc0', 'NaN')$$,
-  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_check"',
   'a NaN daily limit is refused');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_accounts (user_id, monthly_limit) VALUES ('00000000-0000-4000-8000-000000000cc0', 'NaN')$$,
-  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_check"',
   'a NaN monthly limit is refused');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_accounts (user_id, daily_limit, monthly_limit) VALUES ('00000000-0000-4000-8000-000000000cc0', NULL, 0)$$,
-  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_check"',
   'a zero monthly limit is refused beside an absent daily limit');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_accounts (user_id, auto_recharge_threshold) VALUES ('00000000-0000-4000-8000-000000000cc0', -1)$$,
-  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_check"',
   'a negative auto-recharge threshold is refused');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_accounts (user_id, last_entry_no) VALUES ('00000000-0000-4000-8000-000000000cc0', -1)$$,
-  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_check"',
   'a negative last entry number is refused');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_accounts (user_id, spent_today) VALUES ('00000000-0000-4000-8000-000000000cc0', -1)$$,
-  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_check"',
   'a negative day''s spending counter is refused');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_accounts (user_id, spent_this_month) VALUES ('00000000-0000-4000-8000-000000000cc0', -1)$$,
-  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_check"',
   'a negative month''s spending counter is refused');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_accounts (user_id, auto_recharge_threshold) VALUES ('00000000-0000-4000-8000-000000000cc0', 'NaN')$$,
-  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_check"',
   'a NaN auto-recharge threshold is refused');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_accounts (user_id, auto_recharge_amount) VALUES ('00000000-0000-4000-8000-000000000cc0', 'NaN')$$,
-  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_check"',
   'a NaN auto-recharge amount is refused');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_accounts (user_id, spent_today) VALUES ('00000000-0000-4000-8000-000000000cc0', 'NaN')$$,
-  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_check"',
   'a NaN day''s spending counter is refused');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_accounts (user_id, spent_this_month) VALUES ('00000000-0000-4000-8000-000000000cc0', 'NaN')$$,
-  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_check"',
   'a NaN month''s spending counter is refused');
 SELECT lives_ok(
   $$INSERT INTO keen.credit_accounts (user_id, current_balance, held_amount, daily_limit, monthly_limit, auto_recharge_threshold)
@@ -248,15 +248,15 @@ SELECT lives_ok(
 DELETE FROM keen.credit_accounts WHERE user_id = '00000000-0000-4000-8000-000000000cc0';
 SELECT throws_ok(
   $$INSERT INTO keen.credit_accounts (user_id, account_status) VALUES ('00000000-0000-4000-8000-000000000cc0', 'frozen')$$,
-  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_account_status_check"',
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_check"',
   'an unknown account status is refused');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_accounts (user_id, suspended_reason) VALUES ('00000000-0000-4000-8000-000000000cc0', 'why')$$,
-  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_suspended_reason_check"',
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_check"',
   'an active account has no suspension reason');
 SELECT throws_ok(
   $$INSERT INTO keen.credit_accounts (user_id, auto_recharge_amount) VALUES ('00000000-0000-4000-8000-000000000cc0', 0)$$,
-  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_figures_check"',
+  '23514', 'new row for relation "credit_accounts" violates check constraint "credit_accounts_check"',
   'an auto-recharge amount is positive');
 
 -- ===== credit_holds ==========================================================

@@ -64,8 +64,9 @@ $distribute$;
 -- (migration 0021; a CHECK runs on the shard).
 SELECT create_distributed_function(f.f)
   FROM (VALUES ('keen.in_migration()'::regprocedure), ('keen.redact_audit_changes(jsonb)'::regprocedure),
-               ('keen.credit_accounts_figures_ok(numeric, numeric, numeric, numeric, numeric, numeric,
-                 numeric, numeric, numeric, numeric, bigint)'::regprocedure),
-               ('keen.credit_transactions_figures_ok(text, numeric, numeric, numeric, bigint)'::regprocedure),
+               ('keen.credit_accounts_row_ok(numeric, numeric, numeric, numeric, numeric, numeric,
+                 numeric, numeric, numeric, numeric, bigint, text, text)'::regprocedure),
+               ('keen.credit_transactions_row_ok(text, numeric, numeric, numeric, bigint, text,
+                 text)'::regprocedure),
                ('keen.daily_usage_stats_counts_ok(integer, integer, integer, integer, bigint, bigint,
                  numeric, numeric, numeric, numeric)'::regprocedure)) AS f (f);
