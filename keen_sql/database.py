@@ -394,8 +394,7 @@ class Database:
                 stack.enter_context(_rolled_back_on_error(conn))
                 with conn.pipeline():
                     conn.execute(BEGIN_READ_ONLY, prepare=False)
-                    for query, params in context:
-                        conn.execute(query, params, prepare=False)
+                    self._context.set(conn, user_id)
             yield Queries(conn, user_id)
             if conn.info.transaction_status == TransactionStatus.INERROR:
                 raise TransactionAborted("a statement failed inside the block: rolled back")
@@ -534,8 +533,7 @@ class AsyncDatabase:
                 await stack.enter_async_context(_rolled_back_on_error_async(conn))
                 async with conn.pipeline():
                     await conn.execute(BEGIN_READ_ONLY, prepare=False)
-                    for query, params in context:
-                        await conn.execute(query, params, prepare=False)
+                    await self._context.set_async(conn, user_id)
             yield AsyncQueries(conn, user_id)
             if conn.info.transaction_status == TransactionStatus.INERROR:
                 raise TransactionAborted("a statement failed inside the block: rolled back")

@@ -20,3 +20,18 @@ scratch_db_drop() {
   fi
   psql -X -q "$url" -c "DROP DATABASE IF EXISTS $name WITH (FORCE)" >/dev/null 2>&1 || true
 }
+
+# `eval "$(libpq_env URL)"`: the URL's settings as libpq environment variables (PGHOST,
+# PGPORT, PGUSER, …), for pg_prove, which cannot take a URL whose query has '=' (it splits
+# its options on '=').
+libpq_env() {
+  "$scratch_db_root/.venv/bin/python" -c '
+import shlex, sys
+from psycopg.conninfo import conninfo_to_dict
+names = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD",
+         "dbname": "PGDATABASE", "sslmode": "PGSSLMODE"}
+for key, value in conninfo_to_dict(sys.argv[1]).items():
+    if key in names:
+        print(f"export {names[key]}={shlex.quote(str(value))}")
+' "$1"
+}

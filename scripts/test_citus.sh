@@ -7,6 +7,7 @@
 # the database may be reused; it is migrated in place (migrations are idempotent).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+source "$root/scripts/scratch_db.sh"
 url=${KEEN_CITUS_URL:?set KEEN_CITUS_URL to a database on a Citus coordinator with its workers added (docs/scaling.md)}
 psql_c() { psql -X -q -v ON_ERROR_STOP=1 "$url" "$@"; }
 
@@ -45,15 +46,7 @@ if [ "$distributed" = 0 ]; then
 fi
 psql_c -c "CREATE SCHEMA IF NOT EXISTS tap" -c "CREATE EXTENSION IF NOT EXISTS pgtap SCHEMA tap"
 
-eval "$("$root/.venv/bin/python" -c '
-import shlex, sys
-from psycopg.conninfo import conninfo_to_dict
-names = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD",
-         "dbname": "PGDATABASE", "sslmode": "PGSSLMODE"}
-for key, value in conninfo_to_dict(sys.argv[1]).items():
-    if key in names:
-        print(f"export {names[key]}={shlex.quote(str(value))}")
-' "$url")"
+eval "$(libpq_env "$url")"
 PGOPTIONS="-c search_path=tap,public" pg_prove --ext .sql -r "$root/tests_citus/"
 KEEN_DATABASE_URL="$url" KEEN_PREPARED_DATABASE_URL="$url" \
   "$root/.venv/bin/pytest" -q -p no:cacheprovider "$root/tests_py/test_scenarios.py" "$root/tests_citus/"
